@@ -1,0 +1,86 @@
+"""The node's flat ``key=value`` config file, re-read when it changes (no restart needed).
+
+Fail safe: an absent, unreadable or invalid ``rollout_pct`` means 0 (everyone on legacy).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+_PCT_RE = re.compile(r"[0-9]{1,3}")
+
+
+def parse_config(text: str) -> dict[str, str]:
+    """Flat ``key=value`` lines; blank lines, ``#`` comments and lines without ``=`` are ignored.
+
+    A key given twice keeps its last value, as a shell would.
+    """
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if sep and key.strip():
+            values[key.strip()] = value.strip()
+    return values
+
+
+def rollout_pct(values: dict[str, str]) -> int:
+    """The ``rollout_pct`` key as 0..100; missing or invalid (not an integer, > 100) is 0."""
+    text = values.get("rollout_pct", "")
+    if not _PCT_RE.fullmatch(text):
+        return 0
+    pct = int(text)
+    return pct if pct <= 100 else 0
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    rollout_pct: int = 0
+
+
+def load_config(path: str) -> EdgeConfig:
+    """Read and interpret the config file; any read or decode problem gives the safe default."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError):
+        return EdgeConfig()
+    return EdgeConfig(rollout_pct=rollout_pct(parse_config(text)))
+
+
+class ConfigWatcher:
+    """Re-stats the file on every call and re-reads it when inode, size or mtime changed.
+
+    It also re-reads at least every REFRESH_S seconds: an in-place rewrite of the same size
+    within one kernel timestamp tick would otherwise go unnoticed.
+    """
+
+    REFRESH_S = 1.0
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._signature: tuple[int, int, int] | None = None
+        self._read_at = 0.0
+        self._config = EdgeConfig()
+
+    def current(self) -> EdgeConfig:
+        try:
+            st = os.stat(self._path)
+            signature: tuple[int, int, int] | None = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            signature = None
+        now = time.monotonic()
+        with self._lock:
+            if signature is None:
+                self._signature, self._config = None, EdgeConfig()
+            elif signature != self._signature or now - self._read_at >= self.REFRESH_S:
+                self._signature, self._config = signature, load_config(self._path)
+                self._read_at = now
+            return self._config

@@ -1,0 +1,1 @@
+"""Small helpers shared by the tests (processes, ports, HTTP readiness)."""

@@ -1,0 +1,115 @@
+"""Start real processes in tests and always clean them up.
+
+    port = free_port()
+    with running([artifact, "--port", str(port), "--config", cfg], log_path=tmp_path / "edge.log"):
+        wait_http(f"http://127.0.0.1:{port}/health", timeout=30)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Container, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel just handed out as free (bind to port 0, read it, release it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def http_status(url: str, timeout: float = 5.0) -> int:
+    """The HTTP status of a GET (error statuses included); raises OSError if nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def wait_http(
+    url: str,
+    timeout: float = 30.0,
+    statuses: Container[int] = range(200, 300),
+    proc: subprocess.Popen[Any] | None = None,
+) -> int:
+    """Poll ``url`` until it answers with one of ``statuses``; returns that status.
+
+    Raises TimeoutError (with the last answer or error) when the deadline passes, and
+    RuntimeError at once if ``proc`` is given and exits first.
+    """
+    deadline = time.monotonic() + timeout
+    last = "no attempt"
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            status = http_status(url, timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+            if status in statuses:
+                return status
+            last = f"HTTP {status}"
+        except OSError as exc:
+            last = str(exc)
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{url} not ready after {timeout:g}s (last: {last})")
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+    """Signal the process group, wait up to ``timeout``, then SIGKILL it; returns the exit code."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        return proc.wait()
+
+
+@contextlib.contextmanager
+def running(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    log_path: str | os.PathLike[str] | None = None,
+    stop_timeout: float = 10.0,
+    **popen_kwargs: Any,
+) -> Iterator[subprocess.Popen[Any]]:
+    """Run ``argv`` in its own process group; on exit SIGTERM then SIGKILL the whole group.
+
+    With ``log_path``, stdout and stderr go to that file (read it for diagnostics); otherwise
+    pass the usual Popen keyword arguments.
+    """
+    log = open(log_path, "ab") if log_path is not None else None  # noqa: SIM115
+    if log is not None:
+        popen_kwargs.setdefault("stdout", log)
+        popen_kwargs.setdefault("stderr", subprocess.STDOUT)
+    try:
+        args = [os.fspath(a) for a in argv]
+        proc = subprocess.Popen(args, start_new_session=True, **popen_kwargs)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                stop(proc, signal.SIGTERM, stop_timeout)
+            # Children the process left behind in its group go too.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if log is not None:
+            log.close()
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """A log file's text, or "" if it does not exist (handy in assertion messages)."""
+    p = Path(path)
+    return p.read_text(errors="replace") if p.exists() else ""

@@ -1,0 +1,46 @@
+# edge-canary: the front door. Every knob is a make or environment variable; the work is done by
+# playbooks/ and scripts/. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+export PY
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(VENV)/bin:$(PATH)
+
+ARTIFACTS_DIR ?= $(CURDIR)/artifacts
+PYTEST_ARGS ?=
+JSON ?=
+
+.PHONY: help setup demo test lint lab-up lab-down lab-clean lab-status artifacts
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+setup: ## Install the Debian packages and the Python environment (skipped when present)
+	@bash scripts/bootstrap.sh
+
+demo: setup ## Bring the lab up and show it serving traffic
+	@bash scripts/demo.sh
+
+test: setup ## Run the whole test suite (brings its own lab up and down)
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff, mypy, yamllint, ansible-lint
+	@bash scripts/lint.sh
+
+lab-up: setup ## Start the local lab (LAB_NODES, LAB_TRAFFIC_RPS, LAB_*_PORT)
+	@bash scripts/lab-up.sh
+
+lab-down: setup ## Stop every lab process (state is kept; lab-clean removes it)
+	@bash scripts/lab-down.sh
+
+lab-clean: lab-down ## Stop the lab and remove its state folder
+	@rm -rf "$${LAB_DIR:-$(CURDIR)/.lab}"
+
+lab-status: setup ## Show each lab component's state (JSON=1 for JSON)
+	@$(PY) scripts/lab-status $(if $(JSON),--json)
+
+artifacts: setup ## Build the standard edge binaries (v1, v2 and the faulty v2s) into ARTIFACTS_DIR
+	@bash scripts/build-standard-artifacts.sh "$(ARTIFACTS_DIR)"

@@ -1,0 +1,112 @@
+"""The lab's settings: environment first, then what the running lab was brought up with, then defaults.
+
+Shared by the lab inventory (lab.hosts.py), scripts/lab-check and scripts/lab-status so that every tool
+agrees on the node count and ports of the lab that is actually up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MAX_NODES = 200
+
+# env name -> (field, default)
+PORT_SETTINGS = {
+    "LAB_HAPROXY_PORT": ("haproxy_port", 18080),
+    "LAB_ADMIN_TCP_PORT": ("admin_tcp_port", 18099),
+    "LAB_EXPORTER_PORT": ("exporter_port", 18404),
+    "LAB_PROM_PORT": ("prom_port", 19090),
+    "LAB_EDGE_BASE_PORT": ("edge_base_port", 18081),
+}
+
+
+class SettingsError(ValueError):
+    """A lab setting that cannot be used; the message is one line saying what to do."""
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    lab_dir: str
+    nodes: int
+    haproxy_port: int
+    admin_tcp_port: int
+    exporter_port: int
+    prom_port: int
+    edge_base_port: int
+    traffic_rps: int
+
+    @property
+    def fixed_ports(self) -> set[int]:
+        return {self.haproxy_port, self.admin_tcp_port, self.exporter_port, self.prom_port}
+
+    def edge_ports(self) -> list[int]:
+        """Node ports from the base upwards, skipping the lab's other ports (18099 sits in the range)."""
+        ports: list[int] = []
+        port = self.edge_base_port
+        while len(ports) < self.nodes:
+            if port > 65535:
+                raise SettingsError(f"LAB_EDGE_BASE_PORT={self.edge_base_port} leaves no room for "
+                                    f"{self.nodes} nodes; choose a lower base port")
+            if port not in self.fixed_ports:
+                ports.append(port)
+            port += 1
+        return ports
+
+    def node_names(self) -> list[str]:
+        return [f"edge-{i}" for i in range(1, self.nodes + 1)]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+def _int_setting(name: str, raw: object, low: int, high: int, hint: str) -> int:
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number; {hint}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={value} is out of range; {hint}")
+    return value
+
+
+def default_lab_dir() -> Path:
+    return Path(os.environ.get("LAB_DIR") or REPO / ".lab").resolve()
+
+
+def recorded(lab_dir: Path) -> dict[str, object]:
+    """What `make lab-up` recorded for the lab in lab_dir, or {} if it was never brought up."""
+    try:
+        data = json.loads((lab_dir / "settings.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def load(env: dict[str, str] | None = None) -> LabSettings:
+    env = dict(os.environ if env is None else env)
+    lab_dir = Path(env.get("LAB_DIR") or REPO / ".lab").resolve()
+    saved = recorded(lab_dir)
+
+    def pick(env_name: str, field: str, default: object) -> object:
+        if env.get(env_name, "") != "":
+            return env[env_name]
+        return saved.get(field, default)
+
+    nodes = _int_setting("LAB_NODES", pick("LAB_NODES", "nodes", 3), 1, MAX_NODES,
+                         f"use a node count from 1 to {MAX_NODES}, e.g. LAB_NODES=3")
+    ports = {
+        field: _int_setting(env_name, pick(env_name, field, default), 1024, 65535,
+                            "use a port from 1024 to 65535")
+        for env_name, (field, default) in PORT_SETTINGS.items()
+    }
+    if len(set(ports.values())) != len(ports):
+        raise SettingsError(f"two lab ports are the same ({ports}); give each its own port")
+    rps = _int_setting("LAB_TRAFFIC_RPS", pick("LAB_TRAFFIC_RPS", "traffic_rps", 50), 0, 2000,
+                       "use 0 (off) to 2000 requests/s")
+    settings = LabSettings(lab_dir=str(lab_dir), nodes=nodes, traffic_rps=rps, **ports)
+    settings.edge_ports()  # validates the range
+    return settings

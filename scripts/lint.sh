@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Every linter the project uses, over the whole tree; non-zero if any of them complains.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+bin=${VENV:-$top/.venv}/bin
+status=0
+run() { echo "== $*"; "$@" || status=1; }
+py_scripts=$(grep -lE '^#!/usr/bin/env python3' scripts/* lab.hosts.py)
+run "$bin/ruff" check .
+run "$bin/mypy" watcher lab tests $py_scripts
+run "$bin/yamllint" -s .
+run "$bin/ansible-lint" --offline -q playbooks roles
+exit $status

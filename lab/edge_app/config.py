@@ -57,14 +57,13 @@ def load_config(path: str) -> EdgeConfig:
 class ConfigWatcher:
     """Re-stats the file on every call and re-reads it when inode, size or mtime changed.
 
-    It also re-reads at least every REFRESH_S seconds: an in-place rewrite of the same size
-    within one kernel timestamp tick would otherwise go unnoticed.
+    It also re-reads at least every ``refresh_s`` seconds: an in-place rewrite of the same
+    size within one kernel timestamp tick would otherwise go unnoticed.
     """
 
-    REFRESH_S = 1.0
-
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, refresh_s: float = 1.0) -> None:
         self._path = path
+        self._refresh_s = refresh_s
         self._lock = threading.Lock()
         self._signature: tuple[int, int, int] | None = None
         self._read_at = 0.0
@@ -80,7 +79,7 @@ class ConfigWatcher:
         with self._lock:
             if signature is None:
                 self._signature, self._config = None, EdgeConfig()
-            elif signature != self._signature or now - self._read_at >= self.REFRESH_S:
+            elif signature != self._signature or now - self._read_at >= self._refresh_s:
                 self._signature, self._config = signature, load_config(self._path)
                 self._read_at = now
             return self._config

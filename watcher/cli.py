@@ -1,0 +1,195 @@
+"""Command line entry point: `python -m watcher` / `edge-canary-watcher`.
+
+Exit codes: 0 promote, 1 reverted, 2 hold, 3 revert attempted but failed, 64 usage or
+configuration error. Killed by a signal before the verdict: no verdict file is written and
+the exit code is 128 + the signal, which the deploy treats as red (fail closed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from watcher import EXIT_USAGE
+from watcher.config import ConfigError, Settings, load_settings
+from watcher.decision_log import DecisionLog, Scrubber, now_iso
+from watcher.metrics import WatcherMetrics
+from watcher.prom import PromClient
+from watcher.promql import format_range
+from watcher.report import summary
+from watcher.revert import build_reverter
+from watcher.watch import WatchOutcome, rendered, run_watch
+
+PROG = "edge-canary-watcher"
+EXIT_SOFTWARE = 70
+
+
+class Terminated(BaseException):
+    """A termination signal arrived while watching."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _deferred_signals() -> Iterator[None]:
+    """Hold SIGTERM/SIGINT while the revert runs; the verdict is still written afterwards."""
+    pending: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda s, f: pending.append(s))
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if pending:
+            print(f"{PROG}: signal {pending[0]} held until the revert finished", file=sys.stderr)
+
+
+def write_json_atomic(path: str, data: dict[str, Any]) -> None:
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write(json.dumps(data, indent=2, allow_nan=False, default=str) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def verdict_record(settings: Settings, outcome: WatchOutcome, started_at: str) -> dict[str, Any]:
+    s = outcome.state
+    return {
+        "verdict": outcome.verdict.verdict,
+        "exit_code": outcome.verdict.exit_code,
+        "reason": outcome.verdict.reason,
+        "probes": s.probes,
+        "planned_probes": settings.planned_probes,
+        "green": s.green,
+        "red": s.red,
+        "inconclusive": s.inconclusive,
+        "fleet_breach": s.fleet_breach,
+        "blind": s.blind,
+        "blind_seconds": round(s.blind_seconds, 3),
+        "revert": asdict(outcome.revert) if outcome.revert else None,
+        "canary_selector": settings.canary_selector,
+        "control_selector": settings.control_selector,
+        "canary_node": settings.canary_node,
+        "started_at": started_at,
+        "finished_at": now_iso(),
+        "pid": os.getpid(),
+    }
+
+
+def _usage_error(message: str) -> int:
+    scrub = Scrubber([os.environ.get("PROM_TOKEN", ""), os.environ.get("PROM_PASSWORD", "")])
+    print(f"{PROG}: error: {scrub.text(message)}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = load_settings(argv)
+    except ConfigError as exc:
+        return _usage_error(str(exc))
+
+    scrubber = Scrubber(settings.secrets)
+    scrubber.add(settings.prom_user, settings.prom_password)
+
+    def out(line: str) -> None:
+        print(scrubber.text(line), flush=True)
+
+    if settings.verdict_file:
+        # A verdict left by an earlier run must never be read as this run's.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(settings.verdict_file)
+    try:
+        log = DecisionLog(settings.decision_log, scrubber)
+    except OSError as exc:
+        return _usage_error(f"cannot open decision log {settings.decision_log}: {exc.strerror}")
+    metrics = WatcherMetrics()
+    try:
+        metrics.serve(settings.metrics_port, settings.metrics_addr)
+    except OSError as exc:
+        log.close()
+        return _usage_error(
+            f"cannot serve metrics on {settings.metrics_addr}:{settings.metrics_port}: "
+            f"{exc.strerror or exc}; pick another --metrics-port or 0"
+        )
+
+    reverter = build_reverter(settings)
+    client = PromClient(
+        settings.prom_url,
+        token=settings.prom_token,
+        user=settings.prom_user,
+        password=settings.prom_password,
+        timeout=settings.query_timeout,
+    )
+    started_at = now_iso()
+    queries = rendered(settings)
+    log.write(
+        "start",
+        settings=settings.public(),
+        planned_probes=settings.planned_probes,
+        queries={side: asdict(q) for side, q in queries.items()},
+        revert=reverter.describe(),
+        pid=os.getpid(),
+    )
+    out(
+        f"watching canary {{{settings.canary_selector}}} against control "
+        f"{{{settings.control_selector}}} at {settings.prom_url}: "
+        f"{settings.planned_probes} probes, "
+        f"every {settings.interval:g}s over {format_range(settings.range_seconds)}; "
+        f"on red: {reverter.describe()}"
+    )
+    previous = {
+        sig: signal.signal(sig, _raise_terminated) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        outcome = run_watch(settings, client, reverter, log, metrics, out, _deferred_signals)
+        record = verdict_record(settings, outcome, started_at)
+        if settings.verdict_file:
+            write_json_atomic(settings.verdict_file, scrubber.value(record))
+        log.write("verdict", **record)
+        metrics.final(outcome.verdict.verdict)
+        out(summary(record))
+        return outcome.verdict.exit_code
+    except Terminated as exc:
+        name = signal.Signals(exc.signum).name
+        log.write("aborted", signal=name, reason="terminated before a verdict")
+        print(
+            f"{PROG}: {name} before a verdict: no verdict written; the deploy treats that as red",
+            file=sys.stderr,
+        )
+        return 128 + exc.signum
+    except Exception as exc:  # a bug: say so, leave no verdict (the deploy fails closed)
+        log.write("crash", error=f"{type(exc).__name__}: {exc}")
+        print(scrubber.text(traceback.format_exc()), file=sys.stderr)
+        print(f"{PROG}: internal error, no verdict written: {exc}", file=sys.stderr)
+        return EXIT_SOFTWARE
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        client.close()
+        metrics.stop()
+        log.close()

@@ -1,0 +1,141 @@
+"""The probe loop: query, judge, tell, and act when the judge says so.
+
+Side effects come in through the arguments (Prometheus client, reverter, decision log,
+metrics, output, clock), so the loop can run against fakes as well as the real things.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from watcher import judge
+from watcher.config import Settings
+from watcher.decision_log import DecisionLog
+from watcher.judge import Decision, ProbeInput, ProbeResult, Verdict, WatchState
+from watcher.metrics import WatcherMetrics
+from watcher.prom import PromError, QueryResult
+from watcher.promql import RenderedQueries, render
+from watcher.report import live_line
+from watcher.revert import Reverter, RevertOutcome
+from watcher.sli import ShapeError, SideSLI, side_sli
+
+
+class Querier(Protocol):
+    def query(self, promql: str) -> QueryResult: ...
+
+
+@dataclass(frozen=True)
+class WatchOutcome:
+    verdict: Verdict
+    state: WatchState
+    decision: Decision | None
+    revert: RevertOutcome | None
+
+
+def side_record(sli: SideSLI | None) -> dict[str, Any] | None:
+    if sli is None:
+        return None
+    return {
+        "requests": round(sli.requests, 3),
+        "request_rate": round(sli.request_rate, 3),
+        "errors": round(sli.errors, 3),
+        "error_ratio": sli.error_ratio,
+        "error_codes": sli.error_codes,
+        "p95": sli.p95,
+        "newest_sample_age": sli.newest_sample_age,
+    }
+
+
+def rendered(settings: Settings) -> dict[str, RenderedQueries]:
+    return {
+        "canary": render(settings.queries, settings.canary_selector, settings.range_seconds),
+        "control": render(settings.queries, settings.control_selector, settings.range_seconds),
+    }
+
+
+def probe_once(
+    client: Querier, queries: dict[str, RenderedQueries], range_s: float, at: float
+) -> ProbeInput:
+    """Run one probe's queries; a failure or malformed answer becomes a blind probe."""
+    sides: dict[str, SideSLI] = {}
+    try:
+        for side, q in queries.items():
+            sides[side] = side_sli(
+                client.query(q.requests), client.query(q.p95), client.query(q.freshness), range_s
+            )
+    except (PromError, ShapeError) as exc:
+        return ProbeInput(at, error=str(exc))
+    return ProbeInput(at, canary=sides["canary"], control=sides["control"])
+
+
+def run_watch(
+    settings: Settings,
+    client: Querier,
+    reverter: Reverter,
+    log: DecisionLog,
+    metrics: WatcherMetrics,
+    out: Callable[[str], None],
+    # Held around the revert: a termination signal must not leave it half done.
+    defer_signals: Callable[[], AbstractContextManager[Any]],
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> WatchOutcome:
+    rules = settings.rules
+    queries = rendered(settings)
+    n = settings.planned_probes
+    state = WatchState()
+    decision: Decision | None = None
+    start = clock()
+    for k in range(1, n + 1):
+        wait = start + k * settings.interval - clock()
+        if wait > 0:
+            sleep(wait)
+        at = clock() - start
+        probe = probe_once(client, queries, settings.range_seconds, at)
+        took = clock() - start - at
+        result: ProbeResult = judge.evaluate_probe(probe, rules)
+        before = state
+        state, decision = judge.advance(state, result, rules)
+        metrics.probe(probe, result, took, state.blind_seconds - before.blind_seconds)
+        metrics.progress(k, n)
+        out(live_line(k, n, probe, result, state, rules))
+        log.write(
+            "probe",
+            k=k,
+            n=n,
+            at=round(at, 3),
+            state=result.state.value,
+            reasons=list(result.reasons),
+            red_kinds=sorted(result.red_kinds),
+            fleet_kinds=sorted(result.fleet_kinds),
+            streaks={"errors": state.errors_streak, "latency": state.latency_streak},
+            p_value=result.p_value,
+            canary=side_record(probe.canary),
+            control=side_record(probe.control),
+            without_fresh_data=round(at - state.last_fresh_at, 3),
+            blind_seconds=round(state.blind_seconds, 3),
+            query_seconds=round(took, 3),
+            decision=asdict(decision) if decision else None,
+        )
+        if decision is not None:
+            break
+
+    if decision is None:
+        return WatchOutcome(judge.final_verdict(state, rules), state, None, None)
+    if decision.action == "hold":
+        verdict = judge.verdict_after_decision(decision, None, False)
+        return WatchOutcome(verdict, state, decision, None)
+
+    out(f"acting: {decision.reason}")
+    out(f"reverting via {reverter.describe()}")
+    with defer_signals():
+        outcome = reverter.revert(decision.reason)
+    metrics.revert(outcome.ok, outcome.shadow)
+    log.write("revert", decision=decision.reason, **asdict(outcome))
+    out(("revert OK: " if outcome.ok else "REVERT FAILED: ") + outcome.detail)
+    verdict = judge.verdict_after_decision(decision, outcome.ok, outcome.shadow)
+    return WatchOutcome(verdict, state, decision, outcome)

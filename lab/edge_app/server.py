@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import socket
+import socketserver
 import sys
 import threading
 import time
@@ -123,6 +124,7 @@ class EdgeServer(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 128  # the default 5 drops SYNs when the load balancer opens a burst
 
     def __init__(self, address: tuple[str, int], app: EdgeApp) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
@@ -130,6 +132,16 @@ class EdgeServer(ThreadingHTTPServer):
         self._inflight: set[threading.Thread] = set()
         self._inflight_lock = threading.Lock()
         super().__init__(address, EdgeHandler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind() does a reverse DNS lookup (getfqdn) that can stall startup.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # One line, not a traceback: a client giving up on a slow answer is routine.
+        exc = sys.exc_info()[1]
+        _log(f"request from {client_address[0]} failed: {type(exc).__name__}: {exc}")
 
     def process_request(self, request: Any, client_address: Any) -> None:
         thread = threading.Thread(

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -421,3 +422,20 @@ def test_unknown_path_method_is_not_counted(artifacts: dict[str, Path], serve: S
     assert info.value.code == 501
     samples = metric_samples(node)
     assert sum(v for (name, _), v in samples.items() if name == "edge_http_requests_total") == 0
+
+
+def test_client_giving_up_is_logged_in_one_line(
+    artifacts: dict[str, Path], config: Path, tmp_path: Path
+) -> None:
+    with serving_edge(artifacts["slow"], config, tmp_path / "slow.log") as node:
+        with socket.create_connection(("127.0.0.1", node.port), timeout=10) as sock:
+            sock.sendall(b"GET /x HTTP/1.1\r\nHost: edge\r\n\r\n")
+            # Close with a reset, as a load balancer timing out does.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        deadline = time.monotonic() + 20
+        while "failed:" not in read_text(node.log_path) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log = read_text(node.log_path)
+        assert "request from 127.0.0.1 failed:" in log
+        assert "Traceback" not in log
+        assert get(node, "/health")[0] == 200  # still serving

@@ -6,9 +6,11 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 py=${PY:-$top/.venv/bin/python}
 lab_dir=${LAB_DIR:-$top/.lab}
 
-"$py" "$top/scripts/lab-check"
 was_up=no
 supervisorctl -c "$lab_dir/supervisord.conf" pid 2>/dev/null | grep -qE '^[0-9]+$' && was_up=yes
+# After a crash (supervisord gone, its children orphaned) the leftovers hold the lab's ports: stop them.
+[ "$was_up" = yes ] || [ ! -d "$lab_dir" ] || "$py" "$top/scripts/lab-reap" "$lab_dir"
+"$py" "$top/scripts/lab-check"
 
 if ! "$(dirname "$py")/ansible-playbook" "$top/playbooks/lab.yml" ${ANSIBLE_ARGS:-}; then
   if [ "$was_up" = no ]; then

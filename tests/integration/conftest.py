@@ -1,0 +1,54 @@
+"""Session fixtures for the integration tests: one real lab (HAProxy, Prometheus, supervisord, edge
+nodes, background traffic) brought up once in .lab-test and taken down at the end, and the standard
+edge artifacts built once."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.lab import REPO, Lab
+
+TEST_LAB_DIR = REPO / ".lab-test"
+STANDARD_ARTIFACTS = {
+    "v1": None,
+    "v2": None,
+    "v2-errors": "errors=0.2:502",
+    "v2-slow": "latency=0.6",
+    "v2-unhealthy": "health=fail",
+    "v2-crash": "crash=start",
+}
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("artifacts")
+    built = {}
+    for version, fault in STANDARD_ARTIFACTS.items():
+        path = out / f"edge-{version}"
+        argv = [sys.executable, str(REPO / "scripts/build-edge-artifact"), "--version", version,
+                "--out", str(path)]
+        if fault:
+            argv += ["--fault", fault]
+        subprocess.run(argv, check=True, capture_output=True)
+        built[version] = path
+    return built
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    the_lab = Lab(TEST_LAB_DIR)
+    the_lab.down()
+    shutil.rmtree(TEST_LAB_DIR, ignore_errors=True)
+    result = the_lab.up()
+    if result.returncode != 0:
+        raise RuntimeError(f"the test lab did not come up:\n{result.stdout[-4000:]}\n{result.stderr}")
+    try:
+        yield the_lab
+    finally:
+        the_lab.down()

@@ -165,9 +165,7 @@ class EdgeServer(ThreadingHTTPServer):
         while True:
             try:
                 request, client_address = self.socket.accept()
-            except (BlockingIOError, InterruptedError):
-                return served
-            except OSError:
+            except OSError:  # BlockingIOError: the backlog is empty
                 return served
             request.setblocking(True)
             self.process_request(request, client_address)

@@ -439,3 +439,25 @@ def test_client_giving_up_is_logged_in_one_line(
         assert "request from 127.0.0.1 failed:" in log
         assert "Traceback" not in log
         assert get(node, "/health")[0] == 200  # still serving
+
+
+def test_connections_queued_in_the_kernel_at_stop_are_answered(
+    artifacts: dict[str, Path], config: Path, tmp_path: Path
+) -> None:
+    with serving_edge(artifacts["good"], config, tmp_path / "good.log") as node:
+        os.kill(node.proc.pid, signal.SIGSTOP)  # frozen: connections wait in the listen backlog
+        try:
+            socks = [
+                socket.create_connection(("127.0.0.1", node.port), timeout=30) for _ in range(3)
+            ]
+            for sock in socks:
+                sock.sendall(b"GET /x HTTP/1.1\r\nHost: edge\r\n\r\n")
+            os.kill(node.proc.pid, signal.SIGTERM)  # pending until it runs again
+        finally:
+            os.kill(node.proc.pid, signal.SIGCONT)
+        answers = []
+        for sock in socks:
+            with sock:
+                answers.append(sock.makefile("rb").readline())
+        assert answers == [b"HTTP/1.1 200 OK\r\n"] * 3
+        assert node.proc.wait(30) == 0

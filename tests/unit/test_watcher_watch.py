@@ -1,0 +1,184 @@
+"""The probe loop with a scripted Prometheus, a fake clock and a recording reverter."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from watcher.config import Settings, load_settings
+from watcher.decision_log import DecisionLog, Scrubber
+from watcher.metrics import WatcherMetrics
+from watcher.prom import PromError, QueryResult, Sample
+from watcher.revert import RevertOutcome
+from watcher.watch import WatchOutcome, run_watch
+
+NOW = 1_700_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+
+
+# A scenario says, for probe k and side, (requests, errors, p95) or raises PromError.
+Scenario = Callable[[int, str], tuple[float, float, float]]
+
+
+class ScriptedProm:
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.k = 0
+        self.queries: list[str] = []
+
+    def query(self, promql: str) -> QueryResult:
+        self.queries.append(promql)
+        side = "control" if 'node!="edge-2"' in promql else "canary"
+        if promql.startswith("sum by (code)") and side == "canary":
+            self.k += 1
+        requests, errors, p95 = self.scenario(self.k, side)
+        if promql.startswith("sum by (code)"):
+            samples = [Sample({"code": "200"}, requests - errors, NOW)]
+            if errors:
+                samples.append(Sample({"code": "500"}, errors, NOW))
+            return QueryResult(promql, "vector", tuple(samples))
+        if promql.startswith("histogram_quantile"):
+            return QueryResult(promql, "vector", (Sample({}, p95, NOW),))
+        return QueryResult(promql, "vector", (Sample({}, NOW - 1, NOW),))
+
+
+class Recorder:
+    action = "command"
+
+    def __init__(self, ok: bool = True) -> None:
+        self.reasons: list[str] = []
+        self.ok = ok
+
+    def describe(self) -> str:
+        return "the recorder"
+
+    def revert(self, reason: str) -> RevertOutcome:
+        self.reasons.append(reason)
+        return RevertOutcome(self.action, self.ok, "done" if self.ok else "exited 2")
+
+
+def settings(*extra: str) -> Settings:
+    return load_settings(
+        ["--prom-url", "http://127.0.0.1:9", "--canary-selector", 'node="edge-2"',
+         "--control-selector", 'node!="edge-2"', "--revert-action", "none", "--window", "20",
+         "--interval", "2", "--scrape-interval", "1", "--max-staleness", "5", *extra],
+        environ={},
+    )  # fmt: skip
+
+
+def watch(
+    tmp_path: Path, scenario: Scenario, reverter: Recorder, *extra: str
+) -> tuple[WatchOutcome, list[dict[str, Any]], list[str], Clock]:
+    clock = Clock()
+    lines: list[str] = []
+    log = DecisionLog(str(tmp_path / "d.jsonl"), Scrubber())
+    outcome = run_watch(
+        settings(*extra), ScriptedProm(scenario), reverter, log, WatcherMetrics(), lines.append,
+        contextlib.nullcontext, clock=clock, sleep=clock.sleep,
+    )  # fmt: skip
+    log.close()
+    records = [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()]
+    return outcome, records, lines, clock
+
+
+def healthy(k: int, side: str) -> tuple[float, float, float]:
+    return (100.0, 0.0, 0.05) if side == "canary" else (400.0, 0.0, 0.05)
+
+
+def test_healthy_window_promotes_after_every_planned_probe(tmp_path: Path) -> None:
+    outcome, records, lines, clock = watch(tmp_path, healthy, Recorder())
+    assert outcome.verdict.verdict == "promote" and outcome.state.probes == 10
+    assert clock.sleeps == [2.0] * 10  # probes on the interval grid, not drifting
+    assert [r["k"] for r in records] == list(range(1, 11))
+    assert lines[0].startswith("[1/10] canary p95 0.050s 5xx 0.00% (0/100)")
+    assert lines[0].endswith("| GREEN")
+
+
+def test_errors_revert_at_once_and_stop_probing(tmp_path: Path) -> None:
+    def errors_from_3(k: int, side: str) -> tuple[float, float, float]:
+        return (100.0, 30.0, 0.05) if side == "canary" and k >= 3 else healthy(k, side)
+
+    reverter = Recorder()
+    outcome, records, lines, _ = watch(tmp_path, errors_from_3, reverter)
+    assert (outcome.verdict.verdict, outcome.verdict.exit_code) == ("reverted", 1)
+    assert len(reverter.reasons) == 1 and "errors red in 1 consecutive" in reverter.reasons[0]
+    assert [r["event"] for r in records] == ["probe"] * 3 + ["revert"]
+    assert records[2]["state"] == "red" and records[2]["red_kinds"] == ["errors"]
+    assert records[3]["ok"] is True
+    assert any(line.startswith("[3/10]") and "RED (errors 1/1)" in line for line in lines)
+
+
+def test_failed_revert_is_exit_3(tmp_path: Path) -> None:
+    def bad(k: int, side: str) -> tuple[float, float, float]:
+        return (100.0, 50.0, 0.05) if side == "canary" else healthy(k, side)
+
+    outcome, _, lines, _ = watch(tmp_path, bad, Recorder(ok=False))
+    assert (outcome.verdict.verdict, outcome.verdict.exit_code) == ("revert_failed", 3)
+    assert "REVERT FAILED: exited 2" in lines
+
+
+@pytest.mark.parametrize(("policy", "verdict"), [("revert", "reverted"), ("hold", "hold")])
+def test_prometheus_outage_longer_than_max_staleness(
+    tmp_path: Path, policy: str, verdict: str
+) -> None:
+    def outage_from_3(k: int, side: str) -> tuple[float, float, float]:
+        if k >= 3:
+            raise PromError("cannot reach Prometheus at http://127.0.0.1:9: ConnectionError")
+        return healthy(k, side)
+
+    reverter = Recorder()
+    outcome, records, _, _ = watch(tmp_path, outage_from_3, reverter, "--blind-policy", policy)
+    assert outcome.verdict.verdict == verdict
+    # Fresh data up to t=3 (probe 2 at t=4, samples 1s old); blind at 6 and 8 (5s, not more).
+    assert outcome.state.probes == 5 and outcome.state.blind == 3
+    assert "blind for 7s, longer than max staleness 5s" in outcome.verdict.reason
+    assert len(reverter.reasons) == (1 if policy == "revert" else 0)
+    assert records[2]["state"] == "blind" and records[2]["decision"] is None
+    assert records[4]["decision"]["blind"] is True
+
+
+def test_outage_shorter_than_max_staleness_changes_nothing(tmp_path: Path) -> None:
+    def blip(k: int, side: str) -> tuple[float, float, float]:
+        if k in (4, 5):
+            raise PromError("cannot reach Prometheus")
+        return healthy(k, side)
+
+    outcome, _, lines, _ = watch(tmp_path, blip, Recorder(), "--promote-fraction", "0.8")
+    assert outcome.verdict.verdict == "promote"  # 8/10 green
+    assert outcome.state.blind == 2 and outcome.state.blind_seconds == 4
+    assert lines[3].startswith("[4/10] BLIND (3s without fresh data, max 5s)")
+
+
+def test_malformed_result_is_blind_and_names_the_query(tmp_path: Path) -> None:
+    class TwoSeries(ScriptedProm):
+        def query(self, promql: str) -> QueryResult:
+            if promql.startswith("histogram_quantile"):
+                return QueryResult(promql, "vector", (Sample({"a": "1"}, 1, NOW),
+                                                      Sample({"a": "2"}, 2, NOW)))  # fmt: skip
+            return super().query(promql)
+
+    clock = Clock()
+    lines: list[str] = []
+    outcome = run_watch(
+        settings("--window", "4"), TwoSeries(healthy), Recorder(), DecisionLog(None, Scrubber()),
+        WatcherMetrics(), lines.append, contextlib.nullcontext, clock=clock, sleep=clock.sleep,
+    )  # fmt: skip
+    assert outcome.state.blind == 2
+    assert "histogram_quantile(0.95" in lines[0] and "2 series" in lines[0]

@@ -127,7 +127,7 @@ DEFAULT_CONFIG_MODE = 0o644
 # Keys of the release record this module owns; every other key (serving_sha256 is written through
 # state=serving, anything else by other tools) is carried over untouched.
 OWNED_KEYS = ("current", "previous", "config", "time", "deploy_id", "action", "first_deploy",
-              "rolled_back", "pending")
+              "rolled_back", "pending", "pending_rollback")
 # Test hook only: the module SIGKILLs itself right after the named step, to prove a re-run recovers.
 KILL_AFTER_ENV = "EDGE_RELEASE_TEST_KILL_AFTER"
 
@@ -193,6 +193,12 @@ class NodeState:
     @property
     def pending(self) -> Pending | None:
         return Pending.from_record(self.record)
+
+    @property
+    def pending_rollback(self) -> dict[str, Any] | None:
+        """Intent of a revert that was interrupted before it completed the record."""
+        raw = self.record.get("pending_rollback")
+        return raw if isinstance(raw, dict) else None
 
 
 @dataclass(frozen=True)
@@ -293,6 +299,10 @@ def plan_push(state: NodeState, target_sha256: str, updates: dict[str, str]) -> 
     must end up holding the state that push started from: a file still equal to that state is
     rotated, a file already replaced is not (its .previous was written before it was replaced).
     """
+    if state.pending_rollback is not None:
+        raise ReleaseError(
+            "an interrupted rollback is not finished on this node; re-run the rollback first"
+        )
     new_config = merge_config(state.config_text, updates)
     write_binary = state.binary.sha256 != target_sha256
     write_config = new_config != state.config_text
@@ -340,7 +350,8 @@ def plan_revert(
     """Decide what a revert does; after it, current and .previous are the same (binary, config).
 
     A file that an interrupted push had not replaced yet is already the last-known-good: it stays,
-    and its .previous is set to it.
+    and its .previous is set to it. The push's intent stays in the record until the revert
+    completes, so a re-run of an interrupted revert decides the same way.
     """
     pending = state.pending
     if rollback is not None:
@@ -372,10 +383,11 @@ def plan_revert(
             and state.config_text != state.config_previous_text
         )
         sync_previous_config = False
+    unfinished = pending is not None or state.pending_rollback is not None
     changed = (restore_binary or sync_previous_binary or restore_config or sync_previous_config
-               or pending is not None)
+               or unfinished)
     return RevertPlan(changed, restore_binary, sync_previous_binary, restore_config,
-                      sync_previous_config, source, pending is not None)
+                      sync_previous_config, source, unfinished)
 
 
 def version_of(sha: str | None, record: dict[str, Any], known: dict[str, Any] | None = None) -> Any:
@@ -734,10 +746,19 @@ def revert(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
     known = known_versions({plan.source_sha256: p.get("version")}) if rollback is not None else {}
     source_ref = release_ref(plan.source_sha256, record, known)
     config_after_text = (state.config_previous_text if plan.restore_config else state.config_text)
+    rolled_back = None
+    if plan.restore_binary and state.binary.exists:
+        rolled_back = {
+            "sha256": state.binary.sha256,
+            "version": version_of(state.binary.sha256, record),
+            "path": paths.rolled_back,
+        }
+    elif state.pending_rollback is not None:  # this binary was set aside by the interrupted run
+        rolled_back = state.pending_rollback.get("rolled_back")
     after_record = dict(record)
     if plan.changed:
-        after_record.pop("pending", None)
-        after_record.pop("first_deploy", None)
+        for key in ("pending", "pending_rollback", "first_deploy"):
+            after_record.pop(key, None)
         after_record.update(
             current=source_ref,
             previous=source_ref,
@@ -746,19 +767,22 @@ def revert(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
             deploy_id=p.get("deploy_id"),
             action="rollback",
         )
-        if plan.restore_binary and state.binary.exists:
-            after_record["rolled_back"] = {
-                "sha256": state.binary.sha256,
-                "version": version_of(state.binary.sha256, record),
-                "path": paths.rolled_back,
-            }
+        if rolled_back:
+            after_record["rolled_back"] = rolled_back
 
-    # Order: the binary being rolled back is first copied aside (.rolled-back), then the source is
-    # renamed over the binary, then .previous is aligned, then the config likewise, then the record.
+    # Order: 1 rollback intent in the record (what is being set aside), 2 the binary being rolled
+    # back copied aside (.rolled-back), 3 the source copied over the binary (atomic rename),
+    # 4 .previous aligned, 5 the config likewise, 6 the record completed and intents dropped.
     # A re-run after a kill skips whatever already matches, so it never copies the good binary over
     # the set-aside one, and .rolled-back is never a source.
     if plan.changed and not check_mode:
         prepare_dirs(paths)
+        intent = dict(read_record(paths.record))
+        intent["pending_rollback"] = {"target_sha256": plan.source_sha256,
+                                      "rolled_back": rolled_back, "deploy_id": p.get("deploy_id"),
+                                      "started": now_iso()}
+        write_record(paths.record, intent)
+        checkpoint("pending")
         source_path = rollback_path or paths.previous
         if plan.restore_binary:
             if state.binary.exists:
@@ -792,7 +816,7 @@ def revert(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
         msg = (f"reverted to {plan.source_sha256[:12]}; the rolled-back binary is kept as "
                f"{paths.rolled_back}")
     else:
-        msg = "binary already the last-known-good; config and .previous aligned"
+        msg = "binary already the last-known-good; finished aligning config, .previous and record"
     if check_mode and plan.changed:
         msg = "check mode, nothing changed: " + msg
     if notes:
@@ -840,6 +864,7 @@ def inspect(paths: Paths) -> dict[str, Any]:
         "serving_sha256": serving,
         "serving_current": serving is not None and serving == binary.sha256,
         "pending": record.get("pending"),
+        "pending_rollback": record.get("pending_rollback"),
         "record": record,
         "record_error": record_error,
         "msg": "read only",

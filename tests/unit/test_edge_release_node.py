@@ -1,9 +1,9 @@
-"""edge_release module against real files in a tmp dir (the playbook-level tests are in integration/).
+"""edge_release module against real files in a tmp dir (playbook-level tests: integration/).
 
 Runs go through AnsibleModule in-process (argument parsing, check mode, exit/fail JSON), except the
-interrupted ones: those run the module file as its own process, which the module's test hook SIGKILLs
-right after a named step; then a re-run (or a revert) must leave the node consistent with the
-last-known-good never lost. Walking every step this way keeps the whole file fast.
+interrupted ones: those run the module file as its own process, which the module's test hook
+SIGKILLs right after a named step; then a re-run (or a revert) must leave the node consistent with
+the last-known-good never lost. Walking every step this way keeps the whole file fast.
 """
 
 from __future__ import annotations
@@ -424,7 +424,9 @@ def test_push_killed_after_each_step_then_revert_returns_to_v1(node: Node, step:
 
 
 @pytest.mark.parametrize("step", ["binary", "config"])
-def test_push_killed_then_another_artifact_keeps_the_starting_release(node: Node, step: str) -> None:
+def test_push_killed_then_another_artifact_keeps_the_starting_release(
+    node: Node, step: str
+) -> None:
     deployed(node)
     assert node.push(V2, config={"rollout_pct": 10}, kill_after=step).rc == -signal.SIGKILL
     assert node.push(V3, version="v3").rc == 0

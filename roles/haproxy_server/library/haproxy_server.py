@@ -289,8 +289,10 @@ def parse_servers_state(
     header: list[str] | None = None
     servers: dict[str, ServerState] = {}
     for line in lines:
-        if line.startswith("# be_id"):
-            header = _header_columns(line, "#", None)
+        if line.startswith("#"):
+            columns = _header_columns(line, "#", None)
+            if {"be_name", "srv_name"} <= set(columns):
+                header = columns
             continue
         if header is None or not line.strip() or line.startswith("#"):
             continue
@@ -336,8 +338,10 @@ def parse_stat(text: str) -> list[dict[str, str]]:
     header: list[str] | None = None
     rows: list[dict[str, str]] = []
     for line in text.splitlines():
-        if line.startswith("# pxname"):
-            header = _header_columns(line, "# ", ",")
+        if line.startswith("#"):
+            columns = _header_columns(line, "#", ",")
+            if {"pxname", "svname"} <= set(columns):
+                header = columns
             continue
         if header is None or not line.strip():
             continue

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -97,6 +98,16 @@ class CommandRevert:
         )
 
 
+def _path_with_our_ansible() -> str:
+    """PATH with this interpreter's bin dir first, so ansible-runner finds the ansible-playbook
+    installed beside it (a virtualenv's bin is usually not on PATH when the role starts us)."""
+    current = os.environ.get("PATH", os.defpath)
+    ours = str(Path(sys.executable).parent)
+    if not (Path(ours) / "ansible-playbook").exists():
+        return current
+    return os.pathsep.join([ours, *(p for p in current.split(os.pathsep) if p != ours)])
+
+
 def _project_dir(playbook: Path) -> Path:
     """The nearest directory above the playbook holding ansible.cfg (Ansible reads it from cwd)."""
     for parent in playbook.resolve().parents:
@@ -140,6 +151,7 @@ class AnsibleRevert:
             "quiet": True,
             "timeout": max(1, int(self.timeout)),
             "suppress_env_files": True,  # keep extravars off the disk
+            "envvars": {"PATH": _path_with_our_ansible()},
         }
         if self.inventory is not None:
             kwargs["inventory"] = str(Path(self.inventory).resolve())

@@ -153,3 +153,11 @@ def test_command_environment_keeps_path(tmp_path: Path) -> None:
     exe = script(tmp_path / "env", body)
     assert CommandRevert([exe], None, 5).revert("x").ok
     assert out.read_text() == os.environ["PATH"]
+
+
+def test_ansible_runner_finds_the_ansible_playbook_beside_this_python(repo: Path) -> None:
+    runner = FakeRunner()
+    AnsibleRevert(str(repo / "playbooks" / "rollback.yml"), "edge-2", None, {}, 60,
+                  runner=runner).revert("x")  # fmt: skip
+    first = runner.calls[0]["envvars"]["PATH"].split(os.pathsep)[0]
+    assert (Path(first) / "ansible-playbook").exists()

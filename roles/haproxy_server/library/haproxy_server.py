@@ -296,7 +296,7 @@ def parse_servers_state(
             continue
         if header is None or not line.strip() or line.startswith("#"):
             continue
-        row = dict(zip(header, line.split(), strict=False))
+        row = dict(zip(header, line.split()))  # noqa: B905 (no strict= before Python 3.10)
         try:
             if row["be_name"] != backend:
                 continue
@@ -345,7 +345,7 @@ def parse_stat(text: str) -> list[dict[str, str]]:
             continue
         if header is None or not line.strip():
             continue
-        rows.append(dict(zip(header, line.split(","), strict=False)))
+        rows.append(dict(zip(header, line.split(","))))  # noqa: B905
     if header is None:
         first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
         raise HaproxyError(f"no CSV header in the answer to 'show stat': {first!r}")
@@ -499,6 +499,10 @@ def wait_until_idle(
 
 # --------------------------------------------------------------------------- edge layer
 
+# The module runs on the load balancers, whose Python may predate 3.10, where socket.timeout
+# was not yet TimeoutError.
+SOCKET_TIMEOUTS = (socket.timeout, TimeoutError)  # noqa: UP041
+
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
 
 
@@ -533,7 +537,7 @@ class RuntimeApi:
         deadline = time.monotonic() + self.timeout
         try:
             sock = self._connect()
-        except TimeoutError as exc:
+        except SOCKET_TIMEOUTS as exc:
             raise HaproxyError(
                 f"HAProxy socket {self} did not accept a connection within {self.timeout:g} s; "
                 "check HAProxy is running and healthy, or raise socket_timeout"
@@ -551,14 +555,14 @@ class RuntimeApi:
                 while size < max_bytes:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        raise TimeoutError
+                        raise socket.timeout  # noqa: UP041
                     sock.settimeout(remaining)
                     chunk = sock.recv(65536)
                     if not chunk:
                         break
                     chunks.append(chunk)
                     size += len(chunk)
-        except TimeoutError as exc:
+        except SOCKET_TIMEOUTS as exc:
             raise HaproxyError(
                 f"HAProxy socket {self} did not answer {command!r} within {self.timeout:g} s; "
                 "check HAProxy is healthy, or raise socket_timeout"
@@ -663,6 +667,11 @@ def apply(api: RuntimeApi, req: Request, check_mode: bool) -> dict[str, Any]:
     return result
 
 
+def diff_text(state: dict[str, Any]) -> str:
+    keys = ("admin_state", "operational_state", "weight")
+    return "".join(f"{key}: {state[key]}\n" for key in keys)
+
+
 def run_module() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -696,8 +705,10 @@ def run_module() -> None:
         module.fail_json(msg=str(exc))
     if module._diff:
         result["diff"] = {
-            "before": f"{req.backend}/{req.server}: {result['before']}\n",
-            "after": f"{req.backend}/{req.server}: {result['after']}\n",
+            "before_header": f"{result['socket']} {req.backend}/{req.server}",
+            "after_header": f"{result['socket']} {req.backend}/{req.server}",
+            "before": diff_text(result["before"]),
+            "after": diff_text(result["after"]),
         }
     module.exit_json(**result)
 

@@ -41,7 +41,7 @@ class Rules:
     new_class_min_count: int = 5  # a 5xx code the control never serves counts from this many
     errors_consecutive: int = 1  # consecutive error-red probes that trigger the revert
     latency_consecutive: int = 2  # consecutive latency-red probes that trigger the revert
-    max_staleness: float = 30.0  # seconds the last fresh data may stand in for new data
+    max_staleness: float = 30.0  # seconds the last fresh canary data may stand in for new data
     blind_policy: str = "revert"  # revert | hold, once blind for longer than max_staleness
     promote_fraction: float = 0.8  # conclusive green share of the probes needed to promote
 
@@ -62,7 +62,7 @@ class ProbeResult:
     red_kinds: frozenset[str] = frozenset()
     fleet_kinds: frozenset[str] = frozenset()
     checked_kinds: frozenset[str] = frozenset()  # kinds actually judged (for streak resets)
-    fresh_at: float | None = None  # watch time of the newest sample seen; None when blind
+    fresh_at: float | None = None  # watch time of the newest canary sample; None when blind
     p_value: float | None = None  # canary-vs-control error test, when it ran
 
 
@@ -168,37 +168,31 @@ def _fresh(side: SideSLI | None, rules: Rules) -> bool:
 
 
 def evaluate_probe(probe: ProbeInput, rules: Rules) -> ProbeResult:
+    """One probe's state. Freshness is the canary's own: whether Prometheus is down, stale, or
+    no longer scraping the canary, there is no fresh evidence about it, and that is blind."""
     at = probe.at
     if probe.error is not None:
         return ProbeResult(at, State.BLIND, (f"blind: {probe.error}",))
-    ages = [
-        s.newest_sample_age
-        for s in (probe.canary, probe.control)
-        if s is not None and s.newest_sample_age is not None
-    ]
-    if not ages:
-        return ProbeResult(
-            at, State.BLIND, ("blind: no samples at all for canary or control (freshness query)",)
+    canary = probe.canary
+    age = canary.newest_sample_age if canary is not None else None
+    if canary is None or age is None:
+        control_seen = probe.control is not None and _fresh(probe.control, rules)
+        why = (
+            "the control is scraped but the canary is not (is it down?)"
+            if control_seen
+            else "no samples for canary or control either (is Prometheus scraping?)"
         )
-    freshest = min(ages)
-    if freshest > rules.max_staleness:
+        return ProbeResult(at, State.BLIND, (f"blind: no canary samples: {why}",))
+    if age > rules.max_staleness:
         return ProbeResult(
             at,
             State.BLIND,
             (
-                f"blind: newest sample is {freshest:.0f}s old, more than max staleness "
+                f"blind: newest canary sample is {age:.0f}s old, more than max staleness "
                 f"{rules.max_staleness:g}s (is Prometheus scraping?)",
             ),
         )
-    fresh_at = at - freshest
-    canary = probe.canary
-    if canary is None or not _fresh(canary, rules):
-        return ProbeResult(
-            at,
-            State.INCONCLUSIVE,
-            ("inconclusive: no fresh canary samples (is the canary scraped and serving?)",),
-            fresh_at=fresh_at,
-        )
+    fresh_at = at - age
     if canary.requests < rules.min_requests:
         return ProbeResult(
             at,

@@ -31,7 +31,7 @@ from tests.helpers.procs import free_port, read_text, running
 from tests.helpers.prometheus import PromServer, running_prometheus, wait_for_samples
 
 REPO = Path(__file__).resolve().parents[2]
-GROUPS = 10  # node groups on the shared Prometheus, one per test that uses it
+GROUPS = 12  # node groups on the shared Prometheus, one per test that uses it
 WAIT = 90.0  # generous: the machine is shared and may be slow
 
 
@@ -374,3 +374,16 @@ def test_red_canary_is_reverted_through_the_rollback_playbook(
     assert [p.name for p in markers.iterdir()] == [fleet.canary_node]  # --limit: canary only
     revert = watch.verdict()["revert"]
     assert revert["action"] == "ansible" and revert["ok"] is True
+
+
+def test_canary_that_stops_reporting_is_reverted_after_max_staleness(
+    fleet: Fleet, start: Starter
+) -> None:
+    watch = start("silent", "--window", "60", "--max-staleness", "3")
+    watch.wait_for_probes(2, state="green")
+    fleet.canary.close()  # the node stops answering scrapes; the control still reports
+    assert watch.finish() == 1
+    verdict = watch.verdict()
+    assert verdict["verdict"] == "reverted" and verdict["red"] == 0 and verdict["blind"] >= 1
+    assert "the control is scraped but the canary is not" in verdict["reason"]
+    assert watch.marker.read_text() == fleet.canary_node

@@ -60,8 +60,6 @@ CASES = [
      "only 19 canary requests"),
     ("just enough traffic is judged", side(requests=20, errors=5), side(), RULES, State.RED,
      {ERRORS}, "above the limit"),
-    ("canary series absent", side(age=None), side(), RULES, State.INCONCLUSIVE, set(),
-     "no fresh canary samples"),
     ("errors above the absolute limit", side(errors=25), side(), RULES, State.RED, {ERRORS},
      "canary 5xx 2.50% (25/1000) above the limit 0.50%"),
     ("errors at the absolute limit are fine", side(errors=5), side(errors=5), RULES, State.GREEN,
@@ -131,18 +129,30 @@ def test_query_failure_is_blind() -> None:
 def test_no_samples_at_all_is_blind() -> None:
     result = evaluate_probe(probe(side(age=None), side(age=None)), RULES)
     assert result.state is State.BLIND
-    assert "no samples" in result.reasons[0]
+    assert "no samples for canary or control either" in result.reasons[0]
+
+
+def test_canary_no_longer_scraped_is_blind_not_merely_inconclusive() -> None:
+    result = evaluate_probe(probe(side(age=None), side()), RULES)
+    assert result.state is State.BLIND
+    assert "the control is scraped but the canary is not" in result.reasons[0]
 
 
 def test_stale_samples_are_blind() -> None:
-    result = evaluate_probe(probe(side(age=45), side(age=46)), RULES)
+    result = evaluate_probe(probe(side(age=45), side(age=1)), RULES)
     assert result.state is State.BLIND
-    assert "45s old" in result.reasons[0]
+    assert "newest canary sample is 45s old" in result.reasons[0]
 
 
-def test_fresh_at_is_probe_time_minus_newest_sample_age() -> None:
+def test_stale_control_is_only_unusable_for_comparison() -> None:
+    result = evaluate_probe(probe(side(errors=2), side(errors=0, age=45)), RULES)
+    assert result.state is State.GREEN
+    assert any("absolute limits only" in r for r in result.reasons)
+
+
+def test_fresh_at_is_probe_time_minus_the_canary_sample_age() -> None:
     result = evaluate_probe(probe(side(age=3.0), side(age=1.5), at=20), RULES)
-    assert result.fresh_at == pytest.approx(18.5)
+    assert result.fresh_at == pytest.approx(17)
 
 
 def test_p_value_is_reported_when_control_has_data() -> None:
@@ -281,7 +291,7 @@ def test_stale_samples_then_revert() -> None:
     rules = replace(RULES, max_staleness=5)
     stale = evaluate_probe(probe(side(age=60), side(age=60), at=8), rules)
     _, decision = advance(replace(WatchState(), last_fresh_at=1), stale, rules)
-    assert decision is not None and "newest sample is 60s old" in decision.reason
+    assert decision is not None and "newest canary sample is 60s old" in decision.reason
 
 
 def test_promote_needs_the_promote_fraction_of_green_probes() -> None:

@@ -119,23 +119,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     def out(line: str) -> None:
         print(scrubber.text(line), flush=True)
 
-    if settings.verdict_file:
-        # A verdict left by an earlier run must never be read as this run's.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(settings.verdict_file)
-    try:
-        log = DecisionLog(settings.decision_log, scrubber)
-    except OSError as exc:
-        return _usage_error(f"cannot open decision log {settings.decision_log}: {exc.strerror}")
     metrics = WatcherMetrics()
     try:
         metrics.serve(settings.metrics_port, settings.metrics_addr)
     except OSError as exc:
-        log.close()
         return _usage_error(
             f"cannot serve metrics on {settings.metrics_addr}:{settings.metrics_port}: "
             f"{exc.strerror or exc}; pick another --metrics-port or 0"
         )
+    try:
+        log = DecisionLog(settings.decision_log, scrubber)
+    except OSError as exc:
+        metrics.stop()
+        return _usage_error(f"cannot open decision log {settings.decision_log}: {exc.strerror}")
+    if settings.verdict_file:
+        # A verdict left by an earlier run must never be read as this run's.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(settings.verdict_file)
 
     reverter = build_reverter(settings)
     client = PromClient(

@@ -352,7 +352,7 @@ def advance(
         stale_for = result.at - state.last_fresh_at
         if stale_for > rules.max_staleness:
             why = (
-                f"blind for {stale_for:.0f}s, longer than max staleness {rules.max_staleness:g}s "
+                f"blind for {stale_for:.1f}s, longer than max staleness {rules.max_staleness:g}s "
                 f"({result.reasons[0].removeprefix('blind: ')})"
             )
             if rules.blind_policy == "hold":

@@ -24,7 +24,7 @@ def live_line(
     if result.state is State.BLIND:
         stale = result.at - state.last_fresh_at
         return (
-            f"{head}BLIND ({stale:.0f}s without fresh data, max {rules.max_staleness:g}s): "
+            f"{head}BLIND ({stale:.1f}s without fresh data, max {rules.max_staleness:g}s): "
             f"{result.reasons[0].removeprefix('blind: ')}"
         )
     body = f"{_side('canary', probe.canary)} | {_side('control', probe.control)}"

@@ -7,6 +7,7 @@ the on-call needs its detail in the decision log.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -56,7 +57,7 @@ class CommandRevert:
         self.timeout = timeout
 
     def describe(self) -> str:
-        return f"the command {' '.join(self.argv)!r} with EDGE_CANARY_NODE={self.node or ''}"
+        return f"the command `{shlex.join(self.argv)}` with EDGE_CANARY_NODE={self.node or ''}"
 
     def revert(self, reason: str) -> RevertOutcome:
         env = {**os.environ, "EDGE_CANARY_NODE": self.node or "", "EDGE_CANARY_REASON": reason}
@@ -77,7 +78,7 @@ class CommandRevert:
                 self.action,
                 False,
                 f"revert command timed out after {self.timeout:g}s",
-                seconds=time.monotonic() - started,
+                seconds=round(time.monotonic() - started, 3),
                 output_tail=_tail(out),
             )
         except OSError as exc:
@@ -85,7 +86,7 @@ class CommandRevert:
                 self.action,
                 False,
                 f"revert command could not start: {exc.strerror or exc}",
-                seconds=time.monotonic() - started,
+                seconds=round(time.monotonic() - started, 3),
             )
         ok = done.returncode == 0
         return RevertOutcome(
@@ -93,7 +94,7 @@ class CommandRevert:
             ok,
             "revert command succeeded" if ok else f"revert command exited {done.returncode}",
             rc=done.returncode,
-            seconds=time.monotonic() - started,
+            seconds=round(time.monotonic() - started, 3),
             output_tail=_tail(done.stdout + done.stderr),
         )
 
@@ -173,7 +174,7 @@ class AnsibleRevert:
                     self.action,
                     False,
                     f"ansible-runner failed to start the rollback: {type(exc).__name__}: {exc}",
-                    seconds=time.monotonic() - started,
+                    seconds=round(time.monotonic() - started, 3),
                 )
             status, rc = getattr(result, "status", "unknown"), getattr(result, "rc", None)
             try:
@@ -191,7 +192,7 @@ class AnsibleRevert:
             ok,
             detail,
             rc=rc,
-            seconds=time.monotonic() - started,
+            seconds=round(time.monotonic() - started, 3),
             output_tail=_tail(output),
             extra={"status": status},
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -240,3 +241,19 @@ def test_cli_usage_error_is_one_line_exit_64_and_changes_nothing(
 def test_cli_bad_flag_exits_64(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--frobnicate"]) == EXIT_USAGE
     assert "unrecognized arguments: --frobnicate" in capsys.readouterr().err
+
+
+def test_metrics_port_in_use_is_exit_64_before_anything_changes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    verdict = tmp_path / "verdict.json"
+    verdict.write_text("{}")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = main([*BASE, "--metrics-port", str(port), "--verdict-file", str(verdict),
+                     "--decision-log", str(tmp_path / "d.jsonl")])  # fmt: skip
+    assert code == EXIT_USAGE
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in capsys.readouterr().err
+    assert verdict.exists() and not (tmp_path / "d.jsonl").exists()

@@ -270,7 +270,7 @@ def test_outage_longer_than_max_staleness_reverts_under_the_revert_policy() -> N
     assert decision is not None and decision.action == "revert" and decision.blind
     # Last fresh data at t=1; blind at 12 (11s > 10s) -> acted on the sixth probe.
     assert fed == 6
-    assert "blind for 11s, longer than max staleness 10s" in decision.reason
+    assert "blind for 11.0s, longer than max staleness 10s" in decision.reason
     assert state.red == 0 and state.blind == 5
 
 

@@ -124,7 +124,7 @@ def test_shadow_mode_changes_nothing_and_says_what_it_would_do(tmp_path: Path) -
     shadow = ShadowRevert(CommandRevert([exe], "edge-2", 5), "edge-2")
     outcome = shadow.revert("canary red")
     assert outcome.ok and outcome.shadow and outcome.action == "none"
-    assert f"would have run the command {exe!r}" in outcome.detail
+    assert f"would have run the command `{exe}`" in outcome.detail
     assert not marker.exists()
 
 

@@ -148,7 +148,7 @@ def test_prometheus_outage_longer_than_max_staleness(
     assert outcome.verdict.verdict == verdict
     # Fresh data up to t=3 (probe 2 at t=4, samples 1s old); blind at 6 and 8 (5s, not more).
     assert outcome.state.probes == 5 and outcome.state.blind == 3
-    assert "blind for 7s, longer than max staleness 5s" in outcome.verdict.reason
+    assert "blind for 7.0s, longer than max staleness 5s" in outcome.verdict.reason
     assert len(reverter.reasons) == (1 if policy == "revert" else 0)
     assert records[2]["state"] == "blind" and records[2]["decision"] is None
     assert records[4]["decision"]["blind"] is True
@@ -163,7 +163,7 @@ def test_outage_shorter_than_max_staleness_changes_nothing(tmp_path: Path) -> No
     outcome, _, lines, _ = watch(tmp_path, blip, Recorder(), "--promote-fraction", "0.8")
     assert outcome.verdict.verdict == "promote"  # 8/10 green
     assert outcome.state.blind == 2 and outcome.state.blind_seconds == 4
-    assert lines[3].startswith("[4/10] BLIND (3s without fresh data, max 5s)")
+    assert lines[3].startswith("[4/10] BLIND (3.0s without fresh data, max 5s)")
 
 
 def test_malformed_result_is_blind_and_names_the_query(tmp_path: Path) -> None:

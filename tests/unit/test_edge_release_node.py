@@ -460,3 +460,22 @@ def test_push_is_refused_while_an_interrupted_rollback_is_unfinished(node: Node)
     assert node.snapshot() == before
     assert node.revert().rc == 0 and node.push(V3).rc == 0
     assert node.binary.read_bytes() == V3 and node.previous.read_bytes() == V1
+
+
+@pytest.mark.parametrize("step", ["previous-binary", "binary", "config"])
+def test_push_interrupted_by_sigint_then_rerun_ends_consistent(node: Node, step: str) -> None:
+    deployed(node)
+    interrupted = node.push(V2, config={"rollout_pct": 10}, kill_after=f"{step}:INT")
+    assert interrupted.rc != 0
+    assert_last_known_good_kept(node)
+    assert node.push(V2, config={"rollout_pct": 10}).rc == 0
+    assert node.binary.read_bytes() == V2 and node.previous.read_bytes() == V1
+    assert node.config.read_text() == "rollout_pct=10\nteam=edge\n"
+    assert node.leftovers() == []
+
+
+def test_config_given_as_a_key_value_string_like_the_make_variable(node: Node) -> None:
+    deployed(node)
+    run = node.push(V1, config="rollout_pct=10 feature_x=on")
+    assert run.rc == 0 and run.result["changed"]
+    assert node.config.read_text() == "rollout_pct=10\nteam=edge\nfeature_x=on\n"

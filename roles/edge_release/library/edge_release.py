@@ -63,7 +63,8 @@ options:
     description: Version of the artifact pushed (or of I(rollback_binary)), kept in the record.
     type: str
   config:
-    description: Config keys to set; other keys and lines of the file are kept.
+    description: Config keys to set (a dict, or "k=v k2=v2"); other keys and lines of the file
+      are kept.
     type: dict
     default: {}
   deploy_id:
@@ -128,7 +129,8 @@ DEFAULT_CONFIG_MODE = 0o644
 # state=serving, anything else by other tools) is carried over untouched.
 OWNED_KEYS = ("current", "previous", "config", "time", "deploy_id", "action", "first_deploy",
               "rolled_back", "pending", "pending_rollback")
-# Test hook only: the module SIGKILLs itself right after the named step, to prove a re-run recovers.
+# Test hook only: "<step>" or "<step>:INT" makes the module SIGKILL (or SIGINT) itself right after
+# the named step, to prove a re-run recovers.
 KILL_AFTER_ENV = "EDGE_RELEASE_TEST_KILL_AFTER"
 
 
@@ -544,8 +546,9 @@ def write_record(path: str, record: dict[str, Any]) -> None:
 
 
 def checkpoint(step: str) -> None:
-    if os.environ.get(KILL_AFTER_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
+    wanted, _, signame = os.environ.get(KILL_AFTER_ENV, "").partition(":")
+    if wanted == step:
+        os.kill(os.getpid(), signal.SIGINT if signame == "INT" else signal.SIGKILL)
 
 
 def now_iso() -> str:

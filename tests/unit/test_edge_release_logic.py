@@ -107,6 +107,16 @@ def test_push_of_new_config_keys_alone_rotates_too() -> None:
     assert plan.new_config_text == "rollout_pct=10\n"
 
 
+def test_new_config_file_on_a_deployed_node_gets_an_empty_previous() -> None:
+    plan = er.plan_push(node(config=None), V2, {"rollout_pct": "5"})
+    assert plan.rotate_config and plan.write_config
+
+
+def test_no_config_keys_and_no_config_file_leaves_config_alone() -> None:
+    plan = er.plan_push(node(config=None), V2, {})
+    assert not plan.rotate_config and not plan.write_config
+
+
 def test_first_deploy_has_nothing_to_rotate() -> None:
     plan = er.plan_push(node(binary=None, previous=None, config=None), V1, {"rollout_pct": "0"})
     assert plan.first_deploy and plan.write_binary and plan.write_config

@@ -251,6 +251,17 @@ def test_config_keys_only_change_keeps_other_keys_and_lines(node: Node) -> None:
     assert node.config_previous.read_text() == "# managed\nrollout_pct=0\nteam=edge\n"
 
 
+def test_keys_added_to_a_node_without_config_file_are_taken_away_by_revert(node: Node) -> None:
+    assert node.push(V1).rc == 0  # no config keys: no config file
+    assert not node.config.exists()
+    assert node.push(V2, config={"rollout_pct": 10}).rc == 0
+    assert node.config.read_text() == "rollout_pct=10\n"
+    assert node.config_previous.read_text() == ""
+    assert node.revert().rc == 0
+    assert node.binary.read_bytes() == V1 and node.config.read_text() == ""
+    assert (node.etc / "edge.conf.rolled-back").read_text() == "rollout_pct=10\n"
+
+
 def test_keys_not_owned_by_the_module_survive_push_and_revert(node: Node) -> None:
     deployed(node)
     record = node.record()

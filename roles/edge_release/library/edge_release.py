@@ -191,6 +191,7 @@ class NodeState:
     config_text: str | None
     config_previous_text: str | None
     record: dict[str, Any] = field(default_factory=dict)
+    config_managed: bool = True
 
     @property
     def pending(self) -> Pending | None:
@@ -326,10 +327,15 @@ def plan_push(state: NodeState, target_sha256: str, updates: dict[str, str]) -> 
         and state.binary.sha256 == pending.from_sha256
         and state.previous.sha256 != state.binary.sha256
     )
+    # A config file that does not exist yet is kept as an empty .previous (no keys: the binary's
+    # defaults), so that a revert takes away keys this push adds.
+    config_before = state.config_text
+    if config_before is None and pending.from_config_sha256 is None and pending.from_sha256:
+        config_before = "" if state.config_managed and write_config else None
     rotate_config = (
-        state.config_text is not None
-        and sha256_text(state.config_text) == pending.from_config_sha256
-        and state.config_previous_text != state.config_text
+        config_before is not None
+        and (state.config_text is None or sha256_text(config_before) == pending.from_config_sha256)
+        and state.config_previous_text != config_before
     )
     previous_after = state.binary.sha256 if rotate_binary else state.previous.sha256
     return PushPlan(
@@ -596,6 +602,7 @@ def read_state(paths: Paths) -> NodeState:
         config_text=read_text(paths.config),
         config_previous_text=read_text(paths.config_previous),
         record=read_record(paths.record),
+        config_managed=paths.config is not None,
     )
 
 
@@ -682,8 +689,11 @@ def push(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
             atomic_copy(paths.binary, paths.previous, state.binary, DEFAULT_BINARY_MODE)
         checkpoint("previous-binary")
         if plan.rotate_config and paths.config and paths.config_previous:
-            atomic_copy(paths.config, paths.config_previous, file_state(paths.config),
-                        DEFAULT_CONFIG_MODE)
+            if state.config_text is None:
+                atomic_write_text(paths.config_previous, "", FileState(), DEFAULT_CONFIG_MODE)
+            else:
+                atomic_copy(paths.config, paths.config_previous, file_state(paths.config),
+                            DEFAULT_CONFIG_MODE)
         checkpoint("previous-config")
         if tmp is not None:
             install(tmp, paths.binary)

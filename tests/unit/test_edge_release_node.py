@@ -29,7 +29,7 @@ from ansible.module_utils.testing import patch_module_args
 MODULE = (
     Path(__file__).resolve().parents[2] / "roles" / "edge_release" / "library" / "edge_release.py"
 )
-PUSH_STEPS = ["pending", "binary-staged", "previous-binary", "previous-config", "binary", "config",
+PUSH_STEPS = ["binary-staged", "pending", "previous-binary", "previous-config", "binary", "config",
               "record"]
 REVERT_STEPS = ["pending", "binary-aside", "binary", "previous-binary", "config", "previous-config",
                 "record"]
@@ -421,7 +421,18 @@ def test_push_killed_after_each_step_then_rerun_ends_consistent(node: Node, step
     assert node.push(V2, config={"rollout_pct": 10}).result["changed"] is False
 
 
-@pytest.mark.parametrize("step", PUSH_STEPS)
+def test_push_killed_before_its_intent_left_the_node_untouched_but_a_temp_file(node: Node) -> None:
+    deployed(node)
+    before = node.snapshot()
+    assert node.push(V2, kill_after="binary-staged").rc == -signal.SIGKILL
+    assert len(node.leftovers()) == 1
+    after = node.snapshot()
+    assert {k: v for k, v in after.items() if ".edge-release-tmp." not in k} == before
+    assert node.run({"state": "serving"}).rc == 0  # any writing run sweeps the stale temp
+    assert node.leftovers() == []
+
+
+@pytest.mark.parametrize("step", PUSH_STEPS[1:])  # from the intent on: the push has started
 def test_push_killed_after_each_step_then_revert_returns_to_v1(node: Node, step: str) -> None:
     deployed(node)
     assert node.push(V2, config={"rollout_pct": 10}, kill_after=step).rc == -signal.SIGKILL

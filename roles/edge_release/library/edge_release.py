@@ -663,8 +663,9 @@ def push(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
         )
 
     # Order (each step atomic; a kill between any two leaves a state a re-run completes):
-    #   1 pending intent in the record: remembers the last-known-good the push started from
-    #   2 new binary written to a temp file beside the current one and verified
+    #   1 new binary written to a temp file beside the current one and verified (a full disk or a
+    #     changed artifact fails here, with nothing changed)
+    #   2 pending intent in the record: remembers the last-known-good the push started from
     #   3 current binary -> .previous, 4 current config -> .previous (the last-known-good is now in
     #     .previous while still being current too)
     #   5 temp renamed over the binary, 6 new config written, 7 record completed, intent dropped.
@@ -672,19 +673,19 @@ def push(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
     # .previous is never overwritten by a half-pushed binary.
     if plan.changed and not check_mode:
         prepare_dirs(paths)
-        pending_record = dict(read_record(paths.record))
-        assert plan.pending is not None
-        pending_record["pending"] = {**plan.pending.as_dict(), "deploy_id": p.get("deploy_id"),
-                                     "started": now_iso()}
-        write_record(paths.record, pending_record)
-        checkpoint("pending")
         tmp = None
         if plan.write_binary:
             tmp, digest = write_temp(paths.binary, staged, state.binary, DEFAULT_BINARY_MODE)
             if digest != expected:
                 os.unlink(tmp)
                 raise ReleaseError(f"{staged} changed while being installed; re-run the push")
-            checkpoint("binary-staged")
+        checkpoint("binary-staged")
+        pending_record = dict(read_record(paths.record))
+        assert plan.pending is not None
+        pending_record["pending"] = {**plan.pending.as_dict(), "deploy_id": p.get("deploy_id"),
+                                     "started": now_iso()}
+        write_record(paths.record, pending_record)
+        checkpoint("pending")
         if plan.rotate_binary:
             atomic_copy(paths.binary, paths.previous, state.binary, DEFAULT_BINARY_MODE)
         checkpoint("previous-binary")

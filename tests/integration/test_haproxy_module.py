@@ -107,6 +107,7 @@ BATCH_PLAYBOOK = """\
         wait: "{{ item.wait | default(omit) }}"
         wait_timeout: "{{ item.wait_timeout | default(omit) }}"
         socket_timeout: "{{ item.socket_timeout | default(omit) }}"
+      check_mode: "{{ item.check_mode | default(ansible_check_mode) }}"
       loop: "{{ cases }}"
       register: batch
       ignore_errors: true
@@ -333,17 +334,21 @@ def test_missing_closed_and_hung_sockets_fail_clearly(tmp_path: Path):
     assert elapsed < 120
 
 
-@pytest.mark.parametrize("check", [False, True], ids=["run", "check"])
-def test_socket_below_level_admin_is_refused(lb: Haproxy, tmp_path: Path, check: bool):
+def test_socket_below_level_admin_is_refused_even_in_check_mode(lb: Haproxy, tmp_path: Path):
     levels = {"operator": lb.operator_socket, "user": lb.user_socket}
     cases = [
-        {"socket": str(sock), "backend": "edge", "server": "n1", "state": "drain"}
+        {**base(lb, state="drain"), "socket": str(sock), "check_mode": check}
+        for check in (False, True)
         for sock in levels.values()
     ]
-    for level, run in zip(levels, run_batch(tmp_path, cases, check=check), strict=True):
+    # Control case: proves the check_mode items really ran in check mode.
+    cases.append(base(lb, "n2", state="drain", check_mode=True))
+    *refused, control = run_batch(tmp_path, cases)
+    for level, run in zip(list(levels) * 2, refused, strict=True):
         msg = failed(run)
         assert f"level {level}" in msg and "add `level admin`" in msg and "stats socket" in msg
-    assert lb.server_state("n1").admin_bits == 0
+    assert ok(control)["changed"] is True
+    assert lb.server_state("n1").admin_bits == 0 and lb.server_state("n2").admin_bits == 0
 
 
 def test_unknown_backend_and_unknown_server_fail_naming_them(lb: Haproxy, tmp_path: Path):
@@ -360,14 +365,14 @@ def test_unknown_backend_and_unknown_server_fail_naming_them(lb: Haproxy, tmp_pa
     assert "n1" in msg and "down1" in msg
 
 
-def test_tcp_admin_socket_drains_and_readies(lb: Haproxy, tmp_path: Path):
+def test_tcp_admin_socket_drains(lb: Haproxy, tmp_path: Path):
+    # Ready through a TCP socket runs in test_haproxy_tasks (its lb-b has a TCP admin socket).
     assert lb.tcp_admin
     args: dict[str, Any] = {"socket": lb.tcp_admin, "backend": "edge", "server": "n2"}
     drained = ok(run_module(tmp_path, **args, state="drain", wait=True, wait_timeout=30))
     assert drained["changed"] is True and drained["socket"] == lb.tcp_admin
     assert lb.server_state("n2").admin_bits & FDRAIN
-    ready = ok(run_module(tmp_path, **args, state="ready"))
-    assert ready["changed"] is True and lb.server_state("n2").admin_bits == 0
+    assert drained["haproxy_version"] == lb.version()
 
 
 def test_ready_refused_while_the_tracked_server_holds_maintenance(tmp_path: Path):

@@ -44,3 +44,19 @@ lab-status: setup ## Show each lab component's state (JSON=1 for JSON)
 
 artifacts: setup ## Build the standard edge binaries (v1, v2 and the faulty v2s) into ARTIFACTS_DIR
 	@bash scripts/build-standard-artifacts.sh "$(ARTIFACTS_DIR)"
+
+# --- Releases -------------------------------------------------------------------------------
+# The runbook's variables, handed to scripts/deploy-canary through the environment.
+export ARTIFACT INVENTORY CANARY_NODE PEER_NODES BATCH CONFIG SLI_WINDOW SLI_PROBE_INTERVAL PROM_URL \
+       PROM_P95_THRESHOLD_S PROM_ERR_RATE_THRESHOLD ROLLBACK_BINARY MIGRATIONS_DIR FORCE_MIGRATE FORCE CHECK
+ansible_opts = $(if $(INVENTORY),-i $(INVENTORY)) $(if $(filter 1 true yes,$(CHECK)),--check --diff)
+
+.PHONY: deploy-canary rollback
+
+deploy-canary: setup ## Canary deploy: make deploy-canary ARTIFACT=path [CANARY_NODE= BATCH= CONFIG= CHECK=1 …]
+	@$(PY) scripts/deploy-canary
+
+rollback: setup ## Roll nodes back to .previous: make rollback [NODES=edge-2,edge-3|all] [ROLLBACK_BINARY=path] [CHECK=1]
+	@ansible-playbook playbooks/rollback.yml $(ansible_opts) -e rollback_nodes='$(NODES)' \
+	  $(if $(ROLLBACK_BINARY),-e rollback_binary='$(abspath $(ROLLBACK_BINARY))') \
+	  $(if $(filter 1 true yes,$(FORCE)),-e force_lock=true)

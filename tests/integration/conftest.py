@@ -4,6 +4,7 @@ edge artifacts built once."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,15 @@ import pytest
 
 from tests.helpers.lab import REPO, Lab
 
-TEST_LAB_DIR = REPO / ".lab-test"
+# Several people (or CI and a developer) may run the suite on one machine: EDGE_CANARY_TEST_SLOT=N
+# moves the test lab to its own folder and ports (N x 1000 above the defaults, staying below the
+# kernel's ephemeral range).
+TEST_SLOT = int(os.environ.get("EDGE_CANARY_TEST_SLOT", "0") or 0)
+TEST_LAB_DIR = REPO / (f".lab-test-{TEST_SLOT}" if TEST_SLOT else ".lab-test")
+TEST_LAB_PORTS = {
+    "LAB_HAPROXY_PORT": 18080, "LAB_ADMIN_TCP_PORT": 18099, "LAB_EXPORTER_PORT": 18404,
+    "LAB_PROM_PORT": 19090, "LAB_EDGE_BASE_PORT": 18081,
+}
 STANDARD_ARTIFACTS = {
     "v1": None,
     "v2": None,
@@ -42,7 +51,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
-    the_lab = Lab(TEST_LAB_DIR)
+    the_lab = Lab(TEST_LAB_DIR, {name: str(port + 1000 * TEST_SLOT) for name, port in TEST_LAB_PORTS.items()})
     the_lab.down()
     shutil.rmtree(TEST_LAB_DIR, ignore_errors=True)
     result = the_lab.up()

@@ -16,15 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.lab import REPO, Lab, lab_processes
+from tests.integration.conftest import TEST_LAB_PORTS, TEST_SLOT
 
-LIFECYCLE_DIR = REPO / ".lab-lifecycle"
-PORTS = {
-    "LAB_HAPROXY_PORT": "28080",
-    "LAB_ADMIN_TCP_PORT": "28099",
-    "LAB_EXPORTER_PORT": "28404",
-    "LAB_PROM_PORT": "29090",
-    "LAB_EDGE_BASE_PORT": "28101",
-}
+LIFECYCLE_DIR = REPO / (f".lab-lifecycle-{TEST_SLOT}" if TEST_SLOT else ".lab-lifecycle")
+PORTS = {name: str(port + 10000 + 100 * TEST_SLOT) for name, port in TEST_LAB_PORTS.items()}
 
 
 @pytest.fixture
@@ -65,7 +60,7 @@ def test_a_port_in_use_is_refused_before_anything_starts(fresh: Lab) -> None:
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", int(PORTS["LAB_PROM_PORT"])))
         squatter.listen()
-        assert_refused(fresh, "port 127.0.0.1:29090 (LAB_PROM_PORT) is already in use")
+        assert_refused(fresh, f"port 127.0.0.1:{PORTS['LAB_PROM_PORT']} (LAB_PROM_PORT) is already in use")
 
 
 def test_thirty_nodes_come_up_and_serve(fresh: Lab) -> None:

@@ -7,7 +7,7 @@ VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 export PY
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
-export PATH := $(VENV)/bin:$(PATH)
+export PATH := $(VENV)/bin:$(subst $(VENV)/bin:,,$(PATH))
 
 ARTIFACTS_DIR ?= $(CURDIR)/artifacts
 PYTEST_ARGS ?=

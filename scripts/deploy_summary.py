@@ -64,8 +64,9 @@ def summary_table(run_dir: Path) -> str:
     deploy = _load(run_dir / "deploy.json")
     verdict = _load(run_dir / "verdict.json")
     rows = node_rows(run_dir)
+    check = " — CHECK MODE, nothing changed" if deploy.get("check_mode") else ""
     lines = [f"\nDeploy {deploy.get('deploy_id', run_dir.name)} of {deploy.get('version', '?')} "
-             f"(sha256 {str(deploy.get('sha256', '?'))[:12]}){' — CHECK MODE, nothing changed' if deploy.get('check_mode') else ''}"]
+             f"(sha256 {str(deploy.get('sha256', '?'))[:12]}){check}"]
     if verdict:
         lines.append(f"SLI verdict: {str(verdict.get('verdict')).upper()} — {verdict.get('reason', '')}")
     if rows:

@@ -35,9 +35,10 @@ options:
   state:
     description: C(pushed) installs a staged artifact, C(reverted) restores C(.previous) (or
       I(rollback_binary)), C(inspected) only reads, C(serving) records the sha256 the running
-      service serves.
+      service serves, C(configured) sets config keys only (atomic write of the config file;
+      the binaries and both C(.previous) files are left as they are).
     type: str
-    choices: [pushed, reverted, inspected, serving]
+    choices: [pushed, reverted, inspected, serving, configured]
     default: inspected
   install_dir:
     description: Directory holding the binary, its C(.previous) and by default the release record.
@@ -64,7 +65,7 @@ options:
     type: str
   config:
     description: Config keys to set (a dict, or "k=v k2=v2"); other keys and lines of the file
-      are kept.
+      are kept. Required, and not empty, with C(state=configured).
     type: dict
     default: {}
   deploy_id:
@@ -95,7 +96,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 action:
-  description: deploy, rollback, serving, inspect or none.
+  description: deploy, rollback, serving, configure, inspect or none.
   type: str
   returned: always
 current:
@@ -109,7 +110,7 @@ previous:
 config:
   description: Config keys before and after.
   type: dict
-  returned: pushed, reverted
+  returned: pushed, reverted, configured
 first_deploy:
   description: True when the node had no binary before this push (no .previous is created).
   type: bool
@@ -227,6 +228,14 @@ class RevertPlan:
     sync_previous_config: bool  # config .previous := current config
     source_sha256: str
     clears_pending: bool
+
+
+@dataclass(frozen=True)
+class ConfigurePlan:
+    changed: bool
+    write_config: bool
+    new_config_text: str
+    record_config: dict[str, str]  # the config keys the record must show afterwards
 
 
 # ------------------------------------------------------------------------------------------------
@@ -396,6 +405,34 @@ def plan_revert(
                or unfinished)
     return RevertPlan(changed, restore_binary, sync_previous_binary, restore_config,
                       sync_previous_config, source, unfinished)
+
+
+def plan_configure(state: NodeState, updates: dict[str, str]) -> ConfigurePlan:
+    """Decide what a config-only change does: write the merged config when it differs, and bring
+    the record's config keys in line (also after a run killed between the two writes).
+
+    Refused while a push or a rollback is unfinished: their resume logic compares the config file
+    with the one they started from, and a key written in between would be rotated or lost.
+    """
+    if not updates:
+        raise ReleaseError("no config keys given; state=configured needs at least one key=value")
+    if not state.config_managed:
+        raise ReleaseError("config keys were given but no config_path; set edge_config_path")
+    if state.pending is not None:
+        raise ReleaseError(
+            "an interrupted push is not finished on this node; re-run the deploy (or make rollback) "
+            "before changing config keys"
+        )
+    if state.pending_rollback is not None:
+        raise ReleaseError(
+            "an interrupted rollback is not finished on this node; re-run the rollback first"
+        )
+    new_text = merge_config(state.config_text, updates)
+    assert new_text is not None  # updates is not empty
+    keys = parse_config(new_text)
+    write_config = new_text != state.config_text
+    changed = write_config or state.record.get("config") != keys
+    return ConfigurePlan(changed, write_config, new_text, keys)
 
 
 def version_of(sha: str | None, record: dict[str, Any], known: dict[str, Any] | None = None) -> Any:
@@ -850,6 +887,57 @@ def revert(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
     }
 
 
+def configure(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
+    updates = normalize_config(p.get("config") or {})
+    state = read_state(paths)
+    plan = plan_configure(state, updates)
+    before_keys = parse_config(state.config_text)
+    record = dict(state.record)
+    if plan.changed:
+        record["config"] = plan.record_config
+        if plan.write_config:
+            record["config_change"] = {
+                "time": now_iso(),
+                "deploy_id": p.get("deploy_id"),
+                "set": updates,
+                "before": {key: before_keys.get(key) for key in updates},
+            }
+    # Order: 1 config (atomic rename), 2 record. A kill between them leaves the new config with a
+    # stale record; a re-run finds the file already right and only completes the record.
+    if plan.changed and not check_mode:
+        prepare_dirs(paths)
+        assert paths.config is not None
+        if plan.write_config:
+            atomic_write_text(paths.config, plan.new_config_text, file_state(paths.config),
+                              DEFAULT_CONFIG_MODE)
+        checkpoint("config")
+        on_disk = read_record(paths.record)
+        on_disk["config"] = record["config"]
+        if "config_change" in record:
+            on_disk["config_change"] = record["config_change"]
+        write_record(paths.record, on_disk)
+        checkpoint("record")
+        record = on_disk
+    if not plan.changed:
+        msg = "config keys already set: nothing changed"
+    elif plan.write_config:
+        msg = "config keys written (binaries and .previous untouched)"
+    else:
+        msg = "config keys already in the file; brought the release record in line"
+    if check_mode and plan.changed:
+        msg = "check mode, nothing changed: " + msg
+    return {
+        "changed": plan.changed,
+        "action": "configure" if plan.changed else "none",
+        "config": {"before": before_keys, "after": plan.record_config},
+        "record": record,
+        "diff": ({"before": state.config_text or "", "after": plan.new_config_text,
+                  "before_header": paths.config, "after_header": paths.config}
+                 if plan.write_config else {}),
+        "msg": msg,
+    }
+
+
 def inspect(paths: Paths) -> dict[str, Any]:
     binary = file_state(paths.binary)
     previous = file_state(paths.previous)
@@ -907,7 +995,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "state": {"type": "str", "default": "inspected",
-                      "choices": ["pushed", "reverted", "inspected", "serving"]},
+                      "choices": ["pushed", "reverted", "inspected", "serving", "configured"]},
             "install_dir": {"type": "path", "required": True},
             "binary_name": {"type": "str", "default": "edge"},
             "config_path": {"type": "path"},
@@ -931,6 +1019,8 @@ def main() -> None:
             result = revert(p, paths, module.check_mode)
         elif p["state"] == "serving":
             result = serving(p, paths, module.check_mode)
+        elif p["state"] == "configured":
+            result = configure(p, paths, module.check_mode)
         else:
             result = inspect(paths)
     except ReleaseError as exc:

@@ -1,0 +1,210 @@
+"""`make deploy-canary` end to end against the lab (issue 4): real make, ansible-playbook, HAProxy,
+Prometheus and watcher runs; the fleet's state is read independently (node files, /version, the
+HAProxy admin socket)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.fleet import fleet_versions, reset_fleet, sha256
+from tests.helpers.lab import REPO, Lab
+
+FAST = {"SLI_WINDOW": "9", "SLI_PROBE_INTERVAL": "3"}
+
+
+@pytest.fixture
+def fleet(lab: Lab, artifacts: dict[str, Path]) -> Iterator[Lab]:
+    reset_fleet(lab, artifacts["v1"])
+    yield lab
+    reset_fleet(lab, artifacts["v1"])
+
+
+def deploy(lab: Lab, artifact: Path | str, **env: str) -> subprocess.CompletedProcess[str]:
+    return lab.make("deploy-canary", extra_env={"ARTIFACT": str(artifact), **FAST, **env})
+
+
+def node_files(lab: Lab) -> dict[str, str]:
+    """Every file of every node with its sha256: what 'nothing changed' is checked against."""
+    return {str(path.relative_to(lab.lab_dir)): sha256(path)
+            for node in lab.settings.node_names() for path in sorted(lab.node_dir(node).rglob("*"))
+            if path.is_file()}
+
+
+def pids(lab: Lab) -> dict[str, int]:
+    return {node: lab.node_version(node)["pid"] for node in lab.settings.node_names()}
+
+
+def assert_untouched(lab: Lab, files: dict[str, str], before_pids: dict[str, int]) -> None:
+    assert node_files(lab) == files
+    assert pids(lab) == before_pids
+    assert set(lab.lb_states().values()) == {"READY"}
+
+
+def test_green_deploy_puts_every_node_on_v2_keeping_v1_as_previous(fleet: Lab, artifacts: dict[str, Path]) -> None:
+    result = deploy(fleet, artifacts["v2"], BATCH="2")
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr
+    assert fleet_versions(fleet) == {node: "v2" for node in fleet.settings.node_names()}
+    for node in fleet.settings.node_names():
+        assert sha256(fleet.node_dir(node) / "edge.previous") == sha256(artifacts["v1"])
+        record = json.loads((fleet.node_dir(node) / "release.json").read_text())
+        assert record["current"]["version"] == "v2"
+    assert set(fleet.lb_states().values()) == {"READY"}
+    assert "SLI verdict: PROMOTE" in result.stdout
+    assert "edge-1  canary" in result.stdout  # the summary table
+
+    # The same artifact again: nothing changes, .previous stays v1, no node restarts.
+    files, before = node_files(fleet), pids(fleet)
+    again = deploy(fleet, artifacts["v2"])
+    assert again.returncode == 0, again.stdout[-5000:]
+    assert node_files(fleet) == files
+    assert pids(fleet) == before
+    assert again.stdout.count("already on the release") == 3
+
+
+@pytest.mark.parametrize("bad", ["v2-unhealthy", "v2-crash"])
+def test_canary_that_fails_its_health_is_put_back_on_v1(fleet: Lab, artifacts: dict[str, Path], bad: str) -> None:
+    peers_before = {node: fleet.node_version(node)["pid"] for node in ("edge-2", "edge-3")}
+    result = deploy(fleet, artifacts[bad])
+    assert result.returncode != 0
+    assert "reverted to v1" in result.stdout or "It was reverted" in result.stdout, result.stdout[-3000:]
+    assert fleet_versions(fleet) == {"edge-1": "v1", "edge-2": "v1", "edge-3": "v1"}
+    assert {node: fleet.node_version(node)["pid"] for node in peers_before} == peers_before
+    assert sha256(fleet.node_dir("edge-1") / "edge") == sha256(artifacts["v1"])
+    assert sha256(fleet.node_dir("edge-1") / "edge.rolled-back") == sha256(artifacts[bad])
+    fleet.wait_until(lambda: set(fleet.lb_states().values()) == {"READY"}, 10, "every node READY")
+    fleet.wait_until(lambda: fleet.server_stats()["edge-1"]["status"] == "UP", 30, "edge-1 UP")
+
+
+def test_bad_artifacts_are_refused_before_any_drain(fleet: Lab, tmp_path: Path, artifacts: dict[str, Path]) -> None:
+    unreadable = tmp_path / "edge-unreadable"
+    unreadable.write_bytes(artifacts["v2"].read_bytes())
+    unreadable.chmod(0o000)
+    not_executable = tmp_path / "edge-noexec"
+    not_executable.write_bytes(artifacts["v2"].read_bytes())
+    cases = {
+        tmp_path / "missing": "does not exist",
+        tmp_path: "is a directory",
+        unreadable: "is not readable",
+        not_executable: "is not executable",
+        "": "ARTIFACT is not set",
+    }
+    files, before = node_files(fleet), pids(fleet)
+    for artifact, expected in cases.items():
+        result = deploy(fleet, artifact)
+        assert result.returncode != 0
+        assert expected in result.stdout, (artifact, result.stdout[-2000:])
+        assert "Drain the node" not in result.stdout
+        assert_untouched(fleet, files, before)
+
+
+def test_bad_settings_are_refused_with_one_line(fleet: Lab, artifacts: dict[str, Path]) -> None:
+    cases = {
+        ("CANARY_NODE", "edge-9"): "CANARY_NODE=edge-9 is not an edge node",
+        ("BATCH", "0"): "BATCH=0 is not a whole number",
+        ("CONFIG", "rollout_pct=101"): "rollout_pct=101 is not a whole number from 0 to 100",
+        ("CONFIG", "oops"): "CONFIG entry 'oops' is not key=value",
+        ("SLI_WINDOW", "soon"): "SLI_WINDOW=soon is not a positive number",
+        ("PROM_URL", "http://127.0.0.1:9"): "does not answer queries",
+    }
+    files, before = node_files(fleet), pids(fleet)
+    for (name, value), expected in cases.items():
+        result = deploy(fleet, artifacts["v2"], **{name: value})
+        assert result.returncode != 0
+        assert expected in result.stdout, (name, result.stdout[-2000:])
+        assert_untouched(fleet, files, before)
+
+
+def test_check_mode_changes_nothing(fleet: Lab, artifacts: dict[str, Path]) -> None:
+    files, before = node_files(fleet), pids(fleet)
+    result = deploy(fleet, artifacts["v2"], CHECK="1")
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert "CHECK" in result.stdout
+    assert_untouched(fleet, files, before)
+    assert not list((fleet.lab_dir / "control").glob("*.lock"))
+
+
+def test_a_second_deploy_is_refused_while_one_holds_the_lock(fleet: Lab, artifacts: dict[str, Path]) -> None:
+    lock_dir = fleet.lab_dir / "control"
+    holder = subprocess.Popen(["sleep", "120"])
+    try:
+        (lock_dir / "deploy.lock").write_text(json.dumps(
+            {"id": "20260101T000000Z-alice", "pid": holder.pid, "user": "alice", "since": "2026-01-01T00:00:00Z"}))
+        files, before = node_files(fleet), pids(fleet)
+        result = deploy(fleet, artifacts["v2"])
+        assert result.returncode != 0
+        assert "another deploy 20260101T000000Z-alice by alice" in result.stdout
+        assert_untouched(fleet, files, before)
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder is gone: its lock is stale and recovered, with a message. CHECK keeps this one short.
+    result = deploy(fleet, artifacts["v2"], CHECK="1")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "recovered the stale lock of deploy 20260101T000000Z-alice" in result.stdout
+
+
+def test_a_game_day_drill_holds_off_deploys_unless_forced(fleet: Lab, artifacts: dict[str, Path]) -> None:
+    lock_dir = fleet.lab_dir / "control"
+    holder = subprocess.Popen(["sleep", "120"])
+    try:
+        (lock_dir / "gameday.lock").write_text(json.dumps(
+            {"id": "drill-errors", "pid": holder.pid, "user": "bob", "since": "2026-01-01T00:00:00Z"}))
+        refused = deploy(fleet, artifacts["v2"], CHECK="1")
+        assert refused.returncode != 0
+        assert "a game-day drill holds the lock" in refused.stdout
+        forced = deploy(fleet, artifacts["v2"], CHECK="1", FORCE="1")
+        assert forced.returncode == 0, forced.stdout[-3000:]
+        assert "FORCED" in (lock_dir / "locks.log").read_text()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_migration_check_refuses_and_force_bypasses(fleet: Lab, artifacts: dict[str, Path], tmp_path: Path) -> None:
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    (migrations / "0002_drop.sql").write_text("ALTER TABLE users DROP COLUMN email;\n")
+    files, before = node_files(fleet), pids(fleet)
+    refused = deploy(fleet, artifacts["v2"], MIGRATIONS_DIR=str(migrations))
+    assert refused.returncode != 0
+    assert "DROP COLUMN" in refused.stdout
+    assert_untouched(fleet, files, before)
+
+    forced = deploy(fleet, artifacts["v2"], MIGRATIONS_DIR=str(migrations), FORCE_MIGRATE="1", CHECK="1")
+    assert forced.returncode == 0, forced.stdout[-3000:]
+
+    (migrations / "0002_drop.sql").write_text("ALTER TABLE users ADD COLUMN nickname text;\n")
+    clean = deploy(fleet, artifacts["v2"], MIGRATIONS_DIR=str(migrations), CHECK="1")
+    assert clean.returncode == 0, clean.stdout[-3000:]
+
+
+def test_interrupted_push_then_rerun_ends_consistent(fleet: Lab, artifacts: dict[str, Path]) -> None:
+    env = {**fleet.env, "ARTIFACT": str(artifacts["v2"]), **FAST}
+    proc = subprocess.Popen(["make", "--no-print-directory", "deploy-canary"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    staging = fleet.node_dir("edge-1") / ".staging"
+    deadline = time.monotonic() + 120
+    while not staging.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert staging.exists(), "the canary's push never started"
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal reaches the whole process group
+    proc.communicate(timeout=120)
+    # Whatever the interrupt cut, v1 is still on the node, as the binary or as .previous.
+    node = fleet.node_dir("edge-1")
+    v1 = sha256(artifacts["v1"])
+    assert v1 in {sha256(node / "edge"), sha256(node / "edge.previous")}
+
+    rerun = deploy(fleet, artifacts["v2"])
+    assert rerun.returncode == 0, rerun.stdout[-5000:]
+    assert fleet_versions(fleet) == {n: "v2" for n in fleet.settings.node_names()}
+    for name in fleet.settings.node_names():
+        assert sha256(fleet.node_dir(name) / "edge.previous") == v1
+    assert set(fleet.lb_states().values()) == {"READY"}

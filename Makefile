@@ -60,3 +60,16 @@ rollback: setup ## Roll nodes back to .previous: make rollback [NODES=edge-2,edg
 	@ansible-playbook playbooks/rollback.yml $(ansible_opts) -e rollback_nodes='$(NODES)' \
 	  $(if $(ROLLBACK_BINARY),-e rollback_binary='$(abspath $(ROLLBACK_BINARY))') \
 	  $(if $(filter 1 true yes,$(FORCE)),-e force_lock=true)
+
+# --- On-call: fleet status and rollout_pct moves -------------------------------------------
+# PCT, STAGES and ROLLOUT_HOLD go to scripts/rollout through the environment, like the runbook's
+# variables above.
+export PCT STAGES ROLLOUT_HOLD
+
+.PHONY: status rollout
+
+status: setup ## One row per node; exits non-zero naming drained/down nodes or mixed versions: make status [JSON=1]
+	@$(PY) scripts/fleet-status $(if $(JSON),--json)
+
+rollout: setup ## Move rollout_pct on every node: make rollout PCT=10 | STAGES="1 10 50 100" [ROLLOUT_HOLD=s CHECK=1 FORCE=1]
+	@$(PY) scripts/rollout

@@ -32,6 +32,7 @@ def inventory() -> dict[str, object]:
                 "lab_haproxy_admin_tcp_port": s.admin_tcp_port,
                 "lab_haproxy_exporter_port": s.exporter_port,
                 "lab_prometheus_port": s.prom_port,
+                "lab_watcher_metrics_port": s.prom_port + 1,
                 "lab_traffic_rps": s.traffic_rps,
             },
         },

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
@@ -173,6 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.write("verdict", **record)
         metrics.final(outcome.verdict.verdict)
         out(summary(record))
+        if settings.metrics_port:
+            # Stay scrapeable for a few scrapes, so Prometheus records the verdict (and a failed revert).
+            with contextlib.suppress(Terminated):
+                time.sleep(min(60.0, 3 * settings.scrape_interval))
         return outcome.verdict.exit_code
     except Terminated as exc:
         name = signal.Signals(exc.signum).name

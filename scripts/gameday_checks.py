@@ -1,0 +1,244 @@
+"""The drill's own judgement, from what it read itself (pure functions).
+
+Inputs are the fleet before and after (files on every node, /version, every LB's view), the
+sampler's readings over time and the load generator's per-request lines. Each expectation becomes a
+Check with a name that says what was expected; a drill passes when every check does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gameday_fleet import NodeFiles, Sample, ServerState
+
+NOT_SENT = "not sent: concurrency limit"  # scripts/loadgen's marker for a request it never sent
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Request:
+    start: float
+    latency_s: float | None
+    status: int | None
+    error: str | None
+    version: str | None
+    variant: str | None
+
+    @property
+    def failed(self) -> bool:
+        return self.status is None or not 200 <= self.status < 400
+
+    @property
+    def sent(self) -> bool:
+        return self.error != NOT_SENT
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What the clients saw, split by who is to blame."""
+
+    sent: int
+    failed: int
+    failed_by_release: int  # answered with a failure by the broken release itself
+    collateral: int  # failed, but not by the release: these are the deploy's fault
+    not_sent: int  # the load generator's own concurrency limit: never reached the fleet
+    served_by_release: int
+    slow_by_release: int  # answered by the release above the p95 limit
+    first_bad_at: float | None  # epoch time of the first failed or slow answer of the release
+    collateral_examples: tuple[str, ...]
+
+
+def parse_requests(lines: Iterable[str]) -> list[Request]:
+    requests = []
+    for line in lines:
+        try:
+            r = json.loads(line)
+            requests.append(Request(float(r["start"]), r.get("latency_s"), r.get("status"), r.get("error"),
+                                    r.get("version"), r.get("variant")))
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short when the load generator was stopped
+    return requests
+
+
+def blame(request: Request, release: str, variant: str | None) -> bool:
+    """Whether the broken release answered this request (so its failure is the release's own)."""
+    if request.version != release:
+        return False
+    return variant is None or request.variant == variant
+
+
+def traffic(requests: list[Request], release: str, p95_threshold: float, variant: str | None = None) -> Traffic:
+    """Count the requests; `variant` narrows the release's blame to one code path (a rollout's "new")."""
+    sent = [r for r in requests if r.sent]
+    by_release = [r for r in sent if blame(r, release, variant)]
+    failed_by_release = [r for r in by_release if r.failed]
+    slow = [r for r in by_release if not r.failed and (r.latency_s or 0.0) > p95_threshold]
+    collateral = [r for r in sent if r.failed and not blame(r, release, variant)]
+    bad = sorted(r.start for r in failed_by_release + slow)
+    examples = tuple(f"{r.status or r.error} from {r.version or 'no edge node'}" for r in collateral[:5])
+    return Traffic(
+        sent=len(sent), failed=sum(r.failed for r in sent), failed_by_release=len(failed_by_release),
+        collateral=len(collateral), not_sent=len(requests) - len(sent), served_by_release=len(by_release),
+        slow_by_release=len(slow), first_bad_at=bad[0] if bad else None, collateral_examples=examples,
+    )
+
+
+# --- the fleet --------------------------------------------------------------------------------
+
+
+def reverted_nodes(before: dict[str, NodeFiles], after: dict[str, NodeFiles], release_sha: str) -> set[str]:
+    """Nodes reverted during the drill: the binary kept aside as .rolled-back is the release, and was put
+    there after the first reading (a new file, or a newer one than before)."""
+    reverted = set()
+    for node, files in after.items():
+        now, then = files.rolled_back, before[node].rolled_back
+        if now.sha256 == release_sha and (then.sha256 is None or (now.mtime or 0) > (then.mtime or 0)):
+            reverted.add(node)
+    return reverted
+
+
+def served_release(samples: list[Sample], release: str) -> set[str]:
+    return {node for s in samples for node, version in s.versions.items() if version == release}
+
+
+def check_tool_verdict(expected: str, said: str) -> Check:
+    return Check("tool verdict", said == expected, f"expected {expected}, the tool said {said}")
+
+
+def check_reverted(expected: set[str], observed: set[str]) -> Check:
+    def names(nodes: set[str]) -> str:
+        return ", ".join(sorted(nodes)) or "none"
+
+    return Check("who was reverted", expected == observed,
+                 f"expected {names(expected)}, reverted: {names(observed)} (rolled-back binary kept aside)")
+
+
+def check_untouched(nodes: list[str], before: dict[str, NodeFiles], after: dict[str, NodeFiles],
+                    samples: list[Sample], release: str) -> Check:
+    changed = [n for n in nodes if before[n] != after[n]]
+    served = sorted(served_release(samples, release) & set(nodes))
+    ok = not changed and not served
+    detail = (f"{', '.join(nodes) or 'no peer'} untouched" if ok else
+              f"changed on disk: {', '.join(changed) or 'none'}; served {release}: {', '.join(served) or 'none'}")
+    return Check("peers untouched", ok, detail)
+
+
+def check_versions(versions: dict[str, str | None], files: dict[str, NodeFiles], want_version: str,
+                   want_sha: str, name: str) -> Check:
+    wrong = [f"{n} serves {versions.get(n) or 'nothing'}" for n in files if versions.get(n) != want_version]
+    wrong += [f"{n} has binary sha256 {(f.binary.sha256 or 'missing')[:12]}" for n, f in files.items()
+              if f.binary.sha256 != want_sha]
+    return Check(name, not wrong, "; ".join(wrong) if wrong else f"every node serves {want_version} "
+                 f"(sha256 {want_sha[:12]})")
+
+
+def check_ready(lbs: dict[str, dict[str, ServerState]], nodes: list[str]) -> Check:
+    wrong = []
+    for lb, states in sorted(lbs.items()):
+        if not states:
+            wrong.append(f"{lb}: admin socket unreadable")
+        for node in nodes:
+            state = states.get(node) if states else None
+            if states and (state is None or not state.serving):
+                what = "unknown" if state is None else f"{state.admin}{'' if state.up else ', DOWN'}"
+                wrong.append(f"{node} on {lb}: {what}")
+    return Check("ready on every LB", not wrong, "; ".join(wrong) if wrong else
+                 f"{len(nodes)} nodes READY and UP on {', '.join(sorted(lbs)) or 'no LB'}")
+
+
+def check_previous(before: dict[str, NodeFiles], after: dict[str, NodeFiles], lkg_sha: str,
+                   release_sha: str) -> Check:
+    """No .previous lost: each is still there, and holds the last-known-good or what it held before."""
+    wrong = []
+    for node, files in after.items():
+        prev = files.previous.sha256
+        if prev is None:
+            wrong.append(f"{node}: .previous is gone")
+        elif prev == release_sha:
+            wrong.append(f"{node}: .previous is the drill's release")
+        elif prev not in (lkg_sha, before[node].previous.sha256):
+            wrong.append(f"{node}: .previous changed to sha256 {prev[:12]}")
+    return Check(".previous kept", not wrong, "; ".join(wrong) if wrong else "every node keeps a last-known-good "
+                 ".previous")
+
+
+def check_config(before: dict[str, NodeFiles], after: dict[str, NodeFiles]) -> Check:
+    wrong = [f"{n}: {before[n].config_keys()} -> {after[n].config_keys()}" for n in after
+             if before[n].config_keys() != after[n].config_keys()]
+    return Check("config as before", not wrong, "; ".join(wrong) if wrong else "config keys unchanged")
+
+
+def check_rollout_off(after: dict[str, NodeFiles]) -> Check:
+    wrong = [f"{n}: rollout_pct={f.config_keys().get('rollout_pct', 'absent')}" for n, f in after.items()
+             if f.config_keys().get("rollout_pct", "0") != "0"]
+    return Check("every node at rollout_pct=0", not wrong, "; ".join(wrong) if wrong else "rollout_pct=0 everywhere")
+
+
+def check_collateral(t: Traffic, allowed: int) -> Check:
+    detail = f"{t.collateral} failed request(s) the release did not fail itself (allowed {allowed})"
+    if t.collateral_examples:
+        detail += ": " + ", ".join(t.collateral_examples)
+    return Check("no collateral failures", t.collateral <= allowed, detail)
+
+
+def check_release_traffic(expected: str, t: Traffic, release: str) -> Check:
+    """The fault was really exercised (or, for faults caught before rotation, never reached clients)."""
+    if expected == "failures":
+        return Check("the release failed requests", t.failed_by_release > 0,
+                     f"{release} failed {t.failed_by_release} of the {t.served_by_release} requests it answered")
+    if expected == "slow":
+        return Check("the release answered slowly", t.slow_by_release > 0,
+                     f"{release} answered {t.slow_by_release} of {t.served_by_release} requests above the p95 limit")
+    if expected == "none":
+        return Check("the release never reached clients", t.served_by_release == 0,
+                     f"{release} answered {t.served_by_release} client requests")
+    ok = t.served_by_release > 0 and t.failed_by_release == 0
+    return Check("the release served cleanly", ok,
+                 f"{release} answered {t.served_by_release} requests, failed {t.failed_by_release}")
+
+
+def check_traffic_flowed(t: Traffic) -> Check:
+    return Check("load ran through the LB", t.sent > 0 and t.failed < t.sent,
+                 f"{t.sent} sent, {t.failed} failed, {t.not_sent} not sent by the load generator")
+
+
+# --- times ------------------------------------------------------------------------------------
+
+
+def restored_at(samples: list[Sample], node: str, version: str, after: float | None) -> float | None:
+    """The first sample from `after` on where the node serves `version` and is READY and UP on every LB."""
+    if after is None:
+        return None
+    for s in samples:
+        if s.at < after or s.versions.get(node) != version:
+            continue
+        if s.lbs and all(states.get(node, ServerState("MAINT", False)).serving for states in s.lbs.values()):
+            return s.at
+    return None
+
+
+def last_answer(requests: list[Request], version: str, variant: str) -> float | None:
+    """When clients last got an answer from one code path of a release (a rollout's "new")."""
+    ends = [r.start + (r.latency_s or 0.0) for r in requests
+            if r.version == version and r.variant == variant and r.status is not None]
+    return max(ends) if ends else None
+
+
+def first_seen(samples: list[Sample], node: str, version: str) -> float | None:
+    return next((s.at for s in samples if s.versions.get(node) == version), None)
+
+
+def seconds_between(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else round(end - start, 1)
+
+
+def failed(checks: list[Check]) -> list[Check]:
+    return [c for c in checks if not c.ok]

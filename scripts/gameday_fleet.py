@@ -1,0 +1,320 @@
+"""Reading the fleet as it is, independently of the deploy tool's own records.
+
+- the inventory's resolved settings and every node's files (binary, .previous, .rolled-back, config),
+  through a small read-only playbook of ansible.builtin modules written for the occasion;
+- every load balancer's view of every node, straight from its HAProxy admin socket;
+- what each node serves, from its own /version;
+- a sampler thread that records the last two over time, for the timeline and the figures.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# srv_admin_state bits (HAProxy server-t.h): forced/inherited/config/resolution maintenance, drain.
+ADMIN_MAINT = 0x01 | 0x02 | 0x04 | 0x20
+ADMIN_DRAIN = 0x08 | 0x10
+OP_RUNNING = 2
+
+READER_PLAYBOOK = """\
+---
+- name: Read every edge node's files
+  hosts: edge
+  gather_facts: false
+  tasks:
+    - name: Look at the binary, its .previous and .rolled-back, and the config
+      ansible.builtin.stat:
+        path: "{{ item }}"
+        checksum_algorithm: sha256
+        get_checksum: true
+        get_mime: false
+        get_attributes: false
+      loop:
+        - "{{ edge_install_dir }}/{{ edge_binary_name }}"
+        - "{{ edge_install_dir }}/{{ edge_binary_name }}.previous"
+        - "{{ edge_install_dir }}/{{ edge_binary_name }}.rolled-back"
+        - "{{ edge_config_path }}"
+      register: gameday_stat
+
+    - name: Read the config
+      ansible.builtin.slurp:
+        src: "{{ edge_config_path }}"
+      register: gameday_config
+      failed_when: false
+
+    - name: Note what the drill needs about the node
+      ansible.builtin.set_fact:
+        gameday_node:
+          version_url: "{{ edge_health_url | regex_replace('/health$', '/version') }}"
+          files: "{{ gameday_stat.results | map(attribute='stat') | list }}"
+          config: "{{ gameday_config.content | default('') }}"
+
+- name: Read every load balancer's admin socket address
+  hosts: haproxy
+  gather_facts: false
+  tasks:
+    - name: Note the admin socket and backend
+      ansible.builtin.set_fact:
+        gameday_lb:
+          socket: "{{ haproxy_server_socket }}"
+          backend: "{{ haproxy_server_backend }}"
+
+- name: Write it all down on the control host
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Write the fleet's facts
+      ansible.builtin.copy:
+        dest: "{{ gameday_out }}"
+        mode: "0600"
+        content: >-
+          {{ {'control': {'state_dir': edge_canary_state_dir,
+                          'production': edge_canary_production | default(true) | bool,
+                          'prom_url': prom_url,
+                          'window': sli_window | float,
+                          'interval': sli_probe_interval | float,
+                          'p95_threshold': prom_p95_threshold_s | float,
+                          'err_threshold': prom_err_rate_threshold | float,
+                          'scrape_interval': sli_watch_scrape_interval | default(15) | float,
+                          'watch_settings': sli_watch_settings | default({}),
+                          'lab_dir': lab_dir | default(''),
+                          'lab_haproxy_port': lab_haproxy_port | default(0) | int},
+              'nodes': dict(groups['edge'] | zip(groups['edge'] | map('extract', hostvars, 'gameday_node'))),
+              'lbs': dict(groups['haproxy'] | zip(groups['haproxy'] | map('extract', hostvars, 'gameday_lb')))}
+             | to_json }}
+"""
+
+
+class FleetError(RuntimeError):
+    """The fleet could not be read; the message says what to check."""
+
+
+@dataclass(frozen=True)
+class FileState:
+    sha256: str | None  # None: the file does not exist
+    mtime: float | None = None  # epoch seconds of its last change on the node
+
+    @property
+    def exists(self) -> bool:
+        return self.sha256 is not None
+
+
+@dataclass(frozen=True)
+class NodeFiles:
+    binary: FileState
+    previous: FileState
+    rolled_back: FileState
+    config: FileState
+    config_text: str
+
+    def config_keys(self) -> dict[str, str]:
+        keys = {}
+        for line in self.config_text.splitlines():
+            key, sep, value = line.partition("=")
+            if sep and not line.lstrip().startswith("#"):
+                keys[key.strip()] = value.strip()
+        return keys
+
+
+@dataclass(frozen=True)
+class LoadBalancer:
+    name: str
+    socket: str
+    backend: str
+
+
+@dataclass(frozen=True)
+class Control:
+    state_dir: str
+    production: bool
+    prom_url: str
+    window: float
+    interval: float
+    p95_threshold: float
+    err_threshold: float
+    scrape_interval: float
+    watch_settings: dict[str, Any]
+    lab_dir: str
+    lab_haproxy_port: int
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """One reading: the settings, and each node's files."""
+
+    control: Control
+    version_urls: dict[str, str]
+    files: dict[str, NodeFiles]
+    lbs: tuple[LoadBalancer, ...]
+
+    @property
+    def nodes(self) -> list[str]:
+        return list(self.files)
+
+
+@dataclass(frozen=True)
+class ServerState:
+    admin: str  # READY, DRAIN or MAINT
+    up: bool  # HAProxy's own checks say the server runs
+
+    @property
+    def serving(self) -> bool:
+        return self.admin == "READY" and self.up
+
+
+# --- parsing (pure) ---------------------------------------------------------------------------
+
+
+def parse_fleet(data: dict[str, Any]) -> Fleet:
+    control = Control(**data["control"])
+    files, urls = {}, {}
+    for node, facts in data["nodes"].items():
+        stats = [FileState(s.get("checksum"), s.get("mtime")) if s.get("exists") and s.get("isreg", True)
+                 else FileState(None) for s in facts["files"]]
+        text = base64.b64decode(facts["config"]).decode(errors="replace") if facts.get("config") else ""
+        binary, previous, rolled_back, config = stats
+        files[node] = NodeFiles(binary, previous, rolled_back, config, text)
+        urls[node] = facts["version_url"]
+    lbs = tuple(LoadBalancer(name, lb["socket"], lb["backend"]) for name, lb in data["lbs"].items())
+    return Fleet(control, urls, files, lbs)
+
+
+def parse_servers_state(text: str) -> dict[str, ServerState]:
+    """`show servers state <backend>`: admin state and whether checks see it running, per server."""
+    header: list[str] | None = None
+    states = {}
+    for line in text.splitlines():
+        if line.startswith("# be_id"):
+            header = line.lstrip("# ").split()
+            continue
+        fields = line.split()
+        if line.startswith("#") or header is None or len(fields) < len(header):
+            continue
+        row = dict(zip(header, fields, strict=False))
+        admin = int(row["srv_admin_state"])
+        name = "MAINT" if admin & ADMIN_MAINT else "DRAIN" if admin & ADMIN_DRAIN else "READY"
+        states[row["srv_name"]] = ServerState(name, int(row["srv_op_state"]) == OP_RUNNING)
+    if header is None:
+        raise FleetError(f"unexpected answer to show servers state: {text.strip()[:200]!r}")
+    return states
+
+
+def socket_address(spec: str) -> tuple[int, Any]:
+    """A unix path, or host:port, as socket family and address."""
+    match = re.fullmatch(r"(?:ipv4@)?([A-Za-z0-9.\-]+):(\d+)", spec)
+    if match and not spec.startswith("/"):
+        return socket.AF_INET, (match.group(1), int(match.group(2)))
+    return socket.AF_UNIX, spec
+
+
+# --- reading (side effects) -------------------------------------------------------------------
+
+
+def read_fleet(ansible_playbook: str, inventory: str | None, env: dict[str, str], timeout: float = 300) -> Fleet:
+    with tempfile.TemporaryDirectory(prefix="gameday-read-") as tmp:
+        playbook = Path(tmp) / "read-fleet.yml"
+        out = Path(tmp) / "fleet.json"
+        playbook.write_text(READER_PLAYBOOK)
+        argv = [ansible_playbook, str(playbook), "-e", f"gameday_out={out}"]
+        if inventory:
+            argv += ["-i", inventory]
+        try:
+            done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise FleetError(f"reading the fleet took more than {timeout:g} s; is every node reachable?") from None
+        if done.returncode != 0 or not out.exists():
+            problem = next((line.strip() for line in done.stdout.splitlines() + done.stderr.splitlines()
+                            if "fatal:" in line or "ERROR" in line or "msg" in line), "see ansible's output")
+            raise FleetError(f"could not read the fleet from the inventory ({problem}); check INVENTORY and that "
+                             "it has edge and haproxy groups")
+        return parse_fleet(json.loads(out.read_text()))
+
+
+def admin_command(spec: str, command: str, timeout: float = 5.0) -> str:
+    family, address = socket_address(spec)
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(address)
+        sock.sendall(command.encode() + b"\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data.decode(errors="replace")
+
+
+def lb_states(lb: LoadBalancer) -> dict[str, ServerState]:
+    return parse_servers_state(admin_command(lb.socket, f"show servers state {lb.backend}"))
+
+
+def node_version(url: str, timeout: float = 2.0) -> str | None:
+    """What the node says it runs, or None when it does not answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return str(json.loads(resp.read()).get("version")) or None
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float  # epoch seconds
+    versions: dict[str, str | None]  # node -> /version, None when it does not answer
+    lbs: dict[str, dict[str, ServerState]]  # load balancer -> node -> state ({} when unreadable)
+
+
+def take_sample(fleet: Fleet) -> Sample:
+    versions = {node: node_version(url) for node, url in fleet.version_urls.items()}
+    lbs: dict[str, dict[str, ServerState]] = {}
+    for lb in fleet.lbs:
+        try:
+            lbs[lb.name] = lb_states(lb)
+        except (OSError, FleetError):
+            lbs[lb.name] = {}
+    return Sample(time.time(), versions, lbs)
+
+
+@dataclass
+class Sampler:
+    """Samples what the nodes serve and how every LB sees them, every `every` seconds, in a thread."""
+
+    fleet: Fleet
+    every: float = 1.0
+    samples: list[Sample] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> Sampler:
+        self._thread = threading.Thread(target=self._run, name="gameday-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(take_sample(self.fleet))
+            self._stop.wait(self.every)
+
+    def stop(self) -> list[Sample]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        return list(self.samples)
+
+
+def write_samples(samples: list[Sample], path: Path) -> None:
+    with path.open("w") as out:
+        for s in samples:
+            out.write(json.dumps({"at": s.at, "versions": s.versions,
+                                  "lbs": {lb: {n: [st.admin, st.up] for n, st in nodes.items()}
+                                          for lb, nodes in s.lbs.items()}}) + "\n")
+

@@ -1,0 +1,120 @@
+"""The game-day scenarios: which release each drill ships, how it is disturbed, what must happen.
+
+Pure data and decisions only; running a drill is gameday_drill.py's job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# How a drill reaches the fleet.
+CANARY = "canary"  # playbooks/deploy-canary.yml with the scenario's release
+ROLLOUT = "rollout"  # dark deploy of the release at rollout_pct=0, then playbooks/rollout.yml stages
+ACCEPTANCE = "acceptance"  # two normal deploys and one deliberate rollback
+
+# What the drill does to the fleet's tooling in the middle of the watch window.
+STOP_PROMETHEUS = "stop-prometheus"
+KILL_WATCHER = "kill-watcher"
+
+# What the tool is expected to say it did (read from its record and its output).
+PROMOTE = "promote"  # the watcher promoted the canary, the peers were rolled
+REVERTED = "reverted"  # the watcher judged red and reverted the canary (a rollout: every node to rollout_pct=0)
+ROLL_FAILED = "roll-failed"  # the canary failed a roll step and the deploy put it back
+DIED = "died"  # the watcher ended without a verdict; the deploy reverted the canary itself
+
+
+class ScenarioError(ValueError):
+    """An unknown scenario name; the message lists the known ones."""
+
+
+@dataclass(frozen=True)
+class Release:
+    """An edge binary a drill ships: its version label and the fault baked into it."""
+
+    version: str
+    fault: str | None = None
+
+    @property
+    def file_name(self) -> str:
+        return f"edge-{self.version}"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    tool_verdict: str
+    reverted: bool  # the canary (or, for a rollout, the config key) is put back by the tool
+    promoted: bool = False  # every node ends on the release (green)
+    # What clients must see from the release itself: "failures" (some requests failed by it),
+    # "slow" (some answers above the p95 limit), "none" (it never got client traffic), "ok" (it
+    # served traffic without failing any).
+    release_traffic: str = "ok"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    summary: str
+    release: Release
+    expect: Expectation
+    flow: str = CANARY
+    disturbance: str | None = None
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("green", "a good release must be promoted: the drill that catches false rollbacks",
+                 Release("v2"), Expectation(PROMOTE, reverted=False, promoted=True, release_traffic="ok")),
+        Scenario("errors", "the release answers a fifth of its requests with 502",
+                 Release("v2-errors", "errors=0.2:502"), Expectation(REVERTED, True, release_traffic="failures")),
+        Scenario("slow", "the release adds 0.6 s to every answer (p95 over the limit)",
+                 Release("v2-slow", "latency=0.6"), Expectation(REVERTED, True, release_traffic="slow")),
+        Scenario("unhealthy", "the release fails its health check",
+                 Release("v2-unhealthy", "health=fail"), Expectation(ROLL_FAILED, True, release_traffic="none")),
+        Scenario("crash", "the release dies at start",
+                 Release("v2-crash", "crash=start"), Expectation(ROLL_FAILED, True, release_traffic="none")),
+        Scenario("prometheus-outage", "Prometheus is stopped in the middle of the watch window: a canary the "
+                 "watcher cannot see is not promoted (blind policy)",
+                 Release("v2"), Expectation(REVERTED, True, release_traffic="ok"), disturbance=STOP_PROMETHEUS),
+        Scenario("watcher-killed", "the watcher is killed in the middle of the window: the deploy reverts the "
+                 "canary itself (fail closed)",
+                 Release("v2"), Expectation(DIED, True, release_traffic="ok"), disturbance=KILL_WATCHER),
+        Scenario("bad-rollout", "a rollout_pct stage whose new code path fails half its requests",
+                 Release("v2-dark-errors", "errors=0.5:502,scope=new"),
+                 Expectation(REVERTED, True, release_traffic="failures"), flow=ROLLOUT),
+        Scenario("acceptance", "the runbook's bar: two normal deploys and one deliberate rollback",
+                 Release("v2"), Expectation(PROMOTE, reverted=False, promoted=True), flow=ACCEPTANCE),
+    )
+}  # fmt: skip
+
+# `all` runs these in this order: the green drill first, so a fleet that cannot even promote a good
+# release stops nothing else from running but is the first row of the summary.
+ALL = ("green", "errors", "slow", "unhealthy", "crash", "prometheus-outage", "watcher-killed", "bad-rollout",
+       "acceptance")
+
+
+def resolve(names: str) -> list[Scenario]:
+    """The scenarios SCENARIO= stands for (a name, several separated by commas, or all), or ScenarioError."""
+    wanted = [n for n in names.replace(",", " ").split() if n]
+    if wanted == ["all"]:
+        return [SCENARIOS[n] for n in ALL]
+    unknown = [n for n in wanted if n not in SCENARIOS]
+    if wanted and not unknown:
+        return [SCENARIOS[n] for n in dict.fromkeys(wanted)]
+    what = f"SCENARIO={unknown[0]!r} is not a game-day scenario" if unknown else "SCENARIO is not set"
+    raise ScenarioError(f"{what}; use one of {', '.join(ALL)}, several separated by commas, or all "
+                        "(e.g. make gameday SCENARIO=errors)")
+
+
+def watch_window(scenario: Scenario, window: float, interval: float, max_staleness: float) -> float:
+    """The SLI window a drill uses: long enough for the disturbance to play out.
+
+    A Prometheus outage only turns into a blind revert once the last fresh data is older than
+    max_staleness; it starts after the first probe, so the window must leave room for that and for a
+    few probes more.
+    """
+    if scenario.disturbance == STOP_PROMETHEUS:
+        return max(window, interval + max_staleness + 3 * interval)
+    if scenario.disturbance == KILL_WATCHER:
+        return max(window, 4 * interval)
+    return window

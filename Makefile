@@ -73,3 +73,14 @@ status: setup ## One row per node; exits non-zero naming drained/down nodes or m
 
 rollout: setup ## Move rollout_pct on every node: make rollout PCT=10 | STAGES="1 10 50 100" [ROLLOUT_HOLD=s CHECK=1 FORCE=1]
 	@$(PY) scripts/rollout
+
+# --- Game days -------------------------------------------------------------------------------
+# Drills against the lab (or INVENTORY=): the real playbooks with a deliberately broken release,
+# checked by scripts/gameday itself; reports in REPORT_DIR (reports/). docs/GAMEDAY.md has the knobs.
+export SCENARIO ALLOW_PRODUCTION REPORT_DIR MAX_STALENESS HEALTH_TIMEOUT GAMEDAY_RPS LOADGEN_URL MAX_COLLATERAL \
+       ROLLOUT_STAGES PROM_STOP_CMD PROM_START_CMD
+
+.PHONY: gameday
+
+gameday: setup ## Game-day drill: make gameday SCENARIO=errors|slow|unhealthy|crash|prometheus-outage|watcher-killed|bad-rollout|green|all [INVENTORY=]
+	@$(PY) scripts/gameday --artifacts-dir '$(ARTIFACTS_DIR)'

@@ -59,6 +59,10 @@ class DrillError(RuntimeError):
     """The drill cannot go on; the message says why and what to do."""
 
 
+class NotReady(DrillError):
+    """The drill cannot start: nothing was changed."""
+
+
 @dataclass(frozen=True)
 class Options:
     inventory: str | None
@@ -112,13 +116,13 @@ class Context:
             return self.options.loadgen_url
         if self.fleet.control.lab_haproxy_port:
             return f"http://127.0.0.1:{self.fleet.control.lab_haproxy_port}/"
-        raise DrillError("no URL to send the drill's load to: set LOADGEN_URL=http://127.0.0.1:PORT/ (a loopback "
+        raise NotReady("no URL to send the drill's load to: set LOADGEN_URL=http://127.0.0.1:PORT/ (a loopback "
                          "address in front of the load balancer)")
 
     def canary(self) -> str:
         name = self.options.canary or self.fleet.nodes[0]
         if name not in self.fleet.nodes:
-            raise DrillError(f"CANARY_NODE={name} is not an edge node of this inventory; choose one of "
+            raise NotReady(f"CANARY_NODE={name} is not an edge node of this inventory; choose one of "
                              f"{', '.join(self.fleet.nodes)}")
         return name
 
@@ -139,14 +143,14 @@ def artifact(ctx: Context, release: Release, folder: Path) -> Path:
         argv += ["--fault", release.fault]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
-        raise DrillError(f"could not build {release.file_name}: {done.stderr.strip()} (or run make artifacts)")
+        raise NotReady(f"could not build {release.file_name}: {done.stderr.strip()} (or run make artifacts)")
     return built
 
 
 def artifact_version(path: Path) -> str:
     done = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30)
     if done.returncode != 0 or not done.stdout.strip():
-        raise DrillError(f"{path} --version did not answer; is it an edge binary?")
+        raise NotReady(f"{path} --version did not answer; is it an edge binary?")
     return done.stdout.strip()
 
 
@@ -185,22 +189,22 @@ def baseline(ctx: Context, release_sha: str | None) -> Baseline:
     shas = {n: f.binary.sha256 for n, f in fleet.files.items()}
     if len(set(shas.values())) != 1 or None in shas.values():
         listed = ", ".join(f"{n} {(s or 'missing')[:12]}" for n, s in shas.items())
-        raise DrillError(f"the fleet is not on one release (sha256 {listed}): put it back on its last-known-good "
+        raise NotReady(f"the fleet is not on one release (sha256 {listed}): put it back on its last-known-good "
                          "first (make rollback NODES=...)")
     versions = set(sample.versions.values())
     if len(versions) != 1 or None in versions:
-        raise DrillError(f"the nodes do not all answer the same /version ({sample.versions}): fix the fleet first")
+        raise NotReady(f"the nodes do not all answer the same /version ({sample.versions}): fix the fleet first")
     ready = chk.check_ready(sample.lbs, fleet.nodes)
     if not ready.ok:
-        raise DrillError(f"not every node is in rotation ({ready.detail}): make rollback NODES=<node> puts one back")
+        raise NotReady(f"not every node is in rotation ({ready.detail}): make rollback NODES=<node> puts one back")
     no_previous = [n for n, f in fleet.files.items() if not f.previous.exists]
     if no_previous:
-        raise DrillError(f"{', '.join(no_previous)} has no .previous: a drill needs a last-known-good to revert to "
+        raise NotReady(f"{', '.join(no_previous)} has no .previous: a drill needs a last-known-good to revert to "
                          "(one normal deploy creates it)")
     sha = next(iter(shas.values()))
     assert sha is not None
     if release_sha is not None and sha == release_sha:
-        raise DrillError("the fleet already runs this drill's release: roll it back first (make rollback NODES=all)")
+        raise NotReady("the fleet already runs this drill's release: roll it back first (make rollback NODES=all)")
     return Baseline(fleet.files, sample, versions.pop() or "", sha)
 
 
@@ -397,14 +401,17 @@ class Drill:
         try:
             flows = {CANARY: self.canary_flow, ROLLOUT: self.rollout_flow, ACCEPTANCE: self.acceptance_flow}
             flows[self.scenario.flow]()
+        except NotReady as exc:
+            self.result.error = f"not started: {exc}"
+            self.result.refused = self.loadgen is None
+            self.say(f"NOT STARTED: {exc}")
         except (DrillError, RunError, OSError) as exc:
             self.result.error = str(exc)
             self.say(f"BROKE: {exc}")
         except KeyboardInterrupt:
-            self.result.error = "interrupted"
+            self.result.error = "interrupted: the drill stopped where it was and cleaned up"
+            self.result.interrupted = True
             self.say("interrupted: cleaning up")
-            self.finish()
-            raise
         self.finish()
         return self.result
 
@@ -426,22 +433,22 @@ class Drill:
 
     def canary_flow(self) -> None:
         s, ctx = self.scenario, self.ctx
-        path, sha, version = self.prepare()
-        assert self.base is not None
         canary = self.result.canary = ctx.canary()
         peers = [n for n in ctx.fleet.nodes if n != canary]
-        self.set_selectors(f'job="edge",node="{canary}"', f'job="edge",node!="{canary}"')
         window = watch_window(s, ctx.window, ctx.interval, ctx.max_staleness)
         settings = None
         disturb = None
         if s.disturbance == STOP_PROMETHEUS:
             if ctx.options.prom_switch is None:
-                raise DrillError("prometheus-outage needs to stop and start Prometheus: on a non-lab inventory set "
-                                 "PROM_STOP_CMD and PROM_START_CMD")
+                raise NotReady("prometheus-outage needs to stop and start Prometheus: on a non-lab inventory set "
+                               "PROM_STOP_CMD and PROM_START_CMD")
             settings = {"max_staleness": ctx.max_staleness}
             disturb = self.stop_prometheus
         elif s.disturbance == KILL_WATCHER:
             disturb = self.kill_watcher
+        path, sha, version = self.prepare()
+        assert self.base is not None
+        self.set_selectors(f'job="edge",node="{canary}"', f'job="edge",node!="{canary}"')
         self.start_load()
         code, run_dir, play = self.deploy("deploy", path, canary, window, settings, disturb)
         verdict, reason = self.tool_said(code, run_dir, play, canary)
@@ -475,8 +482,28 @@ class Drill:
             chk.check_previous(self.base.files, after.files, self.base.sha, sha),
             chk.check_config(self.base.files, after.files),
         ]
+        checks += self.disturbance_checks()
         self.result.checks = checks
         self.finish_traffic(version, canary, pushed[0] if pushed else None)
+
+    def disturbance_checks(self) -> list[chk.Check]:
+        """The revert must come from the disturbance: after the kill, or while Prometheus was down."""
+        at = {e.label.split(" (")[0]: e.at for e in self.result.events}
+        detected = self.result.detected_at
+        if self.scenario.disturbance == STOP_PROMETHEUS:
+            down, up = at.get("Prometheus stopped"), at.get("Prometheus started again")
+            ok = down is not None and detected is not None and down <= detected <= (up or detected)
+            return [chk.Check("caught while Prometheus was down", ok,
+                              f"Prometheus down {chk.seconds_between(self.result.started_at, down)} s to "
+                              f"{chk.seconds_between(self.result.started_at, up)} s into the drill, detection at "
+                              f"{chk.seconds_between(self.result.started_at, detected)} s")]
+        if self.scenario.disturbance == KILL_WATCHER:
+            killed = next((e.at for e in self.result.events if e.label.startswith("watcher (pid")), None)
+            ok = killed is not None and detected is not None and killed <= detected
+            return [chk.Check("caught after the watcher was killed", ok,
+                              f"killed at {chk.seconds_between(self.result.started_at, killed)} s, detection at "
+                              f"{chk.seconds_between(self.result.started_at, detected)} s into the drill")]
+        return []
 
     def set_selectors(self, canary: str, control: str) -> None:
         """Canary and control for the timeline; the watcher's own queries replace these once it has run."""

@@ -59,6 +59,8 @@ class DrillResult:
     pushed_at: float | None = None  # the release was installed on the canary (its deploy record)
     cleanup: list[str] = field(default_factory=list)
     error: str | None = None
+    interrupted: bool = False
+    refused: bool = False  # stopped before changing anything (the fleet was not ready for a drill)
     thresholds: tuple[float, float] = (0.0, 0.0)  # p95 seconds, 5xx ratio
     selectors: tuple[str, str] = ("", "")  # canary, control
     queries: dict[str, RenderedQueries] = field(default_factory=dict)
@@ -263,16 +265,23 @@ def write_report(result: DrillResult, folder: Path, prom_url: str, step: float =
     result.report_md.write_text(markdown(result))
 
 
+def timings(r: DrillResult) -> tuple[str, str]:
+    """Time to detection, from the first bad response (or, when no client got one, the release's install,
+    marked *), and from detection to the canary serving the last-known-good again."""
+    start, mark = (r.first_bad_at, "") if r.first_bad_at is not None else (r.pushed_at, "*")
+    detect = seconds_between(start, r.detected_at)
+    return (_secs(detect) + (mark if detect is not None else ""),
+            _secs(seconds_between(r.detected_at, r.restored_at)))
+
+
 def summary_table(results: list[DrillResult]) -> str:
-    header = ["scenario", "result", "tool said", "first bad → detect", "→ restored", "sent", "failed", "collateral",
-              "failed expectations"]
+    header = ["scenario", "result", "tool said", "bad → detected", "detected → restored", "sent", "failed",
+              "collateral", "failed expectations"]
     rows = []
     for r in results:
         t = r.traffic
         rows.append([
-            r.scenario.name, "PASS" if r.passed else "FAIL", r.tool_verdict,
-            _secs(seconds_between(r.first_bad_at, r.detected_at)),
-            _secs(seconds_between(r.first_bad_at, r.restored_at)),
+            r.scenario.name, "PASS" if r.passed else "FAIL", r.tool_verdict, *timings(r),
             str(t.sent) if t else "-", str(t.failed) if t else "-", str(t.collateral) if t else "-",
             "; ".join(c.name for c in r.failed_checks) or (r.error or "")[:80] or "-",
         ])
@@ -284,20 +293,21 @@ def summary_table(results: list[DrillResult]) -> str:
 def write_summary(results: list[DrillResult], folder: Path) -> Path:
     path = folder / "summary.md"
     passed = sum(r.passed for r in results)
-    body = [f"# Game day: {passed}/{len(results)} drills passed", "", summary_table(results), ""]
-    body += [f"- [{r.scenario.name}]({r.report_md.name})" for r in results if r.report_md is not None]
+    body = [f"# Game day: {passed}/{len(results)} drills passed", "", summary_table(results), "",
+            "bad → detected: from the first bad response a client got, or (*) from the release's install on the "
+            "canary when no client got one; detected → restored: until the canary served the last-known-good "
+            "release again, READY on every LB (a rollout: the last answer from its new code path).", ""]
+    body += [f"- [{r.scenario.name}]({r.report_md.relative_to(folder)})" for r in results if r.report_md is not None]
     path.write_text("\n".join(body) + "\n")
     return path
 
 
 def text_table(results: list[DrillResult]) -> str:
     """The summary for the terminal: aligned columns, no markdown."""
-    rows = [["scenario", "result", "tool said", "detect", "restored", "sent", "failed", "collateral"]]
+    rows = [["scenario", "result", "tool said", "bad→detected", "detected→restored", "sent", "failed", "collateral"]]
     for r in results:
         t = r.traffic
-        rows.append([r.scenario.name, "PASS" if r.passed else "FAIL", r.tool_verdict,
-                     _secs(seconds_between(r.first_bad_at, r.detected_at)),
-                     _secs(seconds_between(r.first_bad_at, r.restored_at)),
+        rows.append([r.scenario.name, "PASS" if r.passed else "FAIL", r.tool_verdict, *timings(r),
                      str(t.sent) if t else "-", str(t.failed) if t else "-", str(t.collateral) if t else "-"])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)

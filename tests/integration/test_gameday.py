@@ -1,0 +1,271 @@
+"""make gameday (issue 7) against the real test lab: every scenario's verdict, and the fleet afterwards
+checked here, independently of the drill's own report (each node's /version and files, the HAProxy
+admin socket, the lock files, Prometheus). Windows are short so the module fits CI."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.fleet import reset_fleet
+from tests.helpers.lab import REPO, Lab
+
+GAMEDAY = REPO / "scripts" / "gameday"
+WINDOW = "12"  # seconds: four 3 s probes
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def fleet(lab: Lab, artifacts: dict[str, Path]) -> Iterator[Lab]:
+    reset_fleet(lab, artifacts["v1"])
+    try:
+        yield lab
+    finally:
+        if lab.supervisorctl("status", "lab-prometheus").stdout.split()[1:2] != ["RUNNING"]:
+            lab.supervisorctl("start", "lab-prometheus")
+        reset_fleet(lab, artifacts["v1"])
+
+
+def drill_argv(scenario: str, artifacts: dict[str, Path], reports: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(GAMEDAY), "--scenario", scenario, "--artifacts-dir", str(artifacts["v1"].parent),
+            "--report-dir", str(reports), "--window", WINDOW, "--interval", "3", *extra]
+
+
+def run_drill(lab: Lab, scenario: str, artifacts: dict[str, Path], reports: Path,
+              *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(drill_argv(scenario, artifacts, reports, *extra), env=lab.env, cwd=REPO,
+                          capture_output=True, text=True, timeout=900)
+
+
+def report_of(reports: Path, scenario: str) -> str:
+    (run,) = reports.glob("gameday-*")
+    md = run / scenario / f"{scenario}.md"
+    png = run / scenario / f"{scenario}.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"no timeline PNG for {scenario}"
+    return md.read_text()
+
+
+def assert_fleet_on(lab: Lab, artifact: Path) -> None:
+    """Every node serves the artifact, holds it as binary and as .previous, READY and UP, no lock left."""
+    version = artifact.name.removeprefix("edge-")
+    wanted = sha256(artifact)
+    for node in lab.settings.node_names():
+        home = lab.node_dir(node)
+        assert lab.node_version(node)["version"] == version, f"{node} does not serve {version}"
+        assert sha256(home / "edge") == wanted, f"{node}'s binary is not {version}"
+        assert sha256(home / "edge.previous") == wanted, f"{node}'s .previous is not {version}"
+        assert (home / "edge.conf").read_text().strip() == "rollout_pct=0", f"{node}'s config changed"
+    assert set(lab.lb_states().values()) == {"READY"}, lab.lb_states()
+    lab.wait_until(lambda: {row["status"] for row in lab.server_stats().values()} == {"UP"}, 30, "every node UP")
+    assert not list((lab.lab_dir / "control").glob("*.lock")), "a lock was left behind"
+
+
+def assert_reverted(lab: Lab, artifact: Path, canary: str = "edge-1") -> None:
+    """The release was put aside on the canary only."""
+    assert sha256(lab.node_dir(canary) / "edge.rolled-back") == sha256(artifact)
+    for node in lab.settings.node_names():
+        if node != canary:
+            assert not (lab.node_dir(node) / "edge.rolled-back").exists(), f"{node} was touched"
+
+
+def expectation_rows(report: str) -> dict[str, str]:
+    return {m.group(2): m.group(1) for m in re.finditer(r"^\| (PASS|\*\*FAIL\*\*) \| ([^|]+?) \|", report, re.M)}
+
+
+def assert_passed(done: subprocess.CompletedProcess[str], scenario: str, verdict: str) -> None:
+    assert done.returncode == 0, f"{scenario} drill failed:\n{done.stdout[-6000:]}\n{done.stderr[-3000:]}"
+    assert f"gameday {scenario}: PASS — the tool said {verdict}" in done.stdout
+
+
+# --- refusals (nothing changes) ---------------------------------------------------------------
+
+
+def test_an_unknown_scenario_is_refused_with_the_list(tmp_path: Path, lab: Lab) -> None:
+    done = subprocess.run([sys.executable, str(GAMEDAY), "--scenario", "eror", "--report-dir", str(tmp_path)],
+                          env=lab.env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "gameday: SCENARIO='eror' is not a game-day scenario; use one of green, errors, slow, unhealthy, crash, "
+        "prometheus-outage, watcher-killed, bad-rollout, acceptance, several separated by commas, or all "
+        "(e.g. make gameday SCENARIO=errors)"]
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_inventory_marked_production_is_refused_unless_allowed(fleet: Lab, tmp_path: Path,
+                                                                   artifacts: dict[str, Path]) -> None:
+    state = tmp_path / "state"
+    inventory = tmp_path / "prod.hosts.yml"
+    node_vars = "\n".join(
+        f"        {node}: {{edge_install_dir: {fleet.node_dir(node)}, "
+        f"edge_config_path: {fleet.node_dir(node)}/edge.conf, "
+        f"edge_health_url: 'http://127.0.0.1:{fleet.node_port(node)}/health'}}"
+        for node in fleet.settings.node_names())
+    inventory.write_text(f"""\
+all:
+  vars:
+    ansible_connection: local
+    ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
+    edge_binary_name: edge
+    haproxy_server_socket: {fleet.admin_socket}
+    haproxy_server_backend: edge
+    edge_canary_state_dir: {state}
+    edge_canary_production: true
+    prom_url: http://127.0.0.1:{fleet.settings.prom_port}
+    sli_window: 30
+    sli_probe_interval: 3
+    prom_p95_threshold_s: 0.3
+    prom_err_rate_threshold: 0.01
+  children:
+    edge:
+      hosts:
+{node_vars}
+    haproxy:
+      hosts:
+        lb-1: {{}}
+    control:
+      hosts:
+        localhost: {{}}
+""")
+    reports = tmp_path / "reports"
+    done = run_drill(fleet, "errors", artifacts, reports, "--inventory", str(inventory))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "is marked production (edge_canary_production)" in done.stderr
+    assert "ALLOW_PRODUCTION=1" in done.stderr
+    assert not reports.exists() and not state.exists(), "a refused drill changed something"
+    assert_fleet_on(fleet, artifacts["v1"])
+
+
+def test_a_drill_refuses_while_another_holds_the_game_day_lock(fleet: Lab, tmp_path: Path,
+                                                                artifacts: dict[str, Path]) -> None:
+    control = str(fleet.lab_dir / "control")
+    lock = [sys.executable, str(REPO / "scripts/edge-lock"), "--dir", control]
+    # The lock's holder is this test process: alive for as long as the test runs.
+    subprocess.run([*lock, "acquire", "gameday", "--id", "other-drill"], check=True, capture_output=True)
+    try:
+        done = run_drill(fleet, "errors", artifacts, tmp_path)
+    finally:
+        subprocess.run([*lock, "release", "gameday", "--id", "other-drill"], check=True, capture_output=True)
+    assert done.returncode == 2
+    assert "the game-day lock is held" in done.stderr and "other-drill" in done.stderr
+    assert_fleet_on(fleet, artifacts["v1"])
+
+
+# --- the scenarios ----------------------------------------------------------------------------
+
+
+def test_green_a_good_release_is_promoted_then_rolled_back(fleet: Lab, tmp_path: Path,
+                                                            artifacts: dict[str, Path]) -> None:
+    done = run_drill(fleet, "green", artifacts, tmp_path)
+    assert_passed(done, "green", "promote")
+    rows = expectation_rows(report_of(tmp_path, "green"))
+    assert rows["every node promoted to v2"] == "PASS" and rows["deliberate rollback"] == "PASS"
+    assert_fleet_on(fleet, artifacts["v1"])
+    for node in fleet.settings.node_names():  # every node went to v2 and was rolled back by the drill
+        assert sha256(fleet.node_dir(node) / "edge.rolled-back") == sha256(artifacts["v2"])
+
+
+@pytest.mark.parametrize("scenario, release", [("errors", "v2-errors"), ("slow", "v2-slow")])
+def test_a_bad_release_is_reverted_by_the_watcher(fleet: Lab, tmp_path: Path, artifacts: dict[str, Path],
+                                                  scenario: str, release: str) -> None:
+    done = run_drill(fleet, scenario, artifacts, tmp_path)
+    assert_passed(done, scenario, "reverted")
+    assert_fleet_on(fleet, artifacts["v1"])
+    assert_reverted(fleet, artifacts[release])
+    report = report_of(tmp_path, scenario)
+    assert "| first bad response → detection |" in report
+    assert re.search(r"\| requests failed \| \d+ \(\d+ by the release itself, 0 collateral\) \|", report)
+
+
+@pytest.mark.parametrize("scenario, release", [("unhealthy", "v2-unhealthy"), ("crash", "v2-crash")])
+def test_a_release_that_fails_its_roll_is_put_back_before_any_client_sees_it(
+        fleet: Lab, tmp_path: Path, artifacts: dict[str, Path], scenario: str, release: str) -> None:
+    proc = subprocess.Popen(drill_argv(scenario, artifacts, tmp_path, "--health-timeout", "8"), env=fleet.env,
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        if scenario == "crash":
+            # While the drill holds the game-day lock, a deploy is refused. In check mode, so that it could
+            # change nothing even if it came too late.
+            fleet.wait_until(lambda: (fleet.lab_dir / "control" / "gameday.lock").exists(), 300, "the game-day lock")
+            refused = fleet.make("deploy-canary", extra_env={"ARTIFACT": str(artifacts["v2"]), "CHECK": "1"},
+                                 timeout=600)
+            assert refused.returncode != 0
+            assert "a game-day drill holds the lock" in refused.stdout + refused.stderr
+        out, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out[-6000:]
+    assert f"gameday {scenario}: PASS — the tool said roll-failed" in out
+    assert_fleet_on(fleet, artifacts["v1"])
+    assert_reverted(fleet, artifacts[release])
+    rows = expectation_rows(report_of(tmp_path, scenario))
+    assert rows["the release never reached clients"] == "PASS"
+
+
+def test_prometheus_outage_the_blind_watcher_reverts(fleet: Lab, tmp_path: Path, artifacts: dict[str, Path]) -> None:
+    done = run_drill(fleet, "prometheus-outage", artifacts, tmp_path)
+    assert_passed(done, "prometheus-outage", "reverted")
+    assert "Prometheus stopped in the middle of the watch window" in done.stdout
+    assert_fleet_on(fleet, artifacts["v1"])
+    assert_reverted(fleet, artifacts["v2"])
+    assert "RUNNING" in fleet.supervisorctl("status", "lab-prometheus").stdout
+    fleet.wait_until(lambda: bool(fleet.prom_query("vector(1)")), 60, "Prometheus answering again")
+    report = report_of(tmp_path, "prometheus-outage")
+    assert "blind" in report
+    assert expectation_rows(report)["caught while Prometheus was down"] == "PASS"
+
+
+def test_watcher_killed_the_deploy_reverts_the_canary_itself(fleet: Lab, tmp_path: Path,
+                                                              artifacts: dict[str, Path]) -> None:
+    done = run_drill(fleet, "watcher-killed", artifacts, tmp_path)
+    assert_passed(done, "watcher-killed", "died")
+    assert re.search(r"killed the watcher \(pid \d+\)", done.stdout)
+    assert_fleet_on(fleet, artifacts["v1"])
+    assert_reverted(fleet, artifacts["v2"])
+    assert expectation_rows(report_of(tmp_path, "watcher-killed"))["caught after the watcher was killed"] == "PASS"
+
+
+def test_bad_rollout_every_node_goes_back_to_rollout_pct_0(fleet: Lab, tmp_path: Path,
+                                                           artifacts: dict[str, Path]) -> None:
+    done = run_drill(fleet, "bad-rollout", artifacts, tmp_path, "--rollout-stages", "50")
+    assert_passed(done, "bad-rollout", "reverted")
+    rows = expectation_rows(report_of(tmp_path, "bad-rollout"))
+    assert rows["every node at rollout_pct=0"] == "PASS"
+    assert rows["the release failed requests"] == "PASS" and rows["no collateral failures"] == "PASS"
+    assert_fleet_on(fleet, artifacts["v1"])  # the drill's deliberate rollback after the rollout
+
+
+# --- a drill that stops in the middle ---------------------------------------------------------
+
+
+def test_an_interrupted_drill_puts_the_fleet_back_and_says_so(fleet: Lab, tmp_path: Path,
+                                                               artifacts: dict[str, Path]) -> None:
+    proc = subprocess.Popen(drill_argv("errors", artifacts, tmp_path), env=fleet.env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        fleet.wait_until(lambda: fleet.node_version("edge-1")["version"] == "v2-errors", 600,
+                         "the canary serving the bad release")
+        time.sleep(1)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, out[-6000:]
+    assert "interrupted: cleaning up" in out
+    assert re.search(r"cleanup: (stopped the unfinished deploy play|the drill put the fleet back on v1)", out), out
+    assert_fleet_on(fleet, artifacts["v1"])
+    assert "## Cleanup" in report_of(tmp_path, "errors")

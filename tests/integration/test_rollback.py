@@ -1,0 +1,110 @@
+"""`make rollback` against the lab (issue 6): real make, ansible-playbook, HAProxy and edge nodes; the
+fleet's state is read independently (node files, /version, the HAProxy admin socket)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.fleet import (
+    fleet_versions,
+    install_fleet,
+    node_files,
+    node_pids,
+    reset_fleet,
+    sha256,
+)
+from tests.helpers.lab import REPO, Lab
+
+FAST_DEPLOY = {"SLI_WINDOW": "9", "SLI_PROBE_INTERVAL": "3"}
+
+
+@pytest.fixture
+def fleet(lab: Lab, artifacts: dict[str, Path]) -> Iterator[Lab]:
+    reset_fleet(lab, artifacts["v1"])
+    yield lab
+    reset_fleet(lab, artifacts["v1"])
+
+
+def output(result: object) -> str:
+    return f"{getattr(result, 'stdout', '')[-5000:]}\n{getattr(result, 'stderr', '')[-2000:]}"
+
+
+def assert_lock_not_held(lab: Lab) -> None:
+    """No live process holds the deploy lock (a failed play's lock is stale: recovered on next use)."""
+    shown = subprocess.run([sys.executable, str(REPO / "scripts/edge-lock"), "--dir",
+                            str(lab.lab_dir / "control"), "show"], capture_output=True, text=True)
+    deploy = next(line for line in shown.stdout.splitlines() if line.startswith("deploy:"))
+    assert deploy == "deploy: free" or deploy.endswith("[stale]"), deploy
+
+
+def assert_all_ready(lab: Lab) -> None:
+    assert set(lab.lb_states().values()) == {"READY"}, lab.lb_states()
+
+
+def test_rollback_after_a_green_deploy_brings_every_node_back_to_v1_and_twice_is_a_no_op(
+        fleet: Lab, artifacts: dict[str, Path]) -> None:
+    deployed = fleet.make("deploy-canary", extra_env={"ARTIFACT": str(artifacts["v2"]), "BATCH": "2",
+                                                      **FAST_DEPLOY})
+    assert deployed.returncode == 0, output(deployed)
+    assert set(fleet_versions(fleet).values()) == {"v2"}
+
+    result = fleet.make("rollback", extra_env={"NODES": "all"})
+    assert result.returncode == 0, output(result)
+    nodes = fleet.settings.node_names()
+    assert fleet_versions(fleet) == dict.fromkeys(nodes, "v1")
+    assert_all_ready(fleet)
+    for node in nodes:
+        home = fleet.node_dir(node)
+        assert sha256(home / "edge") == sha256(artifacts["v1"])
+        assert sha256(home / "edge.previous") == sha256(artifacts["v1"])
+        # The rolled-back binary is kept aside, not lost and not swapped back in.
+        assert sha256(home / "edge.rolled-back") == sha256(artifacts["v2"])
+        record = json.loads((home / "release.json").read_text())
+        assert record["action"] == "rollback" and record["rolled_back"]["version"] == "v2"
+    assert_lock_not_held(fleet)
+
+    # A second rollback is a no-op: no file changes, no restart, never a swap back to v2.
+    files, pids = node_files(fleet), node_pids(fleet)
+    again = fleet.make("rollback", extra_env={"NODES": "all"})
+    assert again.returncode == 0, output(again)
+    assert node_files(fleet) == files
+    assert node_pids(fleet) == pids
+    assert fleet_versions(fleet) == dict.fromkeys(nodes, "v1")
+    assert again.stdout.count("nothing to do") == len(nodes)
+    assert_all_ready(fleet)
+
+
+def test_rollback_without_previous_is_refused_before_any_node_changes(
+        fleet: Lab, artifacts: dict[str, Path]) -> None:
+    install_fleet(fleet, artifacts["v2"], previous=artifacts["v1"])
+    (fleet.node_dir("edge-2") / "edge.previous").unlink()
+    files, pids = node_files(fleet), node_pids(fleet)
+
+    result = fleet.make("rollback", extra_env={"NODES": "all"})
+    assert result.returncode != 0
+    assert "edge-2 has no" in result.stdout and "ROLLBACK_BINARY=" in result.stdout, output(result)
+    # Nothing changed on any node, not even on the ones that had a .previous.
+    assert node_files(fleet) == files
+    assert node_pids(fleet) == pids
+    assert set(fleet_versions(fleet).values()) == {"v2"}
+    assert_all_ready(fleet)
+    assert_lock_not_held(fleet)
+
+
+def test_rollback_in_check_mode_changes_nothing(fleet: Lab, artifacts: dict[str, Path]) -> None:
+    install_fleet(fleet, artifacts["v2"], previous=artifacts["v1"])
+    files, pids = node_files(fleet), node_pids(fleet)
+
+    result = fleet.make("rollback", extra_env={"NODES": "all", "CHECK": "1"})
+    assert result.returncode == 0, output(result)
+    assert node_files(fleet) == files
+    assert node_pids(fleet) == pids
+    assert set(fleet_versions(fleet).values()) == {"v2"}
+    assert_all_ready(fleet)
+    assert_lock_not_held(fleet)

@@ -1,0 +1,371 @@
+"""The bench's hands on the lab (side effects only): bring the lab up and down, run load, run the real
+playbooks, do the naive deploy by hand, poll node versions, run and measure a watcher."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import xml.etree.ElementTree as ET
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "lab"))
+
+from lab_settings import LabSettings, load  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+
+
+class BenchError(RuntimeError):
+    """Something the bench needs did not work; the message says what and where to look."""
+
+
+@dataclass
+class LabHandle:
+    env: dict[str, str]
+    work: Path
+
+    @property
+    def settings(self) -> LabSettings:
+        return load(self.env)
+
+    @property
+    def lab_dir(self) -> Path:
+        return Path(self.settings.lab_dir)
+
+    @property
+    def lb_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.haproxy_port}/api"
+
+    def node_ports(self) -> dict[str, int]:
+        s = self.settings
+        return dict(zip(s.node_names(), s.edge_ports(), strict=True))
+
+    def log(self, name: str) -> Path:
+        return self.work / "logs" / name
+
+    def run(self, argv: list[str], name: str, timeout: float, extra: dict[str, str] | None = None) -> int:
+        self.log(name).parent.mkdir(parents=True, exist_ok=True)
+        with self.log(name).open("ab") as out:
+            try:
+                return subprocess.run(argv, cwd=REPO, env={**self.env, **(extra or {})}, stdout=out,
+                                      stderr=subprocess.STDOUT, timeout=timeout).returncode
+            except subprocess.TimeoutExpired:
+                raise BenchError(f"{name} took longer than {timeout:.0f} s; see {self.log(name)}") from None
+
+    def up(self, nodes: int) -> None:
+        self.env["LAB_NODES"] = str(nodes)
+        self.env["LAB_TRAFFIC_RPS"] = "0"  # the bench's own load generator is the only traffic
+        if self.run(["bash", str(REPO / "scripts/lab-up.sh")], "lab-up.log", 1200) != 0:
+            raise BenchError(f"the bench lab ({nodes} nodes) did not come up; see {self.log('lab-up.log')}")
+
+    def down(self) -> None:
+        self.run(["bash", str(REPO / "scripts/lab-down.sh")], "lab-down.log", 300)
+
+
+def lab_handle(work: Path) -> LabHandle:
+    env = dict(os.environ)
+    env.update({"PY": sys.executable, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+                "PATH": f"{VENV_BIN}:{env.get('PATH', '')}"})
+    return LabHandle(env, work)
+
+
+# --- load ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    """scripts/loadgen through HAProxy at a fixed rate, one JSON line per request, until stopped."""
+
+    url: str
+    rps: float
+    out: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Load:
+        self.out.unlink(missing_ok=True)
+        argv = [sys.executable, str(REPO / "scripts/loadgen"), "--url", self.url, "--rps", f"{self.rps:g}",
+                "--duration", "7200", "--out", str(self.out)]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        return self
+
+    def stop(self) -> list[str]:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.out.read_text().splitlines() if self.out.exists() else []
+
+
+# --- node versions --------------------------------------------------------------------------------------
+
+
+def node_version(port: int, timeout: float = 1.0) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/version", timeout=timeout) as answer:
+            return str(json.loads(answer.read()).get("version"))
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class VersionPoller:
+    """Asks one node's /version directly every `every` seconds: when it really serves what."""
+
+    port: int
+    every: float = 0.2
+    samples: list[tuple[float, str | None]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> VersionPoller:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            version = node_version(self.port)
+            self.samples.append((time.time(), version))
+            self._stop.wait(self.every)
+
+    def stop(self) -> list[tuple[float, str | None]]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        return self.samples
+
+
+# --- our tool: the real playbooks -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeployRun:
+    code: int
+    started: float
+    ended: float
+    run_dir: Path
+    junit_dir: Path
+
+
+def deploy(lab: LabHandle, label: str, artifact: Path, canary: str, batch: int, window: float,
+           interval: float, min_requests: int) -> DeployRun:
+    """playbooks/deploy-canary.yml as scripts/deploy-canary runs it, with the junit callback on for
+    per-task times; the lock is released afterwards as scripts/deploy-canary does."""
+    deploy_id = f"bench-{label}-{time.strftime('%H%M%S')}-{os.getpid()}"
+    junit = lab.work / "junit" / deploy_id
+    junit.mkdir(parents=True, exist_ok=True)
+    extra = {"deploy_id": deploy_id, "deploy_artifact": str(artifact), "deploy_canary_node": canary,
+             "deploy_batch": batch, "sli_window": window, "sli_probe_interval": interval,
+             "sli_watch_settings": {"min_requests": min_requests}, "force_migrate": False, "force_lock": False}
+    vars_file = lab.work / f"{deploy_id}.json"
+    vars_file.write_text(json.dumps(extra))
+    started = time.time()
+    code = lab.run([str(VENV_BIN / "ansible-playbook"), str(REPO / "playbooks/deploy-canary.yml"),
+                    "-e", f"@{vars_file}"], f"{label}.log", 1800,
+                   {"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.junit", "JUNIT_OUTPUT_DIR": str(junit)})
+    ended = time.time()
+    state = lab.lab_dir / "control"
+    subprocess.run([sys.executable, str(REPO / "scripts/edge-lock"), "--dir", str(state), "release", "deploy",
+                    "--id", deploy_id], capture_output=True, env=lab.env)
+    return DeployRun(code, started, ended, state / "runs" / deploy_id, junit)
+
+
+def rollback(lab: LabHandle, label: str, nodes: str) -> tuple[int, float, float]:
+    started = time.time()
+    code = lab.run([str(VENV_BIN / "ansible-playbook"), str(REPO / "playbooks/rollback.yml"),
+                    "-e", f"rollback_nodes={nodes}"], f"{label}.log", 1200)
+    return code, started, time.time()
+
+
+def wait_idle_watchers(lab: LabHandle, timeout: float = 120) -> None:
+    """A reverting watcher finishes after the deploy play; wait for its verdict file before going on."""
+    deadline = time.time() + timeout
+    runs = lab.lab_dir / "control" / "runs"
+    while time.time() < deadline:
+        pending = [d for d in runs.glob("bench-*") if (d / "watcher.json").exists()
+                   and not (d / "verdict.json").exists()] if runs.exists() else []
+        if not pending:
+            return
+        time.sleep(1)
+
+
+def node_records(run_dir: Path) -> dict[str, dict[str, object]]:
+    records = {}
+    for path in sorted((run_dir / "nodes").glob("*.json")):
+        with contextlib.suppress(OSError, ValueError):
+            records[path.stem] = json.loads(path.read_text())
+    return records
+
+
+def junit_task_times(junit_dir: Path) -> Counter[str]:
+    """Seconds per task name, summed over hosts, from the junit callback's XML."""
+    times: Counter[str] = Counter()  # float values: Counter's int annotation is only nominal
+    for path in junit_dir.glob("*.xml"):
+        with contextlib.suppress(ET.ParseError, OSError):
+            for case in ET.parse(path).getroot().iter("testcase"):
+                name = case.get("name", "?")
+                name = name.split("] ", 1)[-1] if name.startswith("[") else name
+                with contextlib.suppress(ValueError):
+                    times[name] += float(case.get("time", "0"))  # type: ignore[assignment]
+    return times
+
+
+# --- the naive way, by hand -----------------------------------------------------------------------------
+
+
+def naive_swap(lab: LabHandle, binaries: dict[str, Path]) -> tuple[float, float]:
+    """Copy each node's new binary in place and restart its service, one node after the other, with no
+    drain and no health wait: what a plain `cp && restart` loop does."""
+    conf = lab.lab_dir / "supervisord.conf"
+    started = time.time()
+    for node, binary in binaries.items():
+        target = lab.lab_dir / "nodes" / node / "edge"
+        staging = target.with_name(".edge.naive")
+        shutil.copy2(binary, staging)
+        os.replace(staging, target)
+        subprocess.run(["supervisorctl", "-c", str(conf), "restart", node], capture_output=True, timeout=120)
+    return started, time.time()
+
+
+def save_binaries(lab: LabHandle, folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = {}
+    for node in lab.node_ports():
+        saved[node] = folder / node
+        shutil.copy2(lab.lab_dir / "nodes" / node / "edge", saved[node])
+    return saved
+
+
+def wait_serving(lab: LabHandle, version: str, timeout: float = 120) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if all(node_version(port) == version for port in lab.node_ports().values()):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+# --- watcher cost ---------------------------------------------------------------------------------------
+
+
+class _CountingProxy(http.server.ThreadingHTTPServer):
+    upstream: str
+    count: int
+    lock: threading.Lock
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    server: _CountingProxy
+
+    def _forward(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        with self.server.lock:
+            self.server.count += 1
+        request = urllib.request.Request(self.server.upstream + self.path, data=body, method=self.command)
+        for name in ("Content-Type", "Authorization"):
+            if self.headers.get(name):
+                request.add_header(name, self.headers[name])
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                payload, status = answer.read(), answer.status
+        except urllib.error.HTTPError as err:
+            payload, status = err.read(), err.code
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = _forward
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        return
+
+
+@dataclass(frozen=True)
+class WatcherCost:
+    elapsed_s: float
+    cpu_s: float
+    peak_rss_kib: int | None
+    probes: int
+    queries: int
+    steady_s: float  # from the first probe to the end: the part that scales with watching time
+    steady_cpu_s: float
+
+
+def watcher_cost(lab: LabHandle, window: float, interval: float, canary: str) -> WatcherCost:
+    """Run the watcher for `window` seconds in shadow mode (no revert) through a proxy that counts its
+    Prometheus queries; read its CPU and peak RSS from /proc while it runs."""
+    from bench_stats import cpu_seconds, peak_rss_kib  # local: keeps this module's import light
+
+    proxy = _CountingProxy(("127.0.0.1", 0), _ProxyHandler)
+    proxy.upstream, proxy.count, proxy.lock = f"http://127.0.0.1:{lab.settings.prom_port}", 0, threading.Lock()
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    folder = lab.work / "watcher-cost"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    argv = [sys.executable, "-m", "watcher", "--prom-url", f"http://127.0.0.1:{proxy.server_address[1]}",
+            "--canary-selector", f'job="edge",node="{canary}"', "--control-selector",
+            f'job="edge",node!="{canary}"', "--canary-node", canary, "--window", f"{window:g}",
+            "--interval", f"{interval:g}", "--scrape-interval", "1", "--revert-action", "none",
+            "--decision-log", str(folder / "decisions.jsonl"), "--verdict-file", str(folder / "verdict.json")]
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu, rss = 0.0, None
+    steady: tuple[float, float] | None = None  # (time, cpu) at the first probe: start-up cost left out
+    log = folder / "decisions.jsonl"
+    started = last = time.time()
+    with (folder / "watcher.log").open("wb") as out:
+        proc = subprocess.Popen(argv, cwd=REPO, env=lab.env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            while proc.poll() is None and time.time() - started < window + 120:
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    cpu = cpu_seconds(Path(f"/proc/{proc.pid}/stat").read_text(), ticks)
+                    rss = peak_rss_kib(Path(f"/proc/{proc.pid}/status").read_text()) or rss
+                    if steady is None and log.exists() and log.stat().st_size > 0:
+                        steady = (time.time(), cpu)
+                last = time.time()
+                time.sleep(0.25)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            proxy.shutdown()
+            proxy.server_close()
+    elapsed = time.time() - started
+    probes = 0
+    with contextlib.suppress(OSError):
+        for line in log.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                probes += int(json.loads(line).get("event") == "probe")
+    steady_s, steady_cpu = (last - steady[0], cpu - steady[1]) if steady else (0.0, 0.0)
+    return WatcherCost(elapsed, cpu, rss, probes, proxy.count, steady_s, steady_cpu)
+
+
+def wait_versions(lab: LabHandle, wanted: dict[str, str | None], timeout: float = 60) -> bool:
+    """Wait until every node answers /version with the version it is wanted to serve."""
+    ports = lab.node_ports()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if all(node_version(ports[node]) == version for node, version in wanted.items()):
+            return True
+        time.sleep(0.5)
+    return False

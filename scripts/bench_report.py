@@ -1,0 +1,210 @@
+"""docs/BENCHMARKS.md from the bench's results (pure: results in, markdown out)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bench_stats import Fit, median, ratio
+
+
+@dataclass(frozen=True)
+class OpResult:
+    """One operation under steady load: what the clients saw."""
+
+    op: str
+    run: int
+    code: int
+    seconds: float
+    sent: int
+    dropped: int
+    not_sent: int
+    by_release: int
+    p99_before_s: float | None
+    p99_during_s: float | None
+
+
+@dataclass(frozen=True)
+class RevertResult:
+    release: str
+    run: int
+    verdict: str
+    first_bad_at: float | None
+    restored_at: float | None
+
+    @property
+    def seconds(self) -> float | None:
+        if self.first_bad_at is None or self.restored_at is None:
+            return None
+        return self.restored_at - self.first_bad_at
+
+
+@dataclass(frozen=True)
+class RollResult:
+    nodes: int
+    batch: int
+    batches: int
+    code: int
+    wall_s: float
+    roll_s: float | None  # canary roll + peer rolls, without preflight and the SLI gate
+    steps: dict[str, float]  # median seconds per step over the fleet's nodes
+
+
+@dataclass
+class Results:
+    mode: str
+    machine: str
+    date: str
+    command: str
+    settings: dict[str, object]
+    ops: list[OpResult] = field(default_factory=list)
+    reverts: list[RevertResult] = field(default_factory=list)
+    rolls: list[RollResult] = field(default_factory=list)
+    fit: Fit | None = None
+    slow_tasks: list[tuple[str, float]] = field(default_factory=list)
+    watcher: dict[str, float | int | None] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def fmt(value: float | int | None, unit: str = "", digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, int):
+        return f"{value}{unit}"
+    return f"{value:.{digits}f}{unit}"
+
+
+def ms(value: float | None) -> str:
+    return "–" if value is None else f"{value * 1000:.0f} ms"
+
+
+def times(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
+OP_TITLES = {
+    "green": "green deploy of the fleet (drain, push, restart, health, ready)",
+    "rollback": "manual rollback of the fleet (make rollback NODES=all)",
+    "naive": "naive deploy (binary swapped + service restarted, no drain)",
+    "revert-v2-errors": "auto-revert of a canary serving 20 % 502s (v2-errors)",
+    "revert-v2-slow": "auto-revert of a canary 0.6 s slow (v2-slow)",
+}
+
+
+def op_rows(ops: Sequence[OpResult]) -> list[str]:
+    rows = ["| operation | runs | dropped (median) | dropped per run | of which not sent | the broken binary's "
+            "own failures (not counted) | requests in the window | p99 before | p99 during | p99 during / before "
+            "| seconds |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for op in OP_TITLES:
+        mine = [o for o in ops if o.op == op]
+        if not mine:
+            continue
+        before, during = median(o.p99_before_s for o in mine), median(o.p99_during_s for o in mine)
+        rows.append(
+            f"| {OP_TITLES[op]} | {len(mine)} | {fmt(median(o.dropped for o in mine))} | "
+            f"{', '.join(str(o.dropped) for o in mine)} | {', '.join(str(o.not_sent) for o in mine)} | "
+            f"{', '.join(str(o.by_release) for o in mine)} | {fmt(median(o.sent for o in mine), digits=0)} | "
+            f"{ms(before)} | {ms(during)} | {times(median(ratio(o.p99_during_s, o.p99_before_s) for o in mine))} | "
+            f"{fmt(median(o.seconds for o in mine))} |")
+    return rows
+
+
+def naive_ratio_line(ops: Sequence[OpResult]) -> str:
+    naive = median(o.dropped for o in ops if o.op == "naive")
+    green = median(o.dropped for o in ops if o.op == "green")
+    if naive is None or green is None:
+        return "Naive vs drained: not measured in this run."
+    r = ratio(naive, green)
+    if r is None:
+        return (f"Naive vs drained: the naive deploy dropped {naive:g} requests (median) where the drained "
+                f"deploy dropped {green:g}: the ratio is unbounded (∞ : 0).")
+    return f"Naive vs drained: {naive:g} vs {green:g} dropped requests (medians), a ratio of {r:.1f}×."
+
+
+def revert_rows(reverts: Sequence[RevertResult], interval: float, floor: float) -> list[str]:
+    rows = ["| release | runs | verdicts | time to revert (median) | per run | × probe interval | × floor |",
+            "|---|---|---|---|---|---|---|"]
+    for release in sorted({r.release for r in reverts}):
+        mine = [r for r in reverts if r.release == release]
+        secs = median(r.seconds for r in mine)
+        rows.append(f"| {release} | {len(mine)} | {', '.join(r.verdict for r in mine)} | {fmt(secs, ' s')} | "
+                    f"{', '.join(fmt(r.seconds) for r in mine)} | {times(ratio(secs, interval))} | "
+                    f"{times(ratio(secs, floor))} |")
+    return rows
+
+
+def roll_rows(rolls: Sequence[RollResult]) -> list[str]:
+    steps = sorted({s for r in rolls for s in r.steps})
+    rows = ["| nodes | batch | batches | runs | deploy wall time | roll time (canary + peers) | roll time / batch "
+            "| " + " | ".join(f"{s} (median per node)" for s in steps) + " |",
+            "|---|---|---|---|---|---|---|" + "---|" * len(steps)]
+    for key in sorted({(r.nodes, r.batch) for r in rolls}):
+        mine = [r for r in rolls if (r.nodes, r.batch) == key]
+        roll = median(r.roll_s for r in mine)
+        rows.append(f"| {key[0]} | {key[1]} | {mine[0].batches} | {len(mine)} | "
+                    f"{fmt(median(r.wall_s for r in mine), ' s')} | {fmt(roll, ' s')} | "
+                    f"{fmt(ratio(roll, mine[0].batches), ' s')} | "
+                    + " | ".join(fmt(median(r.steps.get(s) for r in mine), " s") for s in steps) + " |")
+    return rows
+
+
+def markdown(res: Results, method: str, interval: float, floor: float) -> str:
+    s = res.settings
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` ({res.mode} mode). Do not edit by hand: re-run the bench.",
+        "",
+        f"- Date: {res.date}",
+        f"- Machine: {res.machine}",
+        f"- Reproduce: `{res.command}`",
+        f"- Settings: {', '.join(f'{k}={v}' for k, v in s.items())}",
+        *[f"- Note: {n}" for n in res.notes],
+        "",
+        "## Method",
+        "",
+        method,
+        "",
+        "## 1. Time to revert",
+        "",
+        *revert_rows(res.reverts, interval, floor),
+        "",
+        f"Probe interval {interval:g} s. Floor {floor:g} s = scrape interval + the probe's rate window + the red "
+        "probes a revert needs one interval apart (errors: 1 probe, latency: 2 probes, so the slow release's "
+        "floor is one interval higher than shown); the rollback play comes on top of it.",
+        "",
+        "## 2–3. Requests dropped under steady load, and the naive way",
+        "",
+        *op_rows(res.ops),
+        "",
+        naive_ratio_line(res.ops),
+        "",
+        "## 4. Roll time as the fleet grows",
+        "",
+        *roll_rows(res.rolls),
+        "",
+    ]
+    if res.fit is not None:
+        lines += [f"Least-squares fit over every roll: roll time ≈ {res.fit.fixed_s:.1f} s + "
+                  f"{res.fit.per_batch_s:.1f} s × batches + {res.fit.per_node_s:.1f} s × nodes. The per-node term "
+                  "is the Ansible overhead paid per host even inside a batch.", ""]
+    else:
+        lines += ["Not enough distinct (batches, nodes) points to separate per-batch from per-node time.", ""]
+    if res.slow_tasks:
+        lines += ["Where Ansible spends its time (junit callback, seconds summed over hosts, largest fleet):", "",
+                  "| task | seconds |", "|---|---|",
+                  *[f"| {name} | {secs:.1f} |" for name, secs in res.slow_tasks], ""]
+    w = res.watcher
+    lines += [
+        "## 5. Watcher cost",
+        "",
+        "| watched for | CPU seconds | CPU seconds per hour (after start-up) | peak RSS | probes | Prometheus queries "
+        "| queries per probe |",
+        "|---|---|---|---|---|---|---|",
+        f"| {fmt(w.get('elapsed_s'), ' s')} | {fmt(w.get('cpu_s'), digits=2)} | {fmt(w.get('cpu_per_hour'))} | "
+        f"{fmt(w.get('peak_rss_mib'), ' MiB')} | {fmt(w.get('probes'))} | {fmt(w.get('queries'))} | "
+        f"{fmt(w.get('queries_per_probe'), digits=2)} |",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,207 @@
+"""The bench's arithmetic (pure): loadgen lines → drops and p99, time to revert, medians, ratios, fits.
+
+Nothing here touches the lab; scripts/bench feeds it what it measured.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+NOT_SENT = "not sent: concurrency limit"  # scripts/loadgen's marker for a request it never sent
+
+
+@dataclass(frozen=True)
+class Request:
+    start: float
+    latency_s: float | None
+    status: int | None
+    error: str | None
+    version: str | None
+
+    @property
+    def failed(self) -> bool:
+        return self.status is None or not 200 <= self.status < 400
+
+    @property
+    def answered_at(self) -> float | None:
+        return None if self.latency_s is None else self.start + self.latency_s
+
+
+@dataclass(frozen=True)
+class Drops:
+    """What the clients saw during one operation, the broken release's own failures set apart."""
+
+    sent: int  # scheduled requests in the window (not-sent ones included)
+    dropped: int  # failed, and not answered by the release under test: the operation's fault
+    not_sent: int  # part of dropped: the loadgen's in-flight limit was full (the fleet stalled)
+    by_release: int  # failures the broken release produced itself (not counted as dropped)
+
+
+def parse_requests(lines: Iterable[str]) -> list[Request]:
+    requests = []
+    for line in lines:
+        try:
+            r = json.loads(line)
+            latency = r.get("latency_s")
+            requests.append(Request(float(r["start"]), None if latency is None else float(latency),
+                                    r.get("status"), r.get("error"), r.get("version")))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # a line cut short when the load generator was stopped
+    return requests
+
+
+def between(requests: Sequence[Request], start: float, end: float) -> list[Request]:
+    return [r for r in requests if start <= r.start < end]
+
+
+def count_drops(requests: Sequence[Request], release: str | None = None) -> Drops:
+    """Failures that are the operation's fault: a failure answered by `release` itself (its version header)
+    is the broken binary doing what it was built to do, so it is counted apart."""
+    by_release = [r for r in requests if r.failed and release is not None and r.version == release]
+    dropped = [r for r in requests if r.failed and not (release is not None and r.version == release)]
+    return Drops(sent=len(requests), dropped=len(dropped),
+                 not_sent=sum(1 for r in dropped if r.error == NOT_SENT), by_release=len(by_release))
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def p99(requests: Sequence[Request], exclude_version: str | None = None) -> float | None:
+    """p99 latency of the answered requests, leaving out a deliberately slow release's own answers."""
+    return percentile([r.latency_s for r in requests
+                       if r.latency_s is not None and r.status is not None
+                       and (exclude_version is None or r.version != exclude_version)], 99)
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """numerator / denominator, or None when it is undefined (a missing value or a zero denominator)."""
+    if numerator is None or denominator is None or denominator == 0:
+        return None
+    return numerator / denominator
+
+
+def median(values: Iterable[float | None]) -> float | None:
+    """Median of the values that exist; None when none do."""
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def first_bad_answer(requests: Sequence[Request], release: str, slow_s: float) -> float | None:
+    """When the release first served a bad answer (a failure, or slower than slow_s): the answer's time."""
+    times = [r.answered_at for r in requests
+             if r.version == release and r.answered_at is not None
+             and (r.failed or (r.latency_s or 0.0) > slow_s)]
+    return min(times) if times else None
+
+
+def first_seen(samples: Sequence[tuple[float, str | None]], version: str, after: float) -> float | None:
+    """The first poll at or after `after` at which the node answered /version with `version`."""
+    times = [t for t, v in samples if t >= after and v == version]
+    return min(times) if times else None
+
+
+def floor_seconds(scrape_interval: float, range_s: float, interval: float, consecutive: int) -> float:
+    """The earliest a probe can see a bad release: one scrape to get a sample in, the rate window to fill
+    enough for the judge, and `consecutive` red probes one interval apart (the first at most one interval
+    late); the revert itself comes on top."""
+    return scrape_interval + range_s + interval * consecutive
+
+
+@dataclass(frozen=True)
+class Fit:
+    fixed_s: float
+    per_batch_s: float
+    per_node_s: float
+
+
+def fit_roll_time(points: Sequence[tuple[int, int, float]]) -> Fit | None:
+    """Least squares total ≈ fixed + per_batch·batches + per_node·nodes over (batches, nodes, total)
+    points; None when the points cannot separate the three (fewer than 3 or collinear)."""
+    if len(points) < 3:
+        return None
+    rows = [(1.0, float(b), float(n)) for b, n, _ in points]
+    ys = [t for _, _, t in points]
+    ata = [[sum(r[i] * r[j] for r in rows) for j in range(3)] for i in range(3)]
+    aty = [sum(r[i] * y for r, y in zip(rows, ys, strict=True)) for i in range(3)]
+    solution = _solve3(ata, aty)
+    return None if solution is None else Fit(*solution)
+
+
+def _solve3(a: list[list[float]], b: list[float]) -> tuple[float, float, float] | None:
+    m = [row[:] + [rhs] for row, rhs in zip(a, b, strict=True)]
+    for col in range(3):
+        pivot = max(range(col, 3), key=lambda r: abs(m[r][col]))
+        if abs(m[pivot][col]) < 1e-9 * max(1.0, max(abs(x) for row in a for x in row)):
+            return None
+        m[col], m[pivot] = m[pivot], m[col]
+        for r in range(3):
+            if r != col:
+                factor = m[r][col] / m[col][col]
+                m[r] = [x - factor * y for x, y in zip(m[r], m[col], strict=True)]
+    return (m[0][3] / m[0][0], m[1][3] / m[1][1], m[2][3] / m[2][2])
+
+
+def step_durations(record: dict[str, object]) -> dict[str, float]:
+    """Seconds per step of one node's deploy record (steps: [{step, at}, …] from roll-node.yml)."""
+    steps = record.get("steps")
+    if not isinstance(steps, list):
+        return {}
+    out: dict[str, float] = {}
+    previous: float | None = None
+    for step in steps:
+        try:
+            at = float(step["at"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if previous is not None:
+            out[str(step.get("step"))] = at - previous
+        previous = at
+    return out
+
+
+def node_span(record: dict[str, object]) -> tuple[float, float] | None:
+    """(start, end) of one node's roll from its record."""
+    steps = record.get("steps")
+    if not isinstance(steps, list):
+        return None
+    times = []
+    for step in steps:
+        try:
+            times.append(float(step["at"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return (min(times), max(times)) if len(times) >= 2 else None
+
+
+def per_hour(amount: float, elapsed_s: float) -> float | None:
+    return None if elapsed_s <= 0 else amount * 3600.0 / elapsed_s
+
+
+def batches(peers: int, batch: int) -> int:
+    """Batches the peers are rolled in, plus the canary's own."""
+    return 1 + math.ceil(peers / batch) if peers > 0 else 1
+
+
+def cpu_seconds(proc_stat: str, ticks_per_second: int) -> float:
+    """utime + stime (+ waited-for children) from one /proc/<pid>/stat line."""
+    fields = proc_stat.rsplit(")", 1)[1].split()
+    # after the ")" field 3 is state; utime, stime, cutime, cstime are fields 14..17 of the full line
+    utime, stime, cutime, cstime = (int(fields[i]) for i in range(11, 15))
+    return (utime + stime + cutime + cstime) / ticks_per_second
+
+
+def peak_rss_kib(proc_status: str) -> int | None:
+    for line in proc_status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return None

@@ -1,0 +1,144 @@
+"""The SLI watcher against the real lab (issue 5): real Prometheus scraping real edge nodes, real
+traffic through HAProxy, real reverts through rollback.yml. Game-day drills cover the Prometheus
+outage and the killed watcher through the whole deploy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers.fleet import fleet_versions, reset_fleet, sha256
+from tests.helpers.lab import REPO, Lab
+
+INTERVAL = 3
+
+
+@pytest.fixture
+def fleet(lab: Lab, artifacts: dict[str, Path]) -> Iterator[Lab]:
+    reset_fleet(lab, artifacts["v1"])
+    yield lab
+    reset_fleet(lab, artifacts["v1"])
+
+
+def watcher(lab: Lab, tmp_path: Path, canary: str, *args: str,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    settings = lab.settings
+    argv = [sys.executable, "-m", "watcher",
+            "--prom-url", f"http://127.0.0.1:{settings.prom_port}",
+            "--canary-selector", f'job="edge",node="{canary}"', "--control-selector", f'job="edge",node!="{canary}"',
+            "--canary-node", canary, "--scrape-interval", "1", "--interval", str(INTERVAL),
+            "--p95-threshold", "0.3", "--err-threshold", "0.01",
+            "--decision-log", str(tmp_path / "decisions.jsonl"), "--verdict-file", str(tmp_path / "verdict.json"),
+            *args]
+    return subprocess.run(argv, cwd=REPO, env=lab.env, capture_output=True, text=True, timeout=timeout)
+
+
+def events(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def ts(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+def test_errors_canary_is_reverted_within_two_probe_intervals(fleet: Lab, artifacts: dict[str, Path],
+                                                              tmp_path: Path) -> None:
+    requests = tmp_path / "requests.jsonl"
+    load = subprocess.Popen([sys.executable, str(REPO / "scripts/loadgen"), "--url", fleet.frontend_url("/"),
+                             "--rps", "40", "--duration", "900", "--out", str(requests)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        result = fleet.make("deploy-canary", extra_env={
+            "ARTIFACT": str(artifacts["v2-errors"]), "CANARY_NODE": "edge-2",
+            "SLI_WINDOW": "30", "SLI_PROBE_INTERVAL": str(INTERVAL)})
+    finally:
+        load.terminate()
+        load.communicate(timeout=30)
+    assert result.returncode != 0
+    assert "SLI verdict: REVERTED" in result.stdout, result.stdout[-3000:]
+    assert fleet_versions(fleet) == {"edge-1": "v1", "edge-2": "v1", "edge-3": "v1"}
+    assert set(fleet.lb_states().values()) == {"READY"}
+    assert sha256(fleet.node_dir("edge-2") / "edge.rolled-back") == sha256(artifacts["v2-errors"])
+
+    run_dir = Path(result.stdout.split("Record: ")[-1].split()[0])
+    revert = next(e for e in events(run_dir / "decisions.jsonl") if e["event"] == "revert")
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    served = [json.loads(line) for line in requests.read_text().splitlines()]
+    bad = sorted(r["start"] for r in served if r.get("version") == "v2-errors" and r.get("status") == 502)
+    by_canary = sorted(r["start"] for r in served if r.get("version") == "v2-errors")
+    assert bad, "the canary served no bad response through HAProxy"
+    detection = ts(revert["ts"]) - bad[0]
+    # Two probe intervals, plus one scrape interval for the first bad sample to reach Prometheus.
+    assert detection <= 2 * INTERVAL + 1.5, f"revert started {detection:.1f}s after the first bad response"
+    exposure = by_canary[-1] - bad[0]
+    assert exposure <= 2 * INTERVAL + 1.5 + verdict["revert"]["seconds"], (
+        f"the canary served the bad release for {exposure:.1f}s after its first bad response")
+
+
+def test_slow_canary_is_reverted(fleet: Lab, artifacts: dict[str, Path]) -> None:
+    result = fleet.make("deploy-canary", extra_env={
+        "ARTIFACT": str(artifacts["v2-slow"]), "CANARY_NODE": "edge-3", "SLI_WINDOW": "30",
+        "SLI_PROBE_INTERVAL": str(INTERVAL)})
+    assert result.returncode != 0
+    assert "SLI verdict: REVERTED" in result.stdout and "latency" in result.stdout, result.stdout[-3000:]
+    assert fleet_versions(fleet) == {"edge-1": "v1", "edge-2": "v1", "edge-3": "v1"}
+    assert set(fleet.lb_states().values()) == {"READY"}
+
+
+def test_healthy_canary_is_promoted_five_times_out_of_five(fleet: Lab, artifacts: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    fleet.install("edge-3", artifacts["v2"])
+    fleet.wait_until(lambda: fleet.server_stats()["edge-3"]["status"] == "UP", 30, "edge-3 UP")
+    verdicts = []
+    for run in range(5):
+        out = tmp_path / f"run{run}"
+        out.mkdir()
+        result = watcher(fleet, out, "edge-3", "--window", "12", "--revert-action", "none")
+        verdicts.append((result.returncode, json.loads((out / "verdict.json").read_text())["verdict"]))
+    assert verdicts == [(0, "promote")] * 5
+
+
+def test_shadow_mode_touches_nothing_and_says_what_it_would_have_done(fleet: Lab, artifacts: dict[str, Path],
+                                                                       tmp_path: Path) -> None:
+    fleet.install("edge-3", artifacts["v2-errors"])
+    fleet.wait_until(lambda: fleet.server_stats()["edge-3"]["status"] == "UP", 30, "edge-3 UP")
+    files = {p.name: sha256(p) for p in fleet.node_dir("edge-3").iterdir() if p.is_file()}
+    result = watcher(fleet, tmp_path, "edge-3", "--window", "30", "--revert-action", "none")
+    assert result.returncode == 1
+    verdict = json.loads((tmp_path / "verdict.json").read_text())
+    assert verdict["verdict"] == "reverted" and verdict["revert"]["shadow"] is True
+    revert = next(e for e in events(tmp_path / "decisions.jsonl") if e["event"] == "revert")
+    assert "would have" in json.dumps(revert)
+    assert fleet.node_version("edge-3")["version"] == "v2-errors"
+    assert {p.name: sha256(p) for p in fleet.node_dir("edge-3").iterdir() if p.is_file()} == files
+    assert fleet.lb_states()["edge-3"] == "READY"
+
+
+def test_prometheus_outage_under_the_hold_policy_ends_in_hold(fleet: Lab, tmp_path: Path) -> None:
+    def outage() -> None:
+        time.sleep(2 * INTERVAL + 1)
+        fleet.supervisorctl("stop", "lab-prometheus")
+
+    stopper = threading.Thread(target=outage)
+    stopper.start()
+    try:
+        result = watcher(fleet, tmp_path, "edge-2", "--window", "60", "--max-staleness", "5",
+                         "--blind-policy", "hold", "--revert-action", "command",
+                         "--revert-command", f"touch {tmp_path / 'reverted'}")
+    finally:
+        stopper.join()
+        fleet.supervisorctl("start", "lab-prometheus")
+        fleet.wait_until(lambda: bool(fleet.prom_query("up")), 60, "Prometheus back")
+    assert result.returncode == 2, result.stdout[-2000:]
+    verdict = json.loads((tmp_path / "verdict.json").read_text())
+    assert verdict["verdict"] == "hold" and verdict["blind"] > 0
+    assert not (tmp_path / "reverted").exists()

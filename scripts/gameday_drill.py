@@ -464,7 +464,7 @@ class Drill:
         if s.expect.promoted:
             checks += [
                 chk.check_versions(now.versions, after.files, version, sha, f"every node promoted to {version}"),
-                chk.check_ready(now.lbs, ctx.fleet.nodes),
+                phase("promoted", chk.check_ready(now.lbs, ctx.fleet.nodes)),
                 chk.check_reverted(set(), chk.reverted_nodes(self.base.files, after.files, sha)),
             ]
             code = self.rollback("restore", "all")
@@ -581,13 +581,20 @@ class Drill:
             return str(stopped.get("verdict")), str(stopped.get("reason", "")), stage
         if result.get("ok"):
             return PROMOTE, "every stage promoted", None
-        return f"failed (exit {code})", "no result.json: the rollout stopped early", None
+        # No result.json (the play stopped early): the last watched stage's own verdict.
+        stages = sorted(run_dir.glob("stage-*"), key=lambda p: int(p.name.split("-")[1])) if run_dir else []
+        for stage in reversed(stages):
+            verdict = read_json(stage / "verdict.json")
+            if verdict.get("verdict"):
+                return str(verdict["verdict"]), str(verdict.get("reason", "")), stage
+        return f"failed (exit {code})", "the rollout stopped before any stage's verdict", None
 
     def rollout_flow(self) -> None:
         ctx = self.ctx
         path, sha, version = self.prepare()
         assert self.base is not None
         canary = ctx.canary()
+        self.result.restore_label = "the last answer from the new code path"
         self.set_selectors('job="edge",variant="new"', 'job="edge",variant="legacy"')
         self.start_load()
         # Ship the release dark first (rollout_pct=0: its broken code path gets no traffic), as a normal deploy.
@@ -623,7 +630,7 @@ class Drill:
             chk.check_tool_verdict(self.scenario.expect.tool_verdict, verdict),
             chk.check_rollout_off(after.files),
             chk.check_versions(now.versions, after.files, version, sha, f"the rollout changed no binary ({version})"),
-            chk.check_ready(now.lbs, ctx.fleet.nodes),
+            phase("after the rollout", chk.check_ready(now.lbs, ctx.fleet.nodes)),
         ]
         code = self.rollback("restore", "all")
         after, now = self.read()
@@ -664,7 +671,7 @@ class Drill:
                                              f"{want_version}"),
                           chk.check_ready(now.lbs, ctx.fleet.nodes),
                           chk.check_previous(self.base.files, files, self.base.sha, sha)):
-                checks.append(chk.Check(f"{label}: {check.name}", check.ok, check.detail))
+                checks.append(phase(label, check))
         self.result.tool_verdict = PROMOTE if all(c.ok for c in checks if "promoted" in c.name) else "failed"
         self.result.checks = checks
         self.finish_traffic(version, canary, None)
@@ -679,8 +686,8 @@ class Drill:
                 play.stop()
                 self.reading = None
                 self.result.cleanup.append(f"stopped the unfinished {play.name} play")
-        for run_dir in self.run_dirs:
-            pid = watcher_pid(run_dir)
+        for run_dir in [d for run in self.run_dirs for d in (run, *sorted(run.glob("stage-*")))]:
+            pid = watcher_pid(run_dir)  # a deploy's watcher, or a rollout stage's
             if pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
@@ -733,6 +740,11 @@ class Drill:
                                        f"NODES={nodes}" + ("" if lkg_copy else " ROLLBACK_BINARY=<a copy of "
                                                                                f"{self.base.version}>"))
             self.result.error = self.result.error or "the fleet could not be put back on its last-known-good release"
+
+
+def phase(name: str, check: chk.Check) -> chk.Check:
+    """The same expectation checked at two moments of one drill gets the moment in its name."""
+    return chk.Check(f"{name}: {check.name}", check.ok, check.detail)
 
 
 def off_baseline(base: Baseline, files: dict[str, NodeFiles], sample: Sample) -> dict[str, str]:

@@ -60,6 +60,7 @@ class DrillResult:
     cleanup: list[str] = field(default_factory=list)
     error: str | None = None
     interrupted: bool = False
+    restore_label: str = ""  # what "restored" means when it is not the canary serving the old release again
     refused: bool = False  # stopped before changing anything (the fleet was not ready for a drill)
     thresholds: tuple[float, float] = (0.0, 0.0)  # p95 seconds, 5xx ratio
     selectors: tuple[str, str] = ("", "")  # canary, control
@@ -193,15 +194,15 @@ def _secs(value: float | None, suffix: str = "") -> str:
 def figures(result: DrillResult) -> list[tuple[str, str]]:
     t = result.traffic
     start = result.first_bad_at
+    restored = result.restore_label or f"{result.canary or 'the fleet'} serving {result.lkg_version} again"
     rows = [
         ("first bad response", "none reached clients" if start is None else
          time.strftime("%H:%M:%S", time.localtime(start)) + f" (+{start - result.started_at:.1f} s)"),
         ("first bad response → detection", _secs(seconds_between(start, result.detected_at))),
-        (f"first bad response → {result.canary or 'fleet'} serving {result.lkg_version} again",
-         _secs(seconds_between(start, result.restored_at))),
+        (f"first bad response → {restored}", _secs(seconds_between(start, result.restored_at))),
         ("release installed on the canary → detection",
          _secs(seconds_between(result.pushed_at, result.detected_at))),
-        ("detection → serving the last-known-good again",
+        (f"detection → {restored}",
          _secs(seconds_between(result.detected_at, result.restored_at))),
     ]
     if t is not None:

@@ -145,14 +145,16 @@ def edge_lock(state_dir: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def take_gameday_lock(state_dir: str, drill_id: str) -> None:
-    deploy = edge_lock(state_dir, "acquire", "deploy", "--id", drill_id, "--dry-run")
-    if deploy.returncode != 0:
-        raise RunError(f"a deploy is running ({deploy.stderr.strip().removeprefix('edge-lock: ')}); "
-                       "run the drill when it has finished")
+    """The game-day lock, and no deploy running: from here on, new deploys are refused (unless forced)."""
     taken = edge_lock(state_dir, "acquire", "gameday", "--id", drill_id)
     if taken.returncode != 0:
         raise RunError(f"the game-day lock is held ({taken.stderr.strip().removeprefix('edge-lock: ')}); "
                        "one drill at a time")
+    shown = edge_lock(state_dir, "show").stdout.splitlines()
+    deploy = next((line.removeprefix("deploy: ") for line in shown if line.startswith("deploy: ")), "free")
+    if deploy != "free" and not deploy.endswith("[stale]"):
+        release_gameday_lock(state_dir, drill_id)
+        raise RunError(f"a deploy, rollback or rollout is running ({deploy}); run the drill when it has finished")
 
 
 def release_gameday_lock(state_dir: str, drill_id: str) -> None:

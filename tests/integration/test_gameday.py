@@ -146,18 +146,25 @@ all:
     assert_fleet_on(fleet, artifacts["v1"])
 
 
-def test_a_drill_refuses_while_another_holds_the_game_day_lock(fleet: Lab, tmp_path: Path,
-                                                                artifacts: dict[str, Path]) -> None:
-    control = str(fleet.lab_dir / "control")
-    lock = [sys.executable, str(REPO / "scripts/edge-lock"), "--dir", control]
+@pytest.mark.parametrize("kind, message", [
+    ("gameday", "the game-day lock is held (another gameday other-run"),
+    ("deploy", "a deploy, rollback or rollout is running (deploy other-run"),
+])
+def test_a_drill_refuses_while_another_drill_or_a_deploy_runs(fleet: Lab, tmp_path: Path, artifacts: dict[str, Path],
+                                                              kind: str, message: str) -> None:
+    control = fleet.lab_dir / "control"
+    lock = [sys.executable, str(REPO / "scripts/edge-lock"), "--dir", str(control)]
     # The lock's holder is this test process: alive for as long as the test runs.
-    subprocess.run([*lock, "acquire", "gameday", "--id", "other-drill"], check=True, capture_output=True)
+    subprocess.run([*lock, "acquire", kind, "--id", "other-run"], check=True, capture_output=True)
     try:
         done = run_drill(fleet, "errors", artifacts, tmp_path)
+        if kind == "deploy":
+            assert not (control / "gameday.lock").exists(), "the refused drill kept its game-day lock"
     finally:
-        subprocess.run([*lock, "release", "gameday", "--id", "other-drill"], check=True, capture_output=True)
-    assert done.returncode == 2
-    assert "the game-day lock is held" in done.stderr and "other-drill" in done.stderr
+        subprocess.run([*lock, "release", kind, "--id", "other-run"], check=True, capture_output=True)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr
+    assert not list(tmp_path.glob("gameday-*")), "a refused drill wrote a report"
     assert_fleet_on(fleet, artifacts["v1"])
 
 

@@ -51,7 +51,7 @@ def test_markdown_names_every_expectation_and_figure() -> None:
     assert "| **FAIL** | no collateral failures | 2 failed / 1 of them ... |" in md
     assert "| PASS | tool verdict |" in md
     assert "| first bad response → detection | 5.5 s |" in md
-    assert "| detection → serving the last-known-good again | 24.5 s |" in md
+    assert "| detection → edge-1 serving v1 again | 24.5 s |" in md
     assert "| 1.0 | deploy started |" in md
     assert "nothing to clean up" in md
 

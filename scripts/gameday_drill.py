@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import gameday_checks as chk
-from gameday_fleet import Fleet, NodeFiles, Sample, Sampler, read_fleet, take_sample, write_samples
+from gameday_fleet import Fleet, NodeFiles, Sample, Sampler, read_fleet, reread_local, take_sample, write_samples
 from gameday_report import DrillResult, queries_for
 from gameday_run import (
     REPO,
@@ -93,9 +93,13 @@ class Context:
     unused_reading: Fleet | None = None  # the reading taken at the start, still current for the first drill
 
     def read(self) -> Fleet:
+        """The fleet's files now: from the nodes' own disks when they are all local (the lab), else through
+        the inventory's connections."""
         fleet, self.unused_reading = self.unused_reading, None
         if fleet is not None:
             return fleet
+        if self.fleet.local:
+            return reread_local(self.fleet)
         return read_fleet(str(Path(sys.executable).parent / "ansible-playbook"), self.options.inventory, self.env)
 
     @property
@@ -236,8 +240,7 @@ class Drill:
         self.result.thresholds = (c.p95_threshold, c.err_threshold)
 
     def read(self) -> tuple[Fleet, Sample]:
-        fleet = read_fleet(str(Path(sys.executable).parent / "ansible-playbook"), self.ctx.options.inventory,
-                           self.ctx.env)
+        fleet = self.ctx.read()
         self.reading = (fleet, take_sample(fleet))
         return self.reading
 

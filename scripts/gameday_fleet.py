@@ -10,15 +10,18 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import os
 import re
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,12 @@ READER_PLAYBOOK = """\
 - name: Read every edge node's files
   hosts: edge
   gather_facts: false
+  vars:
+    gameday_paths:
+      - "{{ edge_install_dir }}/{{ edge_binary_name }}"
+      - "{{ edge_install_dir }}/{{ edge_binary_name }}.previous"
+      - "{{ edge_install_dir }}/{{ edge_binary_name }}.rolled-back"
+      - "{{ edge_config_path }}"
   tasks:
     - name: Look at the binary, its .previous and .rolled-back, and the config
       ansible.builtin.stat:
@@ -40,11 +49,7 @@ READER_PLAYBOOK = """\
         get_checksum: true
         get_mime: false
         get_attributes: false
-      loop:
-        - "{{ edge_install_dir }}/{{ edge_binary_name }}"
-        - "{{ edge_install_dir }}/{{ edge_binary_name }}.previous"
-        - "{{ edge_install_dir }}/{{ edge_binary_name }}.rolled-back"
-        - "{{ edge_config_path }}"
+      loop: "{{ gameday_paths }}"
       register: gameday_stat
 
     - name: Read the config
@@ -59,6 +64,8 @@ READER_PLAYBOOK = """\
           version_url: "{{ edge_health_url | regex_replace('/health$', '/version') }}"
           files: "{{ gameday_stat.results | map(attribute='stat') | list }}"
           config: "{{ gameday_config.content | default('') }}"
+          paths: "{{ gameday_paths }}"
+          local: "{{ ansible_connection | default('ssh') == 'local' }}"
 
 - name: Read every load balancer's admin socket address
   hosts: haproxy
@@ -157,6 +164,8 @@ class Fleet:
     version_urls: dict[str, str]
     files: dict[str, NodeFiles]
     lbs: tuple[LoadBalancer, ...]
+    paths: dict[str, tuple[str, ...]] = field(default_factory=dict)  # binary, .previous, .rolled-back, config
+    local: bool = False  # every node is on the control host itself (the lab): its files can be read directly
 
     @property
     def nodes(self) -> list[str]:
@@ -178,8 +187,11 @@ class ServerState:
 
 def parse_fleet(data: dict[str, Any]) -> Fleet:
     control = Control(**data["control"])
-    files, urls = {}, {}
+    files, urls, paths = {}, {}, {}
+    local = bool(data["nodes"])
     for node, facts in data["nodes"].items():
+        paths[node] = tuple(facts.get("paths", ()))
+        local = local and bool(facts.get("local")) and len(paths[node]) == 4
         stats = [FileState(s.get("checksum"), s.get("mtime")) if s.get("exists") and s.get("isreg", True)
                  else FileState(None) for s in facts["files"]]
         text = base64.b64decode(facts["config"]).decode(errors="replace") if facts.get("config") else ""
@@ -187,7 +199,34 @@ def parse_fleet(data: dict[str, Any]) -> Fleet:
         files[node] = NodeFiles(binary, previous, rolled_back, config, text)
         urls[node] = facts["version_url"]
     lbs = tuple(LoadBalancer(name, lb["socket"], lb["backend"]) for name, lb in data["lbs"].items())
-    return Fleet(control, urls, files, lbs)
+    return Fleet(control, urls, files, lbs, paths, local)
+
+
+def file_state(path: str) -> FileState:
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return FileState(None)
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        return FileState(None)
+    return FileState(digest.hexdigest(), st.st_mtime)
+
+
+def reread_local(fleet: Fleet) -> Fleet:
+    """The same reading again, straight from the files, when every node is on the control host."""
+    files = {}
+    for node, (binary, previous, rolled_back, config) in fleet.paths.items():
+        try:
+            text = Path(config).read_text(errors="replace")
+        except OSError:
+            text = ""
+        files[node] = NodeFiles(file_state(binary), file_state(previous), file_state(rolled_back), file_state(config),
+                                text)
+    return replace(fleet, files=files)
 
 
 def parse_servers_state(text: str) -> dict[str, ServerState]:

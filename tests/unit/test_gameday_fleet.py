@@ -4,6 +4,7 @@ addresses, the reader playbook's JSON."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import socket
 import sys
 from pathlib import Path
@@ -96,3 +97,30 @@ def test_admin_command_and_lb_states_over_a_real_unix_socket(tmp_path: Path) -> 
         server.close()
     assert asked == [b"show servers state edge\n"]
     assert states == {"edge-1": gf.ServerState("DRAIN", True)}
+
+
+def test_a_local_fleet_is_read_again_straight_from_its_files(tmp_path: Path) -> None:
+    (tmp_path / "edge").write_bytes(b"binary")
+    (tmp_path / "edge.previous").write_bytes(b"older")
+    (tmp_path / "edge.conf").write_text("rollout_pct=5\n")
+    (tmp_path / "edge.rolled-back").mkdir()  # not a regular file: counts as absent
+    paths = [str(tmp_path / n) for n in ("edge", "edge.previous", "edge.rolled-back", "edge.conf")]
+    node: dict[str, object] = {"version_url": "u", "files": [{"exists": False}] * 4, "config": "", "paths": paths,
+                               "local": True}
+    data: dict[str, object] = {
+        "control": {"state_dir": "/s", "production": False, "prom_url": "http://p", "window": 30.0, "interval": 3.0,
+                    "p95_threshold": 0.3, "err_threshold": 0.01, "scrape_interval": 1.0, "watch_settings": {},
+                    "lab_dir": "", "lab_haproxy_port": 0},
+        "nodes": {"edge-1": node},
+        "lbs": {},
+    }
+    fleet = gf.parse_fleet(data)
+    assert fleet.local
+    again = gf.reread_local(fleet).files["edge-1"]
+    assert again.binary.sha256 == hashlib.sha256(b"binary").hexdigest()
+    assert again.binary.mtime == (tmp_path / "edge").stat().st_mtime
+    assert again.previous.sha256 == hashlib.sha256(b"older").hexdigest()
+    assert not again.rolled_back.exists
+    assert again.config_keys() == {"rollout_pct": "5"}
+    remote = gf.parse_fleet({**data, "nodes": {"edge-1": {**node, "local": False}}})
+    assert not remote.local

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.edge import build_artifact
 from tests.helpers.lab import REPO, Lab
 
 # Several people (or CI and a developer) may run the suite on one machine: EDGE_CANARY_TEST_SLOT=N
@@ -37,16 +36,8 @@ STANDARD_ARTIFACTS = {
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("artifacts")
-    built = {}
-    for version, fault in STANDARD_ARTIFACTS.items():
-        path = out / f"edge-{version}"
-        argv = [sys.executable, str(REPO / "scripts/build-edge-artifact"), "--version", version,
-                "--out", str(path)]
-        if fault:
-            argv += ["--fault", fault]
-        subprocess.run(argv, check=True, capture_output=True)
-        built[version] = path
-    return built
+    return {version: build_artifact(out / f"edge-{version}", version, fault)
+            for version, fault in STANDARD_ARTIFACTS.items()}
 
 
 @pytest.fixture(scope="session")

@@ -180,7 +180,8 @@ def deploy(lab: LabHandle, label: str, artifact: Path, canary: str, batch: int, 
     started = time.time()
     code = lab.run([str(VENV_BIN / "ansible-playbook"), str(REPO / "playbooks/deploy-canary.yml"),
                     "-e", f"@{vars_file}"], f"{label}.log", 1800,
-                   {"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.junit", "JUNIT_OUTPUT_DIR": str(junit)})
+                   {"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.junit", "JUNIT_OUTPUT_DIR": str(junit),
+                    "JUNIT_HIDE_TASK_ARGUMENTS": "true"})
     ended = time.time()
     state = lab.lab_dir / "control"
     subprocess.run([sys.executable, str(REPO / "scripts/edge-lock"), "--dir", str(state), "release", "deploy",
@@ -216,7 +217,8 @@ def node_records(run_dir: Path) -> dict[str, dict[str, object]]:
 
 
 def junit_task_times(junit_dir: Path) -> Counter[str]:
-    """Seconds per task name, summed over hosts, from the junit callback's XML."""
+    """Seconds per task name, summed over hosts, from the junit callback's XML (the watcher's revert play
+    inherits the callback's settings, so its tasks are in there too)."""
     times: Counter[str] = Counter()  # float values: Counter's int annotation is only nominal
     for path in junit_dir.glob("*.xml"):
         with contextlib.suppress(ET.ParseError, OSError):

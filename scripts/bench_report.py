@@ -74,6 +74,12 @@ def fmt(value: float | int | None, unit: str = "", digits: int = 1) -> str:
     return f"{value:.{digits}f}{unit}"
 
 
+def short(task: str, width: int = 110) -> str:
+    """A task name for a table cell: one line, no pipes, cut to width."""
+    flat = " ".join(task.split()).replace("|", "/")
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
 def ms(value: float | None) -> str:
     return "–" if value is None else f"{value * 1000:.0f} ms"
 
@@ -194,7 +200,7 @@ def markdown(res: Results, method: str, interval: float, floor: float) -> str:
     if res.slow_tasks:
         lines += ["Where Ansible spends its time (junit callback, seconds summed over hosts, largest fleet):", "",
                   "| task | seconds |", "|---|---|",
-                  *[f"| {name} | {secs:.1f} |" for name, secs in res.slow_tasks], ""]
+                  *[f"| {short(name)} | {secs:.1f} |" for name, secs in res.slow_tasks], ""]
     w = res.watcher
     lines += [
         "## 5. Watcher cost",

@@ -75,3 +75,11 @@ def test_bad_arguments_say_what_is_wrong_and_exit_2(args: list[str], message: st
     assert done.returncode == 2
     assert message in done.stderr
     assert not out.exists()
+
+
+def test_task_names_fit_in_a_table_cell() -> None:
+    from bench_report import short
+
+    assert short("Drain | the node\non every LB") == "Drain / the node on every LB"
+    cut = short("x" * 300)
+    assert len(cut) == 110 and cut.endswith("…")

@@ -371,3 +371,15 @@ def wait_versions(lab: LabHandle, wanted: dict[str, str | None], timeout: float 
             return True
         time.sleep(0.5)
     return False
+
+
+def decision_records(run_dir: Path) -> list[dict[str, object]]:
+    """The watcher's decision log of one deploy (JSON lines; a cut-short line is skipped)."""
+    records = []
+    with contextlib.suppress(OSError):
+        for line in (run_dir / "decisions.jsonl").read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict):
+                    records.append(record)
+    return records

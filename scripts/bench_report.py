@@ -24,6 +24,10 @@ class OpResult:
     p99_during_s: float | None
 
 
+def _diff(end: float | None, start: float | None) -> float | None:
+    return None if end is None or start is None else end - start
+
+
 @dataclass(frozen=True)
 class RevertResult:
     release: str
@@ -31,6 +35,21 @@ class RevertResult:
     verdict: str
     first_bad_at: float | None
     restored_at: float | None
+    watcher_started_at: float | None = None
+    red_at: float | None = None
+    revert_play_s: float | None = None
+
+    @property
+    def until_watching(self) -> float | None:
+        """First bad answer → the watcher's start (the rest of the canary's roll and the SLI gate's set-up)."""
+        return _diff(self.watcher_started_at, self.first_bad_at)
+
+    @property
+    def detection(self) -> float | None:
+        """The watcher's start (or the first bad answer, when later) → its first red probe."""
+        start = max(t for t in (self.watcher_started_at, self.first_bad_at) if t is not None) \
+            if self.watcher_started_at is not None or self.first_bad_at is not None else None
+        return _diff(self.red_at, start)
 
     @property
     def seconds(self) -> float | None:
@@ -129,14 +148,19 @@ def naive_ratio_line(ops: Sequence[OpResult]) -> str:
 
 
 def revert_rows(reverts: Sequence[RevertResult], interval: float, floor: float) -> list[str]:
-    rows = ["| release | runs | verdicts | time to revert (median) | per run | × probe interval | × floor |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| release | runs | verdicts | time to revert (median) | per run | × probe interval | × floor "
+            "| first bad answer → watcher starts | detection: → first red probe | detection × floor "
+            "| rollback play |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for release in sorted({r.release for r in reverts}):
         mine = [r for r in reverts if r.release == release]
         secs = median(r.seconds for r in mine)
+        detection = median(r.detection for r in mine)
         rows.append(f"| {release} | {len(mine)} | {', '.join(r.verdict for r in mine)} | {fmt(secs, ' s')} | "
                     f"{', '.join(fmt(r.seconds) for r in mine)} | {times(ratio(secs, interval))} | "
-                    f"{times(ratio(secs, floor))} |")
+                    f"{times(ratio(secs, floor))} | {fmt(median(r.until_watching for r in mine), ' s')} | "
+                    f"{fmt(detection, ' s')} | {times(ratio(detection, floor))} | "
+                    f"{fmt(median(r.revert_play_s for r in mine), ' s')} |")
     return rows
 
 
@@ -178,7 +202,11 @@ def markdown(res: Results, method: str, interval: float, floor: float) -> str:
         "",
         f"Probe interval {interval:g} s. Floor {floor:g} s = scrape interval + the probe's rate window + the red "
         "probes a revert needs one interval apart (errors: 1 probe, latency: 2 probes, so the slow release's "
-        "floor is one interval higher than shown); the rollback play comes on top of it.",
+        "floor is one interval higher than shown): the earliest any Prometheus-fed judge can call it. The "
+        "breakdown shows where the rest goes: the canary serves its first bad answer as soon as HAProxy puts "
+        "it back in rotation, but the watcher only starts after the canary's roll finishes and the SLI gate "
+        "sets up; after the red probe, the watcher runs the rollback play (drain, restore .previous, restart, "
+        "health, ready), whose length is Ansible's, not the judge's.",
         "",
         "## 2–3. Requests dropped under steady load, and the naive way",
         "",

@@ -10,6 +10,7 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 NOT_SENT = "not sent: concurrency limit"  # scripts/loadgen's marker for a request it never sent
 
@@ -205,3 +206,33 @@ def peak_rss_kib(proc_status: str) -> int | None:
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     return None
+
+
+@dataclass(frozen=True)
+class WatcherTimeline:
+    """What the watcher's decision log says about one auto-revert (epoch seconds)."""
+
+    started_at: float | None  # the watcher's first line: it starts once the canary is rolled
+    red_at: float | None  # the first red probe
+    revert_s: float | None  # how long the rollback play it ran took
+
+
+def _epoch(value: object) -> float | None:
+    try:
+        return datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        return None
+
+
+def watcher_timeline(records: Iterable[dict[str, object]]) -> WatcherTimeline:
+    started = red = revert = None
+    for record in records:
+        event = record.get("event")
+        if event == "start" and started is None:
+            started = _epoch(record.get("ts"))
+        elif event == "probe" and record.get("state") == "red" and red is None:
+            red = _epoch(record.get("ts"))
+        elif event == "revert" and revert is None:
+            seconds = record.get("seconds")
+            revert = float(seconds) if isinstance(seconds, int | float) else None
+    return WatcherTimeline(started, red, revert)

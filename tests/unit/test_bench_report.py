@@ -83,3 +83,16 @@ def test_task_names_fit_in_a_table_cell() -> None:
     assert short("Drain | the node\non every LB") == "Drain / the node on every LB"
     cut = short("x" * 300)
     assert len(cut) == 110 and cut.endswith("…")
+
+
+def test_time_to_revert_is_broken_down_against_the_floor() -> None:
+    from bench_report import revert_rows
+
+    # first bad answer at 100, watcher starts at 104, first red probe at 110, rollback play 30 s, v1 at 145
+    result = RevertResult("v2-errors", 1, "reverted", 100.0, 145.0, 104.0, 110.0, 30.0)
+    assert (result.seconds, result.until_watching, result.detection) == (45.0, 4.0, 6.0)
+    row = revert_rows([result], interval=3.0, floor=8.0)[2]
+    assert row == ("| v2-errors | 1 | reverted | 45.0 s | 45.0 | 15.00× | 5.62× | 4.0 s | 6.0 s | 0.75× | 30.0 s |")
+    # a watcher already watching when the first bad answer comes: detection counts from the bad answer
+    early = RevertResult("v2-slow", 1, "reverted", 100.0, 140.0, 90.0, 107.0, 30.0)
+    assert early.detection == 7.0

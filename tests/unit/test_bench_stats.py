@@ -156,3 +156,25 @@ def test_cpu_and_peak_rss_from_proc() -> None:
 def test_per_hour() -> None:
     assert st.per_hour(0.5, 60) == pytest.approx(30.0)
     assert st.per_hour(1.0, 0) is None
+
+
+def test_watcher_timeline_from_the_decision_log() -> None:
+    records: list[dict[str, object]] = [
+        {"ts": "2026-11-22T01:19:41.500+00:00", "event": "start"},
+        {"ts": "2026-11-22T01:19:44.500+00:00", "event": "probe", "state": "green"},
+        {"ts": "2026-11-22T01:19:47.500+00:00", "event": "probe", "state": "red"},
+        {"ts": "2026-11-22T01:19:50.500+00:00", "event": "probe", "state": "red"},
+        {"ts": "2026-11-22T01:20:30.000+00:00", "event": "revert", "seconds": 42.5},
+        {"ts": "2026-11-22T01:20:30.100+00:00", "event": "verdict", "verdict": "reverted"},
+    ]
+    timeline = st.watcher_timeline(records)
+    assert timeline.red_at is not None and timeline.started_at is not None
+    assert timeline.red_at - timeline.started_at == pytest.approx(6.0)
+    assert timeline.revert_s == 42.5
+
+
+def test_watcher_timeline_of_a_promote_has_no_red_and_no_revert() -> None:
+    timeline = st.watcher_timeline([{"ts": "2026-11-22T01:19:41+00:00", "event": "start"},
+                                    {"ts": "bad", "event": "probe", "state": "green"}])
+    assert timeline.started_at is not None
+    assert (timeline.red_at, timeline.revert_s) == (None, None)

@@ -1,0 +1,58 @@
+"""A short `make bench` against the test lab so the bench cannot rot: the naive deploy under load and the
+watcher's cost, measured for real, with sane numbers in the report (counts, not timings).
+
+The full bench (real deploys, rollbacks and auto-reverts at several fleet sizes) takes far longer than a test
+may; it runs as `make bench`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers.lab import REPO, Lab
+
+
+def node_versions(lab: Lab) -> dict[str, str]:
+    import urllib.request
+
+    versions = {}
+    for node, port in zip(lab.settings.node_names(), lab.settings.edge_ports(), strict=True):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/version", timeout=5) as answer:
+            versions[node] = json.loads(answer.read())["version"]
+    return versions
+
+
+def test_bench_smoke_measures_the_naive_deploy_and_the_watcher(lab: Lab, tmp_path: Path) -> None:
+    before = node_versions(lab)
+    report, raw = tmp_path / "BENCHMARKS.md", tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts/bench"), "--use-running-lab", "--phases", "naive,watcher", "--runs", "1",
+         "--watcher-seconds", "10", "--rps", "40", "--out", str(report), "--json", str(raw),
+         "--work", str(tmp_path / "work")],
+        cwd=REPO, env=lab.env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+    results = json.loads(raw.read_text())
+    assert results["failures"] == []
+    (naive,) = [o for o in results["ops"] if o["op"] == "naive"]
+    # every node was restarted under load: requests flowed before and during it, counts are sane
+    assert naive["sent"] > 0
+    assert 0 <= naive["not_sent"] <= naive["dropped"] <= naive["sent"]
+    assert naive["by_release"] == 0
+    assert naive["p99_before_s"] is not None and naive["p99_before_s"] > 0
+    assert naive["p99_during_s"] is not None and naive["p99_during_s"] > 0
+
+    watcher = results["watcher"]
+    assert watcher["probes"] >= 1
+    assert watcher["queries"] >= watcher["probes"]  # every probe asks Prometheus at least once
+    assert watcher["queries_per_probe"] >= 1
+    assert watcher["cpu_s"] > 0 and watcher["peak_rss_mib"] > 0
+
+    text = report.read_text()
+    assert "naive deploy (binary swapped + service restarted, no drain)" in text
+    assert "## 5. Watcher cost" in text and "- Reproduce:" in text
+    # the bench put every node back on the binary it ran before
+    assert node_versions(lab) == before

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -53,6 +54,8 @@ from gameday_scenarios import (
 )
 
 from watcher.promql import RenderedQueries
+
+WARM_UP_S = 5.0  # load through the LB before the drill changes anything, which must all succeed
 
 
 class DrillError(RuntimeError):
@@ -406,7 +409,7 @@ class Drill:
             flows[self.scenario.flow]()
         except NotReady as exc:
             self.result.error = f"not started: {exc}"
-            self.result.refused = self.loadgen is None
+            self.result.refused = True  # raised only before anything changes
             self.say(f"NOT STARTED: {exc}")
         except (DrillError, RunError, OSError) as exc:
             self.result.error = str(exc)
@@ -415,14 +418,32 @@ class Drill:
             self.result.error = "interrupted: the drill stopped where it was and cleaned up"
             self.result.interrupted = True
             self.say("interrupted: cleaning up")
+        except Exception as exc:  # a bug in the drill: still clean up, and keep the traceback
+            (self.folder / "error.txt").write_text(traceback.format_exc())
+            self.result.error = f"internal error: {type(exc).__name__}: {exc} (traceback in {self.folder}/error.txt)"
+            self.say(f"BROKE: {self.result.error}")
         self.finish()
         return self.result
 
     def start_load(self) -> None:
-        self.loadgen = Loadgen(self.ctx.loadgen_url, self.ctx.options.rps, self.folder / "requests.jsonl",
+        """Start the load and the sampler; refuse (nothing changed yet) when the fleet already fails requests
+        before the drill touches it: collateral failures would then prove nothing."""
+        requests = self.folder / "requests.jsonl"
+        self.loadgen = Loadgen(self.ctx.loadgen_url, self.ctx.options.rps, requests,
                                self.folder / "loadgen.log").start()
         self.sampler = Sampler(self.ctx.fleet).start()
         self.result.event(f"load generator started ({self.ctx.options.rps:g} req/s through the LB)")
+        time.sleep(WARM_UP_S)
+        try:
+            early = chk.parse_requests(requests.read_text().splitlines())
+        except OSError:
+            early = []
+        failed = [r for r in early if r.sent and r.failed]
+        if not early or failed:
+            what = f"{len(failed)} of {len(early)} requests failed" if early else "no request was answered"
+            raise NotReady(f"the fleet is not serving cleanly before the drill ({what} in {WARM_UP_S:g} s through "
+                           f"{self.ctx.loadgen_url}, e.g. {failed[0].status or failed[0].error if failed else '-'}); "
+                           "a drill on a fleet that already fails proves nothing: look at make status first")
 
     def prepare(self) -> tuple[Path, str, str]:
         path = self.release_path = artifact(self.ctx, self.scenario.release, self.folder)
@@ -675,6 +696,7 @@ class Drill:
                           chk.check_ready(now.lbs, ctx.fleet.nodes),
                           chk.check_previous(self.base.files, files, self.base.sha, sha)):
                 checks.append(phase(label, check))
+        checks.append(chk.check_config(self.base.files, files))
         self.result.tool_verdict = PROMOTE if all(c.ok for c in checks if "promoted" in c.name) else "failed"
         self.result.checks = checks
         self.finish_traffic(version, canary, None)
@@ -713,7 +735,12 @@ class Drill:
         if self.sampler is not None:
             self.sampler.stop()
         if self.base is not None:
-            self.restore_fleet()
+            try:
+                self.restore_fleet()
+            except Exception as exc:
+                self.result.cleanup.append(f"CLEANUP FAILED: {type(exc).__name__}: {exc}; check the fleet with "
+                                           "make status and put it back with make rollback")
+                self.result.error = self.result.error or "the cleanup failed"
         self.result.ended_at = time.time()
 
     def restore_fleet(self) -> None:

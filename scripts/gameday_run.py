@@ -18,6 +18,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# A request with no answer after this long counts as failed. Generous: a slow answer is the SLO's business
+# (the watcher's p95), a missing one is a failure.
+ANSWER_TIMEOUT_S = 10.0
 
 
 class RunError(RuntimeError):
@@ -114,7 +117,7 @@ class Loadgen:
 
     def start(self) -> Loadgen:
         argv = [sys.executable, str(REPO / "scripts/loadgen"), "--url", self.url, "--rps", f"{self.rps:g}",
-                "--duration", "86400", "--out", str(self.out)]
+                "--duration", "86400", "--out", str(self.out), "--timeout", f"{ANSWER_TIMEOUT_S:g}"]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         time.sleep(1.0)

@@ -108,6 +108,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("metrics_port", "int", 0, "port for the watcher's own /metrics (0 = off)"),
     Option("metrics_addr", "str", "127.0.0.1", "address the self-metrics listen on"),
     Option("query_timeout", "duration", 5.0, "time limit of one Prometheus query"),
+    Option("wait_for_traffic", "duration", 0.0,
+           "wait up to this long for the canary's first requests before the window starts (0 = start at "
+           "once); lets the watcher start before the canary is put in rotation"),  # fmt: skip
     Option("query_requests", "template", DEFAULT_REQUESTS,
            "template: requests by code in ${range} for ${selector}"),  # fmt: skip
     Option("query_p95", "template", DEFAULT_P95, "template: p95 latency in seconds"),
@@ -153,6 +156,7 @@ class Settings:
     metrics_port: int
     metrics_addr: str
     query_timeout: float
+    wait_for_traffic: float = 0.0
     config_file: str | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
@@ -477,6 +481,7 @@ def _settings(v: dict[str, Any], config_file: str | None) -> Settings:
 
     _require(0 <= v["metrics_port"] <= 65535, "--metrics-port must be 0 (off) to 65535")
     _require(v["query_timeout"] > 0, "--query-timeout must be more than 0 seconds")
+    _require(v["wait_for_traffic"] >= 0, "--wait-for-traffic must be 0 or more seconds")
     _require(v["revert_timeout"] > 0, "--revert-timeout must be more than 0 seconds")
     _check_parent(v["decision_log"], "--decision-log")
     _check_parent(v["verdict_file"], "--verdict-file")
@@ -507,6 +512,7 @@ def _settings(v: dict[str, Any], config_file: str | None) -> Settings:
         metrics_port=v["metrics_port"],
         metrics_addr=v["metrics_addr"],
         query_timeout=v["query_timeout"],
+        wait_for_traffic=v["wait_for_traffic"],
         config_file=config_file,
         secrets=secrets,
     )

@@ -72,6 +72,33 @@ def probe_once(
     return ProbeInput(at, canary=sides["canary"], control=sides["control"])
 
 
+def wait_for_canary_traffic(
+    settings: Settings,
+    client: Querier,
+    queries: dict[str, RenderedQueries],
+    log: DecisionLog,
+    out: Callable[[str], None],
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> None:
+    """Hold the window until the canary serves its first requests, so a watcher started before the
+    canary is put in rotation neither spends its window on an idle canary nor misses its first answers."""
+    began = clock()
+    deadline = began + settings.wait_for_traffic
+    out(f"waiting up to {settings.wait_for_traffic:g}s for the canary's first requests before the window starts")
+    while True:
+        probe = probe_once(client, queries, settings.range_seconds, 0.0)
+        if probe.canary is not None and probe.canary.requests > 0:
+            log.write("traffic", waited=round(clock() - began, 3))
+            out(f"the canary takes traffic after {clock() - began:.1f}s: the window starts")
+            return
+        if clock() >= deadline:
+            log.write("traffic", waited=round(clock() - began, 3), seen=False)
+            out("no canary traffic seen: the window starts anyway (its probes will be inconclusive)")
+            return
+        sleep(min(settings.scrape_interval, max(0.0, deadline - clock())))
+
+
 def run_watch(
     settings: Settings,
     client: Querier,
@@ -89,6 +116,8 @@ def run_watch(
     n = settings.planned_probes
     state = WatchState()
     decision: Decision | None = None
+    if settings.wait_for_traffic > 0:
+        wait_for_canary_traffic(settings, client, queries, log, out, clock, sleep)
     start = clock()
     for k in range(1, n + 1):
         wait = start + k * settings.interval - clock()

@@ -70,15 +70,16 @@ def test_errors_canary_is_reverted_within_two_probe_intervals(fleet: Lab, artifa
     assert sha256(fleet.node_dir("edge-2") / "edge.rolled-back") == sha256(artifacts["v2-errors"])
 
     run_dir = Path(result.stdout.split("Record: ")[-1].split()[0])
-    revert = next(e for e in events(run_dir / "decisions.jsonl") if e["event"] == "revert")
+    red = next(e for e in events(run_dir / "decisions.jsonl") if e["event"] == "probe" and e["state"] == "red")
     verdict = json.loads((run_dir / "verdict.json").read_text())
     served = [json.loads(line) for line in requests.read_text().splitlines()]
     bad = sorted(r["start"] for r in served if r.get("version") == "v2-errors" and r.get("status") == 502)
     by_canary = sorted(r["start"] for r in served if r.get("version") == "v2-errors")
     assert bad, "the canary served no bad response through HAProxy"
-    detection = ts(revert["ts"]) - bad[0]
-    # Two probe intervals, plus one scrape interval for the first bad sample to reach Prometheus.
-    assert detection <= 2 * INTERVAL + 1.5, f"revert started {detection:.1f}s after the first bad response"
+    # The watcher is already watching when the canary takes traffic: the red probe comes within two
+    # probe intervals of the first bad response, plus a scrape interval for it to reach Prometheus.
+    detection = ts(red["ts"]) - bad[0]
+    assert detection <= 2 * INTERVAL + 1.5, f"red {detection:.1f}s after the first bad response"
     exposure = by_canary[-1] - bad[0]
     assert exposure <= 2 * INTERVAL + 1.5 + verdict["revert"]["seconds"], (
         f"the canary served the bad release for {exposure:.1f}s after its first bad response")

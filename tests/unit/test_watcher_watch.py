@@ -182,3 +182,22 @@ def test_malformed_result_is_blind_and_names_the_query(tmp_path: Path) -> None:
     )  # fmt: skip
     assert outcome.state.blind == 2
     assert "histogram_quantile(0.95" in lines[0] and "2 series" in lines[0]
+
+
+def test_the_window_waits_for_the_canarys_first_requests(tmp_path: Path) -> None:
+    def idle_then_healthy(k: int, side: str) -> tuple[float, float, float]:
+        return (0.0, 0.0, 0.05) if side == "canary" and k <= 4 else healthy(k, side)
+
+    outcome, records, lines, clock = watch(tmp_path, idle_then_healthy, Recorder(), "--wait-for-traffic", "30")
+    assert outcome.verdict.verdict == "promote" and outcome.state.probes == 10
+    assert records[0]["event"] == "traffic" and records[0]["waited"] == 4.0  # four idle polls, 1 s apart
+    assert lines[1] == "the canary takes traffic after 4.0s: the window starts"
+
+
+def test_a_canary_that_never_takes_traffic_still_gets_its_window_and_is_held(tmp_path: Path) -> None:
+    def idle(k: int, side: str) -> tuple[float, float, float]:
+        return (0.0, 0.0, 0.05) if side == "canary" else healthy(k, side)
+
+    outcome, records, _, _ = watch(tmp_path, idle, Recorder(), "--wait-for-traffic", "3")
+    assert records[0] == {**records[0], "event": "traffic", "seen": False}
+    assert outcome.verdict.verdict == "hold"

@@ -35,6 +35,7 @@ from gameday_run import (
     PrometheusSwitch,
     RunError,
     decision_records,
+    edge_lock,
     playbook,
     probes_logged,
     watcher_pid,
@@ -282,7 +283,11 @@ class Drill:
         if disturb is not None:
             helper = threading.Thread(target=self._guard(disturb), args=(announce, play), daemon=True)
             helper.start()
-        code = play.wait(window + self.ctx.options.play_timeout)
+        try:
+            code = play.wait(window + self.ctx.options.play_timeout)
+        finally:
+            # As make deploy-canary does: a play that stopped early does not release its deploy lock itself.
+            edge_lock(self.ctx.fleet.control.state_dir, "release", "deploy", "--id", deploy_id)
         if helper is not None:
             helper.join(120)
         run_dir = Path(announce.read_text().strip()) if announce.exists() else None
@@ -293,7 +298,8 @@ class Drill:
         return code, run_dir, play
 
     def rollback(self, label: str, nodes: str, rollback_binary: Path | None = None) -> int:
-        extra: dict[str, object] = {"rollback_nodes": nodes, "force_lock": True}
+        lock_id = f"{self.result.drill_id}-{label}"
+        extra: dict[str, object] = {"rollback_nodes": nodes, "force_lock": True, "edge_canary_lock_id": lock_id}
         if rollback_binary is not None:
             extra["rollback_binary"] = str(rollback_binary)
         play = playbook(label, "rollback.yml", self.ctx.options.inventory, extra, self.ctx.env,
@@ -302,7 +308,10 @@ class Drill:
         self.reading = None
         self.result.event(f"{label} started (NODES={nodes})")
         self.say(f"{label}: rollback of {nodes} (log {play.log_path})")
-        code = play.start().wait(self.ctx.options.play_timeout)
+        try:
+            code = play.start().wait(self.ctx.options.play_timeout)
+        finally:
+            edge_lock(self.ctx.fleet.control.state_dir, "release", "deploy", "--id", lock_id)
         self.result.event(f"{label} ended (exit {code})", at=play.ended_at)
         return code
 
@@ -587,7 +596,10 @@ class Drill:
         self.reading = None
         self.result.event(f"{label} started (STAGES={stages}, {hold:g} s each)")
         self.say(f"{label}: STAGES=\"{stages}\" held {hold:g} s each (log {play.log_path})")
-        code = play.start().wait(hold * len(stages.split()) + self.ctx.options.play_timeout)
+        try:
+            code = play.start().wait(hold * len(stages.split()) + self.ctx.options.play_timeout)
+        finally:
+            edge_lock(self.ctx.fleet.control.state_dir, "release", "deploy", "--id", rollout_id)
         run_dir = Path(announce.read_text().strip()) if announce.exists() else None
         if run_dir is not None:
             self.run_dirs.append(run_dir)

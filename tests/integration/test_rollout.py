@@ -145,7 +145,7 @@ def test_pct_0_applies_in_seconds_without_restart_or_binary_change(fleet: Lab) -
             proc.wait()
     assert proc.returncode == 0, out[-5000:]
     # "In seconds": an Ansible run that writes one key, no watch. Generous for a shared machine.
-    assert took < 90, f"rollout_pct=0 took {took:.0f} s to be in force"
+    assert took < 120, f"rollout_pct=0 took {took:.0f} s to be in force"
     print(f"PCT=0 in force on every node {took:.1f} s after make started")
     assert {node: keys["rollout_pct"] for node, keys in config_keys(fleet).items()} == dict.fromkeys(
         fleet.settings.node_names(), "0")

@@ -89,7 +89,7 @@ def test_bad_artifacts_are_refused_before_any_drain(fleet: Lab, tmp_path: Path, 
     unreadable.chmod(0o000)
     not_executable = tmp_path / "edge-noexec"
     not_executable.write_bytes(artifacts["v2"].read_bytes())
-    cases = {
+    cases: dict[Path | str, str] = {
         tmp_path / "missing": "does not exist",
         tmp_path: "is a directory",
         unreadable: "is not readable",

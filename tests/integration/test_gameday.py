@@ -44,8 +44,13 @@ def drill_argv(scenario: str, artifacts: dict[str, Path], reports: Path, *extra:
 
 def run_drill(lab: Lab, scenario: str, artifacts: dict[str, Path], reports: Path,
               *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(drill_argv(scenario, artifacts, reports, *extra), env=lab.env, cwd=REPO,
-                          capture_output=True, text=True, timeout=900)
+    argv = drill_argv(scenario, artifacts, reports, *extra)
+    proc = subprocess.Popen(argv, env=lab.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=1200)
+    finally:
+        stop_drill(proc)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def report_of(reports: Path, scenario: str) -> str:
@@ -62,7 +67,7 @@ def assert_fleet_on(lab: Lab, artifact: Path) -> None:
     wanted = sha256(artifact)
     for node in lab.settings.node_names():
         home = lab.node_dir(node)
-        assert lab.node_version(node)["version"] == version, f"{node} does not serve {version}"
+        assert serves(lab, node, version), f"{node} does not serve {version}"
         assert sha256(home / "edge") == wanted, f"{node}'s binary is not {version}"
         assert sha256(home / "edge.previous") == wanted, f"{node}'s .previous is not {version}"
         assert (home / "edge.conf").read_text().strip() == "rollout_pct=0", f"{node}'s config changed"
@@ -81,6 +86,24 @@ def assert_reverted(lab: Lab, artifact: Path, canary: str = "edge-1") -> None:
 
 def expectation_rows(report: str) -> dict[str, str]:
     return {m.group(2): m.group(1) for m in re.finditer(r"^\| (PASS|\*\*FAIL\*\*) \| ([^|]+?) \|", report, re.M)}
+
+
+def serves(lab: Lab, node: str, version: str) -> bool:
+    try:
+        return bool(lab.node_version(node)["version"] == version)
+    except OSError:  # restarting
+        return False
+
+
+def stop_drill(proc: subprocess.Popen[str]) -> None:
+    """A drill left running by a failed test is stopped the way a user would: SIGTERM, so it cleans up."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(600)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def assert_passed(done: subprocess.CompletedProcess[str], scenario: str, verdict: str) -> None:
@@ -208,11 +231,9 @@ def test_a_release_that_fails_its_roll_is_put_back_before_any_client_sees_it(
                                  timeout=600)
             assert refused.returncode != 0
             assert "a game-day drill holds the lock" in refused.stdout + refused.stderr
-        out, _ = proc.communicate(timeout=900)
+        out, _ = proc.communicate(timeout=1200)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_drill(proc)
     assert proc.returncode == 0, out[-6000:]
     assert f"gameday {scenario}: PASS — the tool said roll-failed" in out
     assert_fleet_on(fleet, artifacts["v1"])
@@ -262,15 +283,12 @@ def test_an_interrupted_drill_puts_the_fleet_back_and_says_so(fleet: Lab, tmp_pa
     proc = subprocess.Popen(drill_argv("errors", artifacts, tmp_path), env=fleet.env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        fleet.wait_until(lambda: fleet.node_version("edge-1")["version"] == "v2-errors", 600,
-                         "the canary serving the bad release")
+        fleet.wait_until(lambda: serves(fleet, "edge-1", "v2-errors"), 600, "the canary serving the bad release")
         time.sleep(1)
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=900)
+        out, _ = proc.communicate(timeout=1200)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_drill(proc)
     assert proc.returncode == 1, out[-6000:]
     assert "interrupted: cleaning up" in out
     assert re.search(r"cleanup: (stopped the unfinished deploy play|the drill put the fleet back on v1)", out), out

@@ -417,9 +417,9 @@ class Drill:
             flows = {CANARY: self.canary_flow, ROLLOUT: self.rollout_flow, ACCEPTANCE: self.acceptance_flow}
             flows[self.scenario.flow]()
         except NotReady as exc:
-            self.result.error = f"not started: {exc}"
+            self.result.error = str(exc)
             self.result.refused = True  # raised only before anything changes
-            self.say(f"NOT STARTED: {exc}")
+            self.say(f"not started: {exc}")
         except (DrillError, RunError, OSError) as exc:
             self.result.error = str(exc)
             self.say(f"BROKE: {exc}")

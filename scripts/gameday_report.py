@@ -232,7 +232,9 @@ def markdown(result: DrillResult) -> str:
         + (f" — {result.tool_reason}" if result.tool_reason else ""),
     ]
     lines += [f"- tool record: `{r}`" for r in result.tool_records]
-    if result.error:
+    if result.refused:
+        lines += ["", f"**The drill did not start (nothing was changed):** {result.error}"]
+    elif result.error:
         lines += ["", f"**The drill broke in the middle:** {result.error}"]
     lines += ["", "## Expectations (checked by the drill itself)", "", "| result | expectation | detail |",
               "|---|---|---|"]

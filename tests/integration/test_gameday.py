@@ -166,6 +166,13 @@ all:
     assert "is marked production (edge_canary_production)" in done.stderr
     assert "ALLOW_PRODUCTION=1" in done.stderr
     assert not reports.exists() and not state.exists(), "a refused drill changed something"
+    # Allowed, it goes past that gate (and stops at the next one: this inventory has no lab Prometheus to stop).
+    allowed = run_drill(fleet, "prometheus-outage", artifacts, reports, "--inventory", str(inventory),
+                        "--allow-production")
+    assert allowed.returncode == 2, allowed.stdout + allowed.stderr
+    assert "game-day lock held" in allowed.stdout
+    assert "NOT STARTED, nothing changed: prometheus-outage needs to stop and start Prometheus" in allowed.stdout
+    assert not (state / "gameday.lock").exists(), "the drill kept its lock"
     assert_fleet_on(fleet, artifacts["v1"])
 
 
@@ -212,6 +219,11 @@ def test_a_bad_release_is_reverted_by_the_watcher(fleet: Lab, tmp_path: Path, ar
     assert_passed(done, scenario, "reverted")
     assert_fleet_on(fleet, artifacts["v1"])
     assert_reverted(fleet, artifacts[release])
+    # The drill's own deploy went past its own game-day lock, and that was logged.
+    run_id = re.search(r"^gameday: (gameday-\S+):", done.stdout, re.M).group(1)  # type: ignore[union-attr]
+    forced = [line for line in (fleet.lab_dir / "control" / "locks.log").read_text().splitlines()
+              if f"FORCED deploy {run_id}-{scenario}-deploy by " in line]
+    assert forced and f" during drill {run_id} by " in forced[0]
     report = report_of(tmp_path, scenario)
     assert "| first bad response → detection |" in report
     assert re.search(r"\| requests failed \| \d+ \(\d+ by the release itself, 0 collateral\) \|", report)

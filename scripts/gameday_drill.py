@@ -264,13 +264,8 @@ class Drill:
             "force_lock": True,  # the drill's own deploy, under the game-day lock it holds (logged in locks.log)
             "force_migrate": False, "edge_service_health_timeout": int(self.ctx.options.health_timeout),
         }
-        # The deploy is forced past the drill's own game-day lock, so its watcher's revert must be too:
-        # edge-lock refuses a deploy-lock take during a drill unless forced, even for the deploy's own id.
-        extra["sli_watch_settings"] = {
-            **self.ctx.fleet.control.watch_settings, **(watch_settings or {}),
-            "revert_extravars": {"deploy_id": deploy_id, "edge_canary_lock_id": deploy_id,
-                                 "rollback_reason": "SLI watcher verdict", "force_lock": True},
-        }
+        if watch_settings:  # on top of the inventory's own watcher settings, not instead of them
+            extra["sli_watch_settings"] = {**self.ctx.fleet.control.watch_settings, **watch_settings}
         play = playbook(label, "deploy-canary.yml", self.ctx.options.inventory, extra, self.ctx.env,
                         self.folder / f"{label}.log")
         self.plays.append(play)

@@ -131,7 +131,7 @@ class Lab:
                 continue  # the format-version line, the header, blank lines
             row = dict(zip(header, fields, strict=False))
             admin = int(row["srv_admin_state"])
-            states[row["srv_name"]] = ("MAINT" if admin & 0x2F else "DRAIN" if admin & 0x18
+            states[row["srv_name"]] = ("MAINT" if admin & 0x67 else "DRAIN" if admin & 0x18
                                        else "READY")
         return states
 

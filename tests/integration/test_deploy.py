@@ -133,6 +133,7 @@ def test_check_mode_changes_nothing(fleet: Lab, artifacts: dict[str, Path]) -> N
 
 def test_a_second_deploy_is_refused_while_one_holds_the_lock(fleet: Lab, artifacts: dict[str, Path]) -> None:
     lock_dir = fleet.lab_dir / "control"
+    lock_dir.mkdir(exist_ok=True)  # a fresh lab has no state folder until its first deploy
     holder = subprocess.Popen(["sleep", "120"])
     try:
         (lock_dir / "deploy.lock").write_text(json.dumps(
@@ -151,8 +152,34 @@ def test_a_second_deploy_is_refused_while_one_holds_the_lock(fleet: Lab, artifac
     assert "stale lock of deploy 20260101T000000Z-alice" in result.stdout
 
 
+def test_two_real_deploys_at_once_the_second_is_refused(fleet: Lab, artifacts: dict[str, Path]) -> None:
+    """Two on-call engineers run `make deploy-canary` at the same moment: the lock must name a process that
+    lives as long as the first deploy (not a per-task worker), so the second is refused while the first
+    is anywhere in its run, including the SLI gate."""
+    control = fleet.lab_dir / "control"
+    lock = control / "deploy.lock"
+    earlier = set(control.glob("runs/*/watcher.json"))
+    first = subprocess.Popen(["make", "--no-print-directory", "deploy-canary"], cwd=REPO,
+                             env={**fleet.env, "ARTIFACT": str(artifacts["v2"]), **FAST},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        fleet.wait_until(lambda: set(control.glob("runs/*/watcher.json")) - earlier, timeout=300,
+                         what="the first deploy reaching its SLI gate")
+        holder = json.loads(lock.read_text())
+        second = deploy(fleet, artifacts["v2-errors"])
+        assert second.returncode != 0
+        assert f"another deploy {holder['id']}" in second.stdout
+        assert json.loads(lock.read_text())["id"] == holder["id"]
+    finally:
+        out, _ = first.communicate(timeout=900)
+    assert first.returncode == 0, out[-5000:]
+    assert fleet_versions(fleet) == {node: "v2" for node in fleet.settings.node_names()}
+    assert not lock.exists()
+
+
 def test_a_game_day_drill_holds_off_deploys_unless_forced(fleet: Lab, artifacts: dict[str, Path]) -> None:
     lock_dir = fleet.lab_dir / "control"
+    lock_dir.mkdir(exist_ok=True)  # a fresh lab has no state folder until its first deploy
     holder = subprocess.Popen(["sleep", "120"])
     try:
         (lock_dir / "gameday.lock").write_text(json.dumps(

@@ -11,6 +11,8 @@ export PATH := $(VENV)/bin:$(subst $(VENV)/bin:,,$(PATH))
 
 ARTIFACTS_DIR ?= $(CURDIR)/artifacts
 PYTEST_ARGS ?=
+# Two test labs side by side: most of a deploy test is waiting (SLI windows, health checks), not CPU.
+TEST_WORKERS ?= 2
 JSON ?=
 
 .PHONY: help setup demo test lint lab-up lab-down lab-clean lab-status artifacts
@@ -25,7 +27,7 @@ demo: setup ## Bring the lab up and show it serving traffic
 	@bash scripts/demo.sh
 
 test: setup ## Run the whole test suite (brings its own lab up and down)
-	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: setup ## ruff, mypy, yamllint, ansible-lint
 	@bash scripts/lint.sh

@@ -224,13 +224,13 @@ class TestWait:
     def test_idle_at_once_returns_without_sleeping(self):
         t = FakeTime()
         out = hs.wait_until_idle(lambda: hs.SessionCounts(0, 0), 30, 0.5, t.clock, t.sleep)
-        assert out.drained and out.waited == 0 and t.sleeps == []
+        assert out.done and out.waited == 0 and t.sleeps == []
 
     def test_waits_until_sessions_and_queue_are_both_zero(self):
         t = FakeTime()
         readings = iter([hs.SessionCounts(2, 0), hs.SessionCounts(0, 1), hs.SessionCounts(0, 0)])
         out = hs.wait_until_idle(lambda: next(readings), 30, 0.5, t.clock, t.sleep)
-        assert out.drained and out.waited == pytest.approx(1.0)
+        assert out.done and out.waited == pytest.approx(1.0)
         assert out.last == hs.SessionCounts(0, 0)
 
     def test_never_idle_stops_at_the_timeout_with_the_last_counts(self):
@@ -242,6 +242,6 @@ class TestWait:
             return hs.SessionCounts(3, 1)
 
         out = hs.wait_until_idle(busy, 2.2, 0.5, t.clock, t.sleep)
-        assert not out.drained and out.last == hs.SessionCounts(3, 1)
+        assert not out.done and out.last == hs.SessionCounts(3, 1)
         assert out.waited == pytest.approx(2.2)
         assert max(t.sleeps) <= 0.5 and len(calls) == 6  # 0, .5, 1, 1.5, 2, 2.2

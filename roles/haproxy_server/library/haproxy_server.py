@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 import socket
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -69,6 +71,35 @@ options:
     description: Bound on every socket operation (connect, send, whole answer), seconds.
     type: float
     default: 5
+  health_url:
+    description:
+      - For C(ready), an HTTP URL that must answer 200 from where the module runs (the load
+        balancer) before anything is sent; on failure the server is left as it is. Also
+        checked in check mode (a read-only GET).
+    type: str
+  health_timeout:
+    description: Timeout of one health request, in seconds.
+    type: float
+    default: 5
+  health_retries:
+    description: Extra health attempts before giving up (0 = a single attempt).
+    type: int
+    default: 2
+  health_delay:
+    description: Seconds between two health attempts.
+    type: float
+    default: 2
+  wait_up:
+    description:
+      - For C(ready), wait after the change until HAProxy itself sees the server up and
+        ready (its own health check passed), at most O(wait_up_timeout) seconds, polling
+        every half second; then fail naming the state it is in. Ignored in check mode.
+    type: bool
+    default: false
+  wait_up_timeout:
+    description: Longest wait for the server to be seen up and ready, in seconds.
+    type: float
+    default: 30
 author:
   - edge-canary
 """
@@ -82,6 +113,15 @@ EXAMPLES = r"""
     state: drain
     wait: true
     wait_timeout: 120
+
+- name: Put edge-1 back in rotation once it answers its health check, and wait until HAProxy sees it up
+  haproxy_server:
+    socket: /run/haproxy/admin.sock
+    backend: edge
+    server: edge-1
+    state: ready
+    health_url: http://10.0.0.11:8080/health
+    wait_up: true
 
 - name: Put edge-1 back in rotation with weight 100 through a TCP admin socket
   haproxy_server:
@@ -122,6 +162,10 @@ commands:
   elements: str
 waited:
   description: Seconds spent waiting for sessions to end.
+  returned: always
+  type: float
+waited_up:
+  description: Seconds spent waiting for the server to be seen up and ready (O(wait_up)).
   returned: always
   type: float
 """
@@ -472,9 +516,30 @@ def describe_open_sessions(sessions: list[Session], limit: int = 5) -> str:
 
 @dataclass(frozen=True)
 class WaitOutcome:
-    drained: bool
+    done: bool
     waited: float
-    last: SessionCounts
+    last: Any
+
+
+def poll_until(
+    read: Callable[[], Any],
+    done: Callable[[Any], bool],
+    timeout: float,
+    interval: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> WaitOutcome:
+    """Read until `done(reading)`, never longer than `timeout` seconds; the last reading is kept."""
+    start = clock()
+    deadline = start + timeout
+    while True:
+        reading = read()
+        now = clock()
+        if done(reading):
+            return WaitOutcome(True, now - start, reading)
+        if now >= deadline:
+            return WaitOutcome(False, now - start, reading)
+        sleep(max(0.0, min(interval, deadline - now)))
 
 
 def wait_until_idle(
@@ -485,16 +550,12 @@ def wait_until_idle(
     sleep: Callable[[float], None] = time.sleep,
 ) -> WaitOutcome:
     """Poll until no session and no queue, never longer than `timeout` seconds."""
-    start = clock()
-    deadline = start + timeout
-    while True:
-        counts = read_counts()
-        now = clock()
-        if counts.idle:
-            return WaitOutcome(True, now - start, counts)
-        if now >= deadline:
-            return WaitOutcome(False, now - start, counts)
-        sleep(max(0.0, min(interval, deadline - now)))
+    return poll_until(read_counts, lambda counts: counts.idle, timeout, interval, clock, sleep)
+
+
+def serves(state: ServerState) -> bool:
+    """HAProxy routes to the server: its own health check passed and nothing holds it out."""
+    return state.operational_state == "up" and state.admin_state == "ready"
 
 
 # --------------------------------------------------------------------------- edge layer
@@ -574,6 +635,40 @@ class RuntimeApi:
         return b"".join(chunks).decode("utf-8", errors="replace")
 
 
+def get_health(url: str, timeout: float) -> str | None:
+    """None when the URL answers 200, else why not (status or error)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 (the operator's URL)
+            return None if answer.status == 200 else f"HTTP {answer.status}"
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        return str(getattr(exc, "reason", None) or exc)
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    url: str
+    timeout: float = 5.0
+    retries: int = 2
+    delay: float = 2.0
+
+
+def check_health(check: HealthCheck, server: str, where: str) -> None:
+    """Up to 1 + retries GETs; raise naming the URL and the last answer when none is a 200."""
+    why: str | None = None
+    for attempt in range(check.retries + 1):
+        if attempt:
+            time.sleep(check.delay)
+        why = get_health(check.url, check.timeout)
+        if why is None:
+            return
+    raise HaproxyError(
+        f"{server} failed its health check at {check.url} from {where} ({why}); "
+        "it was not put back in rotation (nothing was sent to HAProxy)"
+    )
+
+
 @dataclass(frozen=True)
 class Request:
     backend: str
@@ -582,6 +677,9 @@ class Request:
     weight: int | None
     wait: bool
     wait_timeout: float
+    health: HealthCheck | None = None
+    wait_up: bool = False
+    wait_up_timeout: float = 30.0
 
 
 def read_state(api: RuntimeApi, backend: str, server: str) -> ServerState:
@@ -613,6 +711,8 @@ def apply(api: RuntimeApi, req: Request, check_mode: bool) -> dict[str, Any]:
             raise HaproxyError(
                 f"{req.backend}/{req.server} on {api} cannot be made ready: {blocker}"
             )
+        if req.health is not None:
+            check_health(req.health, req.server, str(api))
     plan = plan_change(before, req.backend, req.state, req.weight)
 
     result: dict[str, Any] = {
@@ -625,6 +725,7 @@ def apply(api: RuntimeApi, req: Request, check_mode: bool) -> dict[str, Any]:
         "commands": plan.commands,
         "before": before.as_result(),
         "waited": 0.0,
+        "waited_up": 0.0,
     }
     if check_mode:
         after = plan.predicted
@@ -639,6 +740,18 @@ def apply(api: RuntimeApi, req: Request, check_mode: bool) -> dict[str, Any]:
                 f"{req.backend}/{req.server} on {api} is {after.forced_admin_state} "
                 f"(weight {after.weight}) after {plan.commands}; expected {req.state}"
             )
+    if req.wait_up and req.state == "ready" and not check_mode:
+        seen = poll_until(
+            lambda: read_state(api, req.backend, req.server), serves, req.wait_up_timeout
+        )
+        after = seen.last
+        result["waited_up"] = round(seen.waited, 3)
+        if not seen.done:
+            raise HaproxyError(
+                f"{req.backend}/{req.server} on {api} is still {after.operational_state} "
+                f"(admin state {after.admin_state}) {req.wait_up_timeout:g} s after ready: HAProxy's "
+                "own health check does not pass; check the node and the backend's check settings"
+            )
     result["after"] = after.as_result()
 
     counts = read_counts(api, req.backend, req.server)
@@ -648,7 +761,7 @@ def apply(api: RuntimeApi, req: Request, check_mode: bool) -> dict[str, Any]:
         )
         counts = outcome.last
         result["waited"] = round(outcome.waited, 3)
-        if not outcome.drained:
+        if not outcome.done:
             open_sessions = sessions_on_server(api.run("show sess"), req.backend, req.server)
             result.update(sessions=counts.sessions, queue=counts.queue)
             raise WaitTimeout(
@@ -667,6 +780,19 @@ def apply(api: RuntimeApi, req: Request, check_mode: bool) -> dict[str, Any]:
     return result
 
 
+def health_request(p: dict[str, Any]) -> HealthCheck | None:
+    if not p["health_url"]:
+        return None
+    if p["health_retries"] < 0:
+        raise HaproxyError(f"invalid health_retries {p['health_retries']}: use 0 or more")
+    return HealthCheck(
+        p["health_url"],
+        validate_timeout("health_timeout", p["health_timeout"]),
+        p["health_retries"],
+        max(0.0, p["health_delay"]),
+    )
+
+
 def diff_text(state: dict[str, Any]) -> str:
     keys = ("admin_state", "operational_state", "weight")
     return "".join(f"{key}: {state[key]}\n" for key in keys)
@@ -683,6 +809,12 @@ def run_module() -> None:
             "wait": {"type": "bool", "default": False},
             "wait_timeout": {"type": "float", "default": 60.0},
             "socket_timeout": {"type": "float", "default": 5.0},
+            "health_url": {"type": "str"},
+            "health_timeout": {"type": "float", "default": 5.0},
+            "health_retries": {"type": "int", "default": 2},
+            "health_delay": {"type": "float", "default": 2.0},
+            "wait_up": {"type": "bool", "default": False},
+            "wait_up_timeout": {"type": "float", "default": 30.0},
         },
         supports_check_mode=True,
     )
@@ -695,6 +827,9 @@ def run_module() -> None:
             weight=validate_weight(p["weight"]),
             wait=p["wait"],
             wait_timeout=validate_timeout("wait_timeout", p["wait_timeout"]),
+            health=health_request(p),
+            wait_up=p["wait_up"],
+            wait_up_timeout=validate_timeout("wait_up_timeout", p["wait_up_timeout"]),
         )
         address = parse_socket_address(p["socket"])
         api = RuntimeApi(address, validate_timeout("socket_timeout", p["socket_timeout"]))

@@ -78,6 +78,12 @@ options:
   serving_sha256:
     description: sha256 the service now serves (C(state=serving)); defaults to the current binary's.
     type: str
+  remove_staged:
+    description: After a successful C(pushed) (or C(reverted) with I(rollback_binary)), delete I(staged)
+      (or I(rollback_binary)) and its directory when that is left empty, so no clean-up task is needed.
+      Ignored in check mode.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -991,6 +997,16 @@ def serving(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]
             "msg": f"serving {sha[:12]}" + ("" if changed else " (already recorded)")}
 
 
+def remove_staged(path: str | None) -> None:
+    """The copied artifact is installed: drop it, and its staging directory once empty."""
+    if not path:
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    with contextlib.suppress(OSError):  # not empty, or already gone: leave it
+        os.rmdir(os.path.dirname(path))
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -1007,6 +1023,7 @@ def main() -> None:
             "deploy_id": {"type": "str"},
             "rollback_binary": {"type": "path"},
             "serving_sha256": {"type": "str"},
+            "remove_staged": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
@@ -1023,6 +1040,9 @@ def main() -> None:
             result = configure(p, paths, module.check_mode)
         else:
             result = inspect(paths)
+        if p["remove_staged"] and not module.check_mode:
+            remove_staged(p["staged"] if p["state"] == "pushed" else
+                          p["rollback_binary"] if p["state"] == "reverted" else None)
     except ReleaseError as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:

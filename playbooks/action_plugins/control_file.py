@@ -1,0 +1,57 @@
+"""Action plugin: write a small text file on the control host, in the controller process itself.
+
+The deploy record's files live on the control host. `ansible.builtin.copy` delegated to localhost
+costs two module runs (a remote stat, then the copy: two new Python processes) per node and per
+write; this writes the file directly (atomic rename), whatever the task's host or connection is.
+Arguments as copy's: dest, content, mode. Check mode writes nothing (set check_mode: false to write).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset(("dest", "content", "mode"))
+
+    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        result = super().run(tmp, task_vars)
+        dest, content = self._task.args.get("dest"), self._task.args.get("content")
+        mode = str(self._task.args.get("mode", "0644"))
+        if not isinstance(dest, str) or not os.path.isabs(dest):
+            raise AnsibleActionFail(f"control_file: dest must be an absolute path on the control host, got {dest!r}")
+        if not isinstance(content, str):
+            raise AnsibleActionFail("control_file: content must be a string (use to_nice_json for data)")
+        try:
+            mode_bits = int(mode, 8)
+        except ValueError:
+            raise AnsibleActionFail(f"control_file: mode {mode!r} is not an octal mode like '0644'") from None
+        try:
+            with open(dest, encoding="utf-8") as current:
+                unchanged = current.read() == content
+        except OSError:
+            unchanged = False
+        result.update(changed=not unchanged, dest=dest)
+        if unchanged or self._task.check_mode:
+            return result
+        directory = os.path.dirname(dest)
+        try:
+            fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(dest)}.")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as out:
+                    out.write(content)
+                os.chmod(tmp_path, mode_bits)
+                os.replace(tmp_path, dest)
+            except BaseException:
+                os.unlink(tmp_path)
+                raise
+        except OSError as exc:
+            raise AnsibleActionFail(f"control_file: cannot write {dest}: {exc.strerror or exc}; check the "
+                                    f"folder exists and is writable on the control host") from exc
+        return result

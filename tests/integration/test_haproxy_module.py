@@ -386,3 +386,27 @@ def test_ready_refused_while_the_tracked_server_holds_maintenance(tmp_path: Path
                                 server="t1", state="ready"))  # fmt: skip
         assert "inherits maintenance" in msg and "tracking/t1" in msg
         assert lb.server_state("n1").admin_bits & FMAINT, "the tracked server was touched"
+
+
+def test_ready_checks_the_health_url_first_and_sends_nothing_when_it_fails(lb: Haproxy, tmp_path: Path):
+    lb.cli("set server edge/n1 state drain")
+    node = lb.nodes["n1"]
+    node.health_status = 503
+    health = {"health_url": node.health_url, "health_retries": 1, "health_delay": 0.1}
+    msg = failed(run_module(tmp_path, **base(lb, state="ready", **health)))
+    assert f"n1 failed its health check at {node.health_url}" in msg and "HTTP 503" in msg
+    assert "nothing was sent to HAProxy" in msg
+    assert lb.server_state("n1").admin_bits == FDRAIN
+
+    node.health_status = 200
+    result = ok(run_module(tmp_path, **base(lb, state="ready", wait_up=True, wait_up_timeout=30, **health)))
+    assert result["changed"] is True
+    assert result["after"]["operational_state"] == "up" and result["after"]["admin_state"] == "ready"
+    assert lb.server_state("n1").admin_bits == 0
+
+
+def test_ready_wait_up_fails_naming_the_state_haproxy_sees(lb: Haproxy, tmp_path: Path):
+    lb.cli("set server edge/down1 state drain")
+    msg = failed(run_module(tmp_path, **base(lb, "down1", state="ready", wait_up=True, wait_up_timeout=1)))
+    assert "edge/down1" in msg and "still down" in msg and "1 s after ready" in msg
+    assert lb.server_state("down1").admin_bits == 0, "ready itself was set; only HAProxy's own check fails"

@@ -5,31 +5,13 @@ Nothing here touches the lab; scripts/bench feeds it what it measured.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-NOT_SENT = "not sent: concurrency limit"  # scripts/loadgen's marker for a request it never sent
-
-
-@dataclass(frozen=True)
-class Request:
-    start: float
-    latency_s: float | None
-    status: int | None
-    error: str | None
-    version: str | None
-
-    @property
-    def failed(self) -> bool:
-        return self.status is None or not 200 <= self.status < 400
-
-    @property
-    def answered_at(self) -> float | None:
-        return None if self.latency_s is None else self.start + self.latency_s
+from loadgen_records import NOT_SENT, Request, parse_requests  # noqa: F401 (parse_requests: st.parse_requests)
 
 
 @dataclass(frozen=True)
@@ -40,19 +22,6 @@ class Drops:
     dropped: int  # failed, and not answered by the release under test: the operation's fault
     not_sent: int  # part of dropped: the loadgen's in-flight limit was full (the fleet stalled)
     by_release: int  # failures the broken release produced itself (not counted as dropped)
-
-
-def parse_requests(lines: Iterable[str]) -> list[Request]:
-    requests = []
-    for line in lines:
-        try:
-            r = json.loads(line)
-            latency = r.get("latency_s")
-            requests.append(Request(float(r["start"]), None if latency is None else float(latency),
-                                    r.get("status"), r.get("error"), r.get("version")))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            continue  # a line cut short when the load generator was stopped
-    return requests
 
 
 def between(requests: Sequence[Request], start: float, end: float) -> list[Request]:

@@ -7,13 +7,10 @@ Check with a name that says what was expected; a drill passes when every check d
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gameday_fleet import NodeFiles, Sample, ServerState
-
-NOT_SENT = "not sent: concurrency limit"  # scripts/loadgen's marker for a request it never sent
+from loadgen_records import NOT_SENT, Request, parse_requests  # noqa: F401 (parse_requests: chk.parse_requests)
 
 
 @dataclass(frozen=True)
@@ -21,24 +18,6 @@ class Check:
     name: str
     ok: bool
     detail: str
-
-
-@dataclass(frozen=True)
-class Request:
-    start: float
-    latency_s: float | None
-    status: int | None
-    error: str | None
-    version: str | None
-    variant: str | None
-
-    @property
-    def failed(self) -> bool:
-        return self.status is None or not 200 <= self.status < 400
-
-    @property
-    def sent(self) -> bool:
-        return self.error != NOT_SENT
 
 
 @dataclass(frozen=True)
@@ -54,18 +33,6 @@ class Traffic:
     slow_by_release: int  # answered by the release above the p95 limit
     first_bad_at: float | None  # epoch time of the first failed or slow answer of the release
     collateral_examples: tuple[str, ...]
-
-
-def parse_requests(lines: Iterable[str]) -> list[Request]:
-    requests = []
-    for line in lines:
-        try:
-            r = json.loads(line)
-            requests.append(Request(float(r["start"]), r.get("latency_s"), r.get("status"), r.get("error"),
-                                    r.get("version"), r.get("variant")))
-        except (ValueError, KeyError, TypeError):
-            continue  # a line cut short when the load generator was stopped
-    return requests
 
 
 def blame(request: Request, release: str, variant: str | None) -> bool:

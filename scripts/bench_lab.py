@@ -8,7 +8,6 @@ import http.server
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "lab"))
 
 from lab_settings import LabSettings, load  # noqa: E402
+from procgroup import stop_group  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -103,14 +103,7 @@ class Load:
 
     def stop(self) -> list[str]:
         if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+            stop_group(self.proc)
         return self.out.read_text().splitlines() if self.out.exists() else []
 
 

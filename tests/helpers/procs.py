@@ -19,6 +19,8 @@ from collections.abc import Container, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from scripts.procgroup import stop_group
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port the kernel just handed out as free (bind to port 0, read it, release it)."""
@@ -66,14 +68,7 @@ def wait_http(
 
 def stop(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
     """Signal the process group, wait up to ``timeout``, then SIGKILL it; returns the exit code."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        return proc.wait()
+    return stop_group(proc, sig, timeout)
 
 
 @contextlib.contextmanager

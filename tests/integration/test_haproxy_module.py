@@ -392,7 +392,7 @@ def test_ready_checks_the_health_url_first_and_sends_nothing_when_it_fails(lb: H
     lb.cli("set server edge/n1 state drain")
     node = lb.nodes["n1"]
     node.health_status = 503
-    health = {"health_url": node.health_url, "health_retries": 1, "health_delay": 0.1}
+    health: dict[str, Any] = {"health_url": node.health_url, "health_retries": 1, "health_delay": 0.1}
     msg = failed(run_module(tmp_path, **base(lb, state="ready", **health)))
     assert f"n1 failed its health check at {node.health_url}" in msg and "HTTP 503" in msg
     assert "nothing was sent to HAProxy" in msg

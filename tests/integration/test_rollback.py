@@ -6,29 +6,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.helpers.fleet import (
     fleet_versions,
     install_fleet,
     node_files,
     node_pids,
-    reset_fleet,
     sha256,
 )
 from tests.helpers.lab import REPO, Lab
+from tests.integration.conftest import BOTH_MODES
 
 FAST_DEPLOY = {"SLI_WINDOW": "9", "SLI_PROBE_INTERVAL": "3"}
-
-
-@pytest.fixture
-def fleet(lab: Lab, artifacts: dict[str, Path]) -> Iterator[Lab]:
-    reset_fleet(lab, artifacts["v1"])
-    yield lab
-    reset_fleet(lab, artifacts["v1"])
 
 
 def output(result: object) -> str:
@@ -47,6 +37,7 @@ def assert_all_ready(lab: Lab) -> None:
     assert set(lab.lb_states().values()) == {"READY"}, lab.lb_states()
 
 
+@BOTH_MODES
 def test_rollback_after_a_green_deploy_brings_every_node_back_to_v1_and_twice_is_a_no_op(
         fleet: Lab, artifacts: dict[str, Path]) -> None:
     deployed = fleet.make("deploy-canary", extra_env={"ARTIFACT": str(artifacts["v2"]), "BATCH": "2",

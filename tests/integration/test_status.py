@@ -5,20 +5,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.helpers.fleet import node_files, node_pids, reset_fleet, sha256
+from tests.helpers.fleet import node_files, node_pids, sha256
 from tests.helpers.lab import REPO, Lab, run
-
-
-@pytest.fixture
-def fleet(lab: Lab, artifacts: dict[str, Path]) -> Iterator[Lab]:
-    reset_fleet(lab, artifacts["v1"])
-    yield lab
-    reset_fleet(lab, artifacts["v1"])
+from tests.integration.conftest import BOTH_MODES
 
 
 def status(lab: Lab, as_json: bool = False) -> tuple[int, str, str]:
@@ -26,6 +17,7 @@ def status(lab: Lab, as_json: bool = False) -> tuple[int, str, str]:
     return result.returncode, result.stdout, result.stderr
 
 
+@BOTH_MODES
 def test_status_of_a_healthy_fleet_is_ok_with_one_row_per_node(
         fleet: Lab, artifacts: dict[str, Path]) -> None:
     files, pids = node_files(fleet), node_pids(fleet)

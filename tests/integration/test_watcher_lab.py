@@ -9,24 +9,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.helpers.fleet import fleet_versions, reset_fleet, sha256
+from tests.helpers.fleet import fleet_versions, sha256
 from tests.helpers.lab import REPO, Lab
+from tests.integration.conftest import BOTH_MODES
 
 INTERVAL = 3
-
-
-@pytest.fixture
-def fleet(lab: Lab, artifacts: dict[str, Path]) -> Iterator[Lab]:
-    reset_fleet(lab, artifacts["v1"])
-    yield lab
-    reset_fleet(lab, artifacts["v1"])
 
 
 def watcher(lab: Lab, tmp_path: Path, canary: str, *args: str,
@@ -50,6 +41,7 @@ def ts(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
+@BOTH_MODES
 def test_errors_canary_is_reverted_within_two_probe_intervals(fleet: Lab, artifacts: dict[str, Path],
                                                               tmp_path: Path) -> None:
     requests = tmp_path / "requests.jsonl"

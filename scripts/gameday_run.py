@@ -206,9 +206,9 @@ def watcher_pid(run_dir: Path) -> int | None:
     return pid if str(run_dir / "watcher.json").encode() in cmdline else None
 
 
-def run_command(argv: list[str], what: str, timeout: float = 120) -> None:
+def run_command(argv: list[str], what: str, timeout: float = 120, env: dict[str, str] | None = None) -> None:
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RunError(f"{what}: {' '.join(argv)} failed: {exc}") from None
     if done.returncode != 0 or "ERROR" in done.stdout:

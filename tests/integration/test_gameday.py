@@ -122,7 +122,8 @@ def test_an_unknown_scenario_is_refused_with_the_list(tmp_path: Path, lab: Lab) 
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "gameday: SCENARIO='eror' is not a game-day scenario; use one of green, errors, slow, unhealthy, crash, "
-        "prometheus-outage, watcher-killed, bad-rollout, acceptance, several separated by commas, or all "
+        "prometheus-outage, watcher-killed, bad-rollout, acceptance, partition-node, partition-peer, several "
+        "separated by commas, or all "
         "(e.g. make gameday SCENARIO=errors)"]
     assert not list(tmp_path.iterdir())
 
@@ -308,3 +309,48 @@ def test_an_interrupted_drill_puts_the_fleet_back_and_says_so(fleet: Lab, tmp_pa
     assert re.search(r"cleanup: (stopped the unfinished deploy play|the drill put the fleet back on v1)", out), out
     assert_fleet_on(fleet, artifacts["v1"])
     assert "## Cleanup" in report_of(tmp_path, "errors")
+
+
+# --- partitions (the hosts-mode lab) ------------------------------------------------------------
+
+
+@pytest.fixture
+def hosts_fleet(hosts_lab: Lab, artifacts: dict[str, Path]) -> Iterator[Lab]:
+    reset_fleet(hosts_lab, artifacts["v1"])
+    try:
+        yield hosts_lab
+    finally:
+        for node in hosts_lab.settings.node_names():  # a drill that broke may have left its cut
+            subprocess.run([sys.executable, str(REPO / "scripts/lab-netns"), "heal", node], env=hosts_lab.env)
+        reset_fleet(hosts_lab, artifacts["v1"])
+
+
+def assert_links_up(lab: Lab) -> None:
+    prefix = lab.settings.link_prefix()
+    down = subprocess.run(["ip", "-o", "link", "show", "down"], capture_output=True, text=True).stdout
+    assert f"{prefix}-" not in down, f"a link of the lab is still down:\n{down}"
+
+
+def test_partition_node_drill_reverts_the_cut_canary_and_haproxy_routes_around_it(
+        hosts_fleet: Lab, artifacts: dict[str, Path], tmp_path: Path) -> None:
+    done = run_drill(hosts_fleet, "partition-node", artifacts, tmp_path)
+    assert_passed(done, "partition-node", "reverted")
+    assert_links_up(hosts_fleet)
+    assert_fleet_on(hosts_fleet, artifacts["v1"])
+    assert_reverted(hosts_fleet, artifacts["v2"])
+    rows = expectation_rows(report_of(tmp_path, "partition-node"))
+    assert rows["HAProxy routed around the cut node"] == "PASS"
+    assert rows["caught while the canary was cut off"] == "PASS"
+
+
+def test_partition_peer_drill_stops_the_roll_at_the_cut_peer_leaving_it_untouched_and_in_rotation(
+        hosts_fleet: Lab, artifacts: dict[str, Path], tmp_path: Path) -> None:
+    done = run_drill(hosts_fleet, "partition-peer", artifacts, tmp_path)
+    assert_passed(done, "partition-peer", "promote")
+    assert_links_up(hosts_fleet)
+    # The drill's own rollback put the promoted canary back; the peers were never touched.
+    assert_fleet_on(hosts_fleet, artifacts["v1"])
+    assert_reverted(hosts_fleet, artifacts["v2"])
+    rows = expectation_rows(report_of(tmp_path, "partition-peer"))
+    assert rows["the deploy stopped at the cut peer and said so"] == "PASS"
+    assert rows["HAProxy routed around the cut node"] == "PASS"

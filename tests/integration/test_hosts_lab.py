@@ -6,9 +6,10 @@ session's hosts lab is taken down (conftest.hosts_lab)."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
-from tests.helpers.lab import Lab
+from tests.helpers.lab import REPO, Lab
 from tests.integration.test_lab_lifecycle import recap_changes
 
 
@@ -51,3 +52,13 @@ def test_a_mode_switch_of_an_existing_lab_is_refused_with_nothing_changed(hosts_
         "first (it removes that lab's state) or use another LAB_DIR"]
     assert hosts_lab.settings == before
     assert hosts_lab.make("lab-status").returncode == 0
+
+
+def test_partition_drills_are_refused_on_the_loopback_lab(lab: Lab, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(REPO / "scripts/gameday"), "--scenario", "partition-node",
+                           "--report-dir", str(tmp_path)], env=lab.env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "gameday: partition-node cuts a node's network link, which only the hosts-mode lab allows: run it there "
+        "(make lab-up LAB_MODE=hosts); nothing was changed"]
+    assert not list(tmp_path.iterdir())

@@ -599,19 +599,11 @@ class Drill:
         at = {e.label.split(" (")[0]: e.at for e in self.result.events}
         detected = self.result.detected_at
         if self.scenario.disturbance == STOP_PROMETHEUS:
-            down, up = at.get("Prometheus stopped"), at.get("Prometheus started again")
-            ok = down is not None and detected is not None and down <= detected <= (up or detected)
-            return [chk.Check("caught while Prometheus was down", ok,
-                              f"Prometheus down {chk.seconds_between(self.result.started_at, down)} s to "
-                              f"{chk.seconds_between(self.result.started_at, up)} s into the drill, detection at "
-                              f"{chk.seconds_between(self.result.started_at, detected)} s")]
+            return [self.caught_between("caught while Prometheus was down", "Prometheus down",
+                                        at.get("Prometheus stopped"), at.get("Prometheus started again"))]
         if self.scenario.disturbance == CUT_CANARY:
-            cut, healed = self.cut_at, at.get(f"{self.cut_node} back on the network")
-            ok = cut is not None and detected is not None and cut <= detected <= (healed or detected)
-            return [chk.Check("caught while the canary was cut off", ok,
-                              f"cut off {chk.seconds_between(self.result.started_at, cut)} s to "
-                              f"{chk.seconds_between(self.result.started_at, healed)} s into the drill, detection at "
-                              f"{chk.seconds_between(self.result.started_at, detected)} s")]
+            return [self.caught_between("caught while the canary was cut off", "cut off", self.cut_at,
+                                        at.get(f"{self.cut_node} back on the network"))]
         if self.scenario.disturbance == CUT_PEER:
             return [chk.Check("the peer was cut off during the deploy", self.cut_at is not None,
                               f"{self.cut_node} cut off {chk.seconds_between(self.result.started_at, self.cut_at)} s "
@@ -623,6 +615,13 @@ class Drill:
                               f"killed at {chk.seconds_between(self.result.started_at, killed)} s, detection at "
                               f"{chk.seconds_between(self.result.started_at, detected)} s into the drill")]
         return []
+
+    def caught_between(self, name: str, what: str, start: float | None, end: float | None) -> chk.Check:
+        """The detection fell while the disturbance lasted (from start to end; no end yet: any time after start)."""
+        detected, t0 = self.result.detected_at, self.result.started_at
+        ok = start is not None and detected is not None and start <= detected <= (end or detected)
+        return chk.Check(name, ok, f"{what} {chk.seconds_between(t0, start)} s to {chk.seconds_between(t0, end)} s "
+                                   f"into the drill, detection at {chk.seconds_between(t0, detected)} s")
 
     def set_selectors(self, canary: str, control: str) -> None:
         """Canary and control for the timeline; the watcher's own queries replace these once it has run."""

@@ -247,3 +247,20 @@ class PrometheusSwitch:
             if time.monotonic() > deadline:
                 raise RunError(f"Prometheus at {self.prom_url} does not answer {timeout:g} s after its start")
             time.sleep(1)
+
+
+@dataclass(frozen=True)
+class NetworkCut:
+    """Cuts a hosts-mode lab node off the network and heals it (scripts/lab-netns: its link goes down, then up)."""
+
+    lab_dir: str
+
+    def _link(self, action: str, node: str) -> None:
+        run_command([sys.executable, str(REPO / "scripts/lab-netns"), action, node], f"{action} {node}",
+                    env={**os.environ, "LAB_DIR": self.lab_dir})
+
+    def cut(self, node: str) -> None:
+        self._link("cut", node)
+
+    def heal(self, node: str) -> None:
+        self._link("heal", node)

@@ -649,7 +649,8 @@ class Drill:
             chk.check_traffic_flowed(t),
             chk.check_release_traffic(self.scenario.expect.release_traffic, t, version),
             # A cut node fails requests until HAProxy notices: measured and bounded, not forbidden.
-            chk.check_routed_around(requests, version, self.cut_at, PARTITION_GRACE_S)
+            chk.check_routed_around(requests, version, self.cut_at, PARTITION_GRACE_S,
+                                    self.ctx.options.max_collateral)
             if self.scenario.disturbance in PARTITIONS else chk.check_collateral(t, self.ctx.options.max_collateral),
         ]
         self.result.first_bad_at = t.first_bad_at

@@ -99,13 +99,9 @@ def hosts_lab() -> Iterator[Lab]:
 
 @pytest.fixture
 def fleet(request: pytest.FixtureRequest, artifacts: dict[str, Path]) -> Iterator[Lab]:
-    """The test lab's fleet on v1 (and put back there afterwards): the loopback lab, or with
-    @BOTH_MODES the hosts-mode lab too."""
+    """The test lab's fleet on v1 (and put back there afterwards): the loopback lab, or the hosts-mode lab
+    with @pytest.mark.parametrize("fleet", ["hosts_lab"], indirect=True)."""
     lab: Lab = request.getfixturevalue(getattr(request, "param", "lab"))
     reset_fleet(lab, artifacts["v1"])
     yield lab
     reset_fleet(lab, artifacts["v1"])
-
-
-# Runs a test that takes `fleet` against the loopback lab and against the hosts-mode lab (SSH, namespaces).
-BOTH_MODES = pytest.mark.parametrize("fleet", ["lab", "hosts_lab"], indirect=True)

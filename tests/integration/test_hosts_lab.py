@@ -1,16 +1,24 @@
 """The hosts-mode lab (issue 9): each edge node its own network namespace, address and sshd, reached over
-real SSH with the lab's key and known_hosts only. The deploy, revert, rollback and status cases run in
-this mode through @BOTH_MODES in their own modules; lab-down leaving nothing is checked when the
-session's hosts lab is taken down (conftest.hosts_lab)."""
+real SSH with the lab's key and known_hosts only. The main deploy, revert, rollback and status cases of
+their own modules run here again on this lab (the same test bodies), and the partition drills; lab-down
+leaving nothing is checked when the session's hosts lab is taken down (conftest.hosts_lab).
+
+All of it in this one file, so that one xdist worker (--dist loadfile) brings a hosts-mode lab up."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.lab import REPO, Lab
+from tests.integration import test_deploy, test_gameday, test_rollback, test_status, test_watcher_lab
 from tests.integration.test_lab_lifecycle import recap_changes
+
+ON_HOSTS = pytest.mark.parametrize("fleet", ["hosts_lab"], indirect=True)
 
 
 def ssh(lab: Lab, address: str, *options: str) -> subprocess.CompletedProcess[str]:
@@ -62,3 +70,71 @@ def test_partition_drills_are_refused_on_the_loopback_lab(lab: Lab, tmp_path: Pa
         "gameday: partition-node cuts a node's network link, which only the hosts-mode lab allows: run it there "
         "(make lab-up LAB_MODE=hosts); nothing was changed"]
     assert not list(tmp_path.iterdir())
+
+
+# --- the main cases of the other modules, over SSH ------------------------------------------------
+
+
+@ON_HOSTS
+def test_green_deploy_over_ssh(fleet: Lab, artifacts: dict[str, Path]) -> None:
+    test_deploy.test_green_deploy_puts_every_node_on_v2_keeping_v1_as_previous(fleet, artifacts)
+
+
+@ON_HOSTS
+def test_unhealthy_canary_is_put_back_over_ssh(fleet: Lab, artifacts: dict[str, Path]) -> None:
+    test_deploy.test_canary_that_fails_its_health_is_put_back_on_v1(fleet, artifacts, "v2-unhealthy")
+
+
+@ON_HOSTS
+def test_watcher_reverts_an_errors_canary_over_ssh(fleet: Lab, artifacts: dict[str, Path], tmp_path: Path) -> None:
+    test_watcher_lab.test_errors_canary_is_reverted_within_two_probe_intervals(fleet, artifacts, tmp_path)
+
+
+@ON_HOSTS
+def test_rollback_over_ssh(fleet: Lab, artifacts: dict[str, Path]) -> None:
+    test_rollback.test_rollback_after_a_green_deploy_brings_every_node_back_to_v1_and_twice_is_a_no_op(
+        fleet, artifacts)
+
+
+@ON_HOSTS
+def test_status_over_ssh(fleet: Lab, artifacts: dict[str, Path]) -> None:
+    test_status.test_status_of_a_healthy_fleet_is_ok_with_one_row_per_node(fleet, artifacts)
+
+
+# --- partition drills -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cut_fleet(fleet: Lab) -> Iterator[Lab]:
+    """The hosts lab's fleet, every link back up afterwards (then `fleet` puts it back on v1)."""
+    try:
+        yield fleet
+    finally:
+        for node in fleet.settings.node_names():  # a drill that broke may have left its cut
+            subprocess.run([sys.executable, str(REPO / "scripts/lab-netns"), "heal", node], env=fleet.env)
+
+
+def assert_links_up(lab: Lab) -> None:
+    prefix = lab.settings.link_prefix()
+    down = subprocess.run(["ip", "-o", "link", "show", "down"], capture_output=True, text=True).stdout
+    assert f"{prefix}-" not in down, f"a link of the lab is still down:\n{down}"
+
+
+@ON_HOSTS
+@pytest.mark.parametrize(("scenario", "verdict", "own_check"), [
+    ("partition-node", "reverted", "caught while the canary was cut off"),
+    ("partition-peer", "promote", "the deploy stopped at the cut peer and said so"),
+])
+def test_partition_drill_heals_and_leaves_the_fleet_on_v1_with_failures_only_while_haproxy_noticed(
+        cut_fleet: Lab, artifacts: dict[str, Path], tmp_path: Path, scenario: str, verdict: str,
+        own_check: str) -> None:
+    done = test_gameday.run_drill(cut_fleet, scenario, artifacts, tmp_path)
+    test_gameday.assert_passed(done, scenario, verdict)
+    assert_links_up(cut_fleet)
+    test_gameday.assert_fleet_on(cut_fleet, artifacts["v1"])
+    # Only the canary ever held v2: reverted by the watcher (node), or by the drill's own rollback after the
+    # promote (peer); the cut peer and the others were never touched.
+    test_gameday.assert_reverted(cut_fleet, artifacts["v2"])
+    rows = test_gameday.expectation_rows(test_gameday.report_of(tmp_path, scenario))
+    assert rows["HAProxy routed around the cut node"] == "PASS"
+    assert rows[own_check] == "PASS"

@@ -16,7 +16,6 @@ from tests.helpers.fleet import (
     sha256,
 )
 from tests.helpers.lab import REPO, Lab
-from tests.integration.conftest import BOTH_MODES
 
 FAST_DEPLOY = {"SLI_WINDOW": "9", "SLI_PROBE_INTERVAL": "3"}
 
@@ -37,7 +36,6 @@ def assert_all_ready(lab: Lab) -> None:
     assert set(lab.lb_states().values()) == {"READY"}, lab.lb_states()
 
 
-@BOTH_MODES
 def test_rollback_after_a_green_deploy_brings_every_node_back_to_v1_and_twice_is_a_no_op(
         fleet: Lab, artifacts: dict[str, Path]) -> None:
     deployed = fleet.make("deploy-canary", extra_env={"ARTIFACT": str(artifacts["v2"]), "BATCH": "2",

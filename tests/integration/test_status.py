@@ -9,7 +9,6 @@ from pathlib import Path
 
 from tests.helpers.fleet import node_files, node_pids, sha256
 from tests.helpers.lab import REPO, Lab, run
-from tests.integration.conftest import BOTH_MODES
 
 
 def status(lab: Lab, as_json: bool = False) -> tuple[int, str, str]:
@@ -17,7 +16,6 @@ def status(lab: Lab, as_json: bool = False) -> tuple[int, str, str]:
     return result.returncode, result.stdout, result.stderr
 
 
-@BOTH_MODES
 def test_status_of_a_healthy_fleet_is_ok_with_one_row_per_node(
         fleet: Lab, artifacts: dict[str, Path]) -> None:
     files, pids = node_files(fleet), node_pids(fleet)

@@ -15,7 +15,6 @@ from typing import Any
 
 from tests.helpers.fleet import fleet_versions, sha256
 from tests.helpers.lab import REPO, Lab
-from tests.integration.conftest import BOTH_MODES
 
 INTERVAL = 3
 
@@ -41,7 +40,6 @@ def ts(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
-@BOTH_MODES
 def test_errors_canary_is_reverted_within_two_probe_intervals(fleet: Lab, artifacts: dict[str, Path],
                                                               tmp_path: Path) -> None:
     requests = tmp_path / "requests.jsonl"

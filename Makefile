@@ -32,7 +32,7 @@ test: setup ## Run the whole test suite (brings its own lab up and down)
 lint: setup ## ruff, mypy, yamllint, ansible-lint
 	@bash scripts/lint.sh
 
-lab-up: setup ## Start the local lab (LAB_NODES, LAB_TRAFFIC_RPS, LAB_*_PORT)
+lab-up: setup ## Start the local lab (LAB_NODES, LAB_TRAFFIC_RPS, LAB_*_PORT, LAB_MODE=loopback|hosts, LAB_SUBNET)
 	@bash scripts/lab-up.sh
 
 lab-down: setup ## Stop every lab process (state is kept; lab-clean removes it)
@@ -84,7 +84,7 @@ export SCENARIO ALLOW_PRODUCTION REPORT_DIR MAX_STALENESS HEALTH_TIMEOUT GAMEDAY
 
 .PHONY: gameday
 
-gameday: setup ## Game-day drill: make gameday SCENARIO=errors|slow|unhealthy|crash|prometheus-outage|watcher-killed|bad-rollout|green|all [INVENTORY=]
+gameday: setup ## Game-day drill: make gameday SCENARIO=errors|slow|unhealthy|crash|prometheus-outage|watcher-killed|bad-rollout|green|all|partition-node|partition-peer [INVENTORY=]
 	@$(PY) scripts/gameday --artifacts-dir '$(ARTIFACTS_DIR)'
 
 # --- Benchmarks ------------------------------------------------------------------------------

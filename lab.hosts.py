@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Inventory of the local lab: edge-1..edge-N, one load balancer, everything on loopback.
+"""Inventory of the local lab: edge-1..edge-N, one load balancer, everything on loopback; or, with
+LAB_MODE=hosts, every edge node its own host (network namespace, address, sshd) reached over SSH.
 
 A script rather than a YAML file because the node count and ports follow LAB_NODES and friends (or what
 the running lab was brought up with). It lives at the root so the top-level group_vars/ apply to it.
@@ -11,22 +12,49 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lab"))
 
-from lab_settings import SettingsError, load  # noqa: E402
+from lab_settings import LabSettings, SettingsError, load  # noqa: E402
+
+
+def ssh_node(s: LabSettings, name: str, address: str, port: int) -> dict[str, object]:
+    """A node of the hosts mode: its own address, reached over SSH with the lab's key and known_hosts only."""
+    ssh, node = f"{s.lab_dir}/ssh", f"{s.lab_dir}/hosts/{name}"
+    return {
+        "ansible_host": address,
+        "ansible_connection": "ssh",
+        "ansible_user": "root",
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "ansible_ssh_private_key_file": f"{ssh}/id_ed25519",
+        # Host keys are checked against the lab's own known_hosts; a lost node is noticed within seconds.
+        "ansible_ssh_common_args": (f"-o UserKnownHostsFile={ssh}/known_hosts -o StrictHostKeyChecking=yes "
+                                    "-o IdentitiesOnly=yes -o ServerAliveInterval=2 -o ServerAliveCountMax=3"),
+        "edge_address": address,
+        "edge_port": port,
+        "edge_service_supervisor_conf": f"{node}/supervisord.conf",
+        "lab_edge_node_programs_dir": f"{node}/supervisor.d",
+        "lab_edge_node_apply": True,
+    }
 
 
 def inventory() -> dict[str, object]:
     s = load()
     local = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
-    nodes = {
-        name: {**local, "edge_port": port}
-        for name, port in zip(s.node_names(), s.edge_ports(), strict=True)
-    }
+    if s.mode == "hosts":
+        nodes = {
+            name: ssh_node(s, name, address, port)
+            for name, address, port in zip(s.node_names(), s.node_addresses(), s.edge_ports(), strict=True)
+        }
+    else:
+        nodes = {
+            name: {**local, "edge_port": port}
+            for name, port in zip(s.node_names(), s.edge_ports(), strict=True)
+        }
     return {
         "all": {"children": ["lab"]},
         "lab": {
             "children": ["control", "edge", "haproxy"],
             "vars": {
                 "lab_dir": s.lab_dir,
+                "lab_mode": s.mode,
                 "lab_nodes": s.nodes,
                 "lab_haproxy_port": s.haproxy_port,
                 "lab_haproxy_admin_tcp_port": s.admin_tcp_port,

@@ -6,6 +6,8 @@ agrees on the node count and ports of the lab that is actually up.
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -13,6 +15,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_NODES = 200
+MODES = ("loopback", "hosts")
+DEFAULT_SUBNET = "10.213.0.0/24"
+# In hosts mode every node is its own host: the same port on each node's own address.
+HOSTS_EDGE_PORT = 8080
 
 # env name -> (field, default)
 PORT_SETTINGS = {
@@ -38,13 +44,18 @@ class LabSettings:
     prom_port: int
     edge_base_port: int
     traffic_rps: int
+    mode: str = "loopback"
+    subnet: str = DEFAULT_SUBNET
 
     @property
     def fixed_ports(self) -> set[int]:
         return {self.haproxy_port, self.admin_tcp_port, self.exporter_port, self.prom_port}
 
     def edge_ports(self) -> list[int]:
-        """Node ports from the base upwards, skipping the lab's other ports (18099 sits in the range)."""
+        """Node ports from the base upwards, skipping the lab's other ports (18099 sits in the range).
+        In hosts mode each node has its own address, and every node serves on HOSTS_EDGE_PORT."""
+        if self.mode == "hosts":
+            return [HOSTS_EDGE_PORT] * self.nodes
         ports: list[int] = []
         port = self.edge_base_port
         while len(ports) < self.nodes:
@@ -59,6 +70,32 @@ class LabSettings:
     def node_names(self) -> list[str]:
         return [f"edge-{i}" for i in range(1, self.nodes + 1)]
 
+    # --- hosts mode: a network namespace per node on a bridge, addresses from `subnet` -----------
+    def host_address(self) -> str:
+        """The machine's own address on the lab's bridge (the subnet's first address)."""
+        return str(next(ipaddress.ip_network(self.subnet).hosts()))
+
+    def node_addresses(self) -> list[str]:
+        """edge-1.. get the addresses after the machine's own, in order."""
+        hosts = ipaddress.ip_network(self.subnet).hosts()
+        next(hosts)
+        return [str(next(hosts)) for _ in range(self.nodes)]
+
+    def endpoints(self) -> dict[str, tuple[str, int]]:
+        """Where each node serves: (address, port), in either mode."""
+        addresses = self.node_addresses() if self.mode == "hosts" else ["127.0.0.1"] * self.nodes
+        return dict(zip(self.node_names(), zip(addresses, self.edge_ports(), strict=True), strict=True))
+
+    def supervisor_conf(self, node: str) -> Path:
+        """The supervisord configuration that runs the node's edge program: the node's own in hosts mode."""
+        lab = Path(self.lab_dir)
+        return lab / "hosts" / node / "supervisord.conf" if self.mode == "hosts" else lab / "supervisord.conf"
+
+    def link_prefix(self) -> str:
+        """Prefix of every namespace, bridge and veth of this lab, from its folder: two labs never share a
+        link. Short, since Linux interface names have at most 15 characters (prefix + '-h200' is 12)."""
+        return "ec" + hashlib.sha256(self.lab_dir.encode()).hexdigest()[:5]
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
@@ -71,6 +108,20 @@ def _int_setting(name: str, raw: object, low: int, high: int, hint: str) -> int:
     if not low <= value <= high:
         raise SettingsError(f"{name}={value} is out of range; {hint}")
     return value
+
+
+def _subnet_setting(raw: str, nodes: int) -> str:
+    hint = "use a private IPv4 subnet that nothing else on this machine uses, e.g. LAB_SUBNET=10.213.0.0/24"
+    try:
+        net = ipaddress.ip_network(raw.strip(), strict=True)
+    except ValueError:
+        raise SettingsError(f"LAB_SUBNET={raw!r} is not a subnet in CIDR form; {hint}") from None
+    if net.version != 4 or not net.is_private or net.is_loopback or net.is_link_local:
+        raise SettingsError(f"LAB_SUBNET={raw} is not a private IPv4 subnet; {hint}")
+    if net.num_addresses - 2 < nodes + 1:
+        raise SettingsError(f"LAB_SUBNET={raw} has no room for the machine and {nodes} nodes; "
+                            "use a larger subnet, e.g. a /24")
+    return str(net)
 
 
 def default_lab_dir() -> Path:
@@ -107,6 +158,12 @@ def load(env: dict[str, str] | None = None) -> LabSettings:
         raise SettingsError(f"two lab ports are the same ({ports}); give each its own port")
     rps = _int_setting("LAB_TRAFFIC_RPS", pick("LAB_TRAFFIC_RPS", "traffic_rps", 50), 0, 2000,
                        "use 0 (off) to 2000 requests/s")
-    settings = LabSettings(lab_dir=str(lab_dir), nodes=nodes, traffic_rps=rps, **ports)
+    mode = str(pick("LAB_MODE", "mode", "loopback")).strip()
+    if mode not in MODES:
+        raise SettingsError(f"LAB_MODE={mode!r} is not a lab mode; use LAB_MODE=loopback (one machine, loopback "
+                            "ports) or LAB_MODE=hosts (a network namespace and sshd per node)")
+    subnet = _subnet_setting(str(pick("LAB_SUBNET", "subnet", DEFAULT_SUBNET)), nodes)
+    settings = LabSettings(lab_dir=str(lab_dir), nodes=nodes, traffic_rps=rps, mode=mode, subnet=subnet,
+                           **ports)
     settings.edge_ports()  # validates the range
     return settings

@@ -6,8 +6,9 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 venv=${VENV:-$top/.venv}
 python=${PYTHON:-python3}
-# haproxy/prometheus/supervisor run the lab; iproute2/procps for lab-status and clean-up.
-packages=${EDGE_CANARY_DEB_PACKAGES:-haproxy prometheus supervisor iproute2 procps}
+# haproxy/prometheus/supervisor run the lab; iproute2/procps for lab-status and clean-up; openssh-server
+# (and its client) for the hosts-mode lab, where every node runs an sshd of its own.
+packages=${EDGE_CANARY_DEB_PACKAGES:-haproxy prometheus supervisor iproute2 procps openssh-server openssh-client}
 
 missing=()
 for pkg in $packages; do

@@ -156,6 +156,21 @@ def check_collateral(t: Traffic, allowed: int) -> Check:
     return Check("no collateral failures", t.collateral <= allowed, detail)
 
 
+def check_routed_around(requests: list[Request], release: str, cut_at: float | None, grace: float,
+                        allowed: int = 0) -> Check:
+    """A node cut off the network: requests may fail while HAProxy notices (those sent from just before the cut
+    to `grace` seconds after it); before or after that no more than `allowed` (MAX_COLLATERAL)."""
+    failed = [r for r in requests if r.sent and r.failed and not blame(r, release, None)]
+    if cut_at is None:
+        return Check("HAProxy routed around the cut node", False, "the node was never cut off")
+    outside = [r for r in failed if not cut_at - 1.0 <= r.start <= cut_at + grace]
+    detail = (f"{len(failed) - len(outside)} request(s) failed within {grace:g} s of the cut, {len(outside)} "
+              f"outside it (allowed {allowed})")
+    if outside:
+        detail += ": " + ", ".join(f"{r.status or r.error} at {r.start - cut_at:+.1f} s" for r in outside[:5])
+    return Check("HAProxy routed around the cut node", len(outside) <= allowed, detail)
+
+
 def check_release_traffic(expected: str, t: Traffic, release: str) -> Check:
     """The fault was really exercised (or, for faults caught before rotation, never reached clients)."""
     if expected == "failures":

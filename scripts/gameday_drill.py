@@ -26,11 +26,22 @@ from pathlib import Path
 from typing import Any
 
 import gameday_checks as chk
-from gameday_fleet import Fleet, NodeFiles, Sample, Sampler, read_fleet, reread_local, take_sample, write_samples
+from gameday_fleet import (
+    Fleet,
+    NodeFiles,
+    Sample,
+    Sampler,
+    lb_states,
+    read_fleet,
+    reread_local,
+    take_sample,
+    write_samples,
+)
 from gameday_report import DrillResult, queries_for
 from gameday_run import (
     REPO,
     Loadgen,
+    NetworkCut,
     Play,
     PrometheusSwitch,
     RunError,
@@ -43,8 +54,12 @@ from gameday_run import (
 from gameday_scenarios import (
     ACCEPTANCE,
     CANARY,
+    CUT_CANARY,
+    CUT_PEER,
     DIED,
     KILL_WATCHER,
+    PARTITION_GRACE_S,
+    PARTITIONS,
     PROMOTE,
     ROLL_FAILED,
     ROLLOUT,
@@ -233,6 +248,9 @@ class Drill:
     reading: tuple[Fleet, Sample] | None = None  # the fleet as last read, None once a play may have changed it
     run_dirs: list[Path] = field(default_factory=list)
     prometheus_down: bool = False
+    cut_node: str | None = None  # the node a partition drill cuts off
+    cut_at: float | None = None
+    partitioned: bool = False  # the cut is in force (healed by the drill, or by its cleanup)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -348,6 +366,40 @@ class Drill:
         self.prometheus_down = False
         self.result.event("Prometheus started again", "step")
         self.say("Prometheus started again")
+
+    def partition(self, announce: Path, play: Play) -> None:
+        """Cut a node off the network once the watcher watches; heal it once the watcher decided (the canary)
+        or the deploy ended (a peer)."""
+        node = self.cut_node
+        assert node is not None
+        if self._when_watching(announce, play) is None:
+            return
+        run_dir = Path(announce.read_text().strip())
+        NetworkCut(self.ctx.fleet.control.lab_dir).cut(node)
+        self.partitioned, self.cut_at = True, time.time()
+        self.result.event(f"{node} cut off the network", "fault", self.cut_at)
+        self.say(f"{node} cut off the network (its link is down)")
+        while play.running() and not self._stop.is_set():
+            if self.scenario.disturbance == CUT_CANARY and any(
+                    r.get("event") in ("revert", "verdict") or r.get("decision") for r in decision_records(run_dir)):
+                break
+            time.sleep(0.25)
+        self.heal()
+
+    def heal(self) -> None:
+        """The node back on the network, and seen up again by every load balancer's checks."""
+        node = self.cut_node
+        assert node is not None
+        NetworkCut(self.ctx.fleet.control.lab_dir).heal(node)
+        self.partitioned = False
+        self.result.event(f"{node} back on the network", "step")
+        self.say(f"{node} back on the network")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, RuntimeError):
+                if all(lb_states(lb).get(node) is not None and lb_states(lb)[node].up for lb in self.ctx.fleet.lbs):
+                    return
+            time.sleep(0.5)
 
     def kill_watcher(self, announce: Path, play: Play) -> None:
         run_dir = self._when_watching(announce, play)
@@ -474,6 +526,11 @@ class Drill:
             disturb = self.stop_prometheus
         elif s.disturbance == KILL_WATCHER:
             disturb = self.kill_watcher
+        elif s.disturbance in PARTITIONS:
+            self.cut_node = canary if s.disturbance == CUT_CANARY else peers[0]
+            if s.disturbance == CUT_CANARY:
+                settings = {"max_staleness": ctx.max_staleness}
+            disturb = self.partition
         path, sha, version = self.prepare()
         assert self.base is not None
         self.set_selectors(f'job="edge",node="{canary}"', f'job="edge",node!="{canary}"')
@@ -498,6 +555,11 @@ class Drill:
             code = self.rollback("restore", "all")
             after, now = self.read()
             checks.append(chk.Check("deliberate rollback", code == 0, f"rollback of every node exited {code}"))
+        elif s.disturbance == CUT_PEER:
+            checks += self.peer_cut_checks(code, play, canary, peers, after.files, now, version, sha)
+            code = self.rollback("restore", canary)
+            after, now = self.read()
+            checks.append(chk.Check("deliberate rollback", code == 0, f"rollback of {canary} exited {code}"))
         else:
             checks += [
                 chk.check_reverted({canary}, chk.reverted_nodes(self.base.files, after.files, sha)),
@@ -514,17 +576,38 @@ class Drill:
         self.result.checks = checks
         self.finish_traffic(version, canary, pushed[0] if pushed else None)
 
+    def peer_cut_checks(self, code: int, play: Play, canary: str, peers: list[str], files: dict[str, NodeFiles],
+                        now: Sample, version: str, sha: str) -> list[chk.Check]:
+        """A peer cut off mid-deploy: the canary promoted, the roll stopped at that peer and said so, no peer
+        changed, none left out of rotation."""
+        assert self.base is not None
+        cut = self.cut_node
+        said = re.search(rf"\[{re.escape(str(cut))}\]: UNREACHABLE!", play.output()) is not None
+        binary = files[canary].binary.sha256
+        on_release = now.versions.get(canary) == version and binary == sha
+        return [
+            chk.Check("the deploy stopped at the cut peer and said so", code != 0 and said,
+                      f"the deploy exited {code}; {'it named' if said else 'it did NOT name'} {cut} as unreachable"),
+            chk.Check(f"{canary} promoted to {version}", on_release,
+                      f"{canary} serves {now.versions.get(canary)}, sha256 {(binary or '-')[:12]}"),
+            chk.check_untouched(peers, self.base.files, files, self.sampler_samples(), version),
+            phase("after the deploy", chk.check_ready(now.lbs, self.ctx.fleet.nodes)),
+        ]
+
     def disturbance_checks(self) -> list[chk.Check]:
         """The revert must come from the disturbance: after the kill, or while Prometheus was down."""
         at = {e.label.split(" (")[0]: e.at for e in self.result.events}
         detected = self.result.detected_at
         if self.scenario.disturbance == STOP_PROMETHEUS:
-            down, up = at.get("Prometheus stopped"), at.get("Prometheus started again")
-            ok = down is not None and detected is not None and down <= detected <= (up or detected)
-            return [chk.Check("caught while Prometheus was down", ok,
-                              f"Prometheus down {chk.seconds_between(self.result.started_at, down)} s to "
-                              f"{chk.seconds_between(self.result.started_at, up)} s into the drill, detection at "
-                              f"{chk.seconds_between(self.result.started_at, detected)} s")]
+            return [self.caught_between("caught while Prometheus was down", "Prometheus down",
+                                        at.get("Prometheus stopped"), at.get("Prometheus started again"))]
+        if self.scenario.disturbance == CUT_CANARY:
+            return [self.caught_between("caught while the canary was cut off", "cut off", self.cut_at,
+                                        at.get(f"{self.cut_node} back on the network"))]
+        if self.scenario.disturbance == CUT_PEER:
+            return [chk.Check("the peer was cut off during the deploy", self.cut_at is not None,
+                              f"{self.cut_node} cut off {chk.seconds_between(self.result.started_at, self.cut_at)} s "
+                              "into the drill")]
         if self.scenario.disturbance == KILL_WATCHER:
             killed = next((e.at for e in self.result.events if e.label.startswith("watcher (pid")), None)
             ok = killed is not None and detected is not None and killed <= detected
@@ -532,6 +615,13 @@ class Drill:
                               f"killed at {chk.seconds_between(self.result.started_at, killed)} s, detection at "
                               f"{chk.seconds_between(self.result.started_at, detected)} s into the drill")]
         return []
+
+    def caught_between(self, name: str, what: str, start: float | None, end: float | None) -> chk.Check:
+        """The detection fell while the disturbance lasted (from start to end; no end yet: any time after start)."""
+        detected, t0 = self.result.detected_at, self.result.started_at
+        ok = start is not None and detected is not None and start <= detected <= (end or detected)
+        return chk.Check(name, ok, f"{what} {chk.seconds_between(t0, start)} s to {chk.seconds_between(t0, end)} s "
+                                   f"into the drill, detection at {chk.seconds_between(t0, detected)} s")
 
     def set_selectors(self, canary: str, control: str) -> None:
         """Canary and control for the timeline; the watcher's own queries replace these once it has run."""
@@ -558,7 +648,10 @@ class Drill:
         self.result.checks += [
             chk.check_traffic_flowed(t),
             chk.check_release_traffic(self.scenario.expect.release_traffic, t, version),
-            chk.check_collateral(t, self.ctx.options.max_collateral),
+            # A cut node fails requests until HAProxy notices: measured and bounded, not forbidden.
+            chk.check_routed_around(requests, version, self.cut_at, PARTITION_GRACE_S,
+                                    self.ctx.options.max_collateral)
+            if self.scenario.disturbance in PARTITIONS else chk.check_collateral(t, self.ctx.options.max_collateral),
         ]
         self.result.first_bad_at = t.first_bad_at
         if t.first_bad_at is not None:
@@ -729,6 +822,13 @@ class Drill:
                 while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
                     time.sleep(0.5)
                 self.result.cleanup.append(f"stopped the watcher still running for {run_dir.name} (pid {pid})")
+        if self.partitioned:
+            try:
+                self.heal()
+                self.result.cleanup.append(f"healed the partition of {self.cut_node}")
+            except RunError as exc:
+                self.result.cleanup.append(f"the partition of {self.cut_node} could NOT be healed: {exc}; "
+                                           f"run scripts/lab-netns heal {self.cut_node}")
         switch = self.ctx.options.prom_switch
         if self.prometheus_down and switch is not None:
             try:

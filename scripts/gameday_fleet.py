@@ -96,7 +96,8 @@ READER_PLAYBOOK = """\
                           'scrape_interval': sli_watch_scrape_interval | default(15) | float,
                           'watch_settings': sli_watch_settings | default({}),
                           'lab_dir': lab_dir | default(''),
-                          'lab_haproxy_port': lab_haproxy_port | default(0) | int},
+                          'lab_haproxy_port': lab_haproxy_port | default(0) | int,
+                          'lab_mode': lab_mode | default('')},
               'nodes': dict(groups['edge'] | zip(groups['edge'] | map('extract', hostvars, 'gameday_node'))),
               'lbs': dict(groups['haproxy'] | zip(groups['haproxy'] | map('extract', hostvars, 'gameday_lb')))}
              | to_json }}
@@ -154,6 +155,7 @@ class Control:
     watch_settings: dict[str, Any]
     lab_dir: str
     lab_haproxy_port: int
+    lab_mode: str = ""  # the lab's mode (loopback, hosts); '' for an inventory that is not the lab
 
 
 @dataclass(frozen=True)

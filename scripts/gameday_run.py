@@ -192,9 +192,9 @@ def watcher_pid(run_dir: Path) -> int | None:
     return pid if str(run_dir / "watcher.json").encode() in cmdline else None
 
 
-def run_command(argv: list[str], what: str, timeout: float = 120) -> None:
+def run_command(argv: list[str], what: str, timeout: float = 120, env: dict[str, str] | None = None) -> None:
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RunError(f"{what}: {' '.join(argv)} failed: {exc}") from None
     if done.returncode != 0 or "ERROR" in done.stdout:
@@ -233,3 +233,20 @@ class PrometheusSwitch:
             if time.monotonic() > deadline:
                 raise RunError(f"Prometheus at {self.prom_url} does not answer {timeout:g} s after its start")
             time.sleep(1)
+
+
+@dataclass(frozen=True)
+class NetworkCut:
+    """Cuts a hosts-mode lab node off the network and heals it (scripts/lab-netns: its link goes down, then up)."""
+
+    lab_dir: str
+
+    def _link(self, action: str, node: str) -> None:
+        run_command([sys.executable, str(REPO / "scripts/lab-netns"), action, node], f"{action} {node}",
+                    env={**os.environ, "LAB_DIR": self.lab_dir})
+
+    def cut(self, node: str) -> None:
+        self._link("cut", node)
+
+    def heal(self, node: str) -> None:
+        self._link("heal", node)

@@ -15,6 +15,13 @@ ACCEPTANCE = "acceptance"  # two normal deploys and one deliberate rollback
 # What the drill does to the fleet's tooling in the middle of the watch window.
 STOP_PROMETHEUS = "stop-prometheus"
 KILL_WATCHER = "kill-watcher"
+# Partitions (hosts-mode lab only: they take a node's network link down, scripts/lab-netns cut).
+CUT_CANARY = "cut-canary"  # after the watcher's first probe, until it decided
+CUT_PEER = "cut-peer"  # the first peer, after the watcher's first probe, until the deploy ended
+PARTITIONS = (CUT_CANARY, CUT_PEER)
+# Requests may fail for this long after a node is cut off, while HAProxy's checks notice it (the lab:
+# fall 2 x inter 1 s, then a connect timeout of 2 s), and no longer: after it HAProxy routes around.
+PARTITION_GRACE_S = 6.0
 
 # What the tool is expected to say it did (read from its record and its output).
 PROMOTE = "promote"  # the watcher promoted the canary, the peers were rolled
@@ -82,6 +89,12 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("bad-rollout", "a rollout_pct stage whose new code path fails half its requests",
                  Release("v2-dark-errors", "errors=0.5:502,scope=new"),
                  Expectation(REVERTED, True, release_traffic="failures"), flow=ROLLOUT),
+        Scenario("partition-node", "the canary is cut off the network in the middle of the watch window: HAProxy "
+                 "routes around it, the watcher goes blind on it and reverts it once the link is back",
+                 Release("v2"), Expectation(REVERTED, True, release_traffic="ok"), disturbance=CUT_CANARY),
+        Scenario("partition-peer", "a peer is cut off the network during the deploy: the canary is promoted, the "
+                 "roll stops at the unreachable peer, which is left untouched and in rotation",
+                 Release("v2"), Expectation(PROMOTE, reverted=False, release_traffic="ok"), disturbance=CUT_PEER),
         Scenario("acceptance", "the runbook's bar: two normal deploys and one deliberate rollback",
                  Release("v2"), Expectation(PROMOTE, reverted=False, promoted=True), flow=ACCEPTANCE),
     )
@@ -93,6 +106,10 @@ ALL = ("green", "errors", "slow", "unhealthy", "crash", "prometheus-outage", "wa
        "acceptance")
 
 
+# Drills run only when named (they need the hosts-mode lab): `all` does not include them.
+EXTRA = ("partition-node", "partition-peer")
+
+
 def resolve(names: str) -> list[Scenario]:
     """The scenarios SCENARIO= stands for (a name, several separated by commas, or all), or ScenarioError."""
     wanted = [n for n in names.replace(",", " ").split() if n]
@@ -102,7 +119,7 @@ def resolve(names: str) -> list[Scenario]:
     if wanted and not unknown:
         return [SCENARIOS[n] for n in dict.fromkeys(wanted)]
     what = f"SCENARIO={unknown[0]!r} is not a game-day scenario" if unknown else "SCENARIO is not set"
-    raise ScenarioError(f"{what}; use one of {', '.join(ALL)}, several separated by commas, or all "
+    raise ScenarioError(f"{what}; use one of {', '.join(ALL + EXTRA)}, several separated by commas, or all "
                         "(e.g. make gameday SCENARIO=errors)")
 
 
@@ -113,7 +130,7 @@ def watch_window(scenario: Scenario, window: float, interval: float, max_stalene
     max_staleness; it starts after the first probe, so the window must leave room for that and for a
     few probes more.
     """
-    if scenario.disturbance == STOP_PROMETHEUS:
+    if scenario.disturbance in (STOP_PROMETHEUS, CUT_CANARY):
         return max(window, interval + max_staleness + 3 * interval)
     if scenario.disturbance == KILL_WATCHER:
         return max(window, 4 * interval)

@@ -99,7 +99,7 @@ def rollout_in_force(lab: Lab) -> dict[str, int | None]:
     """The rollout_pct each node's running process has in force (its edge_config_rollout_pct gauge)."""
     found: dict[str, int | None] = {}
     for node in lab.settings.node_names():
-        url = f"http://127.0.0.1:{lab.node_port(node)}/metrics"
+        url = lab.node_url(node, "/metrics")
         with urllib.request.urlopen(url, timeout=5) as resp:
             text = resp.read().decode()
         match = re.search(r"(?m)^edge_config_rollout_pct (\d+)$", text)

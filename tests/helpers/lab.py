@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "lab"))
 
 from lab_settings import LabSettings, load  # noqa: E402
+from lab_settings import SettingsError as SettingsError  # noqa: E402  (for the tests of the settings)
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -75,6 +76,14 @@ def lab_processes(lab_dir: Path) -> list[str]:
         if needle in args:
             found.append(f"{entry.name}: {args}")
     return found
+
+
+def net_leftovers(prefix: str) -> list[str]:
+    """Network namespaces and links whose names start with the lab's prefix."""
+    found = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    found += [line.split(":")[1].strip() for line in
+              subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout.splitlines()]
+    return [name.split("@")[0] for name in found if name.startswith(prefix + "-")]
 
 
 @dataclass
@@ -142,9 +151,12 @@ class Lab:
         s = self.settings
         return dict(zip(s.node_names(), s.edge_ports(), strict=True))[node]
 
+    def node_url(self, node: str, path: str) -> str:
+        address, port = self.settings.endpoints()[node]
+        return f"http://{address}:{port}{path}"
+
     def node_version(self, node: str) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.node_port(node)}/version",
-                                    timeout=5) as resp:
+        with urllib.request.urlopen(self.node_url(node, "/version"), timeout=5) as resp:
             return dict(json.loads(resp.read()))
 
     def supervisorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -167,7 +179,7 @@ class Lab:
         os.replace(tmp, target)
         if config is not None:
             (self.node_dir(node) / "edge.conf").write_text(config)
-        self.supervisorctl("restart", node)
+        run(["supervisorctl", "-c", str(self.settings.supervisor_conf(node)), "restart", node], self.env)
 
     def wait_until(self, predicate: Any, timeout: float = 60, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout

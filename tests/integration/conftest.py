@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.edge import build_artifact
-from tests.helpers.lab import REPO, Lab
+from tests.helpers.fleet import reset_fleet
+from tests.helpers.lab import REPO, Lab, lab_processes, net_leftovers
 
 # Several people (or CI and a developer) may run the suite on one machine: EDGE_CANARY_TEST_SLOT=N
 # moves the test lab to its own folder and ports (N x 1000 above the defaults, staying below the
@@ -24,6 +26,11 @@ TEST_LAB_PORTS = {
     "LAB_HAPROXY_PORT": 18080, "LAB_ADMIN_TCP_PORT": 18099, "LAB_EXPORTER_PORT": 18404,
     "LAB_PROM_PORT": 19090, "LAB_EDGE_BASE_PORT": 18081,
 }
+# The hosts-mode lab (a network namespace and an sshd per node) runs beside the loopback one: its own folder,
+# ports 500 above the slot's, and a subnet of the slot's own.
+HOSTS_LAB_DIR = REPO / (f".lab-test-hosts-{TEST_SLOT}" if TEST_SLOT else ".lab-test-hosts")
+HOSTS_LAB_SETTINGS = {**{name: str(port + 1000 * TEST_SLOT + 500) for name, port in TEST_LAB_PORTS.items()},
+                      "LAB_MODE": "hosts", "LAB_SUBNET": f"10.213.{TEST_SLOT}.0/24"}
 
 STANDARD_ARTIFACTS = {
     "v1": None,
@@ -54,3 +61,47 @@ def lab() -> Iterator[Lab]:
         yield the_lab
     finally:
         the_lab.down()
+
+
+def hosts_mode_unavailable() -> str | None:
+    """Why this machine cannot run the hosts-mode lab, or None."""
+    if os.geteuid() != 0:
+        return "the hosts-mode lab makes network namespaces and runs sshd: it needs root"
+    if not Path("/usr/sbin/sshd").exists():
+        return "the hosts-mode lab needs Debian's openssh-server (make setup installs it)"
+    probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"ip netns does not work here: {probe.stderr.strip()}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def hosts_lab() -> Iterator[Lab]:
+    reason = hosts_mode_unavailable()
+    if reason:
+        pytest.skip(reason)
+    the_lab = Lab(HOSTS_LAB_DIR, dict(HOSTS_LAB_SETTINGS))
+    the_lab.down()
+    shutil.rmtree(HOSTS_LAB_DIR, ignore_errors=True)
+    result = the_lab.up()
+    if result.returncode != 0:
+        the_lab.down()
+        raise RuntimeError(f"the hosts-mode test lab did not come up:\n{result.stdout[-4000:]}\n{result.stderr}")
+    prefix = the_lab.settings.link_prefix()
+    try:
+        yield the_lab
+    finally:
+        down = the_lab.down()
+        # lab-down removes exactly what the lab made: no namespace, link or process of it is left.
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert net_leftovers(prefix) == [] and lab_processes(HOSTS_LAB_DIR) == []
+
+
+@pytest.fixture
+def fleet(request: pytest.FixtureRequest, artifacts: dict[str, Path]) -> Iterator[Lab]:
+    """The test lab's fleet on v1 (and put back there afterwards): the loopback lab, or the hosts-mode lab
+    with @pytest.mark.parametrize("fleet", ["hosts_lab"], indirect=True)."""
+    lab: Lab = request.getfixturevalue(getattr(request, "param", "lab"))
+    reset_fleet(lab, artifacts["v1"])
+    yield lab
+    reset_fleet(lab, artifacts["v1"])

@@ -9,22 +9,14 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.fleet import fleet_versions, reset_fleet, sha256
+from tests.helpers.fleet import fleet_versions, sha256
 from tests.helpers.lab import REPO, Lab
 
 FAST = {"SLI_WINDOW": "9", "SLI_PROBE_INTERVAL": "3"}
-
-
-@pytest.fixture
-def fleet(lab: Lab, artifacts: dict[str, Path]) -> Iterator[Lab]:
-    reset_fleet(lab, artifacts["v1"])
-    yield lab
-    reset_fleet(lab, artifacts["v1"])
 
 
 def deploy(lab: Lab, artifact: Path | str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -6,29 +6,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.helpers.fleet import (
     fleet_versions,
     install_fleet,
     node_files,
     node_pids,
-    reset_fleet,
     sha256,
 )
 from tests.helpers.lab import REPO, Lab
 
 FAST_DEPLOY = {"SLI_WINDOW": "9", "SLI_PROBE_INTERVAL": "3"}
-
-
-@pytest.fixture
-def fleet(lab: Lab, artifacts: dict[str, Path]) -> Iterator[Lab]:
-    reset_fleet(lab, artifacts["v1"])
-    yield lab
-    reset_fleet(lab, artifacts["v1"])
 
 
 def output(result: object) -> str:

@@ -5,20 +5,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.helpers.fleet import node_files, node_pids, reset_fleet, sha256
+from tests.helpers.fleet import node_files, node_pids, sha256
 from tests.helpers.lab import REPO, Lab, run
-
-
-@pytest.fixture
-def fleet(lab: Lab, artifacts: dict[str, Path]) -> Iterator[Lab]:
-    reset_fleet(lab, artifacts["v1"])
-    yield lab
-    reset_fleet(lab, artifacts["v1"])
 
 
 def status(lab: Lab, as_json: bool = False) -> tuple[int, str, str]:

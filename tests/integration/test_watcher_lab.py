@@ -9,24 +9,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.helpers.fleet import fleet_versions, reset_fleet, sha256
+from tests.helpers.fleet import fleet_versions, sha256
 from tests.helpers.lab import REPO, Lab
 
 INTERVAL = 3
-
-
-@pytest.fixture
-def fleet(lab: Lab, artifacts: dict[str, Path]) -> Iterator[Lab]:
-    reset_fleet(lab, artifacts["v1"])
-    yield lab
-    reset_fleet(lab, artifacts["v1"])
 
 
 def watcher(lab: Lab, tmp_path: Path, canary: str, *args: str,

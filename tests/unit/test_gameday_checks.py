@@ -200,3 +200,15 @@ def test_restored_is_the_first_sample_serving_the_old_version_ready_everywhere_a
     assert chk.first_seen(samples, "edge-1", "v2") == 5.0
     assert chk.seconds_between(2.0, 9.04) == 7.0
     assert chk.seconds_between(None, 9.0) is None
+
+
+def test_a_cut_node_may_fail_requests_only_while_haproxy_notices() -> None:
+    around = chk.parse_requests([req(99.5, None, None, error="timeout"), req(100.0, 503, None),
+                                 req(104.0, 503, None), req(101.0, 200, "v1"), req(120.0, 502, "v2")])
+    ok = chk.check_routed_around(around, "v2", cut_at=100.0, grace=6.0)
+    assert ok.ok and ok.detail.startswith("3 request(s) failed within 6 s of the cut, 0 outside it (allowed 0)")
+    late = chk.check_routed_around(around + chk.parse_requests([req(107.0, 503, None), req(50.0, 503, "v1")]),
+                                   "v2", cut_at=100.0, grace=6.0)
+    assert not late.ok and "2 outside it (allowed 0): 503 at +7.0 s, 503 at -50.0 s" in late.detail
+    assert chk.check_routed_around(around + chk.parse_requests([req(107.0, 503, None)]), "v2", 100.0, 6.0, 1).ok
+    assert not chk.check_routed_around(around, "v2", cut_at=None, grace=6.0).ok

@@ -18,8 +18,17 @@ ISSUE_SCENARIOS = {"errors", "slow", "unhealthy", "crash", "prometheus-outage", 
 def test_every_scenario_of_the_issue_exists_and_all_runs_each_once() -> None:
     assert set(sc.SCENARIOS) >= ISSUE_SCENARIOS
     names = [s.name for s in sc.resolve("all")]
-    assert set(names) == set(sc.SCENARIOS) and len(names) == len(set(names))
+    assert set(names) == set(sc.SCENARIOS) - set(sc.EXTRA) and len(names) == len(set(names))
     assert names[0] == "green"
+
+
+def test_partition_drills_run_only_when_named_and_cut_a_node() -> None:
+    assert not {"partition-node", "partition-peer"} & {s.name for s in sc.resolve("all")}
+    node, peer = sc.resolve("partition-node,partition-peer")
+    assert (node.disturbance, node.expect.tool_verdict, node.expect.reverted) == (sc.CUT_CANARY, sc.REVERTED, True)
+    assert (peer.disturbance, peer.expect.tool_verdict, peer.expect.reverted) == (sc.CUT_PEER, sc.PROMOTE, False)
+    # The canary's cut lasts until the watcher is blind for max_staleness: the window leaves room for it.
+    assert sc.watch_window(node, 15, 3, 6) == 3 + 6 + 9
 
 
 def test_several_names_keep_their_order_and_drop_repeats() -> None:

@@ -27,10 +27,16 @@ PLAY = """\
 """
 
 
+# An inventory file, not "-i localhost,": the project's ansible.cfg (exported by make) parses only
+# script and YAML inventories.
+INVENTORY = "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+
+
 def play(tmp_path: Path, dest: str, *extra: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "play.yml").write_text(PLAY)
+    (tmp_path / "inventory.yml").write_text(INVENTORY)
     return subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", "play.yml", "-e", f"dest={dest}", *extra],
+        [str(ANSIBLE_PLAYBOOK), "-i", "inventory.yml", "play.yml", "-e", f"dest={dest}", *extra],
         capture_output=True, text=True, cwd=tmp_path, timeout=120,
         env={**os.environ, "ANSIBLE_ACTION_PLUGINS": str(ACTIONS), "ANSIBLE_NOCOLOR": "1",
              "ANSIBLE_LOCALHOST_WARNING": "false"},

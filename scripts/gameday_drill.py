@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -56,6 +57,7 @@ from gameday_scenarios import (
     CANARY,
     CUT_CANARY,
     CUT_PEER,
+    CUT_PROMETHEUS,
     DIED,
     KILL_WATCHER,
     PARTITION_GRACE_S,
@@ -251,6 +253,7 @@ class Drill:
     cut_node: str | None = None  # the node a partition drill cuts off
     cut_at: float | None = None
     partitioned: bool = False  # the cut is in force (healed by the drill, or by its cleanup)
+    prometheus_cut: bool = False  # the same for the cut between this machine and Prometheus
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -347,25 +350,51 @@ class Drill:
             time.sleep(0.25)
         return None
 
-    def stop_prometheus(self, announce: Path, play: Play) -> None:
-        switch = self.ctx.options.prom_switch
-        assert switch is not None
+    def _until_decided(self, announce: Path, play: Play, begin: Callable[[], None], end: Callable[[], None]) -> None:
+        """begin() once the watcher has probed once, end() once it decided (or the play ended)."""
         run_dir = self._when_watching(announce, play)
         if run_dir is None:
             return
-        switch.stop()
+        begin()
+        while play.running() and not self._stop.is_set():
+            if any(r.get("event") in ("revert", "verdict") or r.get("decision") for r in decision_records(run_dir)):
+                break
+            time.sleep(0.25)
+        end()
+
+    def stop_prometheus(self, announce: Path, play: Play) -> None:
+        switch = self.ctx.options.prom_switch
+        assert switch is not None
+        self._until_decided(announce, play, self._prometheus_stop, self._prometheus_start)
+
+    def _prometheus_stop(self) -> None:
+        assert self.ctx.options.prom_switch is not None
+        self.ctx.options.prom_switch.stop()
         self.prometheus_down = True
         self.result.event("Prometheus stopped", "fault")
         self.say("Prometheus stopped in the middle of the watch window")
-        while play.running() and not self._stop.is_set():
-            if any(r.get("event") in ("revert", "verdict") or r.get("decision")
-                   for r in decision_records(run_dir)):
-                break
-            time.sleep(0.25)
-        switch.start()
+
+    def _prometheus_start(self) -> None:
+        assert self.ctx.options.prom_switch is not None
+        self.ctx.options.prom_switch.start()
         self.prometheus_down = False
         self.result.event("Prometheus started again", "step")
         self.say("Prometheus started again")
+
+    def cut_prometheus(self, announce: Path, play: Play) -> None:
+        self._until_decided(announce, play, self._prometheus_cut, self.heal_prometheus)
+
+    def _prometheus_cut(self) -> None:
+        NetworkCut(self.ctx.fleet.control.lab_dir).cut_prometheus()
+        self.prometheus_cut, self.cut_at = True, time.time()
+        self.result.event("watcher cut off from Prometheus", "fault", self.cut_at)
+        self.say("the watcher is cut off from Prometheus (what is sent to it is dropped; it goes on scraping)")
+
+    def heal_prometheus(self) -> None:
+        NetworkCut(self.ctx.fleet.control.lab_dir).heal_prometheus()
+        self.prometheus_cut = False
+        self.result.event("Prometheus reachable again", "step")
+        self.say("Prometheus reachable again")
 
     def partition(self, announce: Path, play: Play) -> None:
         """Cut a node off the network once the watcher watches; heal it once the watcher decided (the canary)
@@ -526,6 +555,9 @@ class Drill:
             disturb = self.stop_prometheus
         elif s.disturbance == KILL_WATCHER:
             disturb = self.kill_watcher
+        elif s.disturbance == CUT_PROMETHEUS:
+            settings = {"max_staleness": ctx.max_staleness}
+            disturb = self.cut_prometheus
         elif s.disturbance in PARTITIONS:
             self.cut_node = canary if s.disturbance == CUT_CANARY else peers[0]
             if s.disturbance == CUT_CANARY:
@@ -604,6 +636,9 @@ class Drill:
         if self.scenario.disturbance == CUT_CANARY:
             return [self.caught_between("caught while the canary was cut off", "cut off", self.cut_at,
                                         at.get(f"{self.cut_node} back on the network"))]
+        if self.scenario.disturbance == CUT_PROMETHEUS:
+            return [self.caught_between("caught while Prometheus was cut off", "cut off", self.cut_at,
+                                        at.get("Prometheus reachable again"))]
         if self.scenario.disturbance == CUT_PEER:
             return [chk.Check("the peer was cut off during the deploy", self.cut_at is not None,
                               f"{self.cut_node} cut off {chk.seconds_between(self.result.started_at, self.cut_at)} s "
@@ -829,6 +864,13 @@ class Drill:
             except RunError as exc:
                 self.result.cleanup.append(f"the partition of {self.cut_node} could NOT be healed: {exc}; "
                                            f"run scripts/lab-netns heal {self.cut_node}")
+        if self.prometheus_cut:
+            try:
+                self.heal_prometheus()
+                self.result.cleanup.append("healed the cut between the watcher and Prometheus")
+            except RunError as exc:
+                self.result.cleanup.append(f"the cut between the watcher and Prometheus could NOT be healed: {exc}; "
+                                           "run scripts/lab-netns heal-prometheus")
         switch = self.ctx.options.prom_switch
         if self.prometheus_down and switch is not None:
             try:

@@ -238,16 +238,23 @@ class PrometheusSwitch:
 
 @dataclass(frozen=True)
 class NetworkCut:
-    """Cuts a hosts-mode lab node off the network and heals it (scripts/lab-netns: its link goes down, then up)."""
+    """Cuts a hosts-mode lab node off the network and heals it (scripts/lab-netns: its link goes down, then up),
+    or this machine off from the lab's Prometheus (an nftables rule drops what is sent to it)."""
 
     lab_dir: str
 
-    def _link(self, action: str, node: str) -> None:
-        run_command([sys.executable, str(REPO / "scripts/lab-netns"), action, node], f"{action} {node}",
+    def _netns(self, *args: str) -> None:
+        run_command([sys.executable, str(REPO / "scripts/lab-netns"), *args], " ".join(args),
                     env={**os.environ, "LAB_DIR": self.lab_dir})
 
     def cut(self, node: str) -> None:
-        self._link("cut", node)
+        self._netns("cut", node)
 
     def heal(self, node: str) -> None:
-        self._link("heal", node)
+        self._netns("heal", node)
+
+    def cut_prometheus(self) -> None:
+        self._netns("cut-prometheus")
+
+    def heal_prometheus(self) -> None:
+        self._netns("heal-prometheus")

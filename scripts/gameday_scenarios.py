@@ -19,6 +19,8 @@ KILL_WATCHER = "kill-watcher"
 CUT_CANARY = "cut-canary"  # after the watcher's first probe, until it decided
 CUT_PEER = "cut-peer"  # the first peer, after the watcher's first probe, until the deploy ended
 PARTITIONS = (CUT_CANARY, CUT_PEER)
+CUT_PROMETHEUS = "cut-prometheus"  # the watcher's path to Prometheus, after its first probe, until it decided
+NETWORK_CUTS = (*PARTITIONS, CUT_PROMETHEUS)
 # Requests may fail for this long after a node is cut off, while HAProxy's checks notice it (the lab:
 # fall 2 x inter 1 s, then a connect timeout of 2 s), and no longer: after it HAProxy routes around.
 PARTITION_GRACE_S = 6.0
@@ -95,6 +97,9 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("partition-peer", "a peer is cut off the network during the deploy: the canary is promoted, the "
                  "roll stops at the unreachable peer, which is left untouched and in rotation",
                  Release("v2"), Expectation(PROMOTE, reverted=False, release_traffic="ok"), disturbance=CUT_PEER),
+        Scenario("partition-prometheus", "the watcher is cut off from Prometheus in the middle of the watch "
+                 "window (Prometheus itself goes on scraping): a canary the watcher cannot see is not promoted",
+                 Release("v2"), Expectation(REVERTED, True, release_traffic="ok"), disturbance=CUT_PROMETHEUS),
         Scenario("acceptance", "the runbook's bar: two normal deploys and one deliberate rollback",
                  Release("v2"), Expectation(PROMOTE, reverted=False, promoted=True), flow=ACCEPTANCE),
     )
@@ -107,7 +112,7 @@ ALL = ("green", "errors", "slow", "unhealthy", "crash", "prometheus-outage", "wa
 
 
 # Drills run only when named (they need the hosts-mode lab): `all` does not include them.
-EXTRA = ("partition-node", "partition-peer")
+EXTRA = ("partition-node", "partition-peer", "partition-prometheus")
 
 
 def resolve(names: str) -> list[Scenario]:
@@ -130,7 +135,7 @@ def watch_window(scenario: Scenario, window: float, interval: float, max_stalene
     max_staleness; it starts after the first probe, so the window must leave room for that and for a
     few probes more.
     """
-    if scenario.disturbance in (STOP_PROMETHEUS, CUT_CANARY):
+    if scenario.disturbance in (STOP_PROMETHEUS, CUT_CANARY, CUT_PROMETHEUS):
         return max(window, interval + max_staleness + 3 * interval)
     if scenario.disturbance == KILL_WATCHER:
         return max(window, 4 * interval)

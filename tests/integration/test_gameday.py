@@ -122,8 +122,8 @@ def test_an_unknown_scenario_is_refused_with_the_list(tmp_path: Path, lab: Lab) 
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "gameday: SCENARIO='eror' is not a game-day scenario; use one of green, errors, slow, unhealthy, crash, "
-        "prometheus-outage, watcher-killed, bad-rollout, acceptance, partition-node, partition-peer, several "
-        "separated by commas, or all "
+        "prometheus-outage, watcher-killed, bad-rollout, acceptance, partition-node, partition-peer, "
+        "partition-prometheus, several separated by commas, or all "
         "(e.g. make gameday SCENARIO=errors)"]
     assert not list(tmp_path.iterdir())
 

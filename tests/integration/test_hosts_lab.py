@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def test_partition_drills_are_refused_on_the_loopback_lab(lab: Lab, tmp_path: Pa
                            "--report-dir", str(tmp_path)], env=lab.env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "gameday: partition-node cuts a node's network link, which only the hosts-mode lab allows: run it there "
+        "gameday: partition-node cuts a network path, which only the hosts-mode lab allows: run it there "
         "(make lab-up LAB_MODE=hosts); nothing was changed"]
     assert not list(tmp_path.iterdir())
 
@@ -138,3 +139,60 @@ def test_partition_drill_heals_and_leaves_the_fleet_on_v1_with_failures_only_whi
     rows = test_gameday.expectation_rows(test_gameday.report_of(tmp_path, scenario))
     assert rows["HAProxy routed around the cut node"] == "PASS"
     assert rows[own_check] == "PASS"
+
+
+def netns(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(REPO / "scripts/lab-netns"), *args], env=lab.env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def prometheus_cut_tables(lab: Lab) -> list[str]:
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
+    return [line for line in tables.splitlines() if lab.settings.link_prefix() in line]
+
+
+def prometheus_unreachable(lab: Lab) -> bool:
+    """True when a query goes unanswered until its timeout (dropped, as over a cut link; not refused)."""
+    try:
+        lab.prom_query("vector(1)")
+    except TimeoutError:
+        return True
+    except urllib.error.URLError as exc:
+        return isinstance(exc.reason, TimeoutError)
+    return False
+
+
+def test_the_prometheus_cut_drops_only_what_goes_to_prometheus_and_lab_up_heals_a_leftover(hosts_lab: Lab) -> None:
+    try:
+        cut = netns(hosts_lab, "cut-prometheus")
+        assert cut.returncode == 0 and "cut off" in cut.stdout, cut.stderr
+        assert len(prometheus_cut_tables(hosts_lab)) == 1
+        assert prometheus_unreachable(hosts_lab)
+        assert hosts_lab.node_version("edge-1")["version"]  # the nodes are still reached
+        again = netns(hosts_lab, "cut-prometheus")  # a second cut replaces the rule, never stacks two
+        assert again.returncode == 0 and len(prometheus_cut_tables(hosts_lab)) == 1
+        # A drill that crashed leaves its cut: lab-up (lab-netns up) heals it.
+        healed = netns(hosts_lab, "up")
+        assert healed.returncode == 0 and "reachable again" in healed.stdout, healed.stdout + healed.stderr
+        assert prometheus_cut_tables(hosts_lab) == []
+        assert hosts_lab.prom_query("vector(1)")
+        assert netns(hosts_lab, "heal-prometheus").stdout.strip() == "lab-netns: nothing to do"
+    finally:
+        netns(hosts_lab, "heal-prometheus")
+
+
+@ON_HOSTS
+def test_prometheus_partition_drill_the_blind_watcher_reverts_and_the_cut_is_healed(
+        fleet: Lab, artifacts: dict[str, Path], tmp_path: Path) -> None:
+    try:
+        done = test_gameday.run_drill(fleet, "partition-prometheus", artifacts, tmp_path)
+    finally:
+        netns(fleet, "heal-prometheus")  # a drill that broke may have left its cut
+    test_gameday.assert_passed(done, "partition-prometheus", "reverted")
+    assert "the watcher is cut off from Prometheus" in done.stdout
+    assert prometheus_cut_tables(fleet) == [] and fleet.prom_query("vector(1)")
+    test_gameday.assert_fleet_on(fleet, artifacts["v1"])
+    test_gameday.assert_reverted(fleet, artifacts["v2"])
+    rows = test_gameday.expectation_rows(test_gameday.report_of(tmp_path, "partition-prometheus"))
+    assert rows["caught while Prometheus was cut off"] == "PASS"
+    assert rows["no collateral failures"] == "PASS"

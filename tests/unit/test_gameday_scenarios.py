@@ -22,8 +22,12 @@ def test_every_scenario_of_the_issue_exists_and_all_runs_each_once() -> None:
     assert names[0] == "green"
 
 
-def test_partition_drills_run_only_when_named_and_cut_a_node() -> None:
-    assert not {"partition-node", "partition-peer"} & {s.name for s in sc.resolve("all")}
+def test_partition_drills_run_only_when_named_and_cut_a_node_or_prometheus() -> None:
+    assert not {"partition-node", "partition-peer", "partition-prometheus"} & {s.name for s in sc.resolve("all")}
+    (prom,) = sc.resolve("partition-prometheus")
+    assert (prom.disturbance, prom.expect.tool_verdict, prom.expect.reverted) == (sc.CUT_PROMETHEUS, sc.REVERTED, True)
+    assert prom.disturbance in sc.NETWORK_CUTS and prom.disturbance not in sc.PARTITIONS  # no node is cut
+    assert sc.watch_window(prom, 15, 3, 6) == 3 + 6 + 9
     node, peer = sc.resolve("partition-node,partition-peer")
     assert (node.disturbance, node.expect.tool_verdict, node.expect.reverted) == (sc.CUT_CANARY, sc.REVERTED, True)
     assert (peer.disturbance, peer.expect.tool_verdict, peer.expect.reverted) == (sc.CUT_PEER, sc.PROMOTE, False)

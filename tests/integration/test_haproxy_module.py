@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +27,7 @@ from tests.helpers.haproxy import (
     Haproxy,
     haproxy_instance,
     hung_unix_socket,
+    load_haproxy_module,
     recording_unix_socket,
 )
 
@@ -410,3 +412,43 @@ def test_ready_wait_up_fails_naming_the_state_haproxy_sees(lb: Haproxy, tmp_path
     msg = failed(run_module(tmp_path, **base(lb, "down1", state="ready", wait_up=True, wait_up_timeout=1)))
     assert "edge/down1" in msg and "still down" in msg and "1 s after ready" in msg
     assert lb.server_state("down1").admin_bits == 0, "ready itself was set; only HAProxy's own check fails"
+
+
+def hold_admin_connections(path: Path, count: int) -> list[socket.socket]:
+    """Open idle connections until HAProxy's admin socket queues no more (EAGAIN), as a big fleet's forks do."""
+    held: list[socket.socket] = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(str(path))
+        except BlockingIOError:
+            sock.close()
+            break
+        held.append(sock)
+    return held
+
+
+def close_all(socks: list[socket.socket]) -> None:
+    for sock in socks:
+        sock.close()
+
+
+def test_a_busy_admin_socket_is_waited_for_not_failed(lb: Haproxy):
+    api_module = load_haproxy_module()
+    api = api_module.RuntimeApi(api_module.UnixAddress(str(lb.admin_socket)), timeout=10.0)
+    held = hold_admin_connections(lb.admin_socket, 500)
+    try:
+        # The socket is full: a plain connect is refused at once (what failed a 30-node deploy's preflight).
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(5)
+        with pytest.raises(BlockingIOError), probe:
+            probe.connect(str(lb.admin_socket))
+        release = threading.Timer(1.5, close_all, args=(held,))
+        release.start()
+        start = time.monotonic()
+        answer = api.run("show info")
+        waited = time.monotonic() - start
+    finally:
+        close_all(held)
+    assert "Version:" in answer and waited >= 1.0, (waited, answer[:200])

@@ -577,19 +577,33 @@ class RuntimeApi:
     def __str__(self) -> str:
         return str(self.address)
 
-    def _connect(self) -> socket.socket:
+    def _connect(self, deadline: float) -> socket.socket:
         if isinstance(self.address, UnixAddress):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(self.timeout)
-            try:
-                sock.connect(self.address.path)
-            except BaseException:
-                sock.close()
-                raise
-            return sock
+            return self._connect_unix(self.address.path, deadline)
         return socket.create_connection(
             (self.address.host, self.address.port), timeout=self.timeout
         )
+
+    def _connect_unix(self, path: str, deadline: float) -> socket.socket:
+        # A busy admin socket (HAProxy serves `stats maxconn`, 10 by default, at once and queues a few
+        # more) refuses with EAGAIN at once: many forks on a big fleet hit that together. It is back
+        # pressure, not an error: try again until the deadline.
+        pause = 0.02
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            try:
+                sock.connect(path)
+                return sock
+            except BlockingIOError:
+                sock.close()
+                if time.monotonic() + pause >= deadline:
+                    raise socket.timeout from None  # noqa: UP041
+                time.sleep(pause)
+                pause = min(pause * 2, 0.25)
+            except BaseException:
+                sock.close()
+                raise
 
     def run(self, command: str, max_bytes: int = MAX_ANSWER_BYTES) -> str:
         """Send one command, read the whole answer; at most `timeout` seconds in all."""
@@ -597,7 +611,7 @@ class RuntimeApi:
             raise HaproxyError(f"refusing to send a command with a line break: {command!r}")
         deadline = time.monotonic() + self.timeout
         try:
-            sock = self._connect()
+            sock = self._connect(deadline)
         except SOCKET_TIMEOUTS as exc:
             raise HaproxyError(
                 f"HAProxy socket {self} did not accept a connection within {self.timeout:g} s; "

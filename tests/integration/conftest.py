@@ -105,3 +105,28 @@ def fleet(request: pytest.FixtureRequest, artifacts: dict[str, Path]) -> Iterato
     reset_fleet(lab, artifacts["v1"])
     yield lab
     reset_fleet(lab, artifacts["v1"])
+
+
+def lab_log_tails(lab: Lab, lines: int = 25) -> str:
+    """The end of every log of the lab (HAProxy's says when it saw a node go down, and why)."""
+    parts = []
+    for log in sorted((lab.lab_dir / "logs").glob("*.log")):
+        try:
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            continue
+        parts.append(f"== {log.name}\n" + "\n".join(line[:300] for line in tail))
+    return "\n".join(parts) or f"no logs in {lab.lab_dir / 'logs'}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test that used a lab gets that lab's log tails in its report: a flaky failure on CI
+    (a machine we cannot log into) then says what the lab saw."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when != "call" or not report.failed:
+        return
+    labs = {value.lab_dir: value for value in getattr(item, "funcargs", {}).values() if isinstance(value, Lab)}
+    for lab in labs.values():
+        report.sections.append((f"lab {lab.lab_dir.name}: log tails", lab_log_tails(lab)))

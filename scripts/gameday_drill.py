@@ -50,6 +50,7 @@ from gameday_run import (
     edge_lock,
     playbook,
     probes_logged,
+    watcher_decided,
     watcher_pid,
 )
 from gameday_scenarios import (
@@ -357,14 +358,12 @@ class Drill:
             return
         begin()
         while play.running() and not self._stop.is_set():
-            if any(r.get("event") in ("revert", "verdict") or r.get("decision") for r in decision_records(run_dir)):
+            if watcher_decided(run_dir):
                 break
             time.sleep(0.25)
         end()
 
     def stop_prometheus(self, announce: Path, play: Play) -> None:
-        switch = self.ctx.options.prom_switch
-        assert switch is not None
         self._until_decided(announce, play, self._prometheus_stop, self._prometheus_start)
 
     def _prometheus_stop(self) -> None:
@@ -409,8 +408,7 @@ class Drill:
         self.result.event(f"{node} cut off the network", "fault", self.cut_at)
         self.say(f"{node} cut off the network (its link is down)")
         while play.running() and not self._stop.is_set():
-            if self.scenario.disturbance == CUT_CANARY and any(
-                    r.get("event") in ("revert", "verdict") or r.get("decision") for r in decision_records(run_dir)):
+            if self.scenario.disturbance == CUT_CANARY and watcher_decided(run_dir):
                 break
             time.sleep(0.25)
         self.heal()

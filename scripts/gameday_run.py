@@ -180,6 +180,11 @@ def probes_logged(run_dir: Path) -> int:
     return sum(1 for r in decision_records(run_dir) if r.get("event") == "probe")
 
 
+def watcher_decided(run_dir: Path) -> bool:
+    """The watcher has logged its decision (a verdict, or the revert it starts on red)."""
+    return any(r.get("event") in ("revert", "verdict") or r.get("decision") for r in decision_records(run_dir))
+
+
 def watcher_pid(run_dir: Path) -> int | None:
     """The watcher's pid from its decision log, checked against its command line (pids get reused)."""
     start = next((r for r in decision_records(run_dir) if r.get("event") == "start"), None)

@@ -28,7 +28,7 @@ import pytest
 
 from tests.helpers.fake_exporter import FakeExporter
 from tests.helpers.procs import free_port, read_text, running
-from tests.helpers.prometheus import PromServer, running_prometheus, wait_for_samples
+from tests.helpers.prometheus import PromServer, query, running_prometheus, wait_for_samples
 
 REPO = Path(__file__).resolve().parents[2]
 GROUPS = 12  # node groups on the shared Prometheus, one per test that uses it
@@ -297,9 +297,26 @@ def test_shadow_mode_reverts_nothing_and_logs_what_it_would_have_done(
     assert "nothing was changed" in revert["detail"]
 
 
+def wait_until_every_node_fails(fleet: Fleet, above: float) -> None:
+    """Prometheus shows every node of the group above that 5xx ratio over the watcher's 4 s range. Started
+    sooner, the watcher could see one node's errors before the others' (a canary-only breach)."""
+    total = f'edge_http_requests_total{{group="{fleet.group}"}}'
+    failed = f'edge_http_requests_total{{group="{fleet.group}",code=~"5.."}}'
+    promql = f"min(sum by (node) (rate({failed}[4s])) / sum by (node) (rate({total}[4s])))"
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
+            result = query(fleet.prom.url, promql)
+            if result and float(result[0]["value"][1]) > above:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"Prometheus does not show every node of {fleet.group} above {above:.0%} 5xx")
+
+
 def test_fleet_wide_breach_holds_and_never_reverts(fleet: Fleet, start: Starter) -> None:
     for node in fleet.nodes.values():
         node.set(error_ratio=0.05)
+    wait_until_every_node_fails(fleet, above=0.02)
     watch = start("fleet", "--window", "5")
     assert watch.finish() == 2
     verdict = watch.verdict()

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import REPO  # noqa: E402  (re-exported for the tests)
+
 sys.path.insert(0, str(REPO / "lab"))
 
 from lab_settings import LabSettings, load  # noqa: E402

@@ -1,0 +1,67 @@
+"""The control_file action plugin (deploy records on the control host) run by real Ansible."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers.paths import REPO
+
+ACTIONS = REPO / "playbooks" / "action_plugins"
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+
+PLAY = """\
+- name: Write files on the control host
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Write the file
+      control_file:
+        dest: "{{ dest }}"
+        content: "{{ {'node': 'edge-1', 'result': 'ok'} | to_nice_json }}"
+        mode: "0640"
+      register: written
+    - name: Show the result
+      ansible.builtin.debug:
+        msg: "CHANGED={{ written.changed }}"
+"""
+
+
+# An inventory file, not "-i localhost,": the project's ansible.cfg (exported by make) parses only
+# script and YAML inventories.
+INVENTORY = "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+
+
+def play(tmp_path: Path, dest: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "play.yml").write_text(PLAY)
+    (tmp_path / "inventory.yml").write_text(INVENTORY)
+    return subprocess.run(
+        [str(ANSIBLE_PLAYBOOK), "-i", "inventory.yml", "play.yml", "-e", f"dest={dest}", *extra],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        env={**os.environ, "ANSIBLE_ACTION_PLUGINS": str(ACTIONS), "ANSIBLE_NOCOLOR": "1",
+             "ANSIBLE_LOCALHOST_WARNING": "false"},
+    )
+
+
+def test_writes_once_then_reports_unchanged_and_check_mode_writes_nothing(tmp_path: Path) -> None:
+    dest = tmp_path / "records" / "edge-1.json"
+    dest.parent.mkdir()
+    checked = play(tmp_path, str(dest), "--check")
+    assert checked.returncode == 0 and "CHANGED=True" in checked.stdout and not dest.exists()
+
+    first = play(tmp_path, str(dest))
+    assert first.returncode == 0 and "CHANGED=True" in first.stdout, first.stdout
+    assert '"result": "ok"' in dest.read_text() and oct(dest.stat().st_mode & 0o777) == "0o640"
+    assert [p.name for p in dest.parent.iterdir()] == ["edge-1.json"], "no temp file left behind"
+
+    again = play(tmp_path, str(dest))
+    assert again.returncode == 0 and "CHANGED=False" in again.stdout
+
+
+def test_refuses_a_relative_dest_and_a_missing_folder_in_one_line(tmp_path: Path) -> None:
+    relative = play(tmp_path, "records/edge-1.json")
+    assert relative.returncode != 0 and "dest must be an absolute path on the control host" in relative.stdout
+    missing = play(tmp_path, str(tmp_path / "nowhere" / "edge-1.json"))
+    assert missing.returncode != 0 and "cannot write" in missing.stdout and "check the folder exists" in missing.stdout

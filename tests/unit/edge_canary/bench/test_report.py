@@ -1,0 +1,99 @@
+"""docs/BENCHMARKS.md rendering (scripts/bench_report.py) and the bench's argument checks (scripts/bench)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.paths import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+
+from bench_report import OpResult, Results, RevertResult, RollResult, markdown, naive_ratio_line  # noqa: E402
+from bench_stats import Fit  # noqa: E402
+
+
+def op(name: str, run: int, dropped: int, before: float = 0.01, during: float = 0.02) -> OpResult:
+    return OpResult(name, run, 0, 30.0, 1500, dropped, 0, 0, before, during)
+
+
+def results() -> Results:
+    res = Results("full", "Linux, 2 CPUs", "2026-01-01 00:00 UTC", "make bench", {"runs": 3})
+    res.ops = [op("green", 1, 0), op("green", 2, 0), op("green", 3, 1), op("naive", 1, 9), op("naive", 2, 12),
+               op("naive", 3, 10, during=0.5)]
+    res.reverts = [RevertResult("v2-errors", 1, "reverted", 100.0, 112.0),
+                   RevertResult("v2-errors", 2, "reverted", 200.0, 210.0),
+                   RevertResult("v2-slow", 1, "reverted", 300.0, None)]
+    res.rolls = [RollResult(3, 1, 3, 0, 90.0, 60.0, {"drain": 1.0, "push": 3.0}),
+                 RollResult(10, 5, 3, 0, 120.0, 75.0, {"drain": 1.5, "push": 4.0})]
+    res.fit = Fit(5.0, 18.0, 1.25)
+    res.watcher = {"elapsed_s": 300.0, "cpu_s": 1.5, "cpu_per_hour": 17.0, "peak_rss_mib": 33.0, "probes": 100,
+                   "queries": 600, "queries_per_probe": 6.0}
+    return res
+
+
+def test_report_has_every_section_with_medians_and_per_run_values() -> None:
+    text = markdown(results(), "METHOD TEXT", interval=3.0, floor=8.0)
+    for heading in ("## Method", "## 1. Time to revert", "## 2–3. Requests dropped", "## 4. Roll time",
+                    "## 5. Watcher cost"):
+        assert heading in text
+    assert "METHOD TEXT" in text and "- Reproduce: `make bench`" in text
+    # v2-errors: 12 s and 10 s -> median 11 s, 3.67x the 3 s interval, 1.38x the 8 s floor
+    assert "| v2-errors | 2 | reverted, reverted | 11.0 s | 12.0, 10.0 | 3.67× | 1.38× |" in text
+    assert "| v2-slow | 1 | reverted | – | – | – | – |" in text
+    # naive: 9, 12, 10 -> median 10; green 0, 0, 1 -> median 0
+    assert "| 3 | 10 | 9, 12, 10 |" in text
+    assert "1.5 s × nodes" not in text and "1.2 s × nodes" in text
+    assert "| 300.0 s | 1.50 | 17.0 | 33.0 MiB | 100 | 600 | 6.00 |" in text
+
+
+def test_naive_ratio_when_draining_dropped_nothing() -> None:
+    line = naive_ratio_line([op("green", 1, 0), op("naive", 1, 7)])
+    assert "7 requests" in line and "unbounded" in line
+
+
+def test_naive_ratio_as_a_multiple() -> None:
+    assert "a ratio of 4.0×" in naive_ratio_line([op("green", 1, 2), op("naive", 1, 8)])
+
+
+def test_naive_ratio_when_not_measured() -> None:
+    assert "not measured" in naive_ratio_line([op("naive", 1, 8)])
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--phases", "green,bogus"], "unknown phase(s) bogus"),
+    (["--fleets", "10:1,x"], "is not NODES:BATCH"),
+    (["--fleets", "3:3"], "batch sizes from 1 to nodes-1"),
+    (["--runs", "0"], "--runs 0 is out of range"),
+])
+def test_bad_arguments_say_what_is_wrong_and_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
+    out = tmp_path / "BENCHMARKS.md"
+    done = subprocess.run([sys.executable, str(REPO / "scripts/bench"), *args, "--out", str(out)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert not out.exists()
+
+
+def test_task_names_fit_in_a_table_cell() -> None:
+    from bench_report import short
+
+    assert short("Drain | the node\non every LB") == "Drain / the node on every LB"
+    cut = short("x" * 300)
+    assert len(cut) == 110 and cut.endswith("…")
+
+
+def test_time_to_revert_is_broken_down_against_the_floor() -> None:
+    from bench_report import revert_rows
+
+    # first bad answer at 100, watcher starts at 104, first red probe at 110, rollback play 30 s, v1 at 145
+    result = RevertResult("v2-errors", 1, "reverted", 100.0, 145.0, 104.0, 110.0, 30.0)
+    assert (result.seconds, result.until_watching, result.detection) == (45.0, 4.0, 6.0)
+    row = revert_rows([result], interval=3.0, floor=8.0)[2]
+    assert row == ("| v2-errors | 1 | reverted | 45.0 s | 45.0 | 15.00× | 5.62× | 4.0 s | 6.0 s | 0.75× | 30.0 s |")
+    # a watcher already watching when the first bad answer comes: detection counts from the bad answer
+    early = RevertResult("v2-slow", 1, "reverted", 100.0, 140.0, 90.0, 107.0, 30.0)
+    assert early.detection == 7.0

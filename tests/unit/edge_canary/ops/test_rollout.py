@@ -1,0 +1,97 @@
+"""scripts/rollout, the pure parts: the request check, the extra vars, the closing summary."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.helpers.paths import REPO
+
+SCRIPT = REPO / "scripts" / "rollout"
+
+
+def load() -> ModuleType:
+    loader = importlib.machinery.SourceFileLoader("rollout_cli_under_test", str(SCRIPT))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[loader.name] = module
+    loader.exec_module(module)
+    return module
+
+
+ro = load()
+
+
+@pytest.mark.parametrize(
+    ("pct", "stages", "hold", "stages_out", "hold_out"),
+    [
+        ("10", "", "", (10,), None),
+        ("0", "", "", (0,), None),
+        ("100", "", "30", (100,), 30),
+        ("", "1 10 50 100", "", (1, 10, 50, 100), None),
+        ("", "1,10, 50", "0", (1, 10, 50), 0),
+        (" 7 ", "", "", (7,), None),
+    ],
+)
+def test_good_requests(pct: str, stages: str, hold: str, stages_out: tuple[int, ...],
+                       hold_out: int | None) -> None:
+    req = ro.parse_request(pct, stages, hold)
+    assert req.stages == stages_out and req.hold == hold_out
+    assert req.single == bool(pct.strip())
+
+
+@pytest.mark.parametrize(
+    ("pct", "stages", "hold", "words"),
+    [
+        ("", "", "", 'give PCT=N (0-100) or STAGES="1 10 50 100"'),
+        ("10", "1 10", "", "not both"),
+        ("abc", "", "", "PCT=abc: abc is not a whole number from 0 to 100"),
+        ("101", "", "", "PCT=101: 101 is not a whole number from 0 to 100"),
+        ("-1", "", "", "PCT=-1: -1 is not a whole number"),
+        ("1.5", "", "", "PCT=1.5: 1.5 is not a whole number"),
+        ("1e2", "", "", "is not a whole number"),
+        ("", "1 10 x", "", 'STAGES="1 10 x": x is not a whole number'),
+        ("", "50 10", "", "each stage must be above the one before"),
+        ("", "10 10", "", "each stage must be above the one before"),
+        ("10", "", "soon", "ROLLOUT_HOLD=soon is not a whole number of seconds"),
+        ("10", "", "-5", "ROLLOUT_HOLD=-5 is not a whole number of seconds"),
+    ],
+)
+def test_bad_requests_are_one_line_saying_what_to_give(pct: str, stages: str, hold: str,
+                                                       words: str) -> None:
+    with pytest.raises(ro.UsageError) as err:
+        ro.parse_request(pct, stages, hold)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_extra_vars_pass_pct_or_stages_as_asked(tmp_path: Path) -> None:
+    single = ro.extra_vars(ro.parse_request("0", "", ""), "r1", tmp_path / "a", force=False)
+    assert single == {"rollout_id": "r1", "rollout_announce_file": str(tmp_path / "a"),
+                      "force_lock": False, "rollout_pct": "0"}
+    staged = ro.extra_vars(ro.parse_request("", "1 10", "5"), "r2", tmp_path / "a", force=True)
+    assert staged["rollout_stages"] == "1 10" and staged["rollout_hold"] == "5"
+    assert staged["force_lock"] is True and "rollout_pct" not in staged
+
+
+def test_summary_says_how_each_stage_ended(tmp_path: Path) -> None:
+    (tmp_path / "result.json").write_text(json.dumps({
+        "rollout_id": "r1", "rollout_pct": 0,
+        "stages": [{"stage": 1, "pct": 10, "hold": 5, "verdict": "promote", "reason": "3/3 green"},
+                   {"stage": 2, "pct": 50, "hold": 5, "verdict": "reverted", "reason": "red"}],
+        "stopped": {"pct": 50, "verdict": "reverted"}}))
+    text = ro.summary(tmp_path)
+    assert "stage 1: 10 % held 5 s -> promote - 3/3 green" in text
+    assert "stage 2: 50 % held 5 s -> reverted - red" in text
+    assert "STOPPED at 50 % (reverted)" in text
+    assert f"every node now at rollout_pct=0; records in {tmp_path}" in text
+
+
+def test_summary_without_a_result_points_at_the_play_output(tmp_path: Path) -> None:
+    assert "no result" in ro.summary(tmp_path)

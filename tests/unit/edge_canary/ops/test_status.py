@@ -1,0 +1,147 @@
+"""scripts/fleet-status, the pure parts: which records are problems, and how they are shown."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import sys
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.helpers.paths import REPO
+
+SCRIPT = REPO / "scripts" / "fleet-status"
+
+
+def load() -> ModuleType:
+    loader = importlib.machinery.SourceFileLoader("fleet_status_under_test", str(SCRIPT))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[loader.name] = module
+    loader.exec_module(module)
+    return module
+
+
+fs = load()
+V1, V2 = "1" * 64, "2" * 64
+
+
+def row(node: str, sha: str = V1, version: str | None = "v1", running: str | None = "v1",
+        pct: str = "0", admin: str = "ready", op: str = "up", health: int = 200,
+        **release: Any) -> dict[str, Any]:
+    return {
+        "node": node,
+        "release": {
+            "current": {"sha256": sha, "version": version, "exists": True},
+            "previous": {"sha256": V1, "version": "v1", "exists": True},
+            "config": {"rollout_pct": pct},
+            "record": {},
+            "paths": {"binary": f"/opt/{node}/edge"},
+            **release,
+        },
+        "health": {"url": f"http://{node}/health", "status": health,
+                   "error": "" if health == 200 else "Request failed: <urlopen error refused>"},
+        "running": {"version": running} if running else None,
+        "lbs": [{"lb": "lb-1", "admin_state": admin, "operational_state": op, "sessions": 0,
+                 "error": ""}],
+        "errors": [],
+    }
+
+
+def test_a_healthy_uniform_fleet_has_no_problem() -> None:
+    rows = [row("edge-1"), row("edge-2"), row("edge-3")]
+    assert fs.fleet_problems(rows) == []
+    assert fs.report(rows)["ok"] is True
+    assert "OK: 3 node(s)" in fs.render_table(rows, [])
+
+
+def test_drained_and_maintenance_nodes_are_named_with_the_lb() -> None:
+    problems = fs.fleet_problems([row("edge-1"), row("edge-2", admin="drain"),
+                                  row("edge-3", admin="maint")])
+    assert any(p.startswith("edge-2 is drained on lb-1") for p in problems)
+    assert any(p.startswith("edge-3 is in maintenance on lb-1") for p in problems)
+    assert len(problems) == 2
+
+
+def test_a_node_down_is_named_by_its_health_and_by_haproxy() -> None:
+    problems = fs.fleet_problems([row("edge-1"), row("edge-2", health=-1, running=None, op="down")])
+    assert any(p.startswith("edge-2 is down: its health URL http://edge-2/health did not answer "
+                            "(<urlopen error refused>)") for p in problems)
+    assert any(p.startswith("edge-2 is down on lb-1") for p in problems)
+
+
+def test_a_503_health_is_down_too() -> None:
+    problems = fs.fleet_problems([row("edge-1", health=503)])
+    assert problems == ["edge-1 is down: its health URL http://edge-1/health answered 503"]
+
+
+def test_mixed_versions_name_each_version_and_its_nodes() -> None:
+    problems = fs.fleet_problems([row("edge-1"), row("edge-2"),
+                                  row("edge-3", sha=V2, version="v2", running="v2")])
+    assert problems == [f"mixed versions: v1 ({V1[:12]}) on edge-1, edge-2; v2 ({V2[:12]}) on edge-3"]
+
+
+def test_mixed_versions_are_named_even_when_no_record_knows_the_version() -> None:
+    # Binaries put there by hand: the version comes from what the node serves.
+    problems = fs.fleet_problems([row("edge-1", version=None),
+                                  row("edge-2", sha=V2, version=None, running="v2")])
+    assert problems == [f"mixed versions: v1 ({V1[:12]}) on edge-1; v2 ({V2[:12]}) on edge-2"]
+
+
+def test_a_down_node_on_the_same_binary_is_not_a_mixed_fleet() -> None:
+    problems = fs.fleet_problems([row("edge-1", version=None),
+                                  row("edge-2", version=None, running=None, health=-1)])
+    assert not any("mixed" in p for p in problems)
+
+
+def test_mixed_rollout_pct_is_named() -> None:
+    problems = fs.fleet_problems([row("edge-1", pct="10"), row("edge-2", pct="0")])
+    assert problems == ["mixed rollout_pct: 10 on edge-1; 0 on edge-2"]
+
+
+def test_a_binary_not_restarted_into_is_named() -> None:
+    problems = fs.fleet_problems([row("edge-1", version="v2", running="v1", sha=V2)])
+    assert problems == ["edge-1 serves v1 but has v2 installed; restart it or roll it back"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [({"pending": {"target_sha256": V2}}, "interrupted push"),
+     ({"pending_rollback": {"target_sha256": V1}}, "interrupted rollback"),
+     ({"record_error": "release record x is not valid JSON"}, "not valid JSON")],
+)
+def test_unfinished_work_and_unreadable_records_are_named(extra: dict[str, Any], words: str) -> None:
+    problems = fs.fleet_problems([row("edge-1", **extra)])
+    assert len(problems) == 1 and words in problems[0] and problems[0].startswith("edge-1")
+
+
+def test_an_unreachable_node_and_an_lb_error_are_problems() -> None:
+    unreachable = {"node": "edge-2", "errors": ["the node did not answer (unreachable)"]}
+    lb_error = row("edge-1")
+    lb_error["lbs"] = [{"lb": "lb-1", "error": "cannot connect to /run/haproxy/admin.sock"}]
+    problems = fs.fleet_problems([lb_error, unreachable])
+    assert problems == ["lb-1 could not be asked about edge-1: cannot connect to /run/haproxy/admin.sock",
+                        "edge-2: the node did not answer (unreachable)"]
+
+
+def test_table_shows_versions_config_lb_state_and_last_change() -> None:
+    r = row("edge-2", admin="drain", sha=V2, version="v2", running="v2", pct="50",
+            record={"action": "deploy", "current": {"sha256": V2, "version": "v2"},
+                    "time": "2024-01-01T00:00:00Z", "deploy_id": "d1",
+                    "config_change": {"set": {"rollout_pct": "50"}, "time": "2024-01-02T00:00:00Z"}})
+    problems = fs.fleet_problems([r])
+    text = fs.render_table([r], problems)
+    header, line = text.splitlines()[:2]
+    assert header.split()[:3] == ["NODE", "CURRENT", "PREVIOUS"]
+    assert f"v2 {V2[:12]}" in line and f"v1 {V1[:12]}" in line
+    assert "rollout_pct=50" in line and "lb-1: drain/up 0 sess" in line
+    assert "deploy v2 2024-01-01T00:00:00Z (d1); set rollout_pct=50 2024-01-02T00:00:00Z" in line
+    assert "NOT OK: 1 problem(s)" in text and "edge-2 is drained on lb-1" in text
+
+
+def test_table_of_an_unreadable_node_has_placeholders() -> None:
+    text = fs.render_table([{"node": "edge-9", "errors": ["x"]}], ["edge-9: x"])
+    assert text.splitlines()[1].split()[:3] == ["edge-9", "?", "?"]

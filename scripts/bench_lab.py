@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "lab"))
 
 from lab_settings import LabSettings, load  # noqa: E402
-from procgroup import stop_group  # noqa: E402
+
+from edge_canary.procgroup import stop_group  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from loadgen_records import NOT_SENT, Request, parse_requests  # noqa: F401 (parse_requests: st.parse_requests)
+from edge_canary.lab.loadgen_records import NOT_SENT, Request, parse_requests  # noqa: F401 (parse_requests: st.parse_requests)
 
 
 @dataclass(frozen=True)

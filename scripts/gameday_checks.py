@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gameday_fleet import NodeFiles, Sample, ServerState
-from loadgen_records import NOT_SENT, Request, parse_requests  # noqa: F401 (parse_requests: chk.parse_requests)
+
+from edge_canary.lab.loadgen_records import NOT_SENT, Request, parse_requests  # noqa: F401 (parse_requests: chk.parse_requests)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from collections.abc import Container, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from scripts.procgroup import stop_group
+from edge_canary.procgroup import stop_group
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -1,17 +1,12 @@
-"""scripts/procgroup.py: the one process-group stop of the bench and the game-day driver."""
+"""edge_canary/procgroup.py: the one process-group stop of the bench and the game-day driver."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 
-from tests.helpers.paths import REPO
-
-sys.path.insert(0, str(REPO / "scripts"))
-
-from procgroup import stop_group  # noqa: E402
+from edge_canary.procgroup import stop_group
 
 
 def alive(pid: int) -> bool:

@@ -1,0 +1,1 @@
+"""The lab's tools: settings, network namespaces, status, the artifact builder and the load generator."""

@@ -42,7 +42,7 @@ lab-clean: lab-down ## Stop the lab and remove its state folder
 	@rm -rf "$${LAB_DIR:-$(CURDIR)/.lab}"
 
 lab-status: setup ## Show each lab component's state (JSON=1 for JSON)
-	@$(PY) scripts/lab-status $(if $(JSON),--json)
+	@$(PY) -m edge_canary lab-status $(if $(JSON),--json)
 
 artifacts: setup ## Build the standard edge binaries (v1, v2 and the faulty v2s) into ARTIFACTS_DIR
 	@bash scripts/build-standard-artifacts.sh "$(ARTIFACTS_DIR)"

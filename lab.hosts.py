@@ -8,11 +8,8 @@ the running lab was brought up with). It lives at the root so the top-level grou
 
 import json
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "lab"))
-
-from lab_settings import LabSettings, SettingsError, load  # noqa: E402
+from edge_canary.lab.settings import LabSettings, SettingsError, load
 
 
 def ssh_node(s: LabSettings, name: str, address: str, port: int) -> dict[str, object]:

@@ -19,10 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "lab"))
 
-from lab_settings import LabSettings, load  # noqa: E402
-
+from edge_canary.lab.settings import LabSettings, load  # noqa: E402
 from edge_canary.procgroup import stop_group  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
@@ -96,7 +94,7 @@ class Load:
 
     def start(self) -> Load:
         self.out.unlink(missing_ok=True)
-        argv = [sys.executable, str(REPO / "scripts/loadgen"), "--url", self.url, "--rps", f"{self.rps:g}",
+        argv = [sys.executable, "-m", "edge_canary", "loadgen", "--url", self.url, "--rps", f"{self.rps:g}",
                 "--duration", "7200", "--out", str(self.out)]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
@@ -178,7 +176,7 @@ def deploy(lab: LabHandle, label: str, artifact: Path, canary: str, batch: int, 
                     "JUNIT_HIDE_TASK_ARGUMENTS": "true"})
     ended = time.time()
     state = lab.lab_dir / "control"
-    subprocess.run([sys.executable, str(REPO / "scripts/edge-lock"), "--dir", str(state), "release", "deploy",
+    subprocess.run([sys.executable, "-m", "edge_canary", "lock", "--dir", str(state), "release", "deploy",
                     "--id", deploy_id], capture_output=True, env=lab.env)
     return DeployRun(code, started, ended, state / "runs" / deploy_id, junit)
 

@@ -6,7 +6,7 @@ py=${PY:-$top/.venv/bin/python}
 out=${1:?usage: build-standard-artifacts.sh DIR}
 mkdir -p "$out"
 while read -r name version fault; do
-  "$py" "$top/scripts/build-edge-artifact" --version "$version" ${fault:+--fault "$fault"} --out "$out/$name"
+  "$py" -m edge_canary build-artifact --version "$version" ${fault:+--fault "$fault"} --out "$out/$name"
   echo "$out/$name"
 done <<'LIST'
 edge-v1 v1

@@ -9,14 +9,14 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "Bringing the lab up (HAProxy, Prometheus, supervisord, edge nodes, background traffic)"
 bash scripts/lab-up.sh >/tmp/edge-canary-demo-lab-up.log 2>&1 || { cat /tmp/edge-canary-demo-lab-up.log; exit 1; }
-"$py" scripts/lab-status
+"$py" -m edge_canary lab-status
 
 say "Building the demo releases (v1, v2 and faulty v2s) into artifacts/"
 bash scripts/build-standard-artifacts.sh "$top/artifacts" | grep -v '^built'
 
-port=$("$py" -c 'import sys; sys.path.insert(0, "lab"); import lab_settings; print(lab_settings.load().haproxy_port)')
+port=$("$py" -c 'from edge_canary.lab.settings import load; print(load().haproxy_port)')
 say "5 s of traffic through HAProxy (127.0.0.1:$port)"
-"$py" scripts/loadgen --url "http://127.0.0.1:$port/" --rps 40 --duration 5
+"$py" -m edge_canary loadgen --url "http://127.0.0.1:$port/" --rps 40 --duration 5
 
 say "Canary deploy of a good release (v2): canary, SLI watch, then the peers"
 ARTIFACT="$top/artifacts/edge-v2" "$py" scripts/deploy-canary
@@ -28,6 +28,6 @@ if ARTIFACT="$top/artifacts/edge-v2-errors" CANARY_NODE=edge-2 "$py" scripts/dep
 fi
 
 say "The fleet now"
-"$py" scripts/lab-status
+"$py" -m edge_canary lab-status
 echo
 echo "demo: done. The lab keeps running: 'make lab-status', 'make rollback', 'make lab-down'."

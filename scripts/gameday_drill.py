@@ -40,7 +40,6 @@ from gameday_fleet import (
 )
 from gameday_report import DrillResult, queries_for
 from gameday_run import (
-    REPO,
     Loadgen,
     NetworkCut,
     Play,
@@ -163,7 +162,7 @@ def artifact(ctx: Context, release: Release, folder: Path) -> Path:
     if path.is_file():
         return path
     built = folder / release.file_name
-    argv = [sys.executable, str(REPO / "scripts/build-edge-artifact"), "--version", release.version,
+    argv = [sys.executable, "-m", "edge_canary", "build-artifact", "--version", release.version,
             "--out", str(built)]
     if release.fault:
         argv += ["--fault", release.fault]

@@ -110,7 +110,7 @@ class Loadgen:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Loadgen:
-        argv = [sys.executable, str(REPO / "scripts/loadgen"), "--url", self.url, "--rps", f"{self.rps:g}",
+        argv = [sys.executable, "-m", "edge_canary", "loadgen", "--url", self.url, "--rps", f"{self.rps:g}",
                 "--duration", "86400", "--out", str(self.out), "--timeout", f"{ANSWER_TIMEOUT_S:g}"]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -130,7 +130,7 @@ class Loadgen:
 
 def edge_lock(state_dir: str, *args: str) -> subprocess.CompletedProcess[str]:
     """scripts/edge-lock; run as our child, so a lock it takes lives exactly as long as this drill."""
-    return subprocess.run([sys.executable, str(REPO / "scripts/edge-lock"), "--dir", state_dir, *args],
+    return subprocess.run([sys.executable, "-m", "edge_canary", "lock", "--dir", state_dir, *args],
                           capture_output=True, text=True, timeout=60)
 
 
@@ -249,7 +249,7 @@ class NetworkCut:
     lab_dir: str
 
     def _netns(self, *args: str) -> None:
-        run_command([sys.executable, str(REPO / "scripts/lab-netns"), *args], " ".join(args),
+        run_command([sys.executable, "-m", "edge_canary", "lab-netns", *args], " ".join(args),
                     env={**os.environ, "LAB_DIR": self.lab_dir})
 
     def cut(self, node: str) -> None:

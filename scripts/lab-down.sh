@@ -13,8 +13,8 @@ if [ -f "$conf" ] && pid=$(supervisorctl -c "$conf" pid 2>/dev/null) && [[ $pid 
   supervisorctl -c "$conf" shutdown >/dev/null || true
   for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 fi
-"$py" "$top/scripts/lab-reap" "$lab_dir"
+"$py" -m edge_canary lab-reap "$lab_dir"
 # Hosts mode: the namespaces and links the lab made (and whatever still runs in them), from its record.
-[ ! -f "$lab_dir/hosts/network.json" ] || "$py" "$top/scripts/lab-netns" down
+[ ! -f "$lab_dir/hosts/network.json" ] || "$py" -m edge_canary lab-netns down
 rm -f "$lab_dir/supervisor.sock" "$lab_dir/supervisord.pid"
 echo "lab-down: no lab process left"

@@ -9,8 +9,8 @@ lab_dir=${LAB_DIR:-$top/.lab}
 was_up=no
 supervisorctl -c "$lab_dir/supervisord.conf" pid 2>/dev/null | grep -qE '^[0-9]+$' && was_up=yes
 # After a crash (supervisord gone, its children orphaned) the leftovers hold the lab's ports: stop them.
-[ "$was_up" = yes ] || [ ! -d "$lab_dir" ] || "$py" "$top/scripts/lab-reap" "$lab_dir"
-"$py" "$top/scripts/lab-check"
+[ "$was_up" = yes ] || [ ! -d "$lab_dir" ] || "$py" -m edge_canary lab-reap "$lab_dir"
+"$py" -m edge_canary lab-check
 
 if ! "$(dirname "$py")/ansible-playbook" "$top/playbooks/lab.yml" ${ANSIBLE_ARGS:-}; then
   if [ "$was_up" = no ]; then
@@ -21,5 +21,5 @@ if ! "$(dirname "$py")/ansible-playbook" "$top/playbooks/lab.yml" ${ANSIBLE_ARGS
   fi
   exit 1
 fi
-"$py" "$top/scripts/lab-check" --record
+"$py" -m edge_canary lab-check --record
 echo "lab-up: the lab is up; 'make lab-status' shows it, 'make lab-down' stops it"

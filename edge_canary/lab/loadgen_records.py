@@ -1,4 +1,4 @@
-"""scripts/loadgen's per-request JSON lines, read back: one parser for the bench and the game-day checks."""
+"""edge-canary loadgen's per-request JSON lines, read back: one parser for the bench and the game-day checks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-NOT_SENT = "not sent: concurrency limit"  # scripts/loadgen's marker for a request it never sent
+NOT_SENT = "not sent: concurrency limit"  # loadgen's marker for a request it never sent
 
 
 @dataclass(frozen=True)

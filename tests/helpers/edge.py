@@ -12,13 +12,12 @@ from typing import Any
 
 from .procs import free_port, running, wait_http
 
-REPO = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = REPO / "scripts" / "build-edge-artifact"
+BUILD_ARTIFACT = [sys.executable, "-m", "edge_canary", "build-artifact"]
 
 
 def build_artifact(out: Path, version: str, fault: str | None = None) -> Path:
-    """Run scripts/build-edge-artifact; raises CalledProcessError (with its output) on failure."""
-    argv = [sys.executable, str(BUILD_SCRIPT), "--version", version, "--out", str(out)]
+    """Run edge-canary build-artifact; raises CalledProcessError (with its output) on failure."""
+    argv = [*BUILD_ARTIFACT, "--version", version, "--out", str(out)]
     if fault is not None:
         argv += ["--fault", fault]
     subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60)

@@ -21,12 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_canary.lab.settings import LabSettings, load
+from edge_canary.lab.settings import SettingsError as SettingsError  # re-exported for the tests of the settings
 from tests.helpers.paths import REPO  # noqa: E402  (re-exported for the tests)
-
-sys.path.insert(0, str(REPO / "lab"))
-
-from lab_settings import LabSettings, load  # noqa: E402
-from lab_settings import SettingsError as SettingsError  # noqa: E402  (for the tests of the settings)
 
 VENV_BIN = Path(sys.executable).parent
 

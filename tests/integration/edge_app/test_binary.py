@@ -24,7 +24,7 @@ import pytest
 from edge_app.fnv import bucket
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers.edge import BUILD_SCRIPT, EdgeNode, build_artifact, serving_edge
+from tests.helpers.edge import BUILD_ARTIFACT, EdgeNode, build_artifact, serving_edge
 from tests.helpers.procs import free_port, read_text
 
 FAULTS = {
@@ -388,7 +388,7 @@ def test_build_refuses_bad_input_and_writes_nothing(
 ) -> None:
     out = tmp_path / "edge"
     done = subprocess.run(
-        [sys.executable, str(BUILD_SCRIPT), *args, "--out", str(out)],
+        [*BUILD_ARTIFACT, *args, "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -401,7 +401,7 @@ def test_build_refuses_bad_input_and_writes_nothing(
 
 def test_build_refuses_missing_directory(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, str(BUILD_SCRIPT), "--version", "1", "--out", str(tmp_path / "no/edge")],
+        [*BUILD_ARTIFACT, "--version", "1", "--out", str(tmp_path / "no/edge")],
         capture_output=True,
         text=True,
         timeout=60,

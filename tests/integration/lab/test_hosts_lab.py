@@ -114,7 +114,7 @@ def cut_fleet(fleet: Lab) -> Iterator[Lab]:
         yield fleet
     finally:
         for node in fleet.settings.node_names():  # a drill that broke may have left its cut
-            subprocess.run([sys.executable, str(REPO / "scripts/lab-netns"), "heal", node], env=fleet.env)
+            subprocess.run([sys.executable, "-m", "edge_canary", "lab-netns", "heal", node], env=fleet.env)
 
 
 def assert_links_up(lab: Lab) -> None:
@@ -144,7 +144,7 @@ def test_partition_drill_heals_and_leaves_the_fleet_on_v1_with_failures_only_whi
 
 
 def netns(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(REPO / "scripts/lab-netns"), *args], env=lab.env,
+    return subprocess.run([sys.executable, "-m", "edge_canary", "lab-netns", *args], env=lab.env,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.lab import REPO, Lab
+from tests.helpers.lab import Lab
 
 
 def get(url: str, client_ip: str = "192.0.2.1", timeout: float = 10) -> tuple[int, dict[str, str], float]:
@@ -157,7 +157,7 @@ def test_rollout_pct_routes_by_client_ip_without_a_restart(lab: Lab) -> None:
 
 def loadgen(lab: Lab, out: Path, rps: int, duration: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(REPO / "scripts/loadgen"), "--url", lab.frontend_url("/"), "--rps", str(rps),
+        [sys.executable, "-m", "edge_canary", "loadgen", "--url", lab.frontend_url("/"), "--rps", str(rps),
          "--duration", str(duration), "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

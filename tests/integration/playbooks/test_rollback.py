@@ -15,7 +15,7 @@ from tests.helpers.fleet import (
     node_pids,
     sha256,
 )
-from tests.helpers.lab import REPO, Lab
+from tests.helpers.lab import Lab
 
 FAST_DEPLOY = {"SLI_WINDOW": "9", "SLI_PROBE_INTERVAL": "3"}
 
@@ -26,7 +26,7 @@ def output(result: object) -> str:
 
 def assert_lock_not_held(lab: Lab) -> None:
     """No live process holds the deploy lock (a failed play's lock is stale: recovered on next use)."""
-    shown = subprocess.run([sys.executable, str(REPO / "scripts/edge-lock"), "--dir",
+    shown = subprocess.run([sys.executable, "-m", "edge_canary", "lock", "--dir",
                             str(lab.lab_dir / "control"), "show"], capture_output=True, text=True)
     deploy = next(line for line in shown.stdout.splitlines() if line.startswith("deploy:"))
     assert deploy == "deploy: free" or deploy.endswith("[stale]"), deploy

@@ -47,7 +47,7 @@ def fleet(lab: Lab, artifacts: dict[str, Path]) -> Iterator[Lab]:
 def new_only_fault(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """v2 whose new code path fails 30 % of its requests with 502; the legacy path is healthy."""
     path = tmp_path_factory.mktemp("rollout-artifacts") / "edge-v2"
-    subprocess.run([sys.executable, str(REPO / "scripts/build-edge-artifact"), "--version", "v2",
+    subprocess.run([sys.executable, "-m", "edge_canary", "build-artifact", "--version", "v2",
                     "--fault", "errors=0.3:502,scope=new", "--out", str(path)],
                    check=True, capture_output=True)
     return path
@@ -86,7 +86,7 @@ def rollout_runs(lab: Lab) -> set[str]:
 
 
 def assert_lock_free(lab: Lab) -> None:
-    shown = subprocess.run([sys.executable, str(REPO / "scripts/edge-lock"), "--dir",
+    shown = subprocess.run([sys.executable, "-m", "edge_canary", "lock", "--dir",
                             str(lab.lab_dir / "control"), "show"], capture_output=True, text=True)
     assert "deploy: free" in shown.stdout, shown.stdout
 

@@ -43,7 +43,7 @@ def ts(value: str) -> float:
 def test_errors_canary_is_reverted_within_two_probe_intervals(fleet: Lab, artifacts: dict[str, Path],
                                                               tmp_path: Path) -> None:
     requests = tmp_path / "requests.jsonl"
-    load = subprocess.Popen([sys.executable, str(REPO / "scripts/loadgen"), "--url", fleet.frontend_url("/"),
+    load = subprocess.Popen([sys.executable, "-m", "edge_canary", "loadgen", "--url", fleet.frontend_url("/"),
                              "--rps", "40", "--duration", "900", "--out", str(requests)],
                             stdout=subprocess.PIPE, text=True)
     try:

@@ -186,7 +186,7 @@ all:
 def test_a_drill_refuses_while_another_drill_or_a_deploy_runs(fleet: Lab, tmp_path: Path, artifacts: dict[str, Path],
                                                               kind: str, message: str) -> None:
     control = fleet.lab_dir / "control"
-    lock = [sys.executable, str(REPO / "scripts/edge-lock"), "--dir", str(control)]
+    lock = [sys.executable, "-m", "edge_canary", "lock", "--dir", str(control)]
     # The lock's holder is this test process: alive for as long as the test runs.
     subprocess.run([*lock, "acquire", kind, "--id", "other-run"], check=True, capture_output=True)
     try:

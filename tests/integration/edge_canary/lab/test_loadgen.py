@@ -1,4 +1,4 @@
-"""scripts/loadgen against real edge artifacts: counts, per-request records, rate, early stop."""
+"""edge-canary loadgen against real edge artifacts: counts, per-request records, rate, early stop."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 
 from tests.helpers.edge import EdgeNode, build_artifact, serving_edge
-from tests.helpers.paths import REPO
 from tests.helpers.procs import free_port, running
 
-LOADGEN = REPO / "scripts" / "loadgen"
+LOADGEN = [sys.executable, "-m", "edge_canary", "loadgen"]
 SUMMARY_KEYS = ("sent", "ok", "failed", "p50_ms", "p99_ms")
 # The machine is shared: be patient with answers so that load elsewhere does not fail a test.
 PATIENT_TIMEOUT_S = 20
@@ -50,7 +49,7 @@ def nodes(
 
 def run_loadgen(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(LOADGEN), *args], capture_output=True, text=True, timeout=120
+        [*LOADGEN, *args], capture_output=True, text=True, timeout=120
     )
 
 
@@ -175,7 +174,7 @@ def test_signal_ends_early_and_still_summarises(
 ) -> None:
     out, summary, log = tmp_path / "reqs.jsonl", tmp_path / "s.json", tmp_path / "stdout.log"
     argv = [
-        sys.executable, str(LOADGEN), "--url", nodes["good"].url("/"), "--rps", "20",
+        *LOADGEN, "--url", nodes["good"].url("/"), "--rps", "20",
         "--duration", "600", "--out", str(out), "--summary-json", str(summary),
     ]  # fmt: skip
     with running(argv, log_path=log) as proc:

@@ -1,4 +1,4 @@
-"""scripts/loadgen refuses bad arguments and non-loopback targets: one line, exit 2, no files."""
+"""edge-canary loadgen refuses bad arguments and non-loopback targets: one line, exit 2, no files."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.paths import REPO
 from tests.helpers.procs import free_port
 
-LOADGEN = REPO / "scripts" / "loadgen"
+LOADGEN = [sys.executable, "-m", "edge_canary", "loadgen"]
 
 
 def loadgen(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(LOADGEN), *args],
+        [*LOADGEN, *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -1,4 +1,4 @@
-"""lab/lab_settings.py: the hosts-mode settings (LAB_MODE, LAB_SUBNET) and the names and addresses
+"""edge_canary/lab/settings.py: the hosts-mode settings (LAB_MODE, LAB_SUBNET) and the names and addresses
 derived from them."""
 
 from __future__ import annotations

@@ -1,33 +1,17 @@
-"""scripts/check-migration-backward-compat: the pure checks, and the CLI over real files and git."""
+"""edge-canary check-migrations: the pure checks, and the CLI over real files and git."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from tests.helpers.paths import REPO
+import edge_canary.ops.migrations as mig
 
-SCRIPT = REPO / "scripts" / "check-migration-backward-compat"
-
-
-def load_script() -> ModuleType:
-    loader = importlib.machinery.SourceFileLoader("check_migration_backward_compat", str(SCRIPT))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[loader.name] = module  # dataclasses resolve annotations through sys.modules
-    loader.exec_module(module)
-    return module
-
-
-mig = load_script()
+CHECK = [sys.executable, "-m", "edge_canary", "check-migrations"]
 
 
 def rules(sql: str) -> list[tuple[int, str]]:
@@ -150,7 +134,7 @@ def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[s
     full_env = {k: v for k, v in os.environ.items() if k not in ("MIGRATIONS_DIR", "FORCE_MIGRATE")}
     full_env.update(env)
     return subprocess.run(
-        [str(SCRIPT), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=60
+        [*CHECK, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=60
     )
 
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Check the lab settings before `make lab-up` starts anything, and record them once the lab is up.
 
   lab-check          validate LAB_* settings and that every port is free (or held by this running lab)
@@ -11,9 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lab"))
-
-from lab_settings import LabSettings, SettingsError, load, recorded  # noqa: E402
+from edge_canary.lab.settings import LabSettings, SettingsError, load, recorded
 
 PORT_NAMES = {
     "haproxy_port": "LAB_HAPROXY_PORT",
@@ -77,13 +74,14 @@ def check(settings: LabSettings) -> str | None:
     return None
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
     try:
         settings = load()
     except SettingsError as err:
         print(f"lab-up: {err}", file=sys.stderr)
         return 2
-    if sys.argv[1:] == ["--record"]:
+    if args == ["--record"]:
         path = Path(settings.lab_dir) / "settings.json"
         path.write_text(settings.to_json() + "\n")
         return 0
@@ -96,6 +94,3 @@ def main() -> int:
           f"Prometheus 127.0.0.1:{settings.prom_port}, state in {settings.lab_dir}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The hosts-mode lab's network: a bridge holding the machine's address on LAB_SUBNET, and per edge node
 a network namespace joined to it by a veth pair, with the node's address and its loopback up.
 
@@ -19,6 +18,7 @@ subnet, so nothing they send can leave the machine.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -29,11 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lab"))
-
-import contextlib
-
-from lab_settings import LabSettings, SettingsError, load  # noqa: E402
+from edge_canary.lab.settings import LabSettings, SettingsError, load
 
 
 class NetError(RuntimeError):
@@ -266,7 +262,8 @@ def heal_prometheus(s: LabSettings) -> list[str]:
     return [f"Prometheus at 127.0.0.1:{s.prom_port} reachable again (nft table inet {table} removed)"]
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     usage = "usage: lab-netns up | down | cut NODE | heal NODE | cut-prometheus | heal-prometheus"
     arity = {"up": 1, "down": 1, "cut": 2, "heal": 2, "cut-prometheus": 1, "heal-prometheus": 1}
     if not argv or arity.get(argv[0]) != len(argv):
@@ -297,6 +294,3 @@ def main(argv: list[str]) -> int:
         print("lab-netns: nothing to do")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Stop every process that belongs to a lab: any whose command line names a path inside LAB_DIR.
 
 Used by `make lab-down` and by `make lab-up` after a crash (supervisord killed, children orphaned).
@@ -49,11 +48,12 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def main() -> int:
-    if len(sys.argv) != 2:
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
         print("usage: lab-reap LAB_DIR", file=sys.stderr)
         return 64
-    lab_dir = os.path.realpath(sys.argv[1])
+    lab_dir = os.path.realpath(args[0])
     pids = lab_processes(lab_dir)
     if not pids:
         print("lab-reap: nothing to stop")
@@ -71,6 +71,3 @@ def main() -> int:
     print(f"lab-reap: stopped {len(pids)} leftover lab process(es): {' '.join(map(str, pids))}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Steady open-loop HTTP load against a loopback target, for a bounded time.
 
-    scripts/loadgen --url http://127.0.0.1:18080/api --rps 50 --duration 30 --out reqs.jsonl
+    edge-canary loadgen --url http://127.0.0.1:18080/api --rps 50 --duration 30 --out reqs.jsonl
 
 Requests leave on a fixed schedule (request i at start + i/rps): a slow answer never lowers
 the rate. When --concurrency requests are already in flight at a scheduled time, that request
@@ -376,6 +375,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

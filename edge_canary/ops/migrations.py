@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Refuse SQL migrations that would break the release still running during a canary deploy.
 
 During a canary, old and new binaries share one database: a migration must keep working for the
@@ -352,6 +351,3 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -
           "FORCE_MIGRATE=1 to bypass (logged)")
     return 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

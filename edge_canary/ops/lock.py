@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The control host's locks: one deploy (or rollback, or rollout) at a time, none during a game day.
 
   edge-lock --dir D acquire deploy|gameday --id ID [--force] [--dry-run]   exit 0 held, 1 refused
@@ -137,7 +136,7 @@ def release(directory: Path, kind: str, lock_id: str) -> int:
     return 0
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", required=True, type=Path)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,7 +148,7 @@ def main() -> int:
             cmd.add_argument("--force", action="store_true")
             cmd.add_argument("--dry-run", action="store_true", help="only say whether it could be taken")
     sub.add_parser("show")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
     if args.command == "acquire":
         return acquire(args.dir, args.kind, args.id, args.force, args.dry_run)
@@ -161,6 +160,3 @@ def main() -> int:
         print(f"{kind}: {state}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """Build the edge binary artifact: a single-file Python zipapp with version and faults baked in.
 
-    scripts/build-edge-artifact --version 1.4.2 --out artifacts/edge-1.4.2
-    scripts/build-edge-artifact --version 1.4.3-bad --fault errors=0.2:502,scope=new --out ...
+    edge-canary build-artifact --version 1.4.2 --out artifacts/edge-1.4.2
+    edge-canary build-artifact --version 1.4.3-bad --fault errors=0.2:502,scope=new --out ...
 
 The build is reproducible (same inputs, same sha256) and the output appears atomically, 0755.
 """
@@ -12,20 +11,19 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
 from typing import NoReturn
 
-LAB_DIR = Path(__file__).resolve().parent.parent / "lab"
+import edge_app
+from edge_app.build_info import BUILD_JSON, BuildInfo, make_build_info, to_json
+
 PACKAGE = "edge_app"
 SHEBANG = b"#!/usr/bin/env python3\n"
 ROOT_MAIN = b"from edge_app.server import main\n\nraise SystemExit(main())\n"
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the zip epoch: no build-time mtimes in the archive
 
-sys.path.insert(0, str(LAB_DIR))
-from edge_app.build_info import BUILD_JSON, BuildInfo, make_build_info, to_json  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
 def archive_members(info: BuildInfo) -> list[tuple[str, bytes]]:
     """(name, bytes) of every member, in a fixed order; no caches or editor files."""
-    sources = sorted((LAB_DIR / PACKAGE).glob("*.py"))
+    sources = sorted(Path(edge_app.__file__).parent.glob("*.py"))
     members = [("__main__.py", ROOT_MAIN)]
     members += [(f"{PACKAGE}/{path.name}", path.read_bytes()) for path in sources]
     members.append((f"{PACKAGE}/{BUILD_JSON}", to_json(info)))
@@ -97,6 +95,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"built {out} version={info.version} fault={info.fault} sha256={digest}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Print the state of each lab component: supervisord and its programs, each node's version and health,
 each node's state in HAProxy, Prometheus and its targets. Exit 1 when anything is not up."""
 
@@ -15,9 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lab"))
-
-from lab_settings import SettingsError, load  # noqa: E402
+from edge_canary.lab.settings import SettingsError, load
 
 TIMEOUT = 2.0
 WATCHER_JOB = "edge-canary-watcher"
@@ -136,12 +133,12 @@ def render(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--wait", type=float, default=0, metavar="SECONDS",
                         help="poll until every component is up, for at most SECONDS")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     deadline = time.monotonic() + args.wait
     while True:
         try:
@@ -156,6 +153,3 @@ def main() -> int:
     print(json.dumps(status, indent=2) if args.json else render(status))
     return 0 if status["healthy"] else 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

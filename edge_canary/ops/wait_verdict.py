@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Wait for the SLI watcher's verdict file; print it as JSON.
 
 Exit 0 with the verdict once the file is there; exit 3 with {"verdict": "died", ...} when the watcher
@@ -7,7 +6,6 @@ process ends without writing one (killed): the deploy must treat that as red. Ex
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -28,12 +26,12 @@ def read_verdict(path: Path) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--verdict-file", type=Path, required=True)
     parser.add_argument("--pid", type=int, required=True)
     parser.add_argument("--timeout", type=float, required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     deadline = time.monotonic() + args.timeout
     while True:
         verdict = read_verdict(args.verdict_file)
@@ -53,6 +51,3 @@ def main() -> int:
             return 4
         time.sleep(0.5)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

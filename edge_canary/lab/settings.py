@@ -1,6 +1,6 @@
 """The lab's settings: environment first, then what the running lab was brought up with, then defaults.
 
-Shared by the lab inventory (lab.hosts.py), scripts/lab-check and scripts/lab-status so that every tool
+Shared by the lab inventory (lab.hosts.py), edge-canary lab-check and lab-status so that every tool
 agrees on the node count and ports of the lab that is actually up.
 """
 
@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MAX_NODES = 200
 MODES = ("loopback", "hosts")
 DEFAULT_SUBNET = "10.213.0.0/24"

@@ -1,0 +1,1 @@
+"""The on-call tools: deploy, status, rollout, the locks, the verdict wait and the migration check."""

@@ -33,11 +33,12 @@ def test_gives_the_watcher_exit_codes() -> None:
 @pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="not a git checkout")
 def test_nothing_points_outside_the_repository() -> None:
     files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
-    outside = re.compile(r"\.\./shared/|DESIGN\.md")
+    # Spelled in pieces, so that this file is not a hit of its own search (nor of `git grep`).
+    outside = re.compile("|".join(re.escape(text) for text in ("../" + "shared" + "/", "DESIGN" + ".md")))
     found = []
     for name in files.decode().split("\0"):
         path = REPO / name
-        if not name or name == "tests/unit/docs/test_architecture.py" or not path.is_file():
+        if not name or not path.is_file():
             continue
         try:
             text = path.read_text()

@@ -29,7 +29,7 @@ class State(StrEnum):
 
 @dataclass(frozen=True)
 class Rules:
-    """Everything the judgment depends on (see config.py for the matching flags)."""
+    """Everything the judgment depends on (see options.py for the matching flags)."""
 
     p95_threshold: float = 0.5  # absolute p95 limit, seconds
     err_threshold: float = 0.005  # absolute 5xx ratio limit

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from watcher.config import Settings
+from watcher.settings import Settings
 
 _TAIL = 2000
 

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from watcher import judge
-from watcher.config import Settings
 from watcher.decision_log import DecisionLog
 from watcher.judge import Decision, ProbeInput, ProbeResult, Verdict, WatchState
 from watcher.metrics import WatcherMetrics
@@ -21,6 +20,7 @@ from watcher.prom import PromError, QueryResult
 from watcher.promql import RenderedQueries, render
 from watcher.report import live_line
 from watcher.revert import Reverter, RevertOutcome
+from watcher.settings import Settings
 from watcher.sli import ShapeError, SideSLI, side_sli
 
 

@@ -1,0 +1,250 @@
+"""The watcher's settings: the Settings value and the checks that make one valid.
+
+build_settings() takes each option's typed value (see watcher.options) and either returns
+Settings or raises ConfigError with one line saying what is wrong and what to do; the CLI turns
+that into exit code 64 before anything is watched or changed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from watcher.judge import Rules
+from watcher.prom import split_userinfo
+from watcher.promql import Queries, template_problem
+
+_NODE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """A usage or configuration problem: one line, what is wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    prom_url: str  # without any user:password@
+    prom_token: str | None
+    prom_user: str | None
+    prom_password: str | None
+    canary_selector: str
+    control_selector: str
+    canary_node: str | None
+    window: float
+    interval: float
+    scrape_interval: float
+    range_seconds: float
+    rules: Rules
+    queries: Queries
+    revert_action: str
+    revert_command: tuple[str, ...] | None
+    revert_timeout: float
+    revert_extravars: Mapping[str, Any]
+    inventory: str | None
+    playbook: str
+    decision_log: str | None
+    verdict_file: str | None
+    metrics_port: int
+    metrics_addr: str
+    query_timeout: float
+    wait_for_traffic: float = 0.0
+    config_file: str | None = None
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def planned_probes(self) -> int:
+        return max(1, int(self.window // self.interval))
+
+    def public(self) -> dict[str, Any]:
+        """The settings as logged: secrets replaced by "***"."""
+        data = asdict(self)
+        data.pop("secrets")
+        for key in ("prom_token", "prom_password"):
+            if data[key] is not None:
+                data[key] = "***"
+        return data
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _check_selector(name: str, selector: str | None) -> str:
+    flag = "--" + name.replace("_", "-")
+    _require(bool(selector and selector.strip()), f"no {name.replace('_', ' ')}: pass {flag}")
+    assert selector is not None
+    _require(
+        not any(c in selector for c in "{}\n"),
+        f'{flag}: give only the label matchers, e.g. node="edge-2" (no braces or newlines)',
+    )
+    return selector.strip()
+
+
+def _default_playbook() -> str:
+    for root in (REPO_ROOT, Path.cwd()):
+        candidate = root / "playbooks" / "rollback.yml"
+        if candidate.exists():
+            return str(candidate)
+    return str(Path.cwd() / "playbooks" / "rollback.yml")
+
+
+def _check_parent(path: str | None, flag: str) -> None:
+    if path is not None:
+        parent = Path(path).resolve().parent
+        _require(parent.is_dir(), f"{flag}: directory {parent} does not exist; create it first")
+
+
+def build_settings(v: Mapping[str, Any], config_file: str | None) -> Settings:
+    """Typed option values (name -> value) checked as a whole; the first problem raises."""
+    _require(bool(v["prom_url"]), "no Prometheus URL: pass --prom-url or set PROM_URL")
+    url, url_user, url_password = split_userinfo(v["prom_url"].strip())
+    _require(
+        re.match(r"^https?://[^/\s]+", url) is not None,
+        "--prom-url must look like http://host:9090 (http or https)",
+    )
+    user = v["prom_user"] if v["prom_user"] is not None else url_user
+    password = v["prom_password"] if v["prom_password"] is not None else url_password
+    token = v["prom_token"] or None
+    _require(
+        not (token and (user or password)),
+        "give either a bearer token (PROM_TOKEN) or basic auth (PROM_USER/PROM_PASSWORD or "
+        "user:password@ in the URL), not both",
+    )
+    _require(
+        password is None or bool(user),
+        "a Prometheus password was given without a user: set --prom-user or PROM_USER",
+    )
+    _require(
+        user is None or password is not None,
+        f"basic-auth user {user!r} has no password: set PROM_PASSWORD",
+    )
+
+    canary = _check_selector("canary_selector", v["canary_selector"])
+    control = _check_selector("control_selector", v["control_selector"])
+    _require(canary != control, "canary and control selectors are the same: nothing to compare")
+
+    interval, window, scrape = v["interval"], v["window"], v["scrape_interval"]
+    _require(interval > 0, "--interval must be more than 0 seconds")
+    _require(scrape > 0, "--scrape-interval must be more than 0 seconds")
+    _require(
+        window >= interval,
+        f"--window ({window:g}s) is shorter than one --interval ({interval:g}s): widen the window",
+    )
+    range_seconds = v["range"] if v["range"] is not None else max(interval, 4 * scrape)
+    _require(
+        range_seconds >= 2 * scrape,
+        f"--range {range_seconds:g}s is under 2 scrape intervals ({2 * scrape:g}s): rate() needs "
+        "two samples; widen the range",
+    )
+
+    rules = Rules(
+        p95_threshold=v["p95_threshold"],
+        err_threshold=v["err_threshold"],
+        p95_ratio=v["p95_ratio"],
+        p95_min_diff=v["p95_min_diff"],
+        err_ratio=v["err_ratio"],
+        err_alpha=v["err_alpha"],
+        min_requests=v["min_requests"],
+        new_class_min_count=v["new_class_min_count"],
+        errors_consecutive=v["errors_consecutive"],
+        latency_consecutive=v["latency_consecutive"],
+        max_staleness=v["max_staleness"],
+        blind_policy=v["blind_policy"],
+        promote_fraction=v["promote_fraction"],
+    )
+    _require(rules.p95_threshold > 0, "--p95-threshold must be more than 0 seconds")
+    _require(0 < rules.err_threshold < 1, "--err-threshold is a ratio between 0 and 1 (0.005)")
+    _require(rules.p95_ratio >= 1, "--p95-ratio must be at least 1 (1.5 = 50% slower allowed)")
+    _require(rules.err_ratio >= 1, "--err-ratio must be at least 1 (2 = twice the errors allowed)")
+    _require(rules.p95_min_diff >= 0, "--p95-min-diff must be 0 or more seconds")
+    _require(0 < rules.err_alpha < 0.5, "--err-alpha is a significance level, e.g. 0.01")
+    _require(rules.min_requests >= 1, "--min-requests must be at least 1")
+    _require(rules.new_class_min_count >= 1, "--new-class-min-count must be at least 1")
+    _require(rules.errors_consecutive >= 1, "--errors-consecutive must be at least 1")
+    _require(rules.latency_consecutive >= 1, "--latency-consecutive must be at least 1")
+    _require(rules.max_staleness > 0, "--max-staleness must be more than 0 seconds")
+    _require(0 < rules.promote_fraction <= 1, "--promote-fraction is a share between 0 and 1")
+
+    queries = Queries(
+        requests=v["query_requests"], p95=v["query_p95"], freshness=v["query_freshness"]
+    )
+    for name in ("query_requests", "query_p95", "query_freshness"):
+        problem = template_problem(v[name])
+        _require(problem is None, f"{name} {problem}")
+
+    node = v["canary_node"]
+    if node is not None:
+        _require(
+            bool(_NODE.match(node)) and node != "all",
+            f"--canary-node {node!r} must be one inventory host name (no patterns, commas, 'all')",
+        )
+    action = v["revert_action"]
+    playbook = v["playbook"] or _default_playbook()
+    inventory = v["inventory"]
+    argv = v["revert_command"]
+    if action == "ansible":
+        _require(
+            node is not None,
+            "the ansible revert needs --canary-node: it limits the rollback playbook to that node",
+        )
+        _require(
+            Path(playbook).is_file(),
+            f"rollback playbook {playbook} not found: pass --playbook",
+        )
+        _require(
+            inventory is None or Path(inventory).exists(),
+            f"inventory {inventory} not found: pass --inventory",
+        )
+    if action == "command":
+        _require(argv is not None, "--revert-action command needs --revert-command")
+        exe = argv[0]
+        found = shutil.which(exe) if os.sep not in exe else os.access(exe, os.X_OK)
+        _require(bool(found), f"revert command {exe!r} is not an executable (or not on PATH)")
+
+    _require(0 <= v["metrics_port"] <= 65535, "--metrics-port must be 0 (off) to 65535")
+    _require(v["query_timeout"] > 0, "--query-timeout must be more than 0 seconds")
+    _require(v["wait_for_traffic"] >= 0, "--wait-for-traffic must be 0 or more seconds")
+    _require(v["revert_timeout"] > 0, "--revert-timeout must be more than 0 seconds")
+    _check_parent(v["decision_log"], "--decision-log")
+    _check_parent(v["verdict_file"], "--verdict-file")
+
+    secrets = tuple(s for s in (token, password) if s)
+    return Settings(
+        prom_url=url.rstrip("/"),
+        prom_token=token,
+        prom_user=user,
+        prom_password=password,
+        canary_selector=canary,
+        control_selector=control,
+        canary_node=node,
+        window=window,
+        interval=interval,
+        scrape_interval=scrape,
+        range_seconds=range_seconds,
+        rules=rules,
+        queries=queries,
+        revert_action=action,
+        revert_command=argv,
+        revert_timeout=v["revert_timeout"],
+        revert_extravars=v["revert_extravars"] or {},
+        inventory=inventory,
+        playbook=playbook,
+        decision_log=v["decision_log"],
+        verdict_file=v["verdict_file"],
+        metrics_port=v["metrics_port"],
+        metrics_addr=v["metrics_addr"],
+        query_timeout=v["query_timeout"],
+        wait_for_traffic=v["wait_for_traffic"],
+        config_file=config_file,
+        secrets=secrets,
+    )

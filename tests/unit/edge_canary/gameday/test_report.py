@@ -1,19 +1,15 @@
-"""The drill's report (scripts/gameday_report.py): Prometheus series, figures, markdown, the summary
+"""The drill's report (edge_canary/gameday/report.py): Prometheus series, figures, markdown, the summary
 table and the PNG timeline, from hand-made results."""
 
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
-from tests.helpers.paths import REPO
 
-sys.path.insert(0, str(REPO / "scripts"))
-
-import gameday_checks as chk  # noqa: E402
-import gameday_report as rep  # noqa: E402
-from gameday_scenarios import SCENARIOS  # noqa: E402
+from edge_canary.gameday import checks as chk
+from edge_canary.gameday import report as rep
+from edge_canary.gameday.scenarios import SCENARIOS
 
 T0 = 1_800_000_000.0
 

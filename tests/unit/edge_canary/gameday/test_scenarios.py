@@ -1,16 +1,12 @@
-"""The scenario table (scripts/gameday_scenarios.py): names, what each expects, and the window rule."""
+"""The scenario table (edge_canary/gameday/scenarios.py): names, what each expects, and the window rule."""
 
 from __future__ import annotations
 
-import sys
 
 import pytest
 
-from tests.helpers.paths import REPO
 
-sys.path.insert(0, str(REPO / "scripts"))
-
-import gameday_scenarios as sc  # noqa: E402
+from edge_canary.gameday import scenarios as sc
 
 ISSUE_SCENARIOS = {"errors", "slow", "unhealthy", "crash", "prometheus-outage", "watcher-killed", "bad-rollout",
                    "green"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gameday_fleet import NodeFiles, Sample, ServerState
+from edge_canary.gameday.fleet import NodeFiles, Sample, ServerState
 
 from edge_canary.lab.loadgen_records import NOT_SENT, Request, parse_requests  # noqa: F401 (parse_requests: chk.parse_requests)
 

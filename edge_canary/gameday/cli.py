@@ -1,13 +1,12 @@
-#!/usr/bin/env python3
 """`make gameday SCENARIO=…`: break a release on purpose and prove the automation catches it.
 
-    scripts/gameday --scenario errors            (or SCENARIO=errors in the environment)
-    scripts/gameday --scenario all --inventory staging.hosts.yml
+    edge-canary gameday --scenario errors            (or SCENARIO=errors in the environment)
+    edge-canary gameday --scenario all --inventory staging.hosts.yml
 
 Scenarios: green, errors, slow, unhealthy, crash, prometheus-outage, watcher-killed, bad-rollout,
 acceptance, and all (every one of them, then a summary table); on the hosts-mode lab also
 partition-node and partition-peer (a node cut off the network mid-deploy). Each runs the real playbooks against
-the inventory (the lab by default) with scripts/loadgen sending requests through the load balancer,
+the inventory (the lab by default) with edge-canary loadgen sending requests through the load balancer,
 then checks the outcome itself: who was reverted, every node back on the last-known-good release and
 READY on every LB, no .previous lost, and how many requests failed that the broken release did not
 fail itself. Reports (markdown + PNG timeline) go to REPORT_DIR (reports/ by default).
@@ -32,14 +31,14 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "scripts"), str(REPO)]
+from edge_canary.gameday.drill import Context, Drill, Options
+from edge_canary.gameday.fleet import FleetError, read_fleet
+from edge_canary.gameday.report import DrillResult, text_table, write_report, write_summary
+from edge_canary.gameday.run import PrometheusSwitch, RunError, release_gameday_lock, take_gameday_lock
+from edge_canary.gameday.scenarios import NETWORK_CUTS, ScenarioError, resolve
+from edge_canary.util import truthy
 
-from gameday_drill import Context, Drill, Options  # noqa: E402
-from gameday_fleet import FleetError, read_fleet  # noqa: E402
-from gameday_report import DrillResult, text_table, write_report, write_summary  # noqa: E402
-from gameday_run import PrometheusSwitch, RunError, release_gameday_lock, take_gameday_lock  # noqa: E402
-from gameday_scenarios import NETWORK_CUTS, ScenarioError, resolve  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 PROG = "gameday"
 EXIT_FAILED = 1
@@ -53,10 +52,6 @@ class Refused(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_REFUSED, f"{PROG}: {message} (see --help)\n")
-
-
-def truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def positive(name: str, text: str | None) -> float | None:

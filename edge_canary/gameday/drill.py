@@ -26,8 +26,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import gameday_checks as chk
-from gameday_fleet import (
+from edge_canary.gameday import checks as chk
+from edge_canary.gameday.fleet import (
     Fleet,
     NodeFiles,
     Sample,
@@ -38,8 +38,8 @@ from gameday_fleet import (
     take_sample,
     write_samples,
 )
-from gameday_report import DrillResult, queries_for
-from gameday_run import (
+from edge_canary.gameday.report import DrillResult, queries_for
+from edge_canary.gameday.run import (
     Loadgen,
     NetworkCut,
     Play,
@@ -52,7 +52,7 @@ from gameday_run import (
     watcher_decided,
     watcher_pid,
 )
-from gameday_scenarios import (
+from edge_canary.gameday.scenarios import (
     ACCEPTANCE,
     CANARY,
     CUT_CANARY,
@@ -860,14 +860,14 @@ class Drill:
                 self.result.cleanup.append(f"healed the partition of {self.cut_node}")
             except RunError as exc:
                 self.result.cleanup.append(f"the partition of {self.cut_node} could NOT be healed: {exc}; "
-                                           f"run scripts/lab-netns heal {self.cut_node}")
+                                           f"run edge-canary lab-netns heal {self.cut_node}")
         if self.prometheus_cut:
             try:
                 self.heal_prometheus()
                 self.result.cleanup.append("healed the cut between the watcher and Prometheus")
             except RunError as exc:
                 self.result.cleanup.append(f"the cut between the watcher and Prometheus could NOT be healed: {exc}; "
-                                           "run scripts/lab-netns heal-prometheus")
+                                           "run edge-canary lab-netns heal-prometheus")
         switch = self.ctx.options.prom_switch
         if self.prometheus_down and switch is not None:
             try:

@@ -15,7 +15,7 @@ ACCEPTANCE = "acceptance"  # two normal deploys and one deliberate rollback
 # What the drill does to the fleet's tooling in the middle of the watch window.
 STOP_PROMETHEUS = "stop-prometheus"
 KILL_WATCHER = "kill-watcher"
-# Partitions (hosts-mode lab only: they take a node's network link down, scripts/lab-netns cut).
+# Partitions (hosts-mode lab only: they take a node's network link down, edge-canary lab-netns cut).
 CUT_CANARY = "cut-canary"  # after the watcher's first probe, until it decided
 CUT_PEER = "cut-peer"  # the first peer, after the watcher's first probe, until the deploy ended
 PARTITIONS = (CUT_CANARY, CUT_PEER)

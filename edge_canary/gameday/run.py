@@ -17,7 +17,7 @@ from pathlib import Path
 
 from edge_canary.procgroup import stop_group
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # A request with no answer after this long counts as failed. Generous: a slow answer is the SLO's business
 # (the watcher's p95), a missing one is a failure.
@@ -101,7 +101,7 @@ def playbook(name: str, playbook_file: str, inventory: str | None, extra: dict[s
 
 @dataclass
 class Loadgen:
-    """scripts/loadgen through the load balancer, one JSON line per request, until stopped."""
+    """edge-canary loadgen through the load balancer, one JSON line per request, until stopped."""
 
     url: str
     rps: float
@@ -129,7 +129,7 @@ class Loadgen:
 
 
 def edge_lock(state_dir: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """scripts/edge-lock; run as our child, so a lock it takes lives exactly as long as this drill."""
+    """edge-canary lock; run as our child, so a lock it takes lives exactly as long as this drill."""
     return subprocess.run([sys.executable, "-m", "edge_canary", "lock", "--dir", state_dir, *args],
                           capture_output=True, text=True, timeout=60)
 
@@ -243,7 +243,7 @@ class PrometheusSwitch:
 
 @dataclass(frozen=True)
 class NetworkCut:
-    """Cuts a hosts-mode lab node off the network and heals it (scripts/lab-netns: its link goes down, then up),
+    """Cuts a hosts-mode lab node off the network and heals it (edge-canary lab-netns: its link goes down, then up),
     or this machine off from the lab's Prometheus (an nftables rule drops what is sent to it)."""
 
     lab_dir: str

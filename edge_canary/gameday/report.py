@@ -17,7 +17,6 @@ from pathlib import Path
 
 from edge_canary.gameday.checks import Check, Traffic, seconds_between
 from edge_canary.gameday.scenarios import Scenario
-
 from watcher.promql import Queries, RenderedQueries, render
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.lab import REPO, Lab
+from tests.helpers.lab import Lab
 from tests.integration.edge_canary.gameday import test_drills as test_gameday
 from tests.integration.lab.test_lab_lifecycle import recap_changes
 from tests.integration.playbooks import test_deploy, test_rollback, test_status

@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-
 from edge_canary.gameday import checks as chk
 from edge_canary.gameday.fleet import FileState, NodeFiles, Sample, ServerState
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-
 from edge_canary.gameday import fleet as gf
 
 HEADER = ("# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight "

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-
 from edge_canary.gameday import checks as chk
 from edge_canary.gameday import report as rep
 from edge_canary.gameday.scenarios import SCENARIOS
@@ -29,8 +28,8 @@ def result(name: str = "errors", ok: bool = True) -> rep.DrillResult:
 
 
 def test_series_turn_per_code_counts_into_a_5xx_ratio_and_keep_gaps() -> None:
-    p95 = [{"metric": {}, "values": [[10, "0.1"], [11, "0.2"]]}]
-    requests = [{"metric": {"code": "200"}, "values": [[10, "90"], [11, "0"], [12, "50"]]},
+    p95: list[dict[str, object]] = [{"metric": {}, "values": [[10, "0.1"], [11, "0.2"]]}]
+    requests: list[dict[str, object]] = [{"metric": {"code": "200"}, "values": [[10, "90"], [11, "0"], [12, "50"]]},
                 {"metric": {"code": "502"}, "values": [[10, "10"], [11, "0"], [12, "NaN"]]}]
     s = rep.series_from(p95, requests)
     assert s.times == [10.0, 11.0, 12.0]

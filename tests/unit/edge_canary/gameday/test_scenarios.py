@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-
 import pytest
-
 
 from edge_canary.gameday import scenarios as sc
 

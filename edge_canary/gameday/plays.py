@@ -1,20 +1,21 @@
-"""Running the real tools for a drill: playbooks (output time-stamped line by line), the load
-generator, the game-day lock, and the two disturbances (Prometheus stopped, watcher killed)."""
+"""Running the real tools for a drill: playbooks (output time-stamped line by line, each run's lock released
+and record folder noted), the load generator, and the game-day lock."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from edge_canary.gameday.context import Context
+from edge_canary.gameday.errors import RunError
+from edge_canary.gameday.report import DrillResult
 from edge_canary.procgroup import stop_group
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,10 +23,6 @@ BIN = Path(sys.executable).parent
 # A request with no answer after this long counts as failed. Generous: a slow answer is the SLO's business
 # (the watcher's p95), a missing one is a failure.
 ANSWER_TIMEOUT_S = 10.0
-
-
-class RunError(RuntimeError):
-    """A tool could not be run as the drill needs; the message says what to do."""
 
 
 @dataclass
@@ -151,115 +148,99 @@ def release_gameday_lock(state_dir: str, drill_id: str) -> None:
     edge_lock(state_dir, "release", "gameday", "--id", drill_id)
 
 
-# --- the disturbances -------------------------------------------------------------------------
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, stop: threading.Event, every: float = 0.25) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        if stop.wait(every):
-            return False
-    return predicate()
+# --- the drill's plays --------------------------------------------------------------------------
 
 
-def decision_records(run_dir: Path) -> list[dict[str, object]]:
-    try:
-        text = (run_dir / "decisions.jsonl").read_text()
-    except OSError:
-        return []
-    records = []
-    for line in text.splitlines():
-        with contextlib.suppress(ValueError):
-            records.append(json.loads(line))
-    return records
+@dataclass
+class PlayRunner:
+    """The plays of one drill: each on the timeline, its lock released however it ended, its record folder
+    (announced by the play) kept for the report and the cleanup."""
 
+    ctx: Context
+    result: DrillResult
+    folder: Path
+    say: Callable[[str], None]
+    changed: Callable[[], None]  # a play starts: the fleet as last read may no longer be
+    plays: list[Play] = field(default_factory=list)
+    run_dirs: list[Path] = field(default_factory=list)
 
-def probes_logged(run_dir: Path) -> int:
-    return sum(1 for r in decision_records(run_dir) if r.get("event") == "probe")
+    def _play(self, label: str, playbook_file: str, extra: dict[str, object]) -> Play:
+        play = playbook(label, playbook_file, self.ctx.options.inventory, extra, self.ctx.env,
+                        self.folder / f"{label}.log")
+        self.plays.append(play)
+        self.changed()
+        return play
 
+    def _wait(self, play: Play, timeout: float, lock_id: str) -> int:
+        try:
+            return play.wait(timeout)
+        finally:
+            # As make deploy-canary does: a play that stopped early does not release its deploy lock itself.
+            edge_lock(self.ctx.fleet.control.state_dir, "release", "deploy", "--id", lock_id)
 
-def watcher_decided(run_dir: Path) -> bool:
-    """The watcher has logged its decision (a verdict, or the revert it starts on red)."""
-    return any(r.get("event") in ("revert", "verdict") or r.get("decision") for r in decision_records(run_dir))
+    def _announced(self, announce: Path) -> Path | None:
+        run_dir = Path(announce.read_text().strip()) if announce.exists() else None
+        if run_dir is not None:
+            self.run_dirs.append(run_dir)
+            self.result.tool_records.append(str(run_dir))
+        return run_dir
 
+    def deploy(self, label: str, artifact_path: Path, canary: str, window: float,
+               watch_settings: dict[str, Any] | None = None,
+               during: Callable[[Path, Play], None] | None = None) -> tuple[int, Path | None, Play]:
+        """deploy-canary.yml; `during(announce file, play)` runs beside it in a thread (the disturbance)."""
+        deploy_id = f"{self.result.drill_id}-{label}"
+        announce = self.folder / f"{label}.run-dir"
+        extra: dict[str, object] = {
+            "deploy_id": deploy_id, "deploy_announce_file": str(announce), "deploy_artifact": str(artifact_path),
+            "deploy_canary_node": canary, "sli_window": f"{window:g}", "sli_probe_interval": f"{self.ctx.interval:g}",
+            "force_lock": True,  # the drill's own deploy, under the game-day lock it holds (logged in locks.log)
+            "force_migrate": False, "edge_service_health_timeout": int(self.ctx.options.health_timeout),
+        }
+        if watch_settings:  # on top of the inventory's own watcher settings, not instead of them
+            extra["sli_watch_settings"] = {**self.ctx.fleet.control.watch_settings, **watch_settings}
+        play = self._play(label, "deploy-canary.yml", extra)
+        self.result.event(f"{label} started")
+        self.say(f"{label}: {artifact_path.name} with {canary} as the canary, {window:g} s window "
+                 f"(log {play.log_path})")
+        play.start()
+        helper = None
+        if during is not None:
+            helper = threading.Thread(target=during, args=(announce, play), daemon=True)
+            helper.start()
+        code = self._wait(play, window + self.ctx.options.play_timeout, deploy_id)
+        if helper is not None:
+            helper.join(120)
+        run_dir = self._announced(announce)
+        self.result.event(f"{label} ended (exit {code})", at=play.ended_at)
+        return code, run_dir, play
 
-def watcher_pid(run_dir: Path) -> int | None:
-    """The watcher's pid from its decision log, checked against its command line (pids get reused)."""
-    start = next((r for r in decision_records(run_dir) if r.get("event") == "start"), None)
-    if start is None or not isinstance(start.get("pid"), int):
-        return None
-    pid = int(start["pid"])  # type: ignore[call-overload]
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return pid if str(run_dir / "watcher.json").encode() in cmdline else None
+    def rollback(self, label: str, nodes: str, rollback_binary: Path | None = None) -> int:
+        lock_id = f"{self.result.drill_id}-{label}"
+        extra: dict[str, object] = {"rollback_nodes": nodes, "force_lock": True, "edge_canary_lock_id": lock_id}
+        if rollback_binary is not None:
+            extra["rollback_binary"] = str(rollback_binary)
+        play = self._play(label, "rollback.yml", extra)
+        self.result.event(f"{label} started (NODES={nodes})")
+        self.say(f"{label}: rollback of {nodes} (log {play.log_path})")
+        play.start()
+        code = self._wait(play, self.ctx.options.play_timeout, lock_id)
+        self.result.event(f"{label} ended (exit {code})", at=play.ended_at)
+        return code
 
-
-def run_command(argv: list[str], what: str, timeout: float = 120, env: dict[str, str] | None = None) -> None:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RunError(f"{what}: {' '.join(argv)} failed: {exc}") from None
-    if done.returncode != 0 or "ERROR" in done.stdout:
-        raise RunError(f"{what}: {' '.join(argv)} exited {done.returncode}: {(done.stdout + done.stderr).strip()}")
-
-
-def prometheus_ready(prom_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{prom_url.rstrip('/')}/api/v1/query?query=vector(1)", timeout=3) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
-@dataclass(frozen=True)
-class PrometheusSwitch:
-    """How to stop and start the Prometheus the watcher reads (the lab's supervisor program by default)."""
-
-    stop_argv: list[str]
-    start_argv: list[str]
-    prom_url: str
-
-    @classmethod
-    def for_lab(cls, lab_dir: str, prom_url: str) -> PrometheusSwitch:
-        conf = str(Path(lab_dir) / "supervisord.conf")
-        return cls(["supervisorctl", "-c", conf, "stop", "lab-prometheus"],
-                   ["supervisorctl", "-c", conf, "start", "lab-prometheus"], prom_url)
-
-    def stop(self) -> None:
-        run_command(self.stop_argv, "stopping Prometheus")
-
-    def start(self, timeout: float = 120) -> None:
-        run_command(self.start_argv, "starting Prometheus again")
-        deadline = time.monotonic() + timeout
-        while not prometheus_ready(self.prom_url):
-            if time.monotonic() > deadline:
-                raise RunError(f"Prometheus at {self.prom_url} does not answer {timeout:g} s after its start")
-            time.sleep(1)
-
-
-@dataclass(frozen=True)
-class NetworkCut:
-    """Cuts a hosts-mode lab node off the network and heals it (edge-canary lab-netns: its link goes down, then up),
-    or this machine off from the lab's Prometheus (an nftables rule drops what is sent to it)."""
-
-    lab_dir: str
-
-    def _netns(self, *args: str) -> None:
-        run_command([sys.executable, "-m", "edge_canary", "lab-netns", *args], " ".join(args),
-                    env={**os.environ, "LAB_DIR": self.lab_dir})
-
-    def cut(self, node: str) -> None:
-        self._netns("cut", node)
-
-    def heal(self, node: str) -> None:
-        self._netns("heal", node)
-
-    def cut_prometheus(self) -> None:
-        self._netns("cut-prometheus")
-
-    def heal_prometheus(self) -> None:
-        self._netns("heal-prometheus")
+    def rollout(self, label: str, stages: str, hold: float) -> tuple[int, Path | None, Play]:
+        rollout_id = f"{self.result.drill_id}-{label}"
+        announce = self.folder / f"{label}.run-dir"
+        extra: dict[str, object] = {"rollout_id": rollout_id, "rollout_announce_file": str(announce),
+                                    "rollout_stages": stages, "rollout_hold": str(int(hold)),
+                                    "force_lock": True}  # past the drill's own game-day lock, logged
+        play = self._play(label, "rollout.yml", extra)
+        self.result.event(f"{label} started (STAGES={stages}, {hold:g} s each)")
+        self.say(f"{label}: STAGES=\"{stages}\" held {hold:g} s each (log {play.log_path})")
+        play.start()
+        code = self._wait(play, hold * len(stages.split()) + self.ctx.options.play_timeout, rollout_id)
+        run_dir = self._announced(announce)
+        self.result.event(f"{label} ended (exit {code})", at=play.ended_at)
+        return code, run_dir, play

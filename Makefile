@@ -17,8 +17,12 @@ JSON ?=
 
 .PHONY: help setup demo test lint lab-up lab-down lab-clean lab-status artifacts
 
+# <scenarios> in a help line is the game-day scenario list, from edge_canary/gameday/scenarios.py (its one
+# home; standard library only, so that this works before make setup).
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@scenarios=$$(python3 -m edge_canary.gameday.scenarios --names) || scenarios='(edge-canary gameday --list)'; \
+	grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
+	  | awk -F':.*## ' -v scenarios="$$scenarios" '{sub(/<scenarios>/, scenarios, $$2); printf "  make %-16s %s\n", $$1, $$2}'
 
 setup: ## Install the Debian packages and the Python environment (skipped when present)
 	@bash scripts/bootstrap.sh
@@ -84,7 +88,7 @@ export SCENARIO ALLOW_PRODUCTION REPORT_DIR MAX_STALENESS HEALTH_TIMEOUT GAMEDAY
 
 .PHONY: gameday
 
-gameday: setup ## Game-day drill: make gameday SCENARIO=errors|slow|unhealthy|crash|prometheus-outage|watcher-killed|bad-rollout|green|all|partition-node|partition-peer [INVENTORY=]
+gameday: setup ## Game-day drill: make gameday SCENARIO=<scenarios> [INVENTORY=]
 	@$(PY) -m edge_canary gameday --artifacts-dir '$(ARTIFACTS_DIR)'
 
 # --- Benchmarks ------------------------------------------------------------------------------

@@ -17,8 +17,12 @@ JSON ?=
 
 .PHONY: help setup demo test lint lab-up lab-down lab-clean lab-status artifacts
 
+# <scenarios> in a help line is the game-day scenario list, from edge_canary/gameday/scenarios.py (its one
+# home; standard library only, so that this works before make setup).
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@scenarios=$$(python3 -m edge_canary.gameday.scenarios --names) || scenarios='(edge-canary gameday --list)'; \
+	grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
+	  | awk -F':.*## ' -v scenarios="$$scenarios" '{sub(/<scenarios>/, scenarios, $$2); printf "  make %-16s %s\n", $$1, $$2}'
 
 setup: ## Install the Debian packages and the Python environment (skipped when present)
 	@bash scripts/bootstrap.sh
@@ -78,14 +82,14 @@ rollout: setup ## Move rollout_pct on every node: make rollout PCT=10 | STAGES="
 
 # --- Game days -------------------------------------------------------------------------------
 # Drills against the lab (or INVENTORY=): the real playbooks with a deliberately broken release,
-# checked by scripts/gameday itself; reports in REPORT_DIR (reports/). docs/GAMEDAY.md has the knobs.
+# checked by edge-canary gameday itself; reports in REPORT_DIR (reports/). docs/GAMEDAY.md has the knobs.
 export SCENARIO ALLOW_PRODUCTION REPORT_DIR MAX_STALENESS HEALTH_TIMEOUT GAMEDAY_RPS LOADGEN_URL MAX_COLLATERAL \
        ROLLOUT_STAGES PROM_STOP_CMD PROM_START_CMD
 
 .PHONY: gameday
 
-gameday: setup ## Game-day drill: make gameday SCENARIO=errors|slow|unhealthy|crash|prometheus-outage|watcher-killed|bad-rollout|green|all|partition-node|partition-peer [INVENTORY=]
-	@$(PY) scripts/gameday --artifacts-dir '$(ARTIFACTS_DIR)'
+gameday: setup ## Game-day drill: make gameday SCENARIO=<scenarios> [INVENTORY=]
+	@$(PY) -m edge_canary gameday --artifacts-dir '$(ARTIFACTS_DIR)'
 
 # --- Benchmarks ------------------------------------------------------------------------------
 # On a lab of its own (.lab-bench, ports 24080…) unless LAB_DIR/LAB_*_PORT say otherwise; writes

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.lab import REPO, Lab
+from tests.helpers.lab import Lab
 from tests.integration.edge_canary.gameday import test_drills as test_gameday
 from tests.integration.lab.test_lab_lifecycle import recap_changes
 from tests.integration.playbooks import test_deploy, test_rollback, test_status
@@ -66,7 +66,7 @@ def test_a_mode_switch_of_an_existing_lab_is_refused_with_nothing_changed(hosts_
 
 
 def test_partition_drills_are_refused_on_the_loopback_lab(lab: Lab, tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, str(REPO / "scripts/gameday"), "--scenario", "partition-node",
+    done = subprocess.run([sys.executable, "-m", "edge_canary", "gameday", "--scenario", "partition-node",
                            "--report-dir", str(tmp_path)], env=lab.env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [

@@ -18,7 +18,8 @@ import pytest
 from tests.helpers.fleet import reset_fleet
 from tests.helpers.lab import REPO, Lab
 
-GAMEDAY = REPO / "scripts" / "gameday"
+# The drill as the user runs it: `edge-canary gameday` (make gameday).
+GAMEDAY = [sys.executable, "-m", "edge_canary", "gameday"]
 # Seconds: five 3 s probes, so that a promotion (80 % of the probes conclusive green) survives one
 # inconclusive probe on a busy machine. Bad releases end the watch at their first red probes anyway.
 WINDOW = "15"
@@ -40,7 +41,7 @@ def fleet(lab: Lab, artifacts: dict[str, Path]) -> Iterator[Lab]:
 
 
 def drill_argv(scenario: str, artifacts: dict[str, Path], reports: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(GAMEDAY), "--scenario", scenario, "--artifacts-dir", str(artifacts["v1"].parent),
+    return [*GAMEDAY, "--scenario", scenario, "--artifacts-dir", str(artifacts["v1"].parent),
             "--report-dir", str(reports), "--window", WINDOW, "--interval", "3", *extra]
 
 
@@ -117,7 +118,7 @@ def assert_passed(done: subprocess.CompletedProcess[str], scenario: str, verdict
 
 
 def test_an_unknown_scenario_is_refused_with_the_list(tmp_path: Path, lab: Lab) -> None:
-    done = subprocess.run([sys.executable, str(GAMEDAY), "--scenario", "eror", "--report-dir", str(tmp_path)],
+    done = subprocess.run([*GAMEDAY, "--scenario", "eror", "--report-dir", str(tmp_path)],
                           env=lab.env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [

@@ -1,19 +1,14 @@
-"""The drill's own judgement (scripts/gameday_checks.py): who is to blame for a failed request, who was
+"""The drill's own judgement (edge_canary/gameday/checks.py): who is to blame for a failed request, who was
 reverted, and each expectation's check, on hand-made readings."""
 
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from tests.helpers.paths import REPO
-
-sys.path.insert(0, str(REPO / "scripts"))
-
-import gameday_checks as chk  # noqa: E402
-from gameday_fleet import FileState, NodeFiles, Sample, ServerState  # noqa: E402
+from edge_canary.gameday import checks as chk
+from edge_canary.gameday.fleet import FileState, NodeFiles, Sample, ServerState
 
 LKG, BAD, OTHER = "a" * 64, "b" * 64, "c" * 64
 

@@ -1,4 +1,4 @@
-"""Reading the fleet (scripts/gameday_fleet.py), the pure parts: HAProxy's server states, admin socket
+"""Reading the fleet (edge_canary/gameday/fleet.py), the pure parts: HAProxy's server states, admin socket
 addresses, the reader playbook's JSON."""
 
 from __future__ import annotations
@@ -6,16 +6,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import socket
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.paths import REPO
-
-sys.path.insert(0, str(REPO / "scripts"))
-
-import gameday_fleet as gf  # noqa: E402
+from edge_canary.gameday import fleet as gf
 
 HEADER = ("# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight "
           "srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state "

@@ -1,19 +1,14 @@
-"""The drill's report (scripts/gameday_report.py): Prometheus series, figures, markdown, the summary
+"""The drill's report (edge_canary/gameday/report.py): Prometheus series, figures, markdown, the summary
 table and the PNG timeline, from hand-made results."""
 
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
-from tests.helpers.paths import REPO
-
-sys.path.insert(0, str(REPO / "scripts"))
-
-import gameday_checks as chk  # noqa: E402
-import gameday_report as rep  # noqa: E402
-from gameday_scenarios import SCENARIOS  # noqa: E402
+from edge_canary.gameday import checks as chk
+from edge_canary.gameday import report as rep
+from edge_canary.gameday.scenarios import SCENARIOS
 
 T0 = 1_800_000_000.0
 
@@ -33,8 +28,8 @@ def result(name: str = "errors", ok: bool = True) -> rep.DrillResult:
 
 
 def test_series_turn_per_code_counts_into_a_5xx_ratio_and_keep_gaps() -> None:
-    p95 = [{"metric": {}, "values": [[10, "0.1"], [11, "0.2"]]}]
-    requests = [{"metric": {"code": "200"}, "values": [[10, "90"], [11, "0"], [12, "50"]]},
+    p95: list[dict[str, object]] = [{"metric": {}, "values": [[10, "0.1"], [11, "0.2"]]}]
+    requests: list[dict[str, object]] = [{"metric": {"code": "200"}, "values": [[10, "90"], [11, "0"], [12, "50"]]},
                 {"metric": {"code": "502"}, "values": [[10, "10"], [11, "0"], [12, "NaN"]]}]
     s = rep.series_from(p95, requests)
     assert s.times == [10.0, 11.0, 12.0]

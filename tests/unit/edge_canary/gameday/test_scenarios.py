@@ -1,16 +1,17 @@
-"""The scenario table (scripts/gameday_scenarios.py): names, what each expects, and the window rule."""
+"""The scenario table (edge_canary/gameday/scenarios.py): names, what each expects, and the window rule."""
 
 from __future__ import annotations
 
+import ast
+import re
+import subprocess
 import sys
 
 import pytest
 
+from edge_canary.gameday import cli
+from edge_canary.gameday import scenarios as sc
 from tests.helpers.paths import REPO
-
-sys.path.insert(0, str(REPO / "scripts"))
-
-import gameday_scenarios as sc  # noqa: E402
 
 ISSUE_SCENARIOS = {"errors", "slow", "unhealthy", "crash", "prometheus-outage", "watcher-killed", "bad-rollout",
                    "green"}
@@ -84,3 +85,56 @@ def test_the_outage_window_leaves_room_for_the_blind_revert() -> None:
     assert sc.watch_window(outage, 60, 3, 6) == 60
     assert sc.watch_window(sc.SCENARIOS["watcher-killed"], 5, 3, 6) == 12
     assert sc.watch_window(sc.SCENARIOS["errors"], 5, 3, 6) == 5
+
+
+# --- one list: --list, make help, the docs and the README are made from (or held to) SCENARIOS ----------
+
+
+def test_all_and_the_hosts_lab_drills_are_the_list_split_in_two() -> None:
+    assert list(sc.ALL + sc.EXTRA) == list(sc.SCENARIOS)
+    assert all(not sc.SCENARIOS[n].hosts_lab_only for n in sc.ALL)
+    assert all(sc.SCENARIOS[n].hosts_lab_only for n in sc.EXTRA)
+    assert sc.names() == "|".join((*sc.ALL, "all", *sc.EXTRA))
+
+
+def test_list_prints_every_scenario_once(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    assert out == sc.listing()
+    assert [line.split()[0] for line in out.splitlines()] == [*sc.SCENARIOS, "all"]
+
+
+def test_the_scenarios_module_runs_with_the_standard_library_alone() -> None:
+    # -S: no site-packages (no venv, nothing installed), as `make help` runs it before `make setup`.
+    done = subprocess.run([sys.executable, "-S", "-m", "edge_canary.gameday.scenarios", "--names"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, sc.names() + "\n", "")
+    imported = {alias.name.split(".")[0] for node in ast.walk(ast.parse((REPO / "edge_canary/gameday/scenarios.py")
+                                                                          .read_text()))
+                if isinstance(node, ast.Import | ast.ImportFrom)
+                for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])}
+    assert imported <= sys.stdlib_module_names | {"__future__"}
+
+
+def test_make_help_names_every_scenario_even_before_setup() -> None:
+    done = subprocess.run(["make", "-s", "help", f"VENV={REPO}/no-such-venv"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    (line,) = [line for line in done.stdout.splitlines() if line.strip().startswith("make gameday ")]
+    assert f"SCENARIO={sc.names()} " in line
+
+
+def test_the_docs_table_names_exactly_the_scenarios_in_their_order() -> None:
+    doc = (REPO / "docs/GAMEDAY.md").read_text()
+    table = doc.split("\n## Scenarios\n", 1)[1].split("\n\n| scenario |", 1)[1].split("\n\n", 1)[0]
+    rows = [re.match(r"\| `([a-z-]+)`( \(hosts-mode lab only, not in `all`\))?", line) for line in
+            table.splitlines()[2:]]
+    assert all(rows), table
+    assert [m.group(1) for m in rows if m] == list(sc.SCENARIOS)
+    assert [m.group(1) for m in rows if m and m.group(2)] == list(sc.EXTRA)
+
+
+def test_the_readme_points_at_the_list_instead_of_repeating_it() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert "edge-canary gameday --list" in readme
+    assert not re.search(r"(?:[a-z-]+\|){4,}", readme), "a list of scenarios is written out in the README"

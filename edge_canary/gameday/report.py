@@ -15,9 +15,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gameday_checks import Check, Traffic, seconds_between
-from gameday_scenarios import Scenario
-
+from edge_canary.gameday.checks import Check, Traffic, seconds_between
+from edge_canary.gameday.scenarios import Scenario
 from watcher.promql import Queries, RenderedQueries, render
 
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gameday_fleet import NodeFiles, Sample, ServerState
-
+from edge_canary.gameday.fleet import NodeFiles, Sample, ServerState
 from edge_canary.lab.loadgen_records import NOT_SENT, Request, parse_requests  # noqa: F401 (parse_requests: chk.parse_requests)
 
 
@@ -221,6 +220,21 @@ def first_seen(samples: list[Sample], node: str, version: str) -> float | None:
 
 def seconds_between(start: float | None, end: float | None) -> float | None:
     return None if start is None or end is None else round(end - start, 1)
+
+
+def check_caught_between(name: str, what: str, start: float | None, end: float | None, detected: float | None,
+                         t0: float) -> Check:
+    """The detection fell while the disturbance lasted (from start to end; no end yet: any time after start)."""
+    ok = start is not None and detected is not None and start <= detected <= (end or detected)
+    return Check(name, ok, f"{what} {seconds_between(t0, start)} s to {seconds_between(t0, end)} s "
+                           f"into the drill, detection at {seconds_between(t0, detected)} s")
+
+
+def check_caught_after(name: str, what: str, start: float | None, detected: float | None, t0: float) -> Check:
+    """The detection came after the disturbance (an instant one: the watcher killed)."""
+    ok = start is not None and detected is not None and start <= detected
+    return Check(name, ok, f"{what} at {seconds_between(t0, start)} s, detection at "
+                           f"{seconds_between(t0, detected)} s into the drill")
 
 
 def failed(checks: list[Check]) -> list[Check]:

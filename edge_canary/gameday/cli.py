@@ -1,13 +1,12 @@
-#!/usr/bin/env python3
 """`make gameday SCENARIO=…`: break a release on purpose and prove the automation catches it.
 
-    scripts/gameday --scenario errors            (or SCENARIO=errors in the environment)
-    scripts/gameday --scenario all --inventory staging.hosts.yml
+    edge-canary gameday --scenario errors            (or SCENARIO=errors in the environment)
+    edge-canary gameday --scenario all --inventory staging.hosts.yml
+    edge-canary gameday --list                       (the scenarios, with what each does)
 
-Scenarios: green, errors, slow, unhealthy, crash, prometheus-outage, watcher-killed, bad-rollout,
-acceptance, and all (every one of them, then a summary table); on the hosts-mode lab also
-partition-node and partition-peer (a node cut off the network mid-deploy). Each runs the real playbooks against
-the inventory (the lab by default) with scripts/loadgen sending requests through the load balancer,
+The scenarios are listed below (and by --list); `all` runs every one of them but those that need the
+hosts-mode lab, then prints a summary table. Each runs the real playbooks against
+the inventory (the lab by default) with edge-canary loadgen sending requests through the load balancer,
 then checks the outcome itself: who was reverted, every node back on the last-known-good release and
 READY on every LB, no .previous lost, and how many requests failed that the broken release did not
 fail itself. Reports (markdown + PNG timeline) go to REPORT_DIR (reports/ by default).
@@ -32,14 +31,17 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "scripts"), str(REPO)]
+from edge_canary.gameday.context import Context, Options
+from edge_canary.gameday.drill import Drill
+from edge_canary.gameday.errors import RunError
+from edge_canary.gameday.fleet import FleetError, read_fleet
+from edge_canary.gameday.plays import release_gameday_lock, take_gameday_lock
+from edge_canary.gameday.report import DrillResult, text_table, write_report, write_summary
+from edge_canary.gameday.scenarios import ScenarioError, listing, resolve
+from edge_canary.gameday.switches import PrometheusSwitch
+from edge_canary.util import truthy
 
-from gameday_drill import Context, Drill, Options  # noqa: E402
-from gameday_fleet import FleetError, read_fleet  # noqa: E402
-from gameday_report import DrillResult, text_table, write_report, write_summary  # noqa: E402
-from gameday_run import PrometheusSwitch, RunError, release_gameday_lock, take_gameday_lock  # noqa: E402
-from gameday_scenarios import NETWORK_CUTS, ScenarioError, resolve  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 PROG = "gameday"
 EXIT_FAILED = 1
@@ -55,10 +57,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_REFUSED, f"{PROG}: {message} (see --help)\n")
 
 
-def truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def positive(name: str, text: str | None) -> float | None:
     if text is None or text.strip() == "":
         return None
@@ -72,7 +70,9 @@ def positive(name: str, text: str | None) -> float | None:
 
 
 def parse(argv: list[str] | None, env: dict[str, str]) -> argparse.Namespace:
-    p = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog=PROG, description=__doc__, epilog=f"scenarios:\n{listing()}",
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--list", action="store_true", help="list the scenarios, with what each does, and exit")
     p.add_argument("--scenario", default=env.get("SCENARIO", ""), help="scenario name or all [SCENARIO]")
     p.add_argument("--inventory", default=env.get("INVENTORY") or None, help="inventory (default: ansible.cfg's, "
                    "the lab) [INVENTORY]")
@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("ANSIBLE_CONFIG", str(REPO / "ansible.cfg"))
     try:
         args = parse(argv, env)
+        if args.list:
+            sys.stdout.write(listing())
+            return 0
         scenarios = resolve(args.scenario)
         options = options_from(args)
         fleet = read_fleet(str(Path(sys.executable).parent / "ansible-playbook"), options.inventory, env)
@@ -165,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             raise Refused(f"{options.inventory or 'the inventory'} is marked production (edge_canary_production): "
                           "a drill breaks releases on purpose; use a staging inventory, or ALLOW_PRODUCTION=1 if you "
                           "really mean it")
-        needs_hosts = [sc.name for sc in scenarios if sc.disturbance in NETWORK_CUTS]
+        needs_hosts = [sc.name for sc in scenarios if sc.hosts_lab_only]
         if needs_hosts and fleet.control.lab_mode != "hosts":
             raise Refused(f"{', '.join(needs_hosts)} cuts a network path, which only the hosts-mode lab "
                           "allows: run it there (make lab-up LAB_MODE=hosts); nothing was changed")

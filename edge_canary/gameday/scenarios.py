@@ -1,10 +1,18 @@
 """The game-day scenarios: which release each drill ships, how it is disturbed, what must happen.
 
-Pure data and decisions only; running a drill is gameday_drill.py's job.
+The one list of scenarios: `edge-canary gameday --list`, `make help` and SCENARIO='s error message are
+made from SCENARIOS, and a test holds docs/GAMEDAY.md's table to it. Pure data and decisions, standard
+library only, so that `python3 -m edge_canary.gameday.scenarios` (make help's list) runs before `make
+setup`. Running a drill is edge_canary.gameday.drill's job; the disturbances are
+edge_canary.gameday.disturbances, one class per kind below.
+
+    python3 -m edge_canary.gameday.scenarios           every scenario with what it does
+    python3 -m edge_canary.gameday.scenarios --names   the names as SCENARIO= takes them: a|b|...|all|...
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 # How a drill reaches the fleet.
@@ -15,12 +23,15 @@ ACCEPTANCE = "acceptance"  # two normal deploys and one deliberate rollback
 # What the drill does to the fleet's tooling in the middle of the watch window.
 STOP_PROMETHEUS = "stop-prometheus"
 KILL_WATCHER = "kill-watcher"
-# Partitions (hosts-mode lab only: they take a node's network link down, scripts/lab-netns cut).
+# Partitions (hosts-mode lab only: they take a node's network link down, edge-canary lab-netns cut).
 CUT_CANARY = "cut-canary"  # after the watcher's first probe, until it decided
 CUT_PEER = "cut-peer"  # the first peer, after the watcher's first probe, until the deploy ended
 PARTITIONS = (CUT_CANARY, CUT_PEER)
 CUT_PROMETHEUS = "cut-prometheus"  # the watcher's path to Prometheus, after its first probe, until it decided
 NETWORK_CUTS = (*PARTITIONS, CUT_PROMETHEUS)
+# The watcher loses its data (on the canary, or all of it): it must go blind and revert past max_staleness.
+BLINDING = (STOP_PROMETHEUS, CUT_CANARY, CUT_PROMETHEUS)
+DISTURBANCES = (STOP_PROMETHEUS, KILL_WATCHER, *NETWORK_CUTS)
 # Requests may fail for this long after a node is cut off, while HAProxy's checks notice it (the lab:
 # fall 2 x inter 1 s, then a connect timeout of 2 s), and no longer: after it HAProxy routes around.
 PARTITION_GRACE_S = 6.0
@@ -68,6 +79,15 @@ class Scenario:
     flow: str = CANARY
     disturbance: str | None = None
 
+    @property
+    def hosts_lab_only(self) -> bool:
+        """It cuts a network path, which only the hosts-mode lab allows; `all` does not run it."""
+        return self.disturbance in NETWORK_CUTS
+
+    @property
+    def blinds_watcher(self) -> bool:
+        return self.disturbance in BLINDING
+
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
@@ -91,6 +111,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("bad-rollout", "a rollout_pct stage whose new code path fails half its requests",
                  Release("v2-dark-errors", "errors=0.5:502,scope=new"),
                  Expectation(REVERTED, True, release_traffic="failures"), flow=ROLLOUT),
+        Scenario("acceptance", "the runbook's bar: two normal deploys and one deliberate rollback",
+                 Release("v2"), Expectation(PROMOTE, reverted=False, promoted=True), flow=ACCEPTANCE),
         Scenario("partition-node", "the canary is cut off the network in the middle of the watch window: HAProxy "
                  "routes around it, the watcher goes blind on it and reverts it once the link is back",
                  Release("v2"), Expectation(REVERTED, True, release_traffic="ok"), disturbance=CUT_CANARY),
@@ -100,19 +122,14 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("partition-prometheus", "the watcher is cut off from Prometheus in the middle of the watch "
                  "window (Prometheus itself goes on scraping): a canary the watcher cannot see is not promoted",
                  Release("v2"), Expectation(REVERTED, True, release_traffic="ok"), disturbance=CUT_PROMETHEUS),
-        Scenario("acceptance", "the runbook's bar: two normal deploys and one deliberate rollback",
-                 Release("v2"), Expectation(PROMOTE, reverted=False, promoted=True), flow=ACCEPTANCE),
     )
 }  # fmt: skip
 
-# `all` runs these in this order: the green drill first, so a fleet that cannot even promote a good
+# `all` runs these in the list's order: the green drill first, so a fleet that cannot even promote a good
 # release stops nothing else from running but is the first row of the summary.
-ALL = ("green", "errors", "slow", "unhealthy", "crash", "prometheus-outage", "watcher-killed", "bad-rollout",
-       "acceptance")
-
-
+ALL = tuple(name for name, s in SCENARIOS.items() if not s.hosts_lab_only)
 # Drills run only when named (they need the hosts-mode lab): `all` does not include them.
-EXTRA = ("partition-node", "partition-peer", "partition-prometheus")
+EXTRA = tuple(name for name, s in SCENARIOS.items() if s.hosts_lab_only)
 
 
 def resolve(names: str) -> list[Scenario]:
@@ -135,8 +152,35 @@ def watch_window(scenario: Scenario, window: float, interval: float, max_stalene
     max_staleness; it starts after the first probe, so the window must leave room for that and for a
     few probes more.
     """
-    if scenario.disturbance in (STOP_PROMETHEUS, CUT_CANARY, CUT_PROMETHEUS):
+    if scenario.blinds_watcher:
         return max(window, interval + max_staleness + 3 * interval)
     if scenario.disturbance == KILL_WATCHER:
         return max(window, 4 * interval)
     return window
+
+
+def names() -> str:
+    """What SCENARIO= takes, for make help: every scenario `all` runs, all, then the hosts-mode-lab ones."""
+    return "|".join((*ALL, "all", *EXTRA))
+
+
+def listing() -> str:
+    """`edge-canary gameday --list`: one line per scenario, with what it does."""
+    width = max(map(len, SCENARIOS))
+    rows = [f"{s.name:<{width}}  {s.summary}{' (hosts-mode lab only; not in all)' if s.hosts_lab_only else ''}"
+            for s in SCENARIOS.values()]
+    rows.append(f"{'all':<{width}}  every scenario above but the hosts-mode lab ones, then a summary table")
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args not in ([], ["--names"]):
+        sys.stderr.write("usage: python3 -m edge_canary.gameday.scenarios [--names]\n")
+        return 2
+    sys.stdout.write(names() + "\n" if args else listing())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

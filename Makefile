@@ -89,8 +89,8 @@ gameday: setup ## Game-day drill: make gameday SCENARIO=errors|slow|unhealthy|cr
 
 # --- Benchmarks ------------------------------------------------------------------------------
 # On a lab of its own (.lab-bench, ports 24080…) unless LAB_DIR/LAB_*_PORT say otherwise; writes
-# docs/BENCHMARKS.md. BENCH_ARGS passes more flags (scripts/bench --help), e.g. --fleets "3:1,2 10:1,5".
+# docs/BENCHMARKS.md. BENCH_ARGS passes more flags (edge-canary bench --help), e.g. --fleets "3:1,2 10:1,5".
 .PHONY: bench
 
 bench: setup ## Measure revert time, drops under load, roll time, watcher cost: make bench [BENCH_RUNS=3] [BENCH_QUICK=1] [BENCH_ARGS=]
-	@$(PY) scripts/bench $(if $(filter 1 true yes,$(BENCH_QUICK)),--quick) $(if $(BENCH_RUNS),--runs $(BENCH_RUNS)) $(BENCH_ARGS)
+	@$(PY) -m edge_canary bench $(if $(filter 1 true yes,$(BENCH_QUICK)),--quick) $(if $(BENCH_RUNS),--runs $(BENCH_RUNS)) $(BENCH_ARGS)

@@ -1,5 +1,5 @@
 # edge-canary: the front door. Every knob is a make or environment variable; the work is done by
-# playbooks/ and scripts/. `make help` lists the targets.
+# playbooks/ and the edge-canary command (edge_canary/). `make help` lists the targets.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -52,7 +52,7 @@ artifacts: setup ## Build the standard edge binaries (v1, v2 and the faulty v2s)
 	@bash scripts/build-standard-artifacts.sh "$(ARTIFACTS_DIR)"
 
 # --- Releases -------------------------------------------------------------------------------
-# The runbook's variables, handed to scripts/deploy-canary through the environment.
+# The runbook's variables, handed to `edge-canary deploy-canary` through the environment.
 export ARTIFACT INVENTORY CANARY_NODE PEER_NODES BATCH CONFIG SLI_WINDOW SLI_PROBE_INTERVAL PROM_URL \
        PROM_P95_THRESHOLD_S PROM_ERR_RATE_THRESHOLD ROLLBACK_BINARY MIGRATIONS_DIR FORCE_MIGRATE FORCE CHECK
 ansible_opts = $(if $(INVENTORY),-i $(INVENTORY)) $(if $(filter 1 true yes,$(CHECK)),--check --diff)
@@ -60,7 +60,7 @@ ansible_opts = $(if $(INVENTORY),-i $(INVENTORY)) $(if $(filter 1 true yes,$(CHE
 .PHONY: deploy-canary rollback
 
 deploy-canary: setup ## Canary deploy: make deploy-canary ARTIFACT=path [CANARY_NODE= BATCH= CONFIG= CHECK=1 …]
-	@$(PY) scripts/deploy-canary
+	@$(PY) -m edge_canary deploy-canary
 
 rollback: setup ## Roll nodes back to .previous: make rollback [NODES=edge-2,edge-3|all] [ROLLBACK_BINARY=path] [CHECK=1]
 	@ansible-playbook playbooks/rollback.yml $(ansible_opts) -e rollback_nodes='$(NODES)' \
@@ -68,17 +68,17 @@ rollback: setup ## Roll nodes back to .previous: make rollback [NODES=edge-2,edg
 	  $(if $(filter 1 true yes,$(FORCE)),-e force_lock=true)
 
 # --- On-call: fleet status and rollout_pct moves -------------------------------------------
-# PCT, STAGES and ROLLOUT_HOLD go to scripts/rollout through the environment, like the runbook's
+# PCT, STAGES and ROLLOUT_HOLD go to `edge-canary rollout` through the environment, like the runbook's
 # variables above.
 export PCT STAGES ROLLOUT_HOLD
 
 .PHONY: status rollout
 
 status: setup ## One row per node; exits non-zero naming drained/down nodes or mixed versions: make status [JSON=1]
-	@$(PY) scripts/fleet-status $(if $(JSON),--json)
+	@$(PY) -m edge_canary status $(if $(JSON),--json)
 
 rollout: setup ## Move rollout_pct on every node: make rollout PCT=10 | STAGES="1 10 50 100" [ROLLOUT_HOLD=s CHECK=1 FORCE=1]
-	@$(PY) scripts/rollout
+	@$(PY) -m edge_canary rollout
 
 # --- Game days -------------------------------------------------------------------------------
 # Drills against the lab (or INVENTORY=): the real playbooks with a deliberately broken release,
@@ -93,8 +93,8 @@ gameday: setup ## Game-day drill: make gameday SCENARIO=<scenarios> [INVENTORY=]
 
 # --- Benchmarks ------------------------------------------------------------------------------
 # On a lab of its own (.lab-bench, ports 24080…) unless LAB_DIR/LAB_*_PORT say otherwise; writes
-# docs/BENCHMARKS.md. BENCH_ARGS passes more flags (scripts/bench --help), e.g. --fleets "3:1,2 10:1,5".
+# docs/BENCHMARKS.md. BENCH_ARGS passes more flags (edge-canary bench --help), e.g. --fleets "3:1,2 10:1,5".
 .PHONY: bench
 
 bench: setup ## Measure revert time, drops under load, roll time, watcher cost: make bench [BENCH_RUNS=3] [BENCH_QUICK=1] [BENCH_ARGS=]
-	@$(PY) scripts/bench $(if $(filter 1 true yes,$(BENCH_QUICK)),--quick) $(if $(BENCH_RUNS),--runs $(BENCH_RUNS)) $(BENCH_ARGS)
+	@$(PY) -m edge_canary bench $(if $(filter 1 true yes,$(BENCH_QUICK)),--quick) $(if $(BENCH_RUNS),--runs $(BENCH_RUNS)) $(BENCH_ARGS)

@@ -19,10 +19,10 @@ say "5 s of traffic through HAProxy (127.0.0.1:$port)"
 "$py" -m edge_canary loadgen --url "http://127.0.0.1:$port/" --rps 40 --duration 5
 
 say "Canary deploy of a good release (v2): canary, SLI watch, then the peers"
-ARTIFACT="$top/artifacts/edge-v2" "$py" scripts/deploy-canary
+ARTIFACT="$top/artifacts/edge-v2" "$py" -m edge_canary deploy-canary
 
 say "Canary deploy of a bad release (v2-errors, 20 % of answers 502): the watcher reverts the canary"
-if ARTIFACT="$top/artifacts/edge-v2-errors" CANARY_NODE=edge-2 "$py" scripts/deploy-canary; then
+if ARTIFACT="$top/artifacts/edge-v2-errors" CANARY_NODE=edge-2 "$py" -m edge_canary deploy-canary; then
   echo "demo: the bad release was promoted — that is a bug" >&2
   exit 1
 fi

@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_NODES = 200
@@ -128,7 +129,7 @@ def default_lab_dir() -> Path:
     return Path(os.environ.get("LAB_DIR") or REPO / ".lab").resolve()
 
 
-def recorded(lab_dir: Path) -> dict[str, object]:
+def recorded(lab_dir: Path) -> dict[str, Any]:
     """What `make lab-up` recorded for the lab in lab_dir, or {} if it was never brought up."""
     try:
         data = json.loads((lab_dir / "settings.json").read_text())

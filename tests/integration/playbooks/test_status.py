@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from tests.helpers.fleet import node_files, node_pids, sha256
-from tests.helpers.lab import REPO, Lab, run
+from tests.helpers.lab import Lab, run
 
 
 def status(lab: Lab, as_json: bool = False) -> tuple[int, str, str]:
@@ -61,8 +61,8 @@ def test_status_flags_a_drained_node_and_a_down_node_by_name(fleet: Lab) -> None
 def test_status_flags_a_mixed_fleet_naming_the_odd_node(fleet: Lab, artifacts: dict[str, Path]) -> None:
     fleet.install("edge-3", artifacts["v2"])
     fleet.wait_until(lambda: fleet.node_version("edge-3")["version"] == "v2", 60, "edge-3 on v2")
-    # The script itself, for its own exit code (make turns any failure into 2).
-    result = run([sys.executable, str(REPO / "scripts/fleet-status"), "--json"], fleet.env)
+    # The command itself, for its own exit code (make turns any failure into 2).
+    result = run([sys.executable, "-m", "edge_canary", "status", "--json"], fleet.env)
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr
     report = json.loads(result.stdout)
     mixed = [p for p in report["problems"] if p.startswith("mixed versions")]

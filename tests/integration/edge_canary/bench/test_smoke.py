@@ -29,7 +29,7 @@ def test_bench_smoke_measures_the_naive_deploy_and_the_watcher(lab: Lab, tmp_pat
     before = node_versions(lab)
     report, raw = tmp_path / "BENCHMARKS.md", tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, str(REPO / "scripts/bench"), "--use-running-lab", "--phases", "naive,watcher", "--runs", "1",
+        [sys.executable, "-m", "edge_canary", "bench", "--use-running-lab", "--phases", "naive,watcher", "--runs", "1",
          "--watcher-seconds", "10", "--rps", "40", "--out", str(report), "--json", str(raw),
          "--work", str(tmp_path / "work")],
         cwd=REPO, env=lab.env, capture_output=True, text=True, timeout=240)

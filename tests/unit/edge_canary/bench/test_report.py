@@ -1,4 +1,5 @@
-"""docs/BENCHMARKS.md rendering (scripts/bench_report.py) and the bench's argument checks (scripts/bench)."""
+"""docs/BENCHMARKS.md rendering (edge_canary.bench.report) and the bench's argument checks
+(`edge-canary bench`)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from edge_canary.bench.report import (
+    OpResult,
+    Results,
+    RevertResult,
+    RollResult,
+    markdown,
+    naive_ratio_line,
+    revert_rows,
+    short,
+)
+from edge_canary.bench.stats import Fit
 from tests.helpers.paths import REPO
-
-sys.path.insert(0, str(REPO / "scripts"))
-
-from bench_report import OpResult, Results, RevertResult, RollResult, markdown, naive_ratio_line  # noqa: E402
-from bench_stats import Fit  # noqa: E402
 
 
 def op(name: str, run: int, dropped: int, before: float = 0.01, during: float = 0.02) -> OpResult:
@@ -71,24 +78,20 @@ def test_naive_ratio_when_not_measured() -> None:
 ])
 def test_bad_arguments_say_what_is_wrong_and_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
     out = tmp_path / "BENCHMARKS.md"
-    done = subprocess.run([sys.executable, str(REPO / "scripts/bench"), *args, "--out", str(out)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "edge_canary", "bench", *args, "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert message in done.stderr
     assert not out.exists()
 
 
 def test_task_names_fit_in_a_table_cell() -> None:
-    from bench_report import short
-
     assert short("Drain | the node\non every LB") == "Drain / the node on every LB"
     cut = short("x" * 300)
     assert len(cut) == 110 and cut.endswith("…")
 
 
 def test_time_to_revert_is_broken_down_against_the_floor() -> None:
-    from bench_report import revert_rows
-
     # first bad answer at 100, watcher starts at 104, first red probe at 110, rollback play 30 s, v1 at 145
     result = RevertResult("v2-errors", 1, "reverted", 100.0, 145.0, 104.0, 110.0, 30.0)
     assert (result.seconds, result.until_watching, result.detection) == (45.0, 4.0, 6.0)

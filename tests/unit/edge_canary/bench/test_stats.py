@@ -1,17 +1,12 @@
-"""The bench's arithmetic (scripts/bench_stats.py) on hand-made loadgen lines and records."""
+"""The bench's arithmetic (edge_canary.bench.stats) on hand-made loadgen lines and records."""
 
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from tests.helpers.paths import REPO
-
-sys.path.insert(0, str(REPO / "scripts"))
-
-import bench_stats as st  # noqa: E402
+from edge_canary.bench import stats as st
 
 
 def line(start: float, status: int | None, version: str | None = "v1", latency: float | None = 0.01,

@@ -1,32 +1,14 @@
-"""scripts/rollout, the pure parts: the request check, the extra vars, the closing summary."""
+"""edge_canary.ops.rollout (`edge-canary rollout`), the pure parts: the request check, the extra vars,
+the closing summary."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from tests.helpers.paths import REPO
-
-SCRIPT = REPO / "scripts" / "rollout"
-
-
-def load() -> ModuleType:
-    loader = importlib.machinery.SourceFileLoader("rollout_cli_under_test", str(SCRIPT))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[loader.name] = module
-    loader.exec_module(module)
-    return module
-
-
-ro = load()
+from edge_canary.ops import rollout as ro
 
 
 @pytest.mark.parametrize(

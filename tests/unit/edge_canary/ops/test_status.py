@@ -1,31 +1,13 @@
-"""scripts/fleet-status, the pure parts: which records are problems, and how they are shown."""
+"""edge_canary.ops.status (`edge-canary status`), the pure parts: which records are problems, and how they are shown."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
-import sys
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from tests.helpers.paths import REPO
+from edge_canary.ops import status as fs
 
-SCRIPT = REPO / "scripts" / "fleet-status"
-
-
-def load() -> ModuleType:
-    loader = importlib.machinery.SourceFileLoader("fleet_status_under_test", str(SCRIPT))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[loader.name] = module
-    loader.exec_module(module)
-    return module
-
-
-fs = load()
 V1, V2 = "1" * 64, "2" * 64
 
 

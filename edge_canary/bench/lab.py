@@ -18,10 +18,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
-from edge_canary.lab.settings import LabSettings, load  # noqa: E402
-from edge_canary.procgroup import stop_group  # noqa: E402
+from edge_canary.bench.stats import cpu_seconds, peak_rss_kib
+from edge_canary.lab.settings import REPO, LabSettings, load
+from edge_canary.ops.play import release_lock
+from edge_canary.procgroup import stop_group
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -85,7 +85,7 @@ def lab_handle(work: Path) -> LabHandle:
 
 @dataclass
 class Load:
-    """scripts/loadgen through HAProxy at a fixed rate, one JSON line per request, until stopped."""
+    """`edge-canary loadgen` through HAProxy at a fixed rate, one JSON line per request, until stopped."""
 
     url: str
     rps: float
@@ -159,8 +159,8 @@ class DeployRun:
 
 def deploy(lab: LabHandle, label: str, artifact: Path, canary: str, batch: int, window: float,
            interval: float, min_requests: int) -> DeployRun:
-    """playbooks/deploy-canary.yml as scripts/deploy-canary runs it, with the junit callback on for
-    per-task times; the lock is released afterwards as scripts/deploy-canary does."""
+    """playbooks/deploy-canary.yml as `edge-canary deploy-canary` runs it, with the junit callback on for
+    per-task times; the lock is released afterwards as deploy-canary does."""
     deploy_id = f"bench-{label}-{time.strftime('%H%M%S')}-{os.getpid()}"
     junit = lab.work / "junit" / deploy_id
     junit.mkdir(parents=True, exist_ok=True)
@@ -175,10 +175,9 @@ def deploy(lab: LabHandle, label: str, artifact: Path, canary: str, batch: int, 
                    {"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.junit", "JUNIT_OUTPUT_DIR": str(junit),
                     "JUNIT_HIDE_TASK_ARGUMENTS": "true"})
     ended = time.time()
-    state = lab.lab_dir / "control"
-    subprocess.run([sys.executable, "-m", "edge_canary", "lock", "--dir", str(state), "release", "deploy",
-                    "--id", deploy_id], capture_output=True, env=lab.env)
-    return DeployRun(code, started, ended, state / "runs" / deploy_id, junit)
+    run_dir = lab.lab_dir / "control" / "runs" / deploy_id
+    release_lock(run_dir, deploy_id)
+    return DeployRun(code, started, ended, run_dir, junit)
 
 
 def rollback(lab: LabHandle, label: str, nodes: str) -> tuple[int, float, float]:
@@ -309,8 +308,6 @@ class WatcherCost:
 def watcher_cost(lab: LabHandle, window: float, interval: float, canary: str) -> WatcherCost:
     """Run the watcher for `window` seconds in shadow mode (no revert) through a proxy that counts its
     Prometheus queries; read its CPU and peak RSS from /proc while it runs."""
-    from bench_stats import cpu_seconds, peak_rss_kib  # local: keeps this module's import light
-
     proxy = _CountingProxy(("127.0.0.1", 0), _ProxyHandler)
     proxy.upstream, proxy.count, proxy.lock = f"http://127.0.0.1:{lab.settings.prom_port}", 0, threading.Lock()
     threading.Thread(target=proxy.serve_forever, daemon=True).start()

@@ -1,5 +1,5 @@
-#!/usr/bin/env python3
-"""`make status [JSON=1]`: the fleet as the on-call needs it, one row per edge node.
+"""`make status [JSON=1]` (edge-canary status [--json] [-i INVENTORY]): the fleet as the on-call needs
+it, one row per edge node.
 
 Runs playbooks/status.yml (read-only) for the records, then judges them. Exit 0 when every node is
 up, ready on every load balancer and the fleet runs one version; 1 naming each problem (drained or
@@ -19,7 +19,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from edge_canary.ops.play import ANSIBLE_PLAYBOOK, REPO
+
 EXIT_OK, EXIT_PROBLEMS, EXIT_UNREADABLE = 0, 1, 2
 
 Row = dict[str, Any]
@@ -207,8 +208,7 @@ def read_fleet(inventory: str | None) -> tuple[list[Row] | None, str]:
     """Run the read-only status playbook; the rows, or None with the play's output."""
     with tempfile.TemporaryDirectory(prefix="edge-status-") as tmp:
         out = Path(tmp) / "status.json"
-        argv = [str(Path(sys.executable).parent / "ansible-playbook"),
-                str(REPO / "playbooks/status.yml"), "-e", f"status_out={out}"]
+        argv = [ANSIBLE_PLAYBOOK, str(REPO / "playbooks/status.yml"), "-e", f"status_out={out}"]
         if inventory:
             argv += ["-i", inventory]
         env = {**os.environ, "ANSIBLE_NOCOLOR": "1"}
@@ -240,6 +240,3 @@ def main(argv: list[str] | None = None) -> int:
         print(render_table(rows, result["problems"]))
     return EXIT_OK if result["ok"] else EXIT_PROBLEMS
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
-"""The table printed at the end of a deploy, from its record folder (runs/<deploy id>/):
-deploy.json (what was asked), nodes/<node>.json (what each node went through), verdict.json (the
-watcher's verdict, when it ran)."""
+"""The table `edge-canary deploy-canary` prints at the end of a deploy, from its record folder
+(runs/<deploy id>/): deploy.json (what was asked), nodes/<node>.json (what each node went through),
+verdict.json (the watcher's verdict, when it ran)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 
-def _load(path: Path) -> dict[str, Any]:
+def load_record(path: Path) -> dict[str, Any]:
+    """A JSON object record; {} when it is missing, unreadable or not an object."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -35,12 +36,12 @@ def _release_name(release: dict[str, Any] | None) -> str:
 
 
 def node_rows(run_dir: Path) -> list[dict[str, str]]:
-    deploy = _load(run_dir / "deploy.json")
-    verdict = _load(run_dir / "verdict.json")
+    deploy = load_record(run_dir / "deploy.json")
+    verdict = load_record(run_dir / "verdict.json")
     canary = deploy.get("canary")
     rows = []
     for node in ([canary] if canary else []) + list(deploy.get("peers", [])):
-        record = _load(run_dir / "nodes" / f"{node}.json")
+        record = load_record(run_dir / "nodes" / f"{node}.json")
         before = _release_name(record.get("before"))
         result = record.get("result", "not started")
         if result in ("ok", "already on the release"):
@@ -61,8 +62,8 @@ def node_rows(run_dir: Path) -> list[dict[str, str]]:
 
 
 def summary_table(run_dir: Path) -> str:
-    deploy = _load(run_dir / "deploy.json")
-    verdict = _load(run_dir / "verdict.json")
+    deploy = load_record(run_dir / "deploy.json")
+    verdict = load_record(run_dir / "verdict.json")
     rows = node_rows(run_dir)
     check = " — CHECK MODE, nothing changed" if deploy.get("check_mode") else ""
     lines = [f"\nDeploy {deploy.get('deploy_id', run_dir.name)} of {deploy.get('version', '?')} "

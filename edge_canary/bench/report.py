@@ -5,7 +5,37 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bench_stats import Fit, median, ratio
+from edge_canary.bench.stats import Fit, median, ratio
+
+# How the figures are measured: the report's Method section.
+METHOD = """\
+Everything runs on one local lab (`scripts/lab-up.sh`: supervisord, one HAProxy, Prometheus scraping every
+second, edge nodes on loopback) with the lab's own background traffic off. `edge-canary loadgen` sends a steady
+open-loop load through HAProxy (`/api`, fixed rate, one JSON line per request with its start, latency, status
+and the `X-Edge-Version` that answered). Every operation starts after a quiet baseline of load and the load runs
+on a few seconds after it ends.
+
+- **Dropped** = requests in the operation's window (its start to its end) that did not get a 2xx/3xx answer,
+  *except* failures answered by the broken release itself (its version header): those are the release doing
+  what it was built to do and the reason for the revert, not a cost of the deploy. Requests the load generator
+  could not send because 64 were already in flight are counted as dropped (the fleet stalled) and shown apart.
+- **p99 before / during**: nearest-rank p99 latency of answered requests in the baseline and in the operation's
+  window; for the auto-reverts the slow release's own answers are left out of "during".
+- **Green deploy / rollback / auto-revert**: the real `playbooks/deploy-canary.yml` (canary edge-1, SLI gate by
+  the real watcher, peers in batches) and `playbooks/rollback.yml`, run as `make deploy-canary` runs them.
+- **Naive deploy**: done by hand by the bench, not by our playbooks: for each node in turn, copy the new binary
+  over the old one and `supervisorctl restart` it, with no drain and no health wait.
+- **Time to revert**: from the first bad answer the canary served (the first answer with the release's version
+  that failed or took longer than the lab's p95 SLO, 0.3 s; the answer's own time, start + latency) to the first
+  time the canary's own `/version`, polled directly every 0.2 s, answers the previous version again.
+- **Roll time**: from the per-node step timestamps the deploy records (runs/<id>/nodes/<node>.json): the canary's
+  roll plus the span of the peers' rolls, i.e. without preflight and without the SLI gate (whose length is a
+  setting). Deploys alternate between v2 and v1 so every one rolls the whole fleet. Per-task times come from
+  ansible-core's junit callback.
+- **Watcher cost**: `python -m watcher` in shadow mode (`--revert-action none`) watching edge-1 against the rest
+  under load, its CPU (utime+stime) and peak RSS (VmHWM) read from /proc while it runs, its Prometheus queries
+  counted by a pass-through proxy the bench puts in front of Prometheus.
+- Each figure is the median of the repeated runs; the per-run values are listed beside it."""
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-#!/usr/bin/env python3
-"""`make rollout PCT=N | STAGES="1 10 50 100" [ROLLOUT_HOLD=s] [CHECK=1] [FORCE=1]`.
+"""`make rollout PCT=N | STAGES="1 10 50 100" [ROLLOUT_HOLD=s] [CHECK=1] [FORCE=1]` (edge-canary rollout,
+every setting from the environment, INVENTORY too).
 
 Checks the request (one line and exit 64 when it is wrong, before anything runs), runs
 playbooks/rollout.yml, shows the watcher's live lines while it judges each stage, then prints how
@@ -8,20 +8,20 @@ each stage ended. Exit code: the play's (0 when every stage was promoted).
 
 from __future__ import annotations
 
+import argparse
 import getpass
-import json
 import os
 import re
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from edge_canary.ops.play import run_play
+from edge_canary.ops.summary import load_record
+from edge_canary.util import truthy
+
 EXIT_USAGE = 64
 _PCT = re.compile(r"[0-9]{1,3}")
 
@@ -36,10 +36,6 @@ class Request:
     hold: int | None  # seconds, overriding every stage's hold; None = group_vars' holds
     asked: str  # how the user said it, for messages
     single: bool  # PCT=N rather than STAGES
-
-
-def truthy(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
 def parse_request(pct: str, stages: str, hold: str) -> Request:
@@ -78,17 +74,9 @@ def extra_vars(req: Request, rollout_id: str, announce: Path, force: bool) -> di
     return found
 
 
-def _load(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def summary(run_dir: Path) -> str:
     """How each stage ended, from the rollout's result.json."""
-    result = _load(run_dir / "result.json")
+    result = load_record(run_dir / "result.json")
     if not result:
         return f"rollout: no result in {run_dir} (the play stopped early; see its output above)"
     lines = ["", f"rollout {result.get('rollout_id')}:"]
@@ -103,66 +91,25 @@ def summary(run_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def follow(announce: Path, stop: threading.Event) -> None:
-    """Print each watched stage's live watcher lines as they come."""
-    positions: dict[Path, int] = {}
-    while not stop.is_set():
-        if announce.exists():
-            run_dir = Path(announce.read_text().strip())
-            for log in sorted(run_dir.glob("stage-*/watcher.log"),
-                              key=lambda p: int(p.parent.name.split("-")[1])):
-                with log.open() as handle:
-                    handle.seek(positions.get(log, 0))
-                    for line in handle:
-                        print(f"    watcher {log.parent.name} | {line.rstrip()}", flush=True)
-                    positions[log] = handle.tell()
-        stop.wait(0.5)
+def stage_logs(run_dir: Path) -> list[tuple[str, Path]]:
+    """Each watched stage's watcher log, in stage order."""
+    logs = sorted(run_dir.glob("stage-*/watcher.log"), key=lambda p: int(p.parent.name.split("-")[1]))
+    return [(f"watcher {log.parent.name}", log) for log in logs]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args(argv)  # no flags: --help only
     env = dict(os.environ)
     try:
         req = parse_request(env.get("PCT", ""), env.get("STAGES", ""), env.get("ROLLOUT_HOLD", ""))
     except UsageError as exc:
         print(f"rollout: {exc}; nothing was changed", file=sys.stderr)
         return EXIT_USAGE
-    check = truthy(env.get("CHECK", ""))
     rollout_id = f"rollout-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{getpass.getuser()}"
-    with tempfile.TemporaryDirectory(prefix="edge-rollout-") as tmp:
-        announce = Path(tmp) / "run-dir"
-        vars_file = Path(tmp) / "extra-vars.json"
-        vars_file.write_text(json.dumps(extra_vars(req, rollout_id, announce,
-                                                   truthy(env.get("FORCE", "")))))
-        argv = [str(Path(sys.executable).parent / "ansible-playbook"),
-                str(REPO / "playbooks/rollout.yml"), "-e", f"@{vars_file}"]
-        if env.get("INVENTORY", "").strip():
-            argv += ["-i", env["INVENTORY"].strip()]
-        if check:
-            argv += ["--check", "--diff"]
-        print(f"rollout: {rollout_id}: {req.asked}"
-              f"{' (CHECK: nothing will change)' if check else ''}", flush=True)
-        stop = threading.Event()
-        follower = threading.Thread(target=follow, args=(announce, stop), daemon=True)
-        follower.start()
-        play = subprocess.Popen(argv, cwd=REPO)
-        while True:
-            try:
-                code = play.wait()
-                break
-            except KeyboardInterrupt:
-                print("rollout: interrupted; letting the play stop cleanly (a started watcher keeps "
-                      "watching and still sets rollout_pct=0 on red)", flush=True)
-        stop.set()
-        follower.join(2)
-        if announce.exists():
-            run_dir = Path(announce.read_text().strip())
-            print(summary(run_dir), flush=True)
-            # A play that died mid-way leaves its lock to a dead process; free it now.
-            subprocess.run([sys.executable, "-m", "edge_canary", "lock", "--dir",
-                            str(run_dir.parent.parent), "release", "deploy", "--id", rollout_id],
-                           capture_output=True)
-    return code
+    force = truthy(env.get("FORCE", ""))
+    return run_play("rollout.yml", rollout_id, lambda announce: extra_vars(req, rollout_id, announce, force), env,
+                    heading=f"rollout: {rollout_id}: {req.asked}", logs=stage_logs, summary=summary,
+                    on_interrupt="rollout: interrupted; letting the play stop cleanly (a started watcher keeps "
+                                 "watching and still sets rollout_pct=0 on red)")
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,14 +1,14 @@
-#!/usr/bin/env python3
-"""`make bench`: measure time to revert, requests dropped under load (our deploy vs the naive way), roll
-time as the fleet grows and the watcher's cost on a lab of its own, and write docs/BENCHMARKS.md.
+"""`make bench` (edge-canary bench): measure time to revert, requests dropped under load (our deploy vs
+the naive way), roll time as the fleet grows and the watcher's cost on a lab of its own, and write
+docs/BENCHMARKS.md.
 
-    scripts/bench [--runs 3] [--quick] [--fleets "3:1,2 10:1,5,9 30:10"] [--out docs/BENCHMARKS.md]
+    edge-canary bench [--runs 3] [--quick] [--fleets "3:1,2 10:1,5,9 30:10"] [--out docs/BENCHMARKS.md]
 
 The bench brings its lab up and down at each fleet size: by default a lab of its own (.lab-bench, ports
 24080-24140); LAB_DIR and LAB_*_PORT choose another. --use-running-lab uses the lab that is up as it is,
 at its size, and leaves it up; with --phases only some measurements run (the smoke test in `make test`
-does that). Exit 0 when every
-measurement ran, 1 when one failed (the report says which), 2 for bad arguments.
+does that). Exit 0 when every measurement ran, 1 when one failed (the report says which), 2 for bad
+arguments.
 """
 
 from __future__ import annotations
@@ -29,12 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
-
-import bench_lab as lab_io  # noqa: E402
-import bench_stats as st  # noqa: E402
-from bench_report import OpResult, Results, RevertResult, RollResult, markdown  # noqa: E402
+from edge_canary.bench import lab as lab_io
+from edge_canary.bench import stats as st
+from edge_canary.bench.report import METHOD, OpResult, Results, RevertResult, RollResult, markdown
+from edge_canary.lab.settings import REPO
 
 T = TypeVar("T")
 # The bench brings its lab up and down at each fleet size: unless told otherwise it uses a lab of its own,
@@ -50,38 +48,9 @@ LAB_WINDOW_S = 30.0  # group_vars/lab.yml sli_window
 SCRAPE_S = 1.0  # group_vars/lab.yml sli_watch_scrape_interval
 RANGE_S = max(LAB_INTERVAL_S, 4 * SCRAPE_S)  # the watcher's default probe range for these settings
 
-METHOD = """\
-Everything runs on one local lab (`scripts/lab-up.sh`: supervisord, one HAProxy, Prometheus scraping every
-second, edge nodes on loopback) with the lab's own background traffic off. `scripts/loadgen` sends a steady
-open-loop load through HAProxy (`/api`, fixed rate, one JSON line per request with its start, latency, status
-and the `X-Edge-Version` that answered). Every operation starts after a quiet baseline of load and the load runs
-on a few seconds after it ends.
-
-- **Dropped** = requests in the operation's window (its start to its end) that did not get a 2xx/3xx answer,
-  *except* failures answered by the broken release itself (its version header): those are the release doing
-  what it was built to do and the reason for the revert, not a cost of the deploy. Requests the load generator
-  could not send because 64 were already in flight are counted as dropped (the fleet stalled) and shown apart.
-- **p99 before / during**: nearest-rank p99 latency of answered requests in the baseline and in the operation's
-  window; for the auto-reverts the slow release's own answers are left out of "during".
-- **Green deploy / rollback / auto-revert**: the real `playbooks/deploy-canary.yml` (canary edge-1, SLI gate by
-  the real watcher, peers in batches) and `playbooks/rollback.yml`, run as `make deploy-canary` runs them.
-- **Naive deploy**: done by hand by the bench, not by our playbooks: for each node in turn, copy the new binary
-  over the old one and `supervisorctl restart` it, with no drain and no health wait.
-- **Time to revert**: from the first bad answer the canary served (the first answer with the release's version
-  that failed or took longer than the lab's p95 SLO, 0.3 s; the answer's own time, start + latency) to the first
-  time the canary's own `/version`, polled directly every 0.2 s, answers the previous version again.
-- **Roll time**: from the per-node step timestamps the deploy records (runs/<id>/nodes/<node>.json): the canary's
-  roll plus the span of the peers' rolls, i.e. without preflight and without the SLI gate (whose length is a
-  setting). Deploys alternate between v2 and v1 so every one rolls the whole fleet. Per-task times come from
-  ansible-core's junit callback.
-- **Watcher cost**: `python -m watcher` in shadow mode (`--revert-action none`) watching edge-1 against the rest
-  under load, its CPU (utime+stime) and peak RSS (VmHWM) read from /proc while it runs, its Prometheus queries
-  counted by a pass-through proxy the bench puts in front of Prometheus.
-- Each figure is the median of the repeated runs; the per-run values are listed beside it."""
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="edge-canary bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="repetitions of each measurement (default 3)")
     parser.add_argument("--quick", action="store_true", help="one run, 3 nodes, shorter windows")
     parser.add_argument("--fleets", default="3:1,2 10:1,5,9 30:10",
@@ -454,10 +423,7 @@ class Bench:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    print(f"bench: {shlex.join(sys.argv)}", flush=True)
+    given = sys.argv[1:] if argv is None else argv
+    args = parse_args(given)
+    print(f"bench: {shlex.join(['edge-canary', 'bench', *given])}", flush=True)
     return Bench(args).run()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

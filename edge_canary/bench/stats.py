@@ -1,6 +1,6 @@
 """The bench's arithmetic (pure): loadgen lines → drops and p99, time to revert, medians, ratios, fits.
 
-Nothing here touches the lab; scripts/bench feeds it what it measured.
+Nothing here touches the lab; the bench (edge_canary.bench.cli) feeds it what it measured.
 """
 
 from __future__ import annotations

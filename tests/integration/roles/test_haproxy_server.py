@@ -33,9 +33,9 @@ PLAYBOOK = """\
   hosts: edge
   gather_facts: false
   tasks:
-    - name: Run the role's task file
+    - name: Run one entry point of the role
       ansible.builtin.include_role:
-        name: haproxy_server
+        name: edge.canary.haproxy_server
         tasks_from: "{{ task_file }}"
 
     - name: Save the per-load-balancer results for the test
@@ -140,7 +140,7 @@ def play(
         cmd += ["--check", "--diff"]
     env = {
         **os.environ,
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+        "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "false",
     }
@@ -177,12 +177,17 @@ def test_drain_then_ready_on_every_load_balancer(fleet: Fleet):
     assert [r["changed"] for r in again.values()] == [False, False]
 
 
-def test_main_dispatches_to_the_action_and_refuses_an_unknown_one(fleet: Fleet):
-    succeeded(play(fleet, "main", extra_vars={"haproxy_server_action": "drain"}))
-    assert fleet.states() == (FDRAIN, FDRAIN)
-    run = play(fleet, "main", extra_vars={"haproxy_server_action": "maint"})
+def test_the_entry_points_refuse_an_unknown_one_and_arguments_of_the_wrong_type(fleet: Fleet):
+    run = play(fleet, "maint")
     assert run.rc != 0
-    assert "haproxy_server_action='maint' is not one of drain, ready" in run.output
+    assert "tasks/maint" in run.output, run.output
+    run = play(fleet, "drain", extra_vars={"haproxy_server_wait_timeout": "soon"})
+    assert run.rc != 0
+    assert "Validating arguments against arg spec 'drain'" in run.output, run.output
+    assert "haproxy_server_wait_timeout" in run.output
+    assert fleet.states() == (0, 0), "a refused call must not touch the load balancers"
+    succeeded(play(fleet, "drain", extra_vars={"haproxy_server_wait_timeout": "30"}))  # a number given as text is fine
+    assert fleet.states() == (FDRAIN, FDRAIN)
 
 
 def test_ready_is_refused_when_the_health_check_fails(fleet: Fleet):

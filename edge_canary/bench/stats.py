@@ -122,7 +122,7 @@ def _solve3(a: list[list[float]], b: list[float]) -> tuple[float, float, float] 
 
 
 def step_durations(record: dict[str, object]) -> dict[str, float]:
-    """Seconds per step of one node's deploy record (steps: [{step, at}, …] from roll-node.yml)."""
+    """Seconds per step of one node's deploy record (steps: [{step, at}, …] from the node_release role's roll)."""
     steps = record.get("steps")
     if not isinstance(steps, list):
         return {}

@@ -90,7 +90,7 @@ def tool_said(code: int, run_dir: Path | None, play: Play, canary: str) -> tuple
 
 def detection_time(verdict: str, run_dir: Path | None, play: Play) -> float | None:
     if verdict == ROLL_FAILED:
-        return play.first_line("TASK [Note what failed]")
+        return play.first_line("Note what failed]")  # a task of the node_release role
     if verdict == DIED:
         return play.first_line("TASK [Revert the canary ourselves]") or play.first_line("SLI gate: DIED")
     return first_decision_at(run_dir)

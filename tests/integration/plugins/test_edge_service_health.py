@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers.paths import REPO
 
-LIBRARY = REPO / "roles" / "edge_service" / "library"
+COLLECTIONS = REPO / "collections"  # edge.canary from this checkout: the link points back at the repository
 ANSIBLE = Path(sys.executable).with_name("ansible")
 
 
@@ -62,12 +62,12 @@ def node() -> Iterator[Node]:
 
 def run(tmp_path: Path, **args: Any) -> tuple[int, dict[str, Any]]:
     proc = subprocess.run(
-        [str(ANSIBLE), "localhost", "-m", "edge_service_health", "-M", str(LIBRARY), "-a", json.dumps(args),
+        [str(ANSIBLE), "localhost", "-m", "edge.canary.edge_service_health", "-a", json.dumps(args),
          "-e", f"ansible_python_interpreter={sys.executable}"],
         capture_output=True, text=True, cwd=tmp_path, timeout=120,
         env={**os.environ, "ANSIBLE_STDOUT_CALLBACK": "default", "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
              "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-             "ANSIBLE_NOCOLOR": "1"},
+             "ANSIBLE_NOCOLOR": "1", "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS)},
     )
     start = proc.stdout.index(" => ") + 4
     return proc.returncode, json.JSONDecoder().raw_decode(proc.stdout, start)[0]

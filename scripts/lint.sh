@@ -13,4 +13,6 @@ run "$bin/mypy" watcher lab tests collections/ansible_collections/edge/canary/pl
 for script in $py_scripts; do run "$bin/mypy" --scripts-are-modules "$script"; done
 run "$bin/yamllint" -s .
 run "$bin/ansible-lint" --offline -q playbooks roles
+# ansible-test sanity on the built collection (its first run makes its virtualenvs: minutes; then ~1 min).
+run bash scripts/sanity.sh
 exit $status

@@ -246,7 +246,7 @@ def session_counts(stat_text: str, backend: str, server: str) -> SessionCounts:
 
 def parse_version(info_text: str) -> str:
     for line in info_text.splitlines():
-        key, _, value = line.partition(":")
+        key, _sep, value = line.partition(":")
         if key.strip() == "Version":
             return value.strip()
     return "unknown"

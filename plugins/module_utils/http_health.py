@@ -5,26 +5,27 @@ from __future__ import annotations
 
 import json
 import urllib.error
-import urllib.request
 from dataclasses import dataclass
 
+from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
+from ansible.module_utils.urls import open_url
 from ansible_collections.edge.canary.plugins.module_utils.polling import poll_until
 
 
 def get(url: str, timeout: float) -> tuple[int, bytes, str]:
     """(status, body, error): status 0 and the error when there was no HTTP answer."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 (the operator's URL)
+        with open_url(url, timeout=timeout) as answer:
             return answer.status, answer.read(), ""
     except urllib.error.HTTPError as exc:
         return exc.code, b"", f"HTTP {exc.code}"
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, UrlsConnectionError) as exc:  # no answer: refused, timed out, TLS, bad URL
         return 0, b"", str(getattr(exc, "reason", None) or exc)
 
 
 def health_problem(url: str, timeout: float) -> str | None:
     """None when the URL answers 200, else why not (status or error)."""
-    status, _, error = get(url, timeout)
+    status, _body, error = get(url, timeout)
     return None if status == 200 else error or f"HTTP {status}"
 
 
@@ -47,7 +48,7 @@ def wait_healthy(url: str, timeout: float, interval: float, request_timeout: flo
     def attempt() -> tuple[int, str]:
         nonlocal attempts
         attempts += 1
-        status, _, error = get(url, request_timeout)
+        status, _body, error = get(url, request_timeout)
         return status, error
 
     outcome = poll_until(attempt, lambda answer: answer[0] == 200, timeout, interval)

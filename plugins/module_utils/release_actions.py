@@ -160,7 +160,8 @@ def push(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
                 raise ReleaseError(f"{staged} changed while being installed; re-run the push")
         checkpoint("binary-staged")
         pending_record = dict(read_record(paths.record))
-        assert plan.pending is not None
+        if plan.pending is None:  # plan_push always sets it when something changes
+            raise AssertionError("a push that changes something has a pending intent")
         pending_record["pending"] = {**plan.pending.as_dict(), "deploy_id": p.get("deploy_id"),
                                      "started": now_iso()}
         write_record(paths.record, pending_record)
@@ -348,7 +349,8 @@ def configure(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, An
     # stale record; a re-run finds the file already right and only completes the record.
     if plan.changed and not check_mode:
         prepare_dirs(paths)
-        assert paths.config is not None
+        if paths.config is None:  # plan_configure refuses a node without config_path
+            raise AssertionError("state=configured without config_path")
         if plan.write_config:
             atomic_write_text(paths.config, plan.new_config_text, file_state(paths.config),
                               DEFAULT_CONFIG_MODE)

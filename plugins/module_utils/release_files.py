@@ -134,7 +134,7 @@ def atomic_copy(src: str, dest: str, like: FileState, default_mode: int) -> str:
 
 
 def atomic_write_text(dest: str, text: str, like: FileState, default_mode: int) -> None:
-    tmp, _ = write_temp(dest, text.encode(), like, default_mode)
+    tmp, _digest = write_temp(dest, text.encode(), like, default_mode)
     install(tmp, dest)
 
 
@@ -144,7 +144,7 @@ def write_record(path: str, record: dict[str, Any]) -> None:
 
 
 def checkpoint(step: str) -> None:
-    wanted, _, signame = os.environ.get(KILL_AFTER_ENV, "").partition(":")
+    wanted, _sep, signame = os.environ.get(KILL_AFTER_ENV, "").partition(":")
     if wanted == step:
         os.kill(os.getpid(), signal.SIGINT if signame == "INT" else signal.SIGKILL)
 

@@ -162,7 +162,7 @@ def parse_config(text: str | None) -> dict[str, str]:
         stripped = line.strip()
         if not stripped or stripped.startswith("#") or "=" not in stripped:
             continue
-        key, _, value = stripped.partition("=")
+        key, _sep, value = stripped.partition("=")
         keys[key.strip()] = value.strip()
     return keys
 
@@ -265,7 +265,8 @@ def plan_revert(
         source = state.binary.sha256
     else:
         source = state.previous.sha256
-    assert source is not None
+    if source is None:  # a rollback binary or .previous exists here
+        raise AssertionError("revert without a source binary")
     restore_binary = state.binary.sha256 != source
     sync_previous_binary = state.previous.sha256 != source
 
@@ -311,7 +312,8 @@ def plan_configure(state: NodeState, updates: dict[str, str]) -> ConfigurePlan:
             "an interrupted rollback is not finished on this node; re-run the rollback first"
         )
     new_text = merge_config(state.config_text, updates)
-    assert new_text is not None  # updates is not empty
+    if new_text is None:  # updates is not empty
+        raise AssertionError("merge_config returned no text for a non-empty update")
     keys = parse_config(new_text)
     write_config = new_text != state.config_text
     changed = write_config or state.record.get("config") != keys

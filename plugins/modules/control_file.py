@@ -46,7 +46,7 @@ options:
     type: str
     default: "0644"
 author:
-  - edge-canary maintainers
+  - edge-canary maintainers (@edge-canary)
 """
 
 EXAMPLES = r"""

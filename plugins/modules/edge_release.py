@@ -8,18 +8,6 @@ standard library and ansible-core's module_utils.
 
 from __future__ import annotations
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.edge.canary.plugins.module_utils.release_actions import (
-    Paths,
-    configure,
-    inspect,
-    push,
-    remove_staged,
-    revert,
-    serving,
-)
-from ansible_collections.edge.canary.plugins.module_utils.release_plan import ReleaseError
-
 DOCUMENTATION = r"""
 ---
 module: edge_release
@@ -98,7 +86,7 @@ options:
     type: bool
     default: false
 author:
-  - edge-canary maintainers
+  - edge-canary maintainers (@edge-canary)
 """
 
 EXAMPLES = r"""
@@ -141,6 +129,20 @@ record:
   type: dict
   returned: always
 """
+
+# Imports after the documentation: validate-modules (ansible-test sanity) asks for that order.
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.edge.canary.plugins.module_utils.release_actions import (  # noqa: E402
+    Paths,
+    configure,
+    inspect,
+    push,
+    remove_staged,
+    revert,
+    serving,
+)
+from ansible_collections.edge.canary.plugins.module_utils.release_plan import ReleaseError  # noqa: E402
+
 
 def main() -> None:
     module = AnsibleModule(

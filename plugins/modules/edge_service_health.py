@@ -6,11 +6,6 @@ The GETs and the wait are module_utils.http_health's, shared with haproxy_server
 
 from __future__ import annotations
 
-from typing import Any
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.edge.canary.plugins.module_utils.http_health import served_version, wait_healthy
-
 DOCUMENTATION = r"""
 ---
 module: edge_service_health
@@ -57,7 +52,7 @@ options:
     description: Version the node must report; omitted or empty means the version is not checked.
     type: str
 author:
-  - edge-canary
+  - edge-canary maintainers (@edge-canary)
 """
 
 EXAMPLES = r"""
@@ -87,6 +82,12 @@ version:
   returned: when checked
   type: str
 """
+
+# Imports after the documentation: validate-modules (ansible-test sanity) asks for that order.
+from typing import Any  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.edge.canary.plugins.module_utils.http_health import served_version, wait_healthy  # noqa: E402
 
 
 def main() -> None:

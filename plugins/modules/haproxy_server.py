@@ -7,24 +7,6 @@ haproxy_api (the admin socket) and haproxy_apply (the change, the health check a
 
 from __future__ import annotations
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.edge.canary.plugins.module_utils.haproxy_api import RuntimeApi
-from ansible_collections.edge.canary.plugins.module_utils.haproxy_apply import (
-    Request,
-    apply,
-    diff_text,
-    health_request,
-)
-from ansible_collections.edge.canary.plugins.module_utils.haproxy_state import (
-    STATES,
-    HaproxyError,
-    WaitTimeout,
-    parse_socket_address,
-    validate_name,
-    validate_timeout,
-    validate_weight,
-)
-
 DOCUMENTATION = r"""
 ---
 module: haproxy_server
@@ -119,7 +101,7 @@ options:
     type: float
     default: 30
 author:
-  - edge-canary
+  - edge-canary maintainers (@edge-canary)
 """
 
 EXAMPLES = r"""
@@ -187,6 +169,25 @@ waited_up:
   returned: always
   type: float
 """
+
+# Imports after the documentation: validate-modules (ansible-test sanity) asks for that order.
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.edge.canary.plugins.module_utils.haproxy_api import RuntimeApi  # noqa: E402
+from ansible_collections.edge.canary.plugins.module_utils.haproxy_apply import (  # noqa: E402
+    Request,
+    apply,
+    diff_text,
+    health_request,
+)
+from ansible_collections.edge.canary.plugins.module_utils.haproxy_state import (  # noqa: E402
+    STATES,
+    HaproxyError,
+    WaitTimeout,
+    parse_socket_address,
+    validate_name,
+    validate_timeout,
+    validate_weight,
+)
 
 
 def main() -> None:

@@ -93,6 +93,23 @@ def prepare_dirs(paths: Paths) -> None:
             remove_stale_temps(directory)
 
 
+def complete_record(paths: Paths, ours: dict[str, Any]) -> dict[str, Any]:
+    """Last step of a push or revert: the record on disk gets our keys (others kept), intents dropped."""
+    final = merge_owned(read_record(paths.record), ours)
+    write_record(paths.record, final)
+    checkpoint("record")
+    return final
+
+
+def say(msg: str, changed: bool, check_mode: bool, notes: list[str] | None = None) -> str:
+    """The result's message, marked in check mode, with the notes gathered on the way."""
+    if check_mode and changed:
+        msg = "check mode, nothing changed: " + msg
+    if notes:
+        msg += f" ({'; '.join(notes)})"
+    return msg
+
+
 def verify_artifact(path: str, expected: str | None, check_mode: bool, what: str) -> list[str]:
     """Refuse a missing artifact or one whose sha256 on the node is not the expected one.
 
@@ -183,10 +200,7 @@ def push(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
             atomic_write_text(paths.config, plan.new_config_text, file_state(paths.config),
                               DEFAULT_CONFIG_MODE)
         checkpoint("config")
-        final = merge_owned(read_record(paths.record), after_record)
-        write_record(paths.record, final)
-        checkpoint("record")
-        after_record = final
+        after_record = complete_record(paths, after_record)
 
     if not plan.changed:
         msg = "artifact and config keys already current: nothing changed"
@@ -196,10 +210,7 @@ def push(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
         msg = "finished an interrupted push; .previous holds the release it started from"
     else:
         msg = "pushed; the former binary and config are kept as .previous"
-    if check_mode and plan.changed:
-        msg = "check mode, nothing changed: " + msg
-    if notes:
-        msg += f" ({'; '.join(notes)})"
+    msg = say(msg, plan.changed, check_mode, notes)
     return {
         "changed": plan.changed,
         "action": "deploy" if plan.changed else "none",
@@ -299,10 +310,7 @@ def revert(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
             atomic_copy(paths.config, paths.config_previous, file_state(paths.config),
                         DEFAULT_CONFIG_MODE)
         checkpoint("previous-config")
-        final = merge_owned(read_record(paths.record), after_record)
-        write_record(paths.record, final)
-        checkpoint("record")
-        after_record = final
+        after_record = complete_record(paths, after_record)
 
     if not plan.changed:
         msg = "already on the rollback release (current equals .previous): nothing changed"
@@ -311,10 +319,7 @@ def revert(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
                f"{paths.rolled_back}")
     else:
         msg = "binary already the last-known-good; finished aligning config, .previous and record"
-    if check_mode and plan.changed:
-        msg = "check mode, nothing changed: " + msg
-    if notes:
-        msg += f" ({'; '.join(notes)})"
+    msg = say(msg, plan.changed, check_mode, notes)
     return {
         "changed": plan.changed,
         "action": "rollback" if plan.changed else "none",
@@ -368,8 +373,7 @@ def configure(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, An
         msg = "config keys written (binaries and .previous untouched)"
     else:
         msg = "config keys already in the file; brought the release record in line"
-    if check_mode and plan.changed:
-        msg = "check mode, nothing changed: " + msg
+    msg = say(msg, plan.changed, check_mode)
     return {
         "changed": plan.changed,
         "action": "configure" if plan.changed else "none",

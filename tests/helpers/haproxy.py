@@ -14,10 +14,8 @@ independent of the module under test (its parser is not used to check it).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import shutil
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -26,12 +24,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 
 from tests.helpers.procs import free_port, read_text, running
 
-ROLE_DIR = Path(__file__).resolve().parents[2] / "roles" / "haproxy_server"
-MODULE_PATH = ROLE_DIR / "library" / "haproxy_server.py"
 HOLD_LIMIT = 60.0  # a held request never outlives this, even if a test forgets to release it
 
 
@@ -356,14 +351,3 @@ def recording_unix_socket(path: Path) -> Iterator[list[bytes]]:
         thread.join(10)
         listener.close()
 
-
-def load_haproxy_module() -> ModuleType:
-    """The haproxy_server module file imported as a Python module (for its pure functions)."""
-    name = "haproxy_server_module"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, MODULE_PATH)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the class is built
-        spec.loader.exec_module(module)
-    return sys.modules[name]

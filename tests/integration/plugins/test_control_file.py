@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.helpers.paths import REPO
 
-ACTIONS = REPO / "playbooks" / "action_plugins"
+COLLECTIONS = REPO / "collections"  # edge.canary from this checkout: the link points back at the repository
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 
 PLAY = """\
@@ -18,7 +18,7 @@ PLAY = """\
   gather_facts: false
   tasks:
     - name: Write the file
-      control_file:
+      edge.canary.control_file:
         dest: "{{ dest }}"
         content: "{{ {'node': 'edge-1', 'result': 'ok'} | to_nice_json }}"
         mode: "0640"
@@ -40,7 +40,7 @@ def play(tmp_path: Path, dest: str, *extra: str) -> subprocess.CompletedProcess[
     return subprocess.run(
         [str(ANSIBLE_PLAYBOOK), "-i", "inventory.yml", "play.yml", "-e", f"dest={dest}", *extra],
         capture_output=True, text=True, cwd=tmp_path, timeout=120,
-        env={**os.environ, "ANSIBLE_ACTION_PLUGINS": str(ACTIONS), "ANSIBLE_NOCOLOR": "1",
+        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS), "ANSIBLE_NOCOLOR": "1",
              "ANSIBLE_LOCALHOST_WARNING": "false"},
     )
 

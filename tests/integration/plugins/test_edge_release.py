@@ -4,7 +4,7 @@ Each node is a host with ansible_connection=local and its own install dir; the a
 executable scripts. The playbook includes one task file of the role, then prints the module's
 result, which the test reads from the oneline callback's JSON lines. Ansible runs are the slow
 part: tests use both nodes where a fleet matters and one (--limit) elsewhere; the module's
-every-step behaviour is covered in tests/unit/test_edge_release_node.py.
+every-step behaviour is covered in tests/unit/plugins/module_utils/test_release_actions.py.
 """
 
 from __future__ import annotations
@@ -103,6 +103,7 @@ class Fleet:
         (root / "ansible.cfg").write_text(
             "[defaults]\n"
             f"roles_path = {REPO / 'roles'}\n"
+            f"collections_path = {REPO / 'collections'}\n"
             f"local_tmp = {root / 'ansible-tmp'}\n"
             "retry_files_enabled = False\n"
             "interpreter_python = auto_silent\n"

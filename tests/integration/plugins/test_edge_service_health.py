@@ -6,74 +6,40 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.helpers.health_node import HealthNode, health_node
 from tests.helpers.paths import REPO
 
-LIBRARY = REPO / "roles" / "edge_service" / "library"
+COLLECTIONS = REPO / "collections"  # edge.canary from this checkout: the link points back at the repository
 ANSIBLE = Path(sys.executable).with_name("ansible")
 
 
-class Node(ThreadingHTTPServer):
-    """GET /health answers 503 until `healthy_at` (monotonic time), then 200; /version answers `version`."""
-
-    daemon_threads = True
-    healthy_at = 0.0
-    version = "v2"
-    health_requests = 0
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}{path}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Node
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        if self.path == "/health":
-            self.server.health_requests += 1
-            status, body = (200 if time.monotonic() >= self.server.healthy_at else 503), b"ok"
-        else:
-            status, body = 200, json.dumps({"version": self.server.version}).encode()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
-
-
 @pytest.fixture
-def node() -> Iterator[Node]:
-    server = Node(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def node() -> Iterator[HealthNode]:
+    with health_node() as server:
+        yield server
 
 
 def run(tmp_path: Path, **args: Any) -> tuple[int, dict[str, Any]]:
     proc = subprocess.run(
-        [str(ANSIBLE), "localhost", "-m", "edge_service_health", "-M", str(LIBRARY), "-a", json.dumps(args),
+        [str(ANSIBLE), "localhost", "-m", "edge.canary.edge_service_health", "-a", json.dumps(args),
          "-e", f"ansible_python_interpreter={sys.executable}"],
         capture_output=True, text=True, cwd=tmp_path, timeout=120,
         env={**os.environ, "ANSIBLE_STDOUT_CALLBACK": "default", "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
              "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-             "ANSIBLE_NOCOLOR": "1"},
+             "ANSIBLE_NOCOLOR": "1", "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS)},
     )
     start = proc.stdout.index(" => ") + 4
     return proc.returncode, json.JSONDecoder().raw_decode(proc.stdout, start)[0]
 
 
-def test_waits_for_health_polling_fast_then_checks_the_version(node: Node, tmp_path: Path) -> None:
+def test_waits_for_health_polling_fast_then_checks_the_version(node: HealthNode, tmp_path: Path) -> None:
     node.healthy_at = time.monotonic() + 3  # Ansible's own start-up eats part of it
     rc, result = run(tmp_path, health_url=node.url("/health"), version_url=node.url("/version"),
                      expected_version="v2", timeout=30, interval=0.2)
@@ -82,7 +48,7 @@ def test_waits_for_health_polling_fast_then_checks_the_version(node: Node, tmp_p
     assert result["attempts"] == node.health_requests and result["waited"] < 30
 
 
-def test_fails_within_the_timeout_naming_the_url(node: Node, tmp_path: Path) -> None:
+def test_fails_within_the_timeout_naming_the_url(node: HealthNode, tmp_path: Path) -> None:
     node.healthy_at = time.monotonic() + 3600
     rc, result = run(tmp_path, health_url=node.url("/health"), timeout=1.5, interval=0.2)
     assert rc != 0
@@ -90,7 +56,7 @@ def test_fails_within_the_timeout_naming_the_url(node: Node, tmp_path: Path) -> 
     assert result["attempts"] >= 3 and result["waited"] < 5
 
 
-def test_fails_when_the_node_serves_another_version(node: Node, tmp_path: Path) -> None:
+def test_fails_when_the_node_serves_another_version(node: HealthNode, tmp_path: Path) -> None:
     node.version = "v1"
     rc, result = run(tmp_path, health_url=node.url("/health"), version_url=node.url("/version"),
                      expected_version="v2", timeout=5)

@@ -22,18 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible_collections.edge.canary.plugins.module_utils.haproxy_api import RuntimeApi
+from ansible_collections.edge.canary.plugins.module_utils.haproxy_state import UnixAddress
 
 from tests.helpers.haproxy import (
     Haproxy,
     haproxy_instance,
     hung_unix_socket,
-    load_haproxy_module,
     recording_unix_socket,
 )
 from tests.helpers.paths import REPO
 
 ROOT = REPO
-LIBRARY = ROOT / "roles" / "haproxy_server" / "library"
 ANSIBLE = Path(sys.executable).with_name("ansible")
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 ENV = {
@@ -42,6 +42,8 @@ ENV = {
     "ANSIBLE_LOCALHOST_WARNING": "false",
     "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
     "ANSIBLE_NOCOLOR": "1",
+    # edge.canary from this checkout (the link points back at the repository), whatever the cwd.
+    "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
 }
 
 FMAINT, FDRAIN = 0x01, 0x08
@@ -77,7 +79,7 @@ _STATUS = re.compile(r"^localhost \| (?P<status>[A-Z]+!?) => ", re.MULTILINE)
 
 def run_module(tmp_path: Path, check: bool = False, **args: Any) -> Run:
     cmd = [
-        str(ANSIBLE), "localhost", "-m", "haproxy_server", "-M", str(LIBRARY),
+        str(ANSIBLE), "localhost", "-m", "edge.canary.haproxy_server",
         "-a", json.dumps(args), "-e", f"ansible_python_interpreter={sys.executable}",
     ]  # fmt: skip
     if check:
@@ -101,7 +103,7 @@ BATCH_PLAYBOOK = """\
   gather_facts: false
   tasks:
     - name: Run the module for this case
-      haproxy_server:
+      edge.canary.haproxy_server:
         socket: "{{ item.socket }}"
         backend: "{{ item.backend }}"
         server: "{{ item.server }}"
@@ -131,7 +133,7 @@ def run_batch(tmp_path: Path, cases: list[dict[str, Any]], check: bool = False) 
     results_path = work / "results.json"
     (work / "vars.json").write_text(json.dumps({"cases": cases, "results_path": str(results_path)}))
     cmd = [
-        str(ANSIBLE_PLAYBOOK), "batch.yml", "-M", str(LIBRARY), "-e", "@vars.json",
+        str(ANSIBLE_PLAYBOOK), "batch.yml", "-e", "@vars.json",
         "-e", f"ansible_python_interpreter={sys.executable}",
     ]  # fmt: skip
     if check:
@@ -436,8 +438,7 @@ def close_all(socks: list[socket.socket]) -> None:
 
 
 def test_a_busy_admin_socket_is_waited_for_not_failed(lb: Haproxy):
-    api_module = load_haproxy_module()
-    api = api_module.RuntimeApi(api_module.UnixAddress(str(lb.admin_socket)), timeout=10.0)
+    api = RuntimeApi(UnixAddress(str(lb.admin_socket)), timeout=10.0)
     held = hold_admin_connections(lb.admin_socket, 500)
     try:
         # The socket is full: a plain connect is refused at once (what failed a 30-node deploy's preflight).

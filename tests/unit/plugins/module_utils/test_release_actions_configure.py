@@ -1,15 +1,14 @@
 """edge_release state=configured: config keys only, for rollout_pct moves.
 
-The pure decision (plan_configure) with NodeState values, then the module against real files in a
-tmp dir (in-process through AnsibleModule, or as its own process where the test hook kills it
-between the config write and the record write).
+The module against real files in a tmp dir (in-process through AnsibleModule, or as its own process
+where the test hook kills it between the config write and the record write); the decision itself
+(plan_configure) is tested in test_release_plan.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -17,89 +16,17 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from ansible_collections.edge.canary.plugins.modules import edge_release
 
 from tests.helpers.paths import REPO
 
-MODULE = (
-    REPO / "roles" / "edge_release" / "library" / "edge_release.py"
-)
-
-
-def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("edge_release_configure_under_test", MODULE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-er = load()
-S1, S0 = "1" * 64, "0" * 64
-
-
-def state(config: str | None = "rollout_pct=0\n", record: dict[str, Any] | None = None,
-          managed: bool = True) -> Any:
-    return er.NodeState(
-        binary=er.FileState(S1, 0o755),
-        previous=er.FileState(S0, 0o755),
-        config_text=config,
-        config_previous_text="rollout_pct=0\n",
-        record=record or {},
-        config_managed=managed,
-    )
-
-
-# --- the decision ------------------------------------------------------------------------------
-
-
-def test_plan_sets_the_key_in_place_and_keeps_other_lines() -> None:
-    plan = er.plan_configure(state("# edge\nfeature=on\nrollout_pct=0\n"), {"rollout_pct": "10"})
-    assert plan.changed and plan.write_config
-    assert plan.new_config_text == "# edge\nfeature=on\nrollout_pct=10\n"
-    assert plan.record_config == {"feature": "on", "rollout_pct": "10"}
-
-
-def test_plan_with_the_key_already_set_and_recorded_is_a_no_op() -> None:
-    plan = er.plan_configure(state("rollout_pct=10\n", {"config": {"rollout_pct": "10"}}),
-                             {"rollout_pct": "10"})
-    assert not plan.changed and not plan.write_config
-
-
-def test_plan_completes_a_record_left_stale_by_a_killed_run() -> None:
-    plan = er.plan_configure(state("rollout_pct=10\n", {"config": {"rollout_pct": "0"}}),
-                             {"rollout_pct": "10"})
-    assert plan.changed and not plan.write_config
-
-
-def test_plan_creates_a_missing_config_file() -> None:
-    plan = er.plan_configure(state(config=None), {"rollout_pct": "5"})
-    assert plan.write_config and plan.new_config_text == "rollout_pct=5\n"
-
-
-@pytest.mark.parametrize(
-    ("node", "updates", "words"),
-    [
-        (state(), {}, "at least one key"),
-        (state(managed=False), {"rollout_pct": "1"}, "config_path"),
-        (state(record={"pending": {"target_sha256": S1, "from_sha256": S0}}), {"rollout_pct": "1"},
-         "interrupted push"),
-        (state(record={"pending_rollback": {"target_sha256": S0}}), {"rollout_pct": "1"},
-         "interrupted rollback"),
-    ],
-)
-def test_plan_refusals_say_what_to_do_in_one_line(node: Any, updates: dict[str, str],
-                                                   words: str) -> None:
-    with pytest.raises(er.ReleaseError) as err:
-        er.plan_configure(node, updates)
-    assert words in str(err.value) and "\n" not in str(err.value)
-
-
+MODULE = "ansible_collections.edge.canary.plugins.modules.edge_release"
+# The module run as its own process imports edge.canary from this checkout.
+COLLECTIONS = REPO / "collections"
 # --- the module on real files ------------------------------------------------------------------
 
 
@@ -144,7 +71,7 @@ class Node:
         with patch_module_args({**self.params(config, **extra), "_ansible_check_mode": check}), \
                 contextlib.redirect_stdout(out):
             try:
-                er.main()
+                edge_release.main()
             except SystemExit as exc:
                 code = exc.code
         return Run(int(code or 0), json.loads(out.getvalue()))
@@ -152,8 +79,8 @@ class Node:
     def run_killed_after(self, step: str, config: Any) -> int:
         args = self.work / "args.json"
         args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": self.params(config)}))
-        env = {**os.environ, "EDGE_RELEASE_TEST_KILL_AFTER": step}
-        return subprocess.run([sys.executable, str(MODULE), str(args)], env=env,
+        env = {**os.environ, "EDGE_RELEASE_TEST_KILL_AFTER": step, "PYTHONPATH": str(COLLECTIONS)}
+        return subprocess.run([sys.executable, "-m", MODULE, str(args)], env=env,
                               capture_output=True, timeout=120).returncode
 
     def files(self) -> dict[str, bytes]:

@@ -1,4 +1,5 @@
-"""edge_release module against real files in a tmp dir (playbook-level tests: integration/).
+"""release_actions through the edge_release module, against real files in a tmp dir (playbook-level
+tests: tests/integration/plugins/test_edge_release.py).
 
 Runs go through AnsibleModule in-process (argument parsing, check mode, exit/fail JSON), except the
 interrupted ones: those run the module file as its own process, which the module's test hook
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -20,33 +20,22 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from ansible_collections.edge.canary.plugins.modules import edge_release
 
 from tests.helpers.paths import REPO
 
-MODULE = (
-    REPO / "roles" / "edge_release" / "library" / "edge_release.py"
-)
+MODULE = "ansible_collections.edge.canary.plugins.modules.edge_release"
+# The module run as its own process imports edge.canary from this checkout.
+COLLECTIONS = REPO / "collections"
 PUSH_STEPS = ["binary-staged", "pending", "previous-binary", "previous-config", "binary", "config",
               "record"]
 REVERT_STEPS = ["pending", "binary-aside", "binary", "previous-binary", "config", "previous-config",
                 "record"]
 
-
-def load_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("edge_release_under_test", MODULE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-edge_release = load_module()
 
 
 def sha(data: bytes) -> str:
@@ -93,8 +82,8 @@ class Node:
         self.calls += 1
         args_file = self.work / f"args-{self.calls}.json"
         args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": params}))
-        env = {**os.environ, "EDGE_RELEASE_TEST_KILL_AFTER": kill_after}
-        proc = subprocess.run([sys.executable, str(MODULE), str(args_file)], env=env,
+        env = {**os.environ, "EDGE_RELEASE_TEST_KILL_AFTER": kill_after, "PYTHONPATH": str(COLLECTIONS)}
+        proc = subprocess.run([sys.executable, "-m", MODULE, str(args_file)], env=env,
                               capture_output=True, text=True, timeout=120)
         result = json.loads(proc.stdout) if proc.stdout.strip() else {}
         return Run(proc.returncode, result)

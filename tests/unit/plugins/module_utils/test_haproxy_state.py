@@ -1,12 +1,12 @@
-"""The haproxy_server module's parsers, fed answers captured from HAProxy 2.6."""
+"""haproxy_state: names, socket addresses and admin-state bits, and the parsers fed answers captured
+from HAProxy 2.6."""
 
 from __future__ import annotations
 
 import pytest
+from ansible_collections.edge.canary.plugins.module_utils import haproxy_state as hs
 
-from tests.helpers.haproxy import load_haproxy_module
-
-hs = load_haproxy_module()
+FMAINT, IMAINT, CMAINT, FDRAIN, IDRAIN, RMAINT, HMAINT = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40
 
 SERVERS_STATE_HEADER = (
     "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight "
@@ -156,3 +156,135 @@ class TestSessions:
 
     def test_no_listed_session_is_said_plainly(self):
         assert hs.describe_open_sessions([]) == "no session listed by 'show sess'"
+
+
+def state(bits: int = 0, op: int = 2, weight: int = 1, name: str = "n1"):
+    return hs.ServerState(name=name, admin_bits=bits, op_state=op, weight=weight)
+
+
+class TestNames:
+    @pytest.mark.parametrize(
+        "name", ["n1", "edge-1", "edge_1", "edge.example.com", "a:b", "_x", "9", "a" * 128]
+    )
+    def test_accepted(self, name):
+        assert hs.validate_name("server", name) == name
+
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "",
+            "a;b",
+            ";",
+            "a b",
+            " a",
+            "a\nb",
+            "a\n",
+            "a\r",
+            "a\tb",
+            "a\\b",
+            "a<<",
+            "<<",
+            "a<b",
+            "edge/n1",
+            "-a",
+            ".a",
+            ":a",
+            "a" * 129,
+            "é",
+            "a\x00",
+            "a'b",
+            'a"b',
+            "a#b",
+        ],
+    )
+    def test_refused_with_one_line_naming_it(self, name):
+        with pytest.raises(hs.HaproxyError) as err:
+            hs.validate_name("backend", name)
+        msg = str(err.value)
+        assert "\n" not in msg and "\r" not in msg
+        assert msg.startswith(f"invalid backend name {name!r}")
+        assert "nothing was sent" in msg
+
+    def test_non_string_is_refused(self):
+        with pytest.raises(hs.HaproxyError):
+            hs.validate_name("server", None)  # type: ignore[arg-type]  # what a careless caller passes
+
+
+class TestOtherInputs:
+    @pytest.mark.parametrize("weight", [None, 0, 1, 256])
+    def test_weights_accepted(self, weight):
+        assert hs.validate_weight(weight) == weight
+
+    @pytest.mark.parametrize("weight", [-1, 257])
+    def test_weights_refused(self, weight):
+        with pytest.raises(hs.HaproxyError, match=f"invalid weight {weight}"):
+            hs.validate_weight(weight)
+
+    @pytest.mark.parametrize("value", [0, -1])
+    def test_timeouts_must_be_positive(self, value):
+        with pytest.raises(hs.HaproxyError, match="above 0"):
+            hs.validate_timeout("socket_timeout", value)
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("/run/haproxy/admin.sock", hs.UnixAddress("/run/haproxy/admin.sock")),
+            ("admin.sock", hs.UnixAddress("admin.sock")),
+            ("./odd:1", hs.UnixAddress("./odd:1")),
+            ("127.0.0.1:9999", hs.TcpAddress("127.0.0.1", 9999)),
+            ("lb-1.example.com:9999", hs.TcpAddress("lb-1.example.com", 9999)),
+            ("[::1]:9999", hs.TcpAddress("::1", 9999)),
+            (" 127.0.0.1:9999 ", hs.TcpAddress("127.0.0.1", 9999)),
+        ],
+    )
+    def test_socket_addresses(self, text, expected):
+        assert hs.parse_socket_address(text) == expected
+
+    def test_tcp_address_prints_back_the_same(self):
+        assert str(hs.TcpAddress("::1", 9)) == "[::1]:9"
+        assert str(hs.TcpAddress("lb", 9)) == "lb:9"
+
+    @pytest.mark.parametrize(("text", "match"), [("", "socket is empty"), ("h:70000", "1-65535")])
+    def test_bad_socket_addresses(self, text, match):
+        with pytest.raises(hs.HaproxyError, match=match):
+            hs.parse_socket_address(text)
+
+
+class TestStateNames:
+    @pytest.mark.parametrize(
+        ("bits", "effective", "forced"),
+        [
+            (0, "ready", "ready"),
+            (FMAINT, "maint", "maint"),
+            (FMAINT | CMAINT, "maint", "maint"),
+            (CMAINT, "ready", "ready"),  # "disabled" in the config, then set ready
+            (HMAINT, "ready", "ready"),  # a marker, not a maintenance
+            (IMAINT, "maint", "ready"),
+            (RMAINT, "maint", "ready"),
+            (FDRAIN, "drain", "drain"),
+            (IDRAIN, "drain", "ready"),
+            (FDRAIN | IMAINT, "maint", "drain"),
+            (FMAINT | FDRAIN, "maint", "maint"),
+        ],
+    )
+    def test_effective_and_forced(self, bits, effective, forced):
+        s = state(bits)
+        assert (s.admin_state, s.forced_admin_state) == (effective, forced)
+
+    def test_flags_and_operational_state(self):
+        s = state(FMAINT | CMAINT, op=0)
+        assert s.admin_flags == ["FMAINT", "CMAINT"]
+        assert s.operational_state == "down"
+        assert state(op=1).operational_state == "starting"
+        assert state(op=3).operational_state == "stopping"
+        assert state(op=7).operational_state == "unknown(7)"
+
+    def test_result_shape(self):
+        assert state(FDRAIN, weight=5).as_result() == {
+            "admin_state": "drain",
+            "forced_admin_state": "drain",
+            "operational_state": "up",
+            "weight": 5,
+            "admin_flags": ["FDRAIN"],
+            "admin_bits": FDRAIN,
+        }

@@ -1,30 +1,13 @@
-"""edge_release module: the pure parts (config keys, push and revert decisions, record merging)."""
+"""release_plan: the pure parts of edge_release (config keys, push, revert and configure decisions,
+record merging)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from types import ModuleType
 from typing import Any
 
 import pytest
+from ansible_collections.edge.canary.plugins.module_utils import release_plan as er
 
-from tests.helpers.paths import REPO
-
-ROLE = REPO / "roles" / "edge_release"
-MODULE = ROLE / "library" / "edge_release.py"
-
-
-def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("edge_release_module", MODULE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-er = load()
 V0, V1, V2, V3 = ("0" * 64, "1" * 64, "2" * 64, "3" * 64)
 
 
@@ -98,7 +81,7 @@ def test_push_of_a_new_artifact_rotates_the_pair_into_previous() -> None:
     assert plan.changed and plan.write_binary and plan.rotate_binary and plan.rotate_config
     assert not plan.write_config and not plan.first_deploy
     assert plan.previous_after_sha256 == V1
-    assert plan.pending.from_sha256 == V1
+    assert plan.pending is not None and plan.pending.from_sha256 == V1
 
 
 def test_push_of_new_config_keys_alone_rotates_too() -> None:
@@ -139,7 +122,8 @@ def test_resumed_push_with_another_artifact_keeps_the_starting_release_in_previo
     state = node(binary=V2, previous=V1, record=pending())
     plan = er.plan_push(state, V3, {})
     assert plan.write_binary and not plan.rotate_binary
-    assert plan.previous_after_sha256 == V1 and plan.pending.from_sha256 == V1
+    assert plan.previous_after_sha256 == V1
+    assert plan.pending is not None and plan.pending.from_sha256 == V1
 
 
 def test_resumed_push_before_binary_replaced_rotates_as_usual() -> None:
@@ -216,3 +200,62 @@ def test_version_of_reads_record_entries_and_known_versions() -> None:
     assert er.version_of(V1, record) == "v1"
     assert er.version_of(V3, record) is None
     assert er.version_of(V3, record, {V3: "v3"}) == "v3"
+
+
+# --- state=configured: the decision ----------------------------------------------------------
+
+S1, S0 = "1" * 64, "0" * 64
+
+
+def state(config: str | None = "rollout_pct=0\n", record: dict[str, Any] | None = None,
+          managed: bool = True) -> Any:
+    return er.NodeState(
+        binary=er.FileState(S1, 0o755),
+        previous=er.FileState(S0, 0o755),
+        config_text=config,
+        config_previous_text="rollout_pct=0\n",
+        record=record or {},
+        config_managed=managed,
+    )
+
+
+def test_plan_sets_the_key_in_place_and_keeps_other_lines() -> None:
+    plan = er.plan_configure(state("# edge\nfeature=on\nrollout_pct=0\n"), {"rollout_pct": "10"})
+    assert plan.changed and plan.write_config
+    assert plan.new_config_text == "# edge\nfeature=on\nrollout_pct=10\n"
+    assert plan.record_config == {"feature": "on", "rollout_pct": "10"}
+
+
+def test_plan_with_the_key_already_set_and_recorded_is_a_no_op() -> None:
+    plan = er.plan_configure(state("rollout_pct=10\n", {"config": {"rollout_pct": "10"}}),
+                             {"rollout_pct": "10"})
+    assert not plan.changed and not plan.write_config
+
+
+def test_plan_completes_a_record_left_stale_by_a_killed_run() -> None:
+    plan = er.plan_configure(state("rollout_pct=10\n", {"config": {"rollout_pct": "0"}}),
+                             {"rollout_pct": "10"})
+    assert plan.changed and not plan.write_config
+
+
+def test_plan_creates_a_missing_config_file() -> None:
+    plan = er.plan_configure(state(config=None), {"rollout_pct": "5"})
+    assert plan.write_config and plan.new_config_text == "rollout_pct=5\n"
+
+
+@pytest.mark.parametrize(
+    ("node", "updates", "words"),
+    [
+        (state(), {}, "at least one key"),
+        (state(managed=False), {"rollout_pct": "1"}, "config_path"),
+        (state(record={"pending": {"target_sha256": S1, "from_sha256": S0}}), {"rollout_pct": "1"},
+         "interrupted push"),
+        (state(record={"pending_rollback": {"target_sha256": S0}}), {"rollout_pct": "1"},
+         "interrupted rollback"),
+    ],
+)
+def test_plan_refusals_say_what_to_do_in_one_line(node: Any, updates: dict[str, str],
+                                                   words: str) -> None:
+    with pytest.raises(er.ReleaseError) as err:
+        er.plan_configure(node, updates)
+    assert words in str(err.value) and "\n" not in str(err.value)

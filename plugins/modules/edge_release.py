@@ -1,0 +1,191 @@
+#!/usr/bin/python
+"""Ansible module edge_release: the shell (documentation, arguments, dispatch).
+
+The work is in module_utils: release_plan (what to do), release_files (atomic file operations) and
+release_actions (push, revert, configure, inspect, serving). Runs on the node with only the Python
+standard library and ansible-core's module_utils.
+"""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: edge_release
+short_description: Push, revert and inspect the edge binary and its config keys on a node
+description:
+  - Keeps the binary at I(install_dir)/I(binary_name) and the config file at I(config_path),
+    each with a C(.previous) copy holding the state before the last change, and a JSON release
+    record.
+  - Every file is replaced by an atomic rename of a fsynced temp file in the same directory.
+  - An interrupted push or revert (killed between any two steps) can be re-run and ends
+    consistent; the last-known-good binary is never lost.
+attributes:
+  check_mode:
+    support: full
+    description: Reads the node and reports what would change (the release record it would write
+      included); writes nothing. A staged artifact that is not on the node is only noted.
+  diff_mode:
+    support: partial
+    description: Returns a diff of the config file for C(state=configured) only; the binaries are
+      reported through C(current) and C(previous), not as a diff.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on the node; needs only the Python standard library (atomic rename, fsync).
+options:
+  state:
+    description: C(pushed) installs a staged artifact, C(reverted) restores C(.previous) (or
+      I(rollback_binary)), C(inspected) only reads, C(serving) records the sha256 the running
+      service serves, C(configured) sets config keys only (atomic write of the config file;
+      the binaries and both C(.previous) files are left as they are).
+    type: str
+    choices: [pushed, reverted, inspected, serving, configured]
+    default: inspected
+  install_dir:
+    description: Directory holding the binary, its C(.previous) and by default the release record.
+    type: path
+    required: true
+  binary_name:
+    description: File name of the binary inside I(install_dir).
+    type: str
+    default: edge
+  config_path:
+    description: Flat key=value config file; omitted means the config is not managed.
+    type: path
+  record_path:
+    description: JSON release record; defaults to I(install_dir)/release.json.
+    type: path
+  staged:
+    description: Path on the node of the already-copied artifact (C(state=pushed)).
+    type: path
+  sha256:
+    description: Expected sha256 of the staged artifact, computed on the control host.
+    type: str
+  version:
+    description: Version of the artifact pushed (or of I(rollback_binary)), kept in the record.
+    type: str
+  config:
+    description: Config keys to set (a dict, or "k=v k2=v2"); other keys and lines of the file
+      are kept. Required, and not empty, with C(state=configured).
+    type: dict
+    default: {}
+  deploy_id:
+    description: Identifier of the deploy, kept in the record.
+    type: str
+  rollback_binary:
+    description: Path on the node of a known-good binary to restore instead of C(.previous)
+      (C(state=reverted)).
+    type: path
+  serving_sha256:
+    description: sha256 the service now serves (C(state=serving)); defaults to the current binary's.
+    type: str
+  remove_staged:
+    description: After a successful C(pushed) (or C(reverted) with I(rollback_binary)), delete I(staged)
+      (or I(rollback_binary)) and its directory when that is left empty, so no clean-up task is needed.
+      Ignored in check mode.
+    type: bool
+    default: false
+author:
+  - edge-canary maintainers (@edge-canary)
+"""
+
+EXAMPLES = r"""
+- name: Push the staged artifact and set rollout_pct
+  edge.canary.edge_release:
+    state: pushed
+    install_dir: /opt/edge
+    config_path: /etc/edge/edge.conf
+    staged: /opt/edge/.staging/0f1e...
+    sha256: 0f1e...
+    version: v2
+    config:
+      rollout_pct: 10
+    deploy_id: 20240101T120000-alice
+"""
+
+RETURN = r"""
+action:
+  description: deploy, rollback, serving, configure, inspect or none.
+  type: str
+  returned: always
+current:
+  description: Binary before and after, each {sha256, version}.
+  type: dict
+  returned: pushed, reverted
+previous:
+  description: The .previous binary before and after, each {sha256, version}.
+  type: dict
+  returned: pushed, reverted
+config:
+  description: Config keys before and after.
+  type: dict
+  returned: pushed, reverted, configured
+first_deploy:
+  description: True when the node had no binary before this push (no .previous is created).
+  type: bool
+  returned: pushed
+record:
+  description: The release record after the call (what it would be, in check mode).
+  type: dict
+  returned: always
+"""
+
+# Imports after the documentation: validate-modules (ansible-test sanity) asks for that order.
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.edge.canary.plugins.module_utils.release_actions import (  # noqa: E402
+    Paths,
+    configure,
+    inspect,
+    push,
+    remove_staged,
+    revert,
+    serving,
+)
+from ansible_collections.edge.canary.plugins.module_utils.release_plan import ReleaseError  # noqa: E402
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "state": {"type": "str", "default": "inspected",
+                      "choices": ["pushed", "reverted", "inspected", "serving", "configured"]},
+            "install_dir": {"type": "path", "required": True},
+            "binary_name": {"type": "str", "default": "edge"},
+            "config_path": {"type": "path"},
+            "record_path": {"type": "path"},
+            "staged": {"type": "path"},
+            "sha256": {"type": "str"},
+            "version": {"type": "str"},
+            "config": {"type": "dict", "default": {}},
+            "deploy_id": {"type": "str"},
+            "rollback_binary": {"type": "path"},
+            "serving_sha256": {"type": "str"},
+            "remove_staged": {"type": "bool", "default": False},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        paths = Paths.from_params(p)
+        if p["state"] == "pushed":
+            result = push(p, paths, module.check_mode)
+        elif p["state"] == "reverted":
+            result = revert(p, paths, module.check_mode)
+        elif p["state"] == "serving":
+            result = serving(p, paths, module.check_mode)
+        elif p["state"] == "configured":
+            result = configure(p, paths, module.check_mode)
+        else:
+            result = inspect(paths)
+        if p["remove_staged"] and not module.check_mode:
+            remove_staged(p["staged"] if p["state"] == "pushed" else
+                          p["rollback_binary"] if p["state"] == "reverted" else None)
+    except ReleaseError as exc:
+        module.fail_json(msg=str(exc))
+    except OSError as exc:
+        module.fail_json(msg=f"{exc}; fix the node's files or permissions and re-run (safe)")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+#!/usr/bin/python
+"""Ansible module haproxy_server: the shell (documentation, arguments, dispatch).
+
+The work is in module_utils: haproxy_state (names and answers), haproxy_plan (decisions),
+haproxy_api (the admin socket) and haproxy_apply (the change, the health check and the waits).
+"""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: haproxy_server
+short_description: Put one HAProxy server in ready, drain or maint through the admin socket
+description:
+  - Reads the server's state with C(show servers state) and its sessions and queue with
+    C(show stat) (columns looked up by header name), then sends C(set server) only when the
+    admin state or weight must change.
+  - Names are checked against a strict pattern before any command is built, so a name
+    cannot inject admin commands; nothing is sent when a name is refused.
+  - Check mode sends only read-only commands and reports what would change.
+attributes:
+  check_mode:
+    support: full
+    description: Sends only read-only commands (and the read-only health GET) and reports the
+      commands that would be sent and the predicted state; the waits are skipped.
+  diff_mode:
+    support: full
+    description: Shows the server's admin state, operational state and weight before and after.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs where the admin socket is reachable (usually the load balancer, or the
+      control host for a TCP socket); Python standard library only.
+options:
+  socket:
+    description:
+      - Admin socket, a unix socket path or C(host:port) (C([v6addr]:port)) for a TCP one.
+      - HAProxy must expose it with C(level admin) on its C(stats socket) line.
+    type: str
+    required: true
+  backend:
+    description: Backend name.
+    type: str
+    required: true
+  server:
+    description: Server name inside the backend.
+    type: str
+    required: true
+  state:
+    description:
+      - Wanted administrative state. C(ready) puts the server back in rotation, C(drain)
+        sends it no new traffic but lets open sessions finish, C(maint) takes it out.
+    type: str
+    required: true
+    choices: [ready, drain, maint]
+  weight:
+    description: Weight to set (0-256). Left alone when omitted.
+    type: int
+  wait:
+    description:
+      - For C(drain) and C(maint), wait until the server has no current session and
+        nothing queued, at most O(wait_timeout) seconds, then fail naming what is still
+        open. Ignored for C(ready) and in check mode.
+    type: bool
+    default: false
+  wait_timeout:
+    description: Longest wait for sessions to end, in seconds.
+    type: float
+    default: 60
+  socket_timeout:
+    description: Bound on every socket operation (connect, send, whole answer), seconds.
+    type: float
+    default: 5
+  health_url:
+    description:
+      - For C(ready), an HTTP URL that must answer 200 from where the module runs (the load
+        balancer) before anything is sent; on failure the server is left as it is. Also
+        checked in check mode (a read-only GET).
+    type: str
+  health_timeout:
+    description: Timeout of one health request, in seconds.
+    type: float
+    default: 5
+  health_retries:
+    description: Extra health attempts before giving up (0 = a single attempt).
+    type: int
+    default: 2
+  health_delay:
+    description: Seconds between two health attempts.
+    type: float
+    default: 2
+  wait_up:
+    description:
+      - For C(ready), wait after the change until HAProxy itself sees the server up and
+        ready (its own health check passed), at most O(wait_up_timeout) seconds, polling
+        every half second; then fail naming the state it is in. Ignored in check mode.
+    type: bool
+    default: false
+  wait_up_timeout:
+    description: Longest wait for the server to be seen up and ready, in seconds.
+    type: float
+    default: 30
+author:
+  - edge-canary maintainers (@edge-canary)
+"""
+
+EXAMPLES = r"""
+- name: Drain edge-1 and wait for its sessions to end
+  edge.canary.haproxy_server:
+    socket: /run/haproxy/admin.sock
+    backend: edge
+    server: edge-1
+    state: drain
+    wait: true
+    wait_timeout: 120
+
+- name: Put edge-1 back in rotation once it answers its health check, and wait until HAProxy sees it up
+  edge.canary.haproxy_server:
+    socket: /run/haproxy/admin.sock
+    backend: edge
+    server: edge-1
+    state: ready
+    health_url: http://10.0.0.11:8080/health
+    wait_up: true
+
+- name: Put edge-1 back in rotation with weight 100 through a TCP admin socket
+  edge.canary.haproxy_server:
+    socket: 10.0.0.5:9999
+    backend: edge
+    server: edge-1
+    state: ready
+    weight: 100
+"""
+
+RETURN = r"""
+before:
+  description: State read before any change (admin_state, forced_admin_state,
+    operational_state, weight, admin_flags, admin_bits).
+  returned: always
+  type: dict
+after:
+  description: State read after the change; in check mode, the predicted admin state and
+    weight (operational state as before).
+  returned: always
+  type: dict
+sessions:
+  description: Current sessions (scur) on the server when the module finished.
+  returned: always
+  type: int
+queue:
+  description: Requests queued (qcur) for the server when the module finished.
+  returned: always
+  type: int
+haproxy_version:
+  description: Version reported by C(show info).
+  returned: always
+  type: str
+commands:
+  description: The mutating commands sent (or, in check mode, that would be sent).
+  returned: always
+  type: list
+  elements: str
+waited:
+  description: Seconds spent waiting for sessions to end.
+  returned: always
+  type: float
+waited_up:
+  description: Seconds spent waiting for the server to be seen up and ready (O(wait_up)).
+  returned: always
+  type: float
+"""
+
+# Imports after the documentation: validate-modules (ansible-test sanity) asks for that order.
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.edge.canary.plugins.module_utils.haproxy_api import RuntimeApi  # noqa: E402
+from ansible_collections.edge.canary.plugins.module_utils.haproxy_apply import (  # noqa: E402
+    Request,
+    apply,
+    diff_text,
+    health_request,
+)
+from ansible_collections.edge.canary.plugins.module_utils.haproxy_state import (  # noqa: E402
+    STATES,
+    HaproxyError,
+    WaitTimeout,
+    parse_socket_address,
+    validate_name,
+    validate_timeout,
+    validate_weight,
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "socket": {"type": "str", "required": True},
+            "backend": {"type": "str", "required": True},
+            "server": {"type": "str", "required": True},
+            "state": {"type": "str", "required": True, "choices": list(STATES)},
+            "weight": {"type": "int"},
+            "wait": {"type": "bool", "default": False},
+            "wait_timeout": {"type": "float", "default": 60.0},
+            "socket_timeout": {"type": "float", "default": 5.0},
+            "health_url": {"type": "str"},
+            "health_timeout": {"type": "float", "default": 5.0},
+            "health_retries": {"type": "int", "default": 2},
+            "health_delay": {"type": "float", "default": 2.0},
+            "wait_up": {"type": "bool", "default": False},
+            "wait_up_timeout": {"type": "float", "default": 30.0},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        req = Request(
+            backend=validate_name("backend", p["backend"]),
+            server=validate_name("server", p["server"]),
+            state=p["state"],
+            weight=validate_weight(p["weight"]),
+            wait=p["wait"],
+            wait_timeout=validate_timeout("wait_timeout", p["wait_timeout"]),
+            health=health_request(p),
+            wait_up=p["wait_up"],
+            wait_up_timeout=validate_timeout("wait_up_timeout", p["wait_up_timeout"]),
+        )
+        address = parse_socket_address(p["socket"])
+        api = RuntimeApi(address, validate_timeout("socket_timeout", p["socket_timeout"]))
+        result = apply(api, req, module.check_mode)
+    except WaitTimeout as exc:
+        module.fail_json(msg=str(exc), **exc.result)
+    except HaproxyError as exc:
+        module.fail_json(msg=str(exc))
+    if module._diff:
+        result["diff"] = {
+            "before_header": f"{result['socket']} {req.backend}/{req.server}",
+            "after_header": f"{result['socket']} {req.backend}/{req.server}",
+            "before": diff_text(result["before"]),
+            "after": diff_text(result["after"]),
+        }
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""A stand-in edge node for the health checks: GET /health answers 503 until `healthy_at` (monotonic
+time), then 200; GET /version answers JSON {"version": `version`}, or `version_body` when set.
+
+    with health_node() as node:
+        node.healthy_at = time.monotonic() + 3
+        wait_healthy(node.url("/health"), ...)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class HealthNode(ThreadingHTTPServer):
+    daemon_threads = True
+    healthy_at = 0.0
+    version = "v2"
+    version_body: bytes | None = None
+    health_requests = 0
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: HealthNode
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        node = self.server
+        if self.path == "/health":
+            node.health_requests += 1
+            status, body = (200 if time.monotonic() >= node.healthy_at else 503), b"ok"
+        else:
+            status, body = 200, node.version_body or json.dumps({"version": node.version}).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@contextlib.contextmanager
+def health_node() -> Iterator[HealthNode]:
+    server = HealthNode(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=server.serve_forever, name="health-node", daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,64 @@
+"""http_health: the one HTTP health GET that haproxy_server and edge_service_health share, against a
+stand-in node on 127.0.0.1 (the modules through Ansible: tests/integration/plugins)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from ansible_collections.edge.canary.plugins.module_utils.http_health import (
+    get,
+    health_problem,
+    served_version,
+    wait_healthy,
+)
+
+from tests.helpers.health_node import HealthNode, health_node
+
+
+@pytest.fixture
+def node() -> Iterator[HealthNode]:
+    with health_node() as server:
+        yield server
+
+
+def test_get_returns_status_and_body(node: HealthNode) -> None:
+    assert get(node.url("/version"), 2) == (200, b'{"version": "v2"}', "")
+
+
+def test_an_error_status_is_a_status_and_a_reason(node: HealthNode) -> None:
+    node.healthy_at = time.monotonic() + 3600
+    assert get(node.url("/health"), 2) == (503, b"", "HTTP 503")
+    assert health_problem(node.url("/health"), 2) == "HTTP 503"
+
+
+def test_no_answer_is_status_0_with_the_reason() -> None:
+    status, body, error = get("http://127.0.0.1:9/health", 2)  # discard port: nothing listens
+    assert (status, body) == (0, b"") and error
+    assert health_problem("not a url", 2)
+
+
+def test_health_problem_is_none_on_200(node: HealthNode) -> None:
+    assert health_problem(node.url("/health"), 2) is None
+
+
+def test_wait_healthy_polls_until_200(node: HealthNode) -> None:
+    node.healthy_at = time.monotonic() + 0.3
+    wait = wait_healthy(node.url("/health"), timeout=10, interval=0.05, request_timeout=2)
+    assert wait.healthy and wait.status == 200 and wait.waited < 10
+    assert wait.attempts == node.health_requests and wait.attempts >= 2
+
+
+def test_wait_healthy_gives_up_at_the_timeout_with_the_last_reason(node: HealthNode) -> None:
+    node.healthy_at = time.monotonic() + 3600
+    wait = wait_healthy(node.url("/health"), timeout=0.3, interval=0.05, request_timeout=2)
+    assert not wait.healthy and wait.status == 503 and wait.error == "HTTP 503"
+    assert wait.attempts >= 2 and 0.3 <= wait.waited < 3
+
+
+def test_served_version_reads_the_json_key(node: HealthNode) -> None:
+    assert served_version(node.url("/version"), 2) == ("v2", "")
+    node.version_body = b"<html>"
+    version, error = served_version(node.url("/version"), 2)
+    assert version is None and "not JSON" in error

@@ -1,5 +1,5 @@
 """A stand-in edge node for the health checks: GET /health answers 503 until `healthy_at` (monotonic
-time), then 200; GET /version answers JSON {"version": `version`}, or `version_body` when set.
+time) and for its first `unhealthy_requests` requests, then 200; GET /version answers JSON {"version": `version`}, or `version_body` when set.
 
     with health_node() as node:
         node.healthy_at = time.monotonic() + 3
@@ -22,6 +22,7 @@ class HealthNode(ThreadingHTTPServer):
     version = "v2"
     version_body: bytes | None = None
     health_requests = 0
+    unhealthy_requests = 0  # counted, not timed: a busy machine cannot make a poll look early or late
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}{path}"
@@ -34,7 +35,8 @@ class _Handler(BaseHTTPRequestHandler):
         node = self.server
         if self.path == "/health":
             node.health_requests += 1
-            status, body = (200 if time.monotonic() >= node.healthy_at else 503), b"ok"
+            healthy = time.monotonic() >= node.healthy_at and node.health_requests > node.unhealthy_requests
+            status, body = (200 if healthy else 503), b"ok"
         else:
             status, body = 200, node.version_body or json.dumps({"version": node.version}).encode()
         self.send_response(status)

@@ -44,17 +44,18 @@ def test_health_problem_is_none_on_200(node: HealthNode) -> None:
 
 
 def test_wait_healthy_polls_until_200(node: HealthNode) -> None:
-    node.healthy_at = time.monotonic() + 0.3
-    wait = wait_healthy(node.url("/health"), timeout=10, interval=0.05, request_timeout=2)
-    assert wait.healthy and wait.status == 200 and wait.waited < 10
-    assert wait.attempts == node.health_requests and wait.attempts >= 2
+    node.unhealthy_requests = 2
+    wait = wait_healthy(node.url("/health"), timeout=30, interval=0.05, request_timeout=5)
+    assert wait.healthy and wait.status == 200
+    assert wait.attempts == node.health_requests == 3
 
 
 def test_wait_healthy_gives_up_at_the_timeout_with_the_last_reason(node: HealthNode) -> None:
     node.healthy_at = time.monotonic() + 3600
     wait = wait_healthy(node.url("/health"), timeout=0.3, interval=0.05, request_timeout=2)
     assert not wait.healthy and wait.status == 503 and wait.error == "HTTP 503"
-    assert wait.attempts >= 2 and 0.3 <= wait.waited < 3
+    # How many polls fit in 0.3 s depends on the machine's load; that it polls at all is the test above.
+    assert wait.attempts == node.health_requests >= 1 and wait.waited >= 0.3
 
 
 def test_served_version_reads_the_json_key(node: HealthNode) -> None:

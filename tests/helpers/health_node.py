@@ -1,5 +1,6 @@
 """A stand-in edge node for the health checks: GET /health answers 503 until `healthy_at` (monotonic
-time) and for its first `unhealthy_requests` requests, then 200; GET /version answers JSON {"version": `version`}, or `version_body` when set.
+time) and for its first `unhealthy_requests` requests, then 200; GET /version answers JSON
+{"version": `version`}, or `version_body` when set.
 
     with health_node() as node:
         node.healthy_at = time.monotonic() + 3

@@ -33,7 +33,7 @@ PLAYBOOK = """\
   tasks:
     - name: Run one task file of the role
       ansible.builtin.include_role:
-        name: edge_release
+        name: edge.canary.edge_release
         tasks_from: "{{ test_tasks }}"
     - name: Print the module result on one line for the test
       ansible.builtin.debug:
@@ -102,7 +102,6 @@ class Fleet:
         (root / "play.yml").write_text(PLAYBOOK)
         (root / "ansible.cfg").write_text(
             "[defaults]\n"
-            f"roles_path = {REPO / 'roles'}\n"
             f"collections_path = {REPO / 'collections'}\n"
             f"local_tmp = {root / 'ansible-tmp'}\n"
             "retry_files_enabled = False\n"

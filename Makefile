@@ -33,7 +33,7 @@ demo: setup ## Bring the lab up and show it serving traffic
 test: setup ## Run the whole test suite (brings its own lab up and down)
 	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-lint: setup ## ruff, mypy, yamllint, ansible-lint
+lint: setup ## ruff, mypy, yamllint, ansible-lint, ansible-test sanity
 	@bash scripts/lint.sh
 
 lab-up: setup ## Start the local lab (LAB_NODES, LAB_TRAFFIC_RPS, LAB_*_PORT, LAB_MODE=loopback|hosts, LAB_SUBNET)

@@ -26,11 +26,12 @@ from edge_canary.gameday.errors import DrillError, NotReady, RunError
 from edge_canary.gameday.fleet import Fleet, Sample, Sampler, take_sample
 from edge_canary.gameday.judging import Baseline, back_on_baseline, baseline, judge_traffic, phase
 from edge_canary.gameday.plays import Loadgen, Play, PlayRunner
-from edge_canary.gameday.records import detection_time, first_decision_at, read_json, rollout_said, tool_said
+from edge_canary.gameday.records import detection_time, first_decision_at, rollout_said, tool_said
 from edge_canary.gameday.report import DrillResult
 from edge_canary.gameday.restore import Restore, stop_plays, stop_watchers
 from edge_canary.gameday.scenarios import ACCEPTANCE, CANARY, PROMOTE, ROLLOUT, Scenario, watch_window
 from edge_canary.gameday.timeline import mark_detection, record_events, set_selectors
+from edge_canary.ops.summary import load_record
 
 WARM_UP_S = 5.0  # load through the LB before the drill changes anything, which must all succeed
 NEW, LEGACY = 'job="edge",variant="new"', 'job="edge",variant="legacy"'  # a rollout's canary and control
@@ -163,7 +164,7 @@ class Drill:
         result.tool_verdict, result.tool_reason = verdict, reason
         record_events(result, run_dir, [canary, *peers])
         mark_detection(result, verdict, detection_time(verdict, run_dir, play))
-        node_record = read_json(run_dir / "nodes" / f"{canary}.json") if run_dir else {}
+        node_record = load_record(run_dir / "nodes" / f"{canary}.json") if run_dir else {}
         pushed = [float(st["at"]) for st in node_record.get("steps", []) if st.get("step") == "push"]
         after, now = self.read()
         checks = [chk.check_tool_verdict(s.expect.tool_verdict, verdict)]

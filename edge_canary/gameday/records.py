@@ -9,10 +9,10 @@ import json
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from edge_canary.gameday.plays import Play
 from edge_canary.gameday.scenarios import DIED, PROMOTE, ROLL_FAILED
+from edge_canary.ops.summary import load_record
 
 
 def parse_ts(value: object) -> float | None:
@@ -20,14 +20,6 @@ def parse_ts(value: object) -> float | None:
         return datetime.fromisoformat(str(value)).timestamp()
     except ValueError:
         return None
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def decision_records(run_dir: Path) -> list[dict[str, object]]:
@@ -75,10 +67,10 @@ def first_decision_at(run_dir: Path | None) -> float | None:
 def tool_said(code: int, run_dir: Path | None, play: Play, canary: str) -> tuple[str, str]:
     """A deploy's verdict and its reason: the canary's failed roll, the watcher's verdict, the play's SLI gate
     line, or its exit."""
-    node = read_json(run_dir / "nodes" / f"{canary}.json") if run_dir else {}
+    node = load_record(run_dir / "nodes" / f"{canary}.json") if run_dir else {}
     if node.get("result") == "failed":
         return ROLL_FAILED, str(node.get("error", ""))
-    verdict = read_json(run_dir / "verdict.json") if run_dir else {}
+    verdict = load_record(run_dir / "verdict.json") if run_dir else {}
     if verdict.get("verdict"):
         return str(verdict["verdict"]), str(verdict.get("reason", ""))
     gate = re.search(r"SLI gate: ([A-Z]+) — (.*)", play.output())
@@ -98,7 +90,7 @@ def detection_time(verdict: str, run_dir: Path | None, play: Play) -> float | No
 
 def rollout_said(code: int, run_dir: Path | None) -> tuple[str, str, Path | None]:
     """The stopped stage's watcher verdict (or promote), its reason, and that stage's record folder."""
-    result = read_json(run_dir / "result.json") if run_dir else {}
+    result = load_record(run_dir / "result.json") if run_dir else {}
     stopped = result.get("stopped")
     if isinstance(stopped, dict):
         stage = next((Path(str(s["record"])) for s in result.get("stages", [])
@@ -109,7 +101,7 @@ def rollout_said(code: int, run_dir: Path | None) -> tuple[str, str, Path | None
     # No result.json (the play stopped early): the last watched stage's own verdict.
     stages = sorted(run_dir.glob("stage-*"), key=lambda p: int(p.name.split("-")[1])) if run_dir else []
     for stage in reversed(stages):
-        verdict = read_json(stage / "verdict.json")
+        verdict = load_record(stage / "verdict.json")
         if verdict.get("verdict"):
             return str(verdict["verdict"]), str(verdict.get("reason", "")), stage
     return f"failed (exit {code})", "the rollout stopped before any stage's verdict", None

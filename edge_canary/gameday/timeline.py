@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_canary.gameday.records import decision_records, parse_ts, read_json
+from edge_canary.gameday.records import decision_records, parse_ts
 from edge_canary.gameday.report import DrillResult, queries_for
+from edge_canary.ops.summary import load_record
 from watcher.promql import RenderedQueries
 
 
@@ -16,7 +17,7 @@ def record_events(result: DrillResult, run_dir: Path | None, nodes: list[str]) -
     if run_dir is None:
         return
     for node in nodes:
-        for step in read_json(run_dir / "nodes" / f"{node}.json").get("steps", []):
+        for step in load_record(run_dir / "nodes" / f"{node}.json").get("steps", []):
             if step.get("step") != "start":
                 result.event(f"{node} {step.get('step')}", at=float(step["at"]))
     for record in decision_records(run_dir):

@@ -139,6 +139,11 @@ def test_prometheus_partition_cuts_and_heals_the_path_to_prometheus(rec: Recorde
 def watcher_like(run_dir: Path) -> subprocess.Popen[bytes]:
     """A process whose command line names run_dir/watcher.json, logged as the watcher's start."""
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(run_dir / "watcher.json")])
+    # Until the child has exec'd, /proc shows the parent's command line: wait for the watcher's own.
+    deadline = time.monotonic() + 10
+    while str(run_dir / "watcher.json").encode() not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, "the stand-in watcher never showed its command line"
+        time.sleep(0.01)
     (run_dir / "decisions.jsonl").write_text(json.dumps({"event": "start", "pid": proc.pid}) + "\n")
     return proc
 

@@ -12,6 +12,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.helpers.paths import REPO
 
@@ -78,3 +79,20 @@ def test_ansible_doc_lists_the_roles_of_the_installed_copy(installed: tuple[Path
     listed = run(str(BIN / "ansible-doc"), "-t", "role", "-l", "edge.canary", env=env, cwd=collections).stdout
     roles = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "tasks").is_dir())
     assert roles and all(f"edge.canary.{role}" in listed for role in roles), listed
+
+
+ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "tasks").is_dir())
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_ansible_doc_renders_every_entry_point_of_every_role(
+    installed: tuple[Path, Path, dict[str, str]], role: str
+) -> None:
+    _, collections, env = installed
+    specs = yaml.safe_load((REPO / "roles" / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    proc = run(str(BIN / "ansible-doc"), "-t", "role", "--json", f"edge.canary.{role}", env=env, cwd=collections)
+    doc = json.loads(proc.stdout)[f"edge.canary.{role}"]
+    assert doc["path"].startswith(str(collections)), doc["path"]
+    assert set(doc["entry_points"]) == set(specs) and specs
+    for name, entry in doc["entry_points"].items():
+        assert entry["short_description"], f"{role} {name}: no short_description"

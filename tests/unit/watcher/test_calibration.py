@@ -86,6 +86,34 @@ def test_broken_canaries_are_caught() -> None:
         assert result.caught == 1.0, (s.name, result.verdicts)
 
 
+# Issue 14's targets at a few windows per row (docs/CALIBRATION.md has the full runs).
+def test_healthy_canaries_are_not_reverted_at_the_highest_background() -> None:
+    for s in (
+        Scenario("0.4 %", PRODUCTION, background=0.004),
+        Scenario("off-peak", PRODUCTION, rate=0.5, background=0.001),
+    ):
+        result = run(s, 4, seed=5)
+        assert result.share("reverted") == 0.0, (s.name, result.verdicts)
+
+
+def test_fleet_wide_incidents_are_held() -> None:
+    result = run(Scenario("fleet", PRODUCTION, background=0.001, fleet_code="503",
+                          fleet_share=0.007), 4, seed=6)  # fmt: skip
+    assert result.share("hold") == 1.0, result.verdicts
+
+
+def test_detection_is_fast() -> None:
+    errors = run(Scenario("1.5 %", PRODUCTION, background=0.001, code="503", share=0.015), 6, 7)
+    assert errors.caught == 1.0 and (errors.delay(0.5) or 0) <= 3 * 30, errors.delays
+    slow = run(Scenario("+0.8 s", PRODUCTION, background=0.001, slower=0.8), 6, 8)
+    assert slow.caught == 1.0 and (slow.delay(0.5) or 0) <= 2 * 30, slow.delays
+
+
+def test_one_failed_query_never_reverts() -> None:
+    result = run(Scenario("hiccups", PRODUCTION, background=0.001, miss=0.01, fail=0.01), 3, 9)
+    assert result.share("reverted") == 0.0, result.verdicts
+
+
 def test_the_report_has_both_tables() -> None:
     text = markdown(windows=1, seed=1)
     assert "| healthy, background 5xx 0.4 % | 1 |" in text

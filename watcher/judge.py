@@ -191,12 +191,16 @@ def evaluate_probe(probe: ProbeInput, rules: Rules) -> ProbeResult:
     checked = {f.kind for f in findings}
     reasons = [f.text for f in findings if f.red]
     reasons += [f.text for f in findings if f.fleet and f.kind in fleet]
-    notes += [f.text for f in findings if not f.red and not f.fleet]
+    pending = [f.text for f in findings if f.pending]
+    notes += [f.text for f in findings if not f.red and not f.fleet and not f.pending]
     p_values = [f.p_value for f in findings if f.p_value is not None]
     if red:
         state = State.RED
     elif fleet:
         state = State.FLEET_BREACH
+    elif pending:
+        state = State.INCONCLUSIVE
+        reasons += [f"inconclusive: {text}" for text in pending]
     elif LATENCY not in checked:
         state = State.INCONCLUSIVE
         reasons.append("inconclusive: too few canary latency observations to call it green")

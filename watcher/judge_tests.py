@@ -27,6 +27,7 @@ class Finding:
     fleet: bool
     text: str
     p_value: float | None = None
+    pending: bool = False  # over the limit, the comparison with control not conclusive yet
 
 
 def _pct(value: float) -> str:
@@ -46,9 +47,11 @@ def _judge(
     p_tol: float | None,
     tol: str,
     level: float,
+    control_over: bool = True,
 ) -> list[Finding]:
     """Red: over the SLO and worse than control, or worse than control beyond the tolerance.
-    Over the SLO but not worse than control: a fleet-wide breach."""
+    Over the SLO but not worse than a control that is over it too: a fleet-wide breach. Over the
+    SLO, not yet significantly worse than a control under it: pending (inconclusive)."""
     over = p_slo < level
     worse = p_worse is not None and p_worse < level
     beyond = p_tol is not None and p_tol < level
@@ -61,6 +64,11 @@ def _judge(
         against = "no control to compare" if p_worse is None else f"worse than control ({_p(p_worse, level)})"
         return [Finding(kind, True, False, f"{kind} ({span}): {what}, over the limit "
                         f"({_p(p_slo, level)}) and {against}", min(p_slo, p_worse or 1.0))]  # fmt: skip
+    if over and not control_over:
+        assert p_worse is not None
+        return [Finding(kind, False, False, f"{kind} ({span}): {what}: over the limit ({_p(p_slo, level)}), "
+                        f"the control under it, not yet significantly worse ({_p(p_worse, level)}): "
+                        "waiting for more evidence", p_slo, pending=True)]  # fmt: skip
     if over:
         assert p_worse is not None
         return [Finding(kind, False, True, f"FLEET-WIDE BREACH ({kind}), {span}: {what}: over the limit "
@@ -87,7 +95,10 @@ def error_findings(
         p_fleet = stats.above_p_value(x2, n2, rules.err_threshold)
     else:
         what += f", limit {_pct(rules.err_threshold)}"
-    found = _judge(ERRORS, span, what, p_slo, p_worse, p_tol, f"x{rules.err_ratio:g}", level)
+    control_over = control is not None and (
+        p_fleet < level or control.errors > rules.err_threshold * control.requests
+    )
+    found = _judge(ERRORS, span, what, p_slo, p_worse, p_tol, f"x{rules.err_ratio:g}", level, control_over)
     if not found[0].red and not found[0].fleet and p_fleet < level:
         # The control over the limit while the canary is no worse: the fleet's breach.
         found = [Finding(ERRORS, False, True, f"FLEET-WIDE BREACH (errors), {span}: {what}: the control "
@@ -122,8 +133,10 @@ def latency_findings(
     p_slo = stats.above_p_value(slow1, n1, P95_SHARE)
     p_worse = p_tol = None
     tol = ""
+    control_over = True
     if control is not None and control.buckets.get(float("inf"), 0.0) >= rules.min_requests:
         slow2, n2 = stats.share_above(control.buckets, bound)
+        control_over = slow2 > P95_SHARE * n2
         what += f" (control {_pct(slow2 / n2)}), p95 limit {rules.p95_threshold:g}s"
         p_worse = stats.excess_p_value(slow1, n1, slow2, n2, 1.0)
         mark = stats.quantile_bound(control.buckets, 0.95)
@@ -134,4 +147,4 @@ def latency_findings(
             p_tol = stats.above_p_value(over1, n1, share2 + rules.lat_tolerance)
             tol = (f"by more than {rules.lat_tolerance * 100:g} points: {_pct(over1 / n1)} slower than "
                    f"control's p95 bucket {mark:g}s, control {_pct(share2)}")  # fmt: skip
-    return _judge(LATENCY, span, what, p_slo, p_worse, p_tol, tol, level)
+    return _judge(LATENCY, span, what, p_slo, p_worse, p_tol, tol, level, control_over)

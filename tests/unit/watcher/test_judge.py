@@ -88,6 +88,11 @@ CASES = [
      side(20000, errors=160), RULES, State.FLEET_BREACH, set(), "FLEET-WIDE BREACH (errors"),
     ("the control over the limit, the canary no worse: fleet-wide", side(errors=60),
      side(20000, errors=200), RULES, State.FLEET_BREACH, set(), "the control is over the limit"),
+    # The lab's v2-errors on its first probe: far over the limit, the control clean, but 7 of 33
+    # is not yet significantly worse than 0 of 66 at the budget: wait, never call it fleet-wide.
+    ("over the limit, control under it, comparison not conclusive yet",
+     side(requests=33, errors=7), side(66), replace(RULES, planned_probes=5), State.INCONCLUSIVE,
+     set(), "waiting for more evidence"),
     ("fleet-wide breach but canary far worse", side(errors=300), side(20000, errors=200),
      RULES, State.RED, {ERRORS}, "worse than control"),
     ("latency over the limit and worse than control", side(latency=SLOW), side(20000), RULES,

@@ -98,3 +98,12 @@ gameday: setup ## Game-day drill: make gameday SCENARIO=<scenarios> [INVENTORY=]
 
 bench: setup ## Measure revert time, drops under load, roll time, watcher cost: make bench [BENCH_RUNS=3] [BENCH_QUICK=1] [BENCH_ARGS=]
 	@$(PY) -m edge_canary bench $(if $(filter 1 true yes,$(BENCH_QUICK)),--quick) $(if $(BENCH_RUNS),--runs $(BENCH_RUNS)) $(BENCH_ARGS)
+
+# --- Calibration -----------------------------------------------------------------------------
+# The real judge against simulated traffic with Prometheus semantics (watcher/calibration/):
+# false reverts and detection per scenario, written to docs/CALIBRATION.md.
+CALIBRATE_WINDOWS ?= 1000
+.PHONY: calibrate
+
+calibrate: setup ## Measure the judge's false reverts and detection: make calibrate [CALIBRATE_WINDOWS=1000]
+	@nice -n 19 $(PY) -m watcher.calibration --windows $(CALIBRATE_WINDOWS) --out docs/CALIBRATION.md

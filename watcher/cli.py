@@ -1,8 +1,8 @@
 """Command line entry point: `python -m watcher` / `edge-canary-watcher`.
 
-Exit codes: 0 promote, 1 reverted, 2 hold, 3 revert attempted but failed, 64 usage or
-configuration error. Killed by a signal before the verdict: no verdict file is written and
-the exit code is 128 + the signal, which the deploy treats as red (fail closed).
+Exit codes: 0 promote, 1 reverted, 2 hold, 3 revert attempted but failed, 4 would have
+reverted (shadow mode), 64 usage or configuration error. Killed by a signal before the
+verdict: no verdict file is written and the exit code is 128 + the signal, which the deploy treats as red (fail closed).
 """
 
 from __future__ import annotations
@@ -167,7 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sig: signal.signal(sig, _raise_terminated) for sig in (signal.SIGTERM, signal.SIGINT)
     }
     try:
-        outcome = run_watch(settings, client, reverter, log, metrics, out, _deferred_signals)
+        outcome = run_watch(
+            settings, client, reverter, log, metrics, out, _deferred_signals, wall=time.time
+        )
         record = verdict_record(settings, outcome, started_at)
         if settings.verdict_file:
             write_json_atomic(settings.verdict_file, scrubber.value(record))

@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="edge-canary-watcher",
         description="Judge a canary from Prometheus for a window; revert it when red. "
-        "Exit codes: 0 promote, 1 reverted, 2 hold, 3 revert failed, 64 usage error.",
+        "Exit codes: 0 promote, 1 reverted, 2 hold, 3 revert failed, 4 would revert (shadow mode), "
+        "64 usage error.",
     )
     parser.add_argument("--config", metavar="FILE", help="JSON or YAML file of settings")
     for opt in OPTIONS:

@@ -1,22 +1,32 @@
 """The judgment: pure functions over dataclasses. No I/O, no clock, no randomness.
 
-evaluate_probe() turns one probe's SLIs into a state (green, red, inconclusive, fleet_breach,
-blind) with reasons; advance() folds it into the watch state and says when to act (revert on
-enough consecutive red probes of one kind, or apply the blind policy once the last fresh data
-is older than max staleness); final_verdict() decides at the end of the window.
+evaluate_probe() turns one probe's evidence into a state (green, red, inconclusive,
+fleet_breach, blind) with reasons; advance() folds it into the watch state and says when to act;
+final_verdict() decides at the end of the window.
+
+The false-revert budget: a healthy canary is reverted in at most `alpha` of windows. Every red
+needs a one-sided exact test below alpha / (planned probes x RED_PATHS) (Bonferroni over the
+probes and over the ways to turn red), on true counts since the canary started serving (and
+over the last `sliding` seconds, so a fault that starts late is not diluted):
+- errors: the canary's 5xx share above the SLO *and* above the control's, or above the control's
+  times err_ratio; each 5xx code above the control's times err_ratio;
+- latency: the canary's share of requests slower than the SLO bound above 5 % (its p95 is over
+  the limit) *and* above the control's, or its share slower than the control's p95 bucket above
+  the control's share plus lat_tolerance.
+Over the SLO but not worse than control is a fleet-wide breach: hold, never blame the canary.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from watcher import EXIT_HOLD, EXIT_PROMOTE, EXIT_REVERT_FAILED, EXIT_REVERTED
+from watcher import EXIT_HOLD, EXIT_PROMOTE, EXIT_REVERT_FAILED, EXIT_REVERTED, EXIT_WOULD_REVERT
+from watcher.judge_tests import ERRORS, LATENCY, Finding, error_findings, latency_findings
 from watcher.sli import SideSLI
 
-ERRORS = "errors"
-LATENCY = "latency"
+__all__ = ["ERRORS", "LATENCY", "RED_PATHS"]
+RED_PATHS = 9  # errors: 2 cumulative + 2 sliding + per-code; latency: 2 cumulative + 2 sliding
 
 
 class State(StrEnum):
@@ -33,25 +43,36 @@ class Rules:
 
     p95_threshold: float = 0.5  # absolute p95 limit, seconds
     err_threshold: float = 0.005  # absolute 5xx ratio limit
-    p95_ratio: float = 1.5  # canary p95 allowed vs control p95
-    p95_min_diff: float = 0.05  # ... and only red when also this many seconds above it
-    err_ratio: float = 2.0  # canary 5xx ratio allowed vs control
-    err_alpha: float = 0.01  # significance level of the canary-vs-control error test
-    min_requests: int = 20  # canary requests per probe below which the probe is inconclusive
-    new_class_min_count: int = 5  # a 5xx code the control never serves counts from this many
+    err_ratio: float = 2.0  # canary 5xx share tolerated as a multiple of control's
+    lat_tolerance: float = 0.05  # canary share slower than control's p95 bucket tolerated above it
+    alpha: float = 0.01  # false-revert budget per window
+    planned_probes: int = 1  # probes the budget is spread over
+    sliding: float = 300.0  # seconds of the short sliding check
+    min_requests: int = 20  # canary requests (since it started) below which nothing is judged
     errors_consecutive: int = 1  # consecutive error-red probes that trigger the revert
     latency_consecutive: int = 2  # consecutive latency-red probes that trigger the revert
-    max_staleness: float = 30.0  # seconds the last fresh canary data may stand in for new data
-    blind_policy: str = "revert"  # revert | hold, once blind for longer than max_staleness
+    max_staleness: float = 60.0  # seconds without fresh canary data before the blind policy
+    blind_probes: int = 3  # consecutive blind probes that trigger the blind policy
+    blind_policy: str = "revert"  # revert | hold
     promote_fraction: float = 0.8  # conclusive green share of the probes needed to promote
+
+    @property
+    def level(self) -> float:
+        """Significance level of each test at each probe."""
+        return self.alpha / (max(1, self.planned_probes) * RED_PATHS)
 
 
 @dataclass(frozen=True)
 class ProbeInput:
     at: float  # seconds since the watch started
-    canary: SideSLI | None = None
+    canary: SideSLI | None = None  # this probe's interval (true counts since the last probe)
     control: SideSLI | None = None
     error: str | None = None  # the query failed or came back malformed: a blind probe
+    canary_total: SideSLI | None = None  # since the canary started serving (None: = canary)
+    control_total: SideSLI | None = None
+    canary_recent: SideSLI | None = None  # the last `sliding` seconds (None: no sliding check)
+    control_recent: SideSLI | None = None
+    note: str | None = None  # e.g. a counter reset the counts were corrected for
 
 
 @dataclass(frozen=True)
@@ -63,7 +84,8 @@ class ProbeResult:
     fleet_kinds: frozenset[str] = frozenset()
     checked_kinds: frozenset[str] = frozenset()  # kinds actually judged (for streak resets)
     fresh_at: float | None = None  # watch time of the newest canary sample; None when blind
-    p_value: float | None = None  # canary-vs-control error test, when it ran
+    p_value: float | None = None  # the smallest p-value of the probe's tests
+    level: float | None = None  # the significance level each test was held to
 
 
 @dataclass(frozen=True)
@@ -75,6 +97,7 @@ class WatchState:
     fleet_breach: int = 0
     blind: int = 0
     blind_seconds: float = 0.0
+    blind_streak: int = 0
     last_probe_at: float = 0.0
     last_fresh_at: float = 0.0  # the watch start stands in until the first fresh probe
     errors_streak: int = 0
@@ -91,75 +114,12 @@ class Decision:
 
 @dataclass(frozen=True)
 class Verdict:
-    verdict: str  # promote | reverted | hold | revert_failed
+    verdict: str  # promote | reverted | would_revert | hold | revert_failed
     exit_code: int
     reason: str
 
 
-# --- statistics ---------------------------------------------------------------------------
-
-
-def _log_pmf(i: int, n: int, log_p: float, log_q: float) -> float:
-    return math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (
-        n - i
-    ) * log_q
-
-
-def binom_sf(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p), summing from the tail inwards (no scipy needed)."""
-    if k <= 0:
-        return 1.0
-    if k > n or p <= 0.0:
-        return 0.0
-    if p >= 1.0:
-        return 1.0
-    log_p, log_q = math.log(p), math.log1p(-p)
-    if k > n * p:  # upper tail: terms fall from k upwards
-        indices = range(k, n + 1)
-        upper = True
-    else:  # the complement's tail: terms fall from k-1 downwards
-        indices = range(k - 1, -1, -1)
-        upper = False
-    total = 0.0
-    for i in indices:
-        term = math.exp(_log_pmf(i, n, log_p, log_q))
-        total += term
-        if term < total * 1e-17:
-            break
-    return min(1.0, total) if upper else max(0.0, 1.0 - total)
-
-
-def error_excess_p_value(
-    canary_errors: float,
-    canary_requests: float,
-    control_errors: float,
-    control_requests: float,
-    ratio: float,
-) -> float:
-    """One-sided p-value for "canary's 5xx rate is more than `ratio` x control's".
-
-    Conditional binomial test on counts (errors as Poisson events with the requests as
-    exposure): given the total of errors on both sides, under the null hypothesis the canary's
-    share of them is Binomial(total, r*n1 / (r*n1 + n2)). Exact for small counts, where a
-    z-test's normal approximation (and a bare ratio of tiny numbers) misleads.
-    """
-    x1, n1 = round(canary_errors), canary_requests
-    x2, n2 = round(control_errors), control_requests
-    if x1 <= 0 or n1 <= 0 or n2 <= 0:
-        return 1.0
-    share = ratio * n1 / (ratio * n1 + n2)
-    return binom_sf(x1, x1 + x2, share)
-
-
 # --- one probe ----------------------------------------------------------------------------
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.2f}%"
-
-
-def _secs(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}s"
 
 
 def _fresh(side: SideSLI | None, rules: Rules) -> bool:
@@ -167,12 +127,9 @@ def _fresh(side: SideSLI | None, rules: Rules) -> bool:
     return age is not None and age <= rules.max_staleness
 
 
-def evaluate_probe(probe: ProbeInput, rules: Rules) -> ProbeResult:
-    """One probe's state. Freshness is the canary's own: whether Prometheus is down, stale, or
-    no longer scraping the canary, there is no fresh evidence about it, and that is blind."""
-    at = probe.at
+def _blind(probe: ProbeInput, rules: Rules) -> str | None:
     if probe.error is not None:
-        return ProbeResult(at, State.BLIND, (f"blind: {probe.error}",))
+        return probe.error
     canary = probe.canary
     age = canary.newest_sample_age if canary is not None else None
     if canary is None or age is None:
@@ -182,130 +139,74 @@ def evaluate_probe(probe: ProbeInput, rules: Rules) -> ProbeResult:
             if control_seen
             else "no samples for canary or control either (is Prometheus scraping?)"
         )
-        return ProbeResult(at, State.BLIND, (f"blind: no canary samples: {why}",))
+        return f"no canary samples: {why}"
     if age > rules.max_staleness:
-        return ProbeResult(
-            at,
-            State.BLIND,
-            (
-                f"blind: newest canary sample is {age:.0f}s old, more than max staleness "
-                f"{rules.max_staleness:g}s (is Prometheus scraping?)",
-            ),
+        return (
+            f"newest canary sample is {age:.0f}s old, more than max staleness "
+            f"{rules.max_staleness:g}s (is Prometheus scraping?)"
         )
-    fresh_at = at - age
+    return None
+
+
+def evaluate_probe(probe: ProbeInput, rules: Rules) -> ProbeResult:
+    """One probe's state. Freshness is the canary's own: whether Prometheus is down, stale, or
+    no longer scraping the canary, there is no fresh evidence about it, and that is blind."""
+    at = probe.at
+    why = _blind(probe, rules)
+    if why is not None:
+        return ProbeResult(at, State.BLIND, (f"blind: {why}",))
+    assert probe.canary is not None and probe.canary.newest_sample_age is not None
+    fresh_at = at - probe.canary.newest_sample_age
+    canary = probe.canary_total or probe.canary
     if canary.requests < rules.min_requests:
         return ProbeResult(
             at,
             State.INCONCLUSIVE,
             (
-                f"inconclusive: only {canary.requests:.0f} canary requests in "
-                f"{canary.range_seconds:g}s (need {rules.min_requests})",
+                f"inconclusive: only {canary.requests:.0f} canary requests since it started "
+                f"serving (need {rules.min_requests})",
             ),
             fresh_at=fresh_at,
         )
-    control = probe.control
+    control = probe.control_total or probe.control
     control_ok = (
-        control is not None and _fresh(control, rules) and control.requests >= rules.min_requests
+        control is not None
+        and _fresh(probe.control, rules)
+        and control.requests >= rules.min_requests
     )
-    reasons: list[str] = []
-    notes: list[str] = []
-    red: set[str] = set()
-    fleet: set[str] = set()
-    checked = {ERRORS}
+    notes: list[str] = [] if probe.note is None else [probe.note]
     if not control_ok:
         notes.append("control: too little data, judged on absolute limits only")
-
-    # Errors.
-    c_ratio = canary.error_ratio or 0.0
-    k_ratio = control.error_ratio if control_ok and control is not None else None
-    p_value = None
-    if control_ok and control is not None:
-        p_value = error_excess_p_value(
-            canary.errors, canary.requests, control.errors, control.requests, rules.err_ratio
-        )
-    rel_err = (
-        p_value is not None
-        and k_ratio is not None
-        and c_ratio > k_ratio * rules.err_ratio
-        and p_value < rules.err_alpha
-    )
-    abs_err = c_ratio > rules.err_threshold
-    fleet_err = abs_err and k_ratio is not None and k_ratio > rules.err_threshold
-    counts = f"({canary.errors:.0f}/{canary.requests:.0f})"
-    if abs_err and not fleet_err:
-        red.add(ERRORS)
-        reasons.append(
-            f"errors: canary 5xx {_pct(c_ratio)} {counts} above the limit "
-            f"{_pct(rules.err_threshold)}"
-        )
-    if rel_err and control is not None:
-        red.add(ERRORS)
-        reasons.append(
-            f"errors: canary 5xx {_pct(c_ratio)} {counts} significantly above control "
-            f"{_pct(k_ratio)} ({control.errors:.0f}/{control.requests:.0f}) x{rules.err_ratio:g} "
-            f"(p={p_value:.2g} < {rules.err_alpha:g})"
-        )
-    if control_ok and control is not None:
-        for code, count in canary.error_codes.items():
-            if count >= rules.new_class_min_count and control.codes.get(code, 0.0) <= 0:
-                red.add(ERRORS)
-                reasons.append(
-                    f"errors: new failure class: canary served {code} x{count:.0f}, "
-                    "control served none"
-                )
-    if fleet_err and ERRORS not in red:
-        fleet.add(ERRORS)
-        reasons.append(
-            f"FLEET-WIDE BREACH (errors): canary 5xx {_pct(c_ratio)} and control "
-            f"{_pct(k_ratio)} both above {_pct(rules.err_threshold)}: not the canary's fault"
-        )
-    elif fleet_err:
-        notes.append("errors: control is above the limit too, but the canary is worse still")
-
-    # Latency.
-    c_p95 = canary.p95
-    k_p95 = control.p95 if control_ok and control is not None else None
-    if c_p95 is None:
-        notes.append("latency: no canary p95 (no data)")
-    else:
-        checked.add(LATENCY)
-        abs_lat = c_p95 > rules.p95_threshold
-        fleet_lat = abs_lat and k_p95 is not None and k_p95 > rules.p95_threshold
-        rel_lat = (
-            k_p95 is not None
-            and c_p95 > k_p95 * rules.p95_ratio
-            and c_p95 - k_p95 > rules.p95_min_diff
-        )
-        if abs_lat and not fleet_lat:
-            red.add(LATENCY)
-            reasons.append(
-                f"latency: canary p95 {_secs(c_p95)} above the limit {_secs(rules.p95_threshold)}"
-            )
-        if rel_lat:
-            red.add(LATENCY)
-            reasons.append(
-                f"latency: canary p95 {_secs(c_p95)} above control {_secs(k_p95)} "
-                f"x{rules.p95_ratio:g} and by more than {_secs(rules.p95_min_diff)}"
-            )
-        if fleet_lat and LATENCY not in red:
-            fleet.add(LATENCY)
-            reasons.append(
-                f"FLEET-WIDE BREACH (latency): canary p95 {_secs(c_p95)} and control "
-                f"{_secs(k_p95)} both above {_secs(rules.p95_threshold)}: not the canary's fault"
-            )
-        elif fleet_lat:
-            notes.append("latency: control is above the limit too, but the canary is worse still")
-
+        control = None
+    spans = [("since start", canary, control)]
+    if probe.canary_recent is not None and probe.canary_recent.requests < canary.requests:
+        recent_control = probe.control_recent if control_ok else None
+        spans.append((f"last {rules.sliding:g}s", probe.canary_recent, recent_control))
+    findings: list[Finding] = []
+    for span, c, k in spans:
+        findings += error_findings(span, c, k, rules, per_code=span == "since start")
+        findings += latency_findings(span, c, k, rules)
+    red = {f.kind for f in findings if f.red}
+    fleet = {f.kind for f in findings if f.fleet} - red
+    checked = {f.kind for f in findings}
+    reasons = [f.text for f in findings if f.red]
+    reasons += [f.text for f in findings if f.fleet and f.kind in fleet]
+    pending = [f.text for f in findings if f.pending]
+    notes += [f.text for f in findings if not f.red and not f.fleet and not f.pending]
+    p_values = [f.p_value for f in findings if f.p_value is not None]
     if red:
         state = State.RED
     elif fleet:
         state = State.FLEET_BREACH
+    elif pending:
+        state = State.INCONCLUSIVE
+        reasons += [f"inconclusive: {text}" for text in pending]
     elif LATENCY not in checked:
         state = State.INCONCLUSIVE
-        reasons.append("inconclusive: canary latency unknown, cannot call the probe green")
+        reasons.append("inconclusive: too few canary latency observations to call it green")
     else:
         state = State.GREEN
-        reasons.append("green: within absolute limits and in line with control")
+        reasons.append("green: no test significant at the window's false-revert budget")
     return ProbeResult(
         at,
         state,
@@ -314,7 +215,8 @@ def evaluate_probe(probe: ProbeInput, rules: Rules) -> ProbeResult:
         fleet_kinds=frozenset(fleet),
         checked_kinds=frozenset(checked),
         fresh_at=fresh_at,
-        p_value=p_value,
+        p_value=min(p_values) if p_values else None,
+        level=rules.level,
     )
 
 
@@ -333,14 +235,7 @@ def advance(
     state: WatchState, result: ProbeResult, rules: Rules
 ) -> tuple[WatchState, Decision | None]:
     """Fold one probe into the watch state; the Decision says to act now (else None)."""
-    counts = {
-        State.GREEN: "green",
-        State.RED: "red",
-        State.INCONCLUSIVE: "inconclusive",
-        State.FLEET_BREACH: "fleet_breach",
-        State.BLIND: "blind",
-    }
-    name = counts[result.state]
+    name = result.state.value
     new = replace(
         state,
         probes=state.probes + 1,
@@ -348,21 +243,28 @@ def advance(
         **{name: getattr(state, name) + 1},
     )
     if result.state is State.BLIND:
-        new = replace(new, blind_seconds=state.blind_seconds + (result.at - state.last_probe_at))
+        new = replace(
+            new,
+            blind_seconds=state.blind_seconds + (result.at - state.last_probe_at),
+            blind_streak=state.blind_streak + 1,
+        )
         stale_for = result.at - state.last_fresh_at
+        detail = result.reasons[0].removeprefix("blind: ")
         if stale_for > rules.max_staleness:
-            why = (
-                f"blind for {stale_for:.1f}s, longer than max staleness {rules.max_staleness:g}s "
-                f"({result.reasons[0].removeprefix('blind: ')})"
-            )
-            if rules.blind_policy == "hold":
-                return new, Decision("hold", f"{why}; blind policy hold: not judging", blind=True)
-            return new, Decision("revert", f"{why}; blind policy revert", blind=True)
-        return new, None  # the last fresh probe stands for now
+            why = f"blind for {stale_for:.1f}s, longer than max staleness {rules.max_staleness:g}s"
+        elif new.blind_streak >= rules.blind_probes:
+            why = f"blind in {new.blind_streak} consecutive probes (blind probes {rules.blind_probes})"
+        else:
+            return new, None  # one failed probe never acts: the last fresh one stands for now
+        why = f"{why} ({detail})"
+        if rules.blind_policy == "hold":
+            return new, Decision("hold", f"{why}; blind policy hold: not judging", blind=True)
+        return new, Decision("revert", f"{why}; blind policy revert", blind=True)
 
     assert result.fresh_at is not None
     new = replace(
         new,
+        blind_streak=0,
         last_fresh_at=max(state.last_fresh_at, result.fresh_at),
         errors_streak=_streak(state.errors_streak, ERRORS, result),
         latency_streak=_streak(state.latency_streak, LATENCY, result),
@@ -413,8 +315,8 @@ def verdict_after_decision(decision: Decision, revert_ok: bool | None, shadow: b
         return Verdict("hold", EXIT_HOLD, decision.reason)
     if shadow:
         return Verdict(
-            "reverted",
-            EXIT_REVERTED,
+            "would_revert",
+            EXIT_WOULD_REVERT,
             f"{decision.reason} (SHADOW MODE: nothing was reverted)",
         )
     if revert_ok:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from watcher.promql import DEFAULT_FRESHNESS, DEFAULT_P95, DEFAULT_REQUESTS
+from watcher.promql import DEFAULT_BUCKETS, DEFAULT_COUNTS, DEFAULT_FRESHNESS, DEFAULT_P95, DEFAULT_REQUESTS
 from watcher.settings import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -64,20 +64,23 @@ OPTIONS: tuple[Option, ...] = (
     Option("p95_threshold", "float", 0.5, "absolute p95 limit, seconds", "PROM_P95_THRESHOLD_S"),
     Option("err_threshold", "float", 0.005, "absolute 5xx ratio limit (0.005 = 0.5%)",
            "PROM_ERR_RATE_THRESHOLD"),  # fmt: skip
-    Option("p95_ratio", "float", 1.5, "canary p95 allowed as a multiple of control's"),
-    Option("p95_min_diff", "float", 0.05,
-           "seconds above control's p95 the canary must also be to turn red"),  # fmt: skip
-    Option("err_ratio", "float", 2.0, "canary 5xx ratio allowed as a multiple of control's"),
-    Option("err_alpha", "float", 0.01,
-           "significance level of the canary-vs-control error test"),  # fmt: skip
-    Option("min_requests", "int", 20, "canary requests a probe needs to be conclusive"),
-    Option("new_class_min_count", "int", 5,
-           "count from which a 5xx code the control never serves is red"),  # fmt: skip
+    Option("err_ratio", "float", 2.0,
+           "canary 5xx share tolerated as a multiple of control's (worse beyond it is red)"),  # fmt: skip
+    Option("lat_tolerance", "float", 0.05,
+           "canary share slower than control's p95 bucket tolerated above control's share"),  # fmt: skip
+    Option("alpha", "float", 0.01,
+           "false-revert budget: the share of healthy canaries' windows allowed to revert"),  # fmt: skip
+    Option("sliding", "duration", 300.0,
+           "span of the short sliding check, so a fault starting late is not diluted"),  # fmt: skip
+    Option("min_requests", "int", 20, "canary requests since it started before anything is judged"),
     Option("errors_consecutive", "int", 1, "consecutive error-red probes that revert"),
     Option("latency_consecutive", "int", 2, "consecutive latency-red probes that revert"),
-    Option("max_staleness", "duration", 30.0,
-           "how long the last fresh probe stands in while Prometheus is blind"),  # fmt: skip
-    Option("blind_policy", "choice", "revert", "what to do when blind for longer",
+    Option("max_staleness", "duration", None,
+           "how long without fresh canary data before the blind policy (default and minimum: "
+           "2 x interval)"),  # fmt: skip
+    Option("blind_probes", "int", 3, "consecutive blind probes that trigger the blind policy"),
+    Option("query_retries", "int", 1, "retries of a failed query within the probe"),
+    Option("blind_policy", "choice", "revert", "what to do once blind for longer",
            choices=("revert", "hold")),  # fmt: skip
     Option("promote_fraction", "float", 0.8, "conclusive green share of probes needed to promote"),
     Option("revert_action", "choice", "ansible", "how to revert (none = shadow mode)",
@@ -104,6 +107,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("query_p95", "template", DEFAULT_P95, "template: p95 latency in seconds"),
     Option("query_freshness", "template", DEFAULT_FRESHNESS,
            "template: timestamp of the newest sample"),  # fmt: skip
+    Option("query_counts", "template", DEFAULT_COUNTS,
+           "template: raw request counters by series, each with a `code` label (what is judged)"),  # fmt: skip
+    Option("query_buckets", "template", DEFAULT_BUCKETS,
+           "template: raw latency bucket counters by series, each with an `le` label"),  # fmt: skip
 )
 BY_NAME = {o.name: o for o in OPTIONS}
 

@@ -67,6 +67,11 @@ def parse_response(query: str, payload: Any) -> QueryResult:
     data = payload.get("data")
     if not isinstance(data, dict) or "resultType" not in data:
         raise PromError(f"query {query!r}: Prometheus answer has no data.resultType")
+    warnings = payload.get("warnings")
+    if warnings:
+        # A partial answer (a shard or a remote store missing): blind, never data.
+        first = str(warnings[0]) if isinstance(warnings, list) else str(warnings)
+        raise PromError(f"query {query!r}: Prometheus answered with warnings (partial data): {first}")
     result_type = str(data["resultType"])
     raw = data.get("result")
     if result_type == "scalar":
@@ -117,10 +122,14 @@ class PromClient:
         elif user is not None:
             self._session.auth = (user, password or "")
 
-    def query(self, promql: str) -> QueryResult:
+    def query(self, promql: str, time: float | None = None) -> QueryResult:
+        """An instant query, evaluated at `time` (Unix seconds) when given, else at Prometheus' now."""
         url = f"{self.base_url}/api/v1/query"
+        params = {"query": promql}
+        if time is not None:
+            params["time"] = f"{time:.3f}"
         try:
-            response = self._session.get(url, params={"query": promql}, timeout=self.timeout)
+            response = self._session.get(url, params=params, timeout=self.timeout)
         except requests.Timeout:
             raise PromError(
                 f"Prometheus at {self.base_url} did not answer within {self.timeout:g}s"

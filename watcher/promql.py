@@ -15,17 +15,24 @@ DEFAULT_P95 = (
     "(rate(edge_http_request_duration_seconds_bucket{${selector}}[${range}])))"
 )
 DEFAULT_FRESHNESS = "max(timestamp(edge_http_requests_total{${selector}}))"
+# What the judge counts: raw counters per series, read at the probe's pinned time and differenced
+# by the watcher itself (true counts, resets handled per series; no increase() extrapolation).
+DEFAULT_COUNTS = "edge_http_requests_total{${selector}}"
+DEFAULT_BUCKETS = "edge_http_request_duration_seconds_bucket{${selector}}"
 
 PLACEHOLDERS = frozenset({"selector", "range"})
 
 
 @dataclass(frozen=True)
 class Queries:
-    """The three templates one probe runs for each side (canary, control)."""
+    """The templates one probe runs for each side (canary, control): counts, buckets, freshness.
+    requests and p95 (rates over a range) are for dashboards and game-day reports."""
 
     requests: str = DEFAULT_REQUESTS  # one series per `code` label: request counts in range
     p95: str = DEFAULT_P95  # one series (or none): p95 latency in seconds over range
     freshness: str = DEFAULT_FRESHNESS  # one series (or none): newest sample timestamp
+    counts: str = DEFAULT_COUNTS  # raw request counters, each series with a `code` label
+    buckets: str = DEFAULT_BUCKETS  # raw histogram bucket counters, each with an `le` label
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,8 @@ class RenderedQueries:
     requests: str
     p95: str
     freshness: str
+    counts: str = ""
+    buckets: str = ""
 
 
 def template_problem(template: str) -> str | None:
@@ -62,4 +71,6 @@ def render(queries: Queries, selector: str, range_seconds: float) -> RenderedQue
         requests=Template(queries.requests).substitute(values),
         p95=Template(queries.p95).substitute(values),
         freshness=Template(queries.freshness).substitute(values),
+        counts=Template(queries.counts).substitute(values),
+        buckets=Template(queries.buckets).substitute(values),
     )

@@ -54,6 +54,7 @@ class Settings:
     metrics_addr: str
     query_timeout: float
     wait_for_traffic: float = 0.0
+    query_retries: int = 1
     config_file: str | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
@@ -142,45 +143,62 @@ def build_settings(v: Mapping[str, Any], config_file: str | None) -> Settings:
     )
     range_seconds = v["range"] if v["range"] is not None else max(interval, 4 * scrape)
     _require(
-        range_seconds >= 2 * scrape,
-        f"--range {range_seconds:g}s is under 2 scrape intervals ({2 * scrape:g}s): rate() needs "
-        "two samples; widen the range",
+        range_seconds >= interval and range_seconds >= 4 * scrape,
+        f"--range {range_seconds:g}s is shorter than the interval ({interval:g}s) or than 4 scrape "
+        f"intervals ({4 * scrape:g}s): a probe would miss requests or read too few samples; widen it",
+    )
+    staleness = v["max_staleness"] if v["max_staleness"] is not None else 2 * interval
+    _require(
+        staleness >= 2 * interval,
+        f"--max-staleness {staleness:g}s is under 2 probe intervals ({2 * interval:g}s): one failed "
+        "query or one missed scrape would trip the blind policy; raise it",
     )
 
     rules = Rules(
         p95_threshold=v["p95_threshold"],
         err_threshold=v["err_threshold"],
-        p95_ratio=v["p95_ratio"],
-        p95_min_diff=v["p95_min_diff"],
         err_ratio=v["err_ratio"],
-        err_alpha=v["err_alpha"],
+        lat_tolerance=v["lat_tolerance"],
+        alpha=v["alpha"],
+        planned_probes=max(1, int(window // interval)),
+        sliding=v["sliding"],
         min_requests=v["min_requests"],
-        new_class_min_count=v["new_class_min_count"],
         errors_consecutive=v["errors_consecutive"],
         latency_consecutive=v["latency_consecutive"],
-        max_staleness=v["max_staleness"],
+        max_staleness=staleness,
+        blind_probes=v["blind_probes"],
         blind_policy=v["blind_policy"],
         promote_fraction=v["promote_fraction"],
     )
     _require(rules.p95_threshold > 0, "--p95-threshold must be more than 0 seconds")
     _require(0 < rules.err_threshold < 1, "--err-threshold is a ratio between 0 and 1 (0.005)")
-    _require(rules.p95_ratio >= 1, "--p95-ratio must be at least 1 (1.5 = 50% slower allowed)")
     _require(rules.err_ratio >= 1, "--err-ratio must be at least 1 (2 = twice the errors allowed)")
-    _require(rules.p95_min_diff >= 0, "--p95-min-diff must be 0 or more seconds")
-    _require(0 < rules.err_alpha < 0.5, "--err-alpha is a significance level, e.g. 0.01")
+    _require(0 <= rules.lat_tolerance < 1, "--lat-tolerance is a share between 0 and 1 (0.05)")
+    _require(0 < rules.alpha < 0.5, "--alpha is a false-revert budget per window, e.g. 0.01")
+    _require(rules.sliding >= interval, "--sliding must be at least one --interval")
     _require(rules.min_requests >= 1, "--min-requests must be at least 1")
-    _require(rules.new_class_min_count >= 1, "--new-class-min-count must be at least 1")
     _require(rules.errors_consecutive >= 1, "--errors-consecutive must be at least 1")
     _require(rules.latency_consecutive >= 1, "--latency-consecutive must be at least 1")
-    _require(rules.max_staleness > 0, "--max-staleness must be more than 0 seconds")
+    _require(rules.blind_probes >= 1, "--blind-probes must be at least 1")
+    _require(v["query_retries"] >= 0, "--query-retries must be 0 or more")
     _require(0 < rules.promote_fraction <= 1, "--promote-fraction is a share between 0 and 1")
 
     queries = Queries(
-        requests=v["query_requests"], p95=v["query_p95"], freshness=v["query_freshness"]
+        requests=v["query_requests"],
+        p95=v["query_p95"],
+        freshness=v["query_freshness"],
+        counts=v["query_counts"],
+        buckets=v["query_buckets"],
     )
-    for name in ("query_requests", "query_p95", "query_freshness"):
+    for name in ("query_requests", "query_p95", "query_freshness", "query_counts", "query_buckets"):
         problem = template_problem(v[name])
         _require(problem is None, f"{name} {problem}")
+    for name in ("query_counts", "query_buckets"):
+        _require(
+            not re.search(r"\b(increase|rate|irate|sum|delta)\s*\(", v[name]),
+            f"{name} must select raw counters (no increase(), rate() or sum()): the watcher "
+            "differences them per series itself",
+        )
 
     node = v["canary_node"]
     if node is not None:
@@ -245,6 +263,7 @@ def build_settings(v: Mapping[str, Any], config_file: str | None) -> Settings:
         metrics_addr=v["metrics_addr"],
         query_timeout=v["query_timeout"],
         wait_for_traffic=v["wait_for_traffic"],
+        query_retries=v["query_retries"],
         config_file=config_file,
         secrets=secrets,
     )

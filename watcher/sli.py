@@ -29,6 +29,7 @@ class SideSLI:
     p95: float | None = None  # seconds; None = no data
     newest_sample_age: float | None = None  # seconds behind Prometheus' clock; None = no series
     range_seconds: float = 60.0
+    buckets: Mapping[float, float] = field(default_factory=dict)  # le -> cumulative count
 
     @property
     def errors(self) -> float:
@@ -138,3 +139,32 @@ def side_sli(
         newest_sample_age=newest_sample_age(freshness),
         range_seconds=range_seconds,
     )
+
+
+SeriesKey = frozenset[tuple[str, str]]
+
+
+def raw_counters(result: QueryResult, label: str) -> dict[SeriesKey, tuple[str, float]]:
+    """Raw counter values, one per series (all its labels), each with its `label` value."""
+    expected = f"raw counter series (no aggregation, no rate()), each with a `{label}` label"
+    _check_instant(result, expected)
+    values: dict[SeriesKey, tuple[str, float]] = {}
+    for sample in result.samples:
+        if label not in sample.labels:
+            raise ShapeError(f"query {result.query!r} returned {describe(result)}, expected {expected}")
+        if math.isnan(sample.value):
+            continue
+        if math.isinf(sample.value) or sample.value < 0:
+            raise ShapeError(
+                f"query {result.query!r} returned {sample.value:g} for {_describe_sample(sample)}, "
+                "expected a finite counter value >= 0"
+            )
+        values[frozenset(sample.labels.items())] = (sample.labels[label], sample.value)
+    return values
+
+
+def parse_le(text: str) -> float:
+    try:
+        return float(text)  # "+Inf" parses as inf
+    except ValueError:
+        raise ShapeError(f"bucket bound le={text!r} is not a number") from None

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from watcher import judge
 from watcher.decision_log import DecisionLog
+from watcher.evidence import Prober
 from watcher.judge import Decision, ProbeInput, ProbeResult, Verdict, WatchState
 from watcher.metrics import WatcherMetrics
 from watcher.prom import PromError, QueryResult
@@ -25,7 +26,7 @@ from watcher.sli import ShapeError, SideSLI, side_sli
 
 
 class Querier(Protocol):
-    def query(self, promql: str) -> QueryResult: ...
+    def query(self, promql: str, time: float | None = None) -> QueryResult: ...
 
 
 @dataclass(frozen=True)
@@ -58,14 +59,22 @@ def rendered(settings: Settings) -> dict[str, RenderedQueries]:
 
 
 def probe_once(
-    client: Querier, queries: dict[str, RenderedQueries], range_s: float, at: float
+    client: Querier,
+    queries: dict[str, RenderedQueries],
+    range_s: float,
+    at: float,
+    when: float | None = None,
 ) -> ProbeInput:
-    """Run one probe's queries; a failure or malformed answer becomes a blind probe."""
+    """The range queries (requests and p95 over the range) at one pinned instant `when`: what
+    wait_for_canary_traffic looks at. A failure or malformed answer becomes a blind probe."""
     sides: dict[str, SideSLI] = {}
     try:
         for side, q in queries.items():
             sides[side] = side_sli(
-                client.query(q.requests), client.query(q.p95), client.query(q.freshness), range_s
+                client.query(q.requests, time=when),
+                client.query(q.p95, time=when),
+                client.query(q.freshness, time=when),
+                range_s,
             )
     except (PromError, ShapeError) as exc:
         return ProbeInput(at, error=str(exc))
@@ -110,7 +119,9 @@ def run_watch(
     defer_signals: Callable[[], AbstractContextManager[Any]],
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    wall: Callable[[], float] | None = None,
 ) -> WatchOutcome:
+    """wall: Prometheus' clock for the pinned `time=` of each probe (None: let Prometheus pick)."""
     rules = settings.rules
     queries = rendered(settings)
     n = settings.planned_probes
@@ -118,13 +129,17 @@ def run_watch(
     decision: Decision | None = None
     if settings.wait_for_traffic > 0:
         wait_for_canary_traffic(settings, client, queries, log, out, clock, sleep)
+    prober = Prober(client, queries, rules.sliding, settings.query_retries)
     start = clock()
+    failed = prober.baseline(0.0, wall() if wall else None)
+    if failed is not None:
+        out(f"baseline reading failed ({failed}): the first good probe starts the count")
     for k in range(1, n + 1):
         wait = start + k * settings.interval - clock()
         if wait > 0:
             sleep(wait)
         at = clock() - start
-        probe = probe_once(client, queries, settings.range_seconds, at)
+        probe = prober.probe(at, wall() if wall else None)
         took = clock() - start - at
         result: ProbeResult = judge.evaluate_probe(probe, rules)
         before = state
@@ -143,6 +158,11 @@ def run_watch(
             fleet_kinds=sorted(result.fleet_kinds),
             streaks={"errors": state.errors_streak, "latency": state.latency_streak},
             p_value=result.p_value,
+            level=result.level,
+            budget=rules.alpha,
+            budget_left=rules.alpha * (n - k) / n,
+            canary_since_start=side_record(probe.canary_total),
+            control_since_start=side_record(probe.control_total),
             canary=side_record(probe.canary),
             control=side_record(probe.control),
             without_fresh_data=round(at - state.last_fresh_at, 3),

@@ -1,6 +1,11 @@
 """The node's flat ``key=value`` config file, re-read when it changes (no restart needed).
 
 Fail safe: an absent, unreadable or invalid ``rollout_pct`` means 0 (everyone on legacy).
+
+Noise knobs, so that the lab meets the noise a judge must survive (issue 14), on any node and
+any release, live: ``noise_errors`` (a share of requests answered 503/502/500 at random, as a
+real fleet's background 5xx: 0 to 0.5) and ``noise_latency`` (the median, in seconds, of a
+heavy-tailed lognormal delay added to every request: 0 to 5). Absent or invalid means 0.
 """
 
 from __future__ import annotations
@@ -39,9 +44,20 @@ def rollout_pct(values: dict[str, str]) -> int:
     return pct if pct <= 100 else 0
 
 
+def bounded(values: dict[str, str], key: str, high: float) -> float:
+    """A number between 0 and `high` from ``key``; missing or invalid is 0."""
+    try:
+        value = float(values.get(key, "0"))
+    except ValueError:
+        return 0.0
+    return value if 0.0 <= value <= high else 0.0
+
+
 @dataclass(frozen=True)
 class EdgeConfig:
     rollout_pct: int = 0
+    noise_errors: float = 0.0  # share of requests answered a background 5xx
+    noise_latency: float = 0.0  # median seconds of the heavy-tailed delay on every request
 
 
 def load_config(path: str) -> EdgeConfig:
@@ -51,7 +67,12 @@ def load_config(path: str) -> EdgeConfig:
             text = handle.read()
     except (OSError, UnicodeDecodeError):
         return EdgeConfig()
-    return EdgeConfig(rollout_pct=rollout_pct(parse_config(text)))
+    values = parse_config(text)
+    return EdgeConfig(
+        rollout_pct=rollout_pct(values),
+        noise_errors=bounded(values, "noise_errors", 0.5),
+        noise_latency=bounded(values, "noise_latency", 5.0),
+    )
 
 
 class ConfigWatcher:

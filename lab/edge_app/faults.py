@@ -164,3 +164,20 @@ def injected_error(profile: FaultProfile, variant: str, rng: random.Random) -> i
     if not profile.error_ratio or not profile.applies_to(variant):
         return None
     return profile.error_code if rng.random() < profile.error_ratio else None
+
+
+NOISE_CODES = (503, 503, 502, 500)  # a fleet's background 5xx: mostly upstream 503s
+
+
+def noise_delay(median: float, rng: random.Random) -> float:
+    """A heavy-tailed delay (lognormal, sigma 1) of that median, capped at 20 medians."""
+    if median <= 0:
+        return 0.0
+    return min(20 * median, rng.lognormvariate(math.log(median), 1.0))
+
+
+def noise_error(share: float, rng: random.Random) -> int | None:
+    """A background 5xx for `share` of requests, else None."""
+    if share <= 0 or rng.random() >= share:
+        return None
+    return rng.choice(NOISE_CODES)

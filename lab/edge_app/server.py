@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from .build_info import BuildInfo, load_build_info
 from .config import ConfigWatcher
-from .faults import FaultProfile, added_latency, injected_error, parse_fault_spec
+from .faults import FaultProfile, added_latency, injected_error, noise_delay, noise_error, parse_fault_spec
 from .fnv import bucket
 from .metrics import CONTENT_TYPE, RequestMetrics, render
 
@@ -88,11 +88,12 @@ class EdgeHandler(BaseHTTPRequestHandler):
     def _serve_request(self, app: EdgeApp, send_body: bool) -> None:
         started = time.monotonic()
         ip = client_ip(self.headers.get("X-Forwarded-For"), self.client_address[0])
-        variant = choose_variant(ip, app.config.current().rollout_pct)
-        delay = added_latency(app.profile, variant, app.rng)
+        config = app.config.current()
+        variant = choose_variant(ip, config.rollout_pct)
+        delay = added_latency(app.profile, variant, app.rng) + noise_delay(config.noise_latency, app.rng)
         if delay:
             time.sleep(delay)
-        code = injected_error(app.profile, variant, app.rng) or 200
+        code = injected_error(app.profile, variant, app.rng) or noise_error(config.noise_errors, app.rng) or 200
         body = f"edge {app.build.version} variant={variant}\n" if code == 200 else f"error {code}\n"
         # Count before answering so that a scrape right after the response already sees it.
         app.metrics.observe(code, variant, time.monotonic() - started)

@@ -245,9 +245,10 @@ def test_a_bad_canary_is_a_minority_breaching_its_slo_and_the_recorded_watcher_r
                          'node!="edge-3"', "--window", "10", "--interval", "2",
                          "--verdict-file", str(tmp_path / "verdict.json")),
             capture_output=True, text=True, timeout=120, cwd=REPO)
-        assert bad.returncode == 1, f"bad canary not red in recorded mode:\n{bad.stdout}{bad.stderr}"
+        # Shadow mode (--revert-action none): "would_revert", exit 4.
+        assert bad.returncode == 4, f"bad canary not red in recorded mode:\n{bad.stdout}{bad.stderr}"
         verdict = json.loads((tmp_path / "verdict.json").read_text())
-        assert verdict["verdict"] == "reverted" and "errors" in verdict["reason"]
+        assert verdict["verdict"] == "would_revert" and "errors" in verdict["reason"]
     finally:
         install_and_wait(lab, "edge-3", artifacts["v1"], "v1")
     eventually(lambda: not alerts(lab, "EdgeCanaryBreachingSLO", "pending"), 90,
@@ -268,11 +269,13 @@ def test_a_drained_node_is_pending_out_of_rotation_until_it_is_ready_again(lab: 
 
 
 def test_a_blind_watcher_fires_watcher_blind(lab: Lab, watcher_port: int, tmp_path: Path) -> None:
-    # No node is called edge-gone: every probe is blind. The staleness bound is longer than the
-    # wait, so the watcher keeps probing (and exporting) while the alert builds up.
+    # No node is called edge-gone: every probe is blind. The staleness bound and the blind-probe
+    # count are longer than the wait, so the watcher keeps probing (and exporting) while the alert
+    # builds up.
     argv = watcher_argv(lab.settings.prom_port, "--canary-selector", 'node="edge-gone"',
                         "--control-selector", 'node!="edge-gone"', "--window", "120",
-                        "--interval", "1", "--max-staleness", "110", "--blind-policy", "hold",
+                        "--interval", "1", "--max-staleness", "110", "--blind-probes", "200",
+                        "--blind-policy", "hold",
                         "--metrics-port", str(watcher_port))
     log = tmp_path / "watcher.log"
     # An alert left by an earlier watcher (it lasts 2m after the watcher exits) would prove nothing.

@@ -104,9 +104,9 @@ def test_shadow_mode_touches_nothing_and_says_what_it_would_have_done(fleet: Lab
     fleet.wait_until(lambda: fleet.server_stats()["edge-3"]["status"] == "UP", 30, "edge-3 UP")
     files = {p.name: sha256(p) for p in fleet.node_dir("edge-3").iterdir() if p.is_file()}
     result = watcher(fleet, tmp_path, "edge-3", "--window", "30", "--revert-action", "none")
-    assert result.returncode == 1
+    assert result.returncode == 4  # would have reverted: never "reverted" when nothing was
     verdict = json.loads((tmp_path / "verdict.json").read_text())
-    assert verdict["verdict"] == "reverted" and verdict["revert"]["shadow"] is True
+    assert verdict["verdict"] == "would_revert" and verdict["revert"]["shadow"] is True
     revert = next(e for e in events(tmp_path / "decisions.jsonl") if e["event"] == "revert")
     assert "would have" in json.dumps(revert)
     assert fleet.node_version("edge-3")["version"] == "v2-errors"
@@ -122,7 +122,7 @@ def test_prometheus_outage_under_the_hold_policy_ends_in_hold(fleet: Lab, tmp_pa
     stopper = threading.Thread(target=outage)
     stopper.start()
     try:
-        result = watcher(fleet, tmp_path, "edge-2", "--window", "60", "--max-staleness", "5",
+        result = watcher(fleet, tmp_path, "edge-2", "--window", "60", "--max-staleness", "6",
                          "--blind-policy", "hold", "--revert-action", "command",
                          "--revert-command", f"touch {tmp_path / 'reverted'}")
     finally:

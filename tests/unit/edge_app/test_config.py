@@ -94,3 +94,13 @@ def test_watcher_does_not_reread_an_unchanged_file(tmp_path: Path) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     # Signature unchanged and refresh not due: the cached value stands (proves the stat cache).
     assert watcher.current().rollout_pct == 10
+
+
+def test_noise_knobs_are_read_and_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "edge.conf"
+    path.write_text("rollout_pct=10\nnoise_errors=0.002\nnoise_latency=0.05\n")
+    config = load_config(str(path))
+    assert (config.rollout_pct, config.noise_errors, config.noise_latency) == (10, 0.002, 0.05)
+    path.write_text("noise_errors=0.9\nnoise_latency=lots\n")  # out of range, not a number
+    config = load_config(str(path))
+    assert (config.noise_errors, config.noise_latency) == (0.0, 0.0)

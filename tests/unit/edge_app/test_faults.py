@@ -152,3 +152,16 @@ def test_scope_limits_errors_and_latency_to_a_variant(scope: str, hit: set[str])
         expected_delay = 0.2 if variant in hit else 0.0
         assert injected_error(profile, variant, _FixedRng(0.5)) == expected_code
         assert added_latency(profile, variant, _FixedRng(0.5)) == expected_delay
+
+
+def test_noise_is_background_5xx_and_a_heavy_tailed_delay() -> None:
+    from edge_app.faults import NOISE_CODES, noise_delay, noise_error
+
+    rng = random.Random(3)
+    codes = [noise_error(0.01, rng) for _ in range(20000)]
+    errors = [c for c in codes if c is not None]
+    assert 120 < len(errors) < 280 and set(errors) <= set(NOISE_CODES)
+    assert noise_error(0.0, rng) is None and noise_delay(0.0, rng) == 0.0
+    delays = sorted(noise_delay(0.02, rng) for _ in range(5000))
+    assert 0.015 < delays[2500] < 0.025  # the median
+    assert delays[-1] <= 0.4 and delays[4750] > 3 * 0.02  # a tail, capped at 20 medians

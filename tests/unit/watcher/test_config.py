@@ -36,11 +36,14 @@ def test_defaults() -> None:
     assert s.range_seconds == 60  # max(interval, 4 scrape intervals)
     r = s.rules
     assert (r.p95_threshold, r.err_threshold) == (0.5, 0.005)
-    assert (r.p95_ratio, r.p95_min_diff) == (1.5, 0.05)
+    assert (r.lat_tolerance, r.alpha, r.sliding, r.planned_probes) == (0.05, 0.01, 300, 20)
     assert (r.err_ratio, r.min_requests, r.errors_consecutive, r.latency_consecutive) == (
         2.0, 20, 1, 2,
     )  # fmt: skip
-    assert (r.max_staleness, r.blind_policy, r.promote_fraction) == (30, "revert", 0.8)
+    assert (r.max_staleness, r.blind_probes, r.blind_policy, r.promote_fraction) == (
+        30, 3, "revert", 0.8,
+    )  # fmt: skip  # max_staleness: 2 x interval
+    assert s.query_retries == 1
     assert s.metrics_port == 0 and s.planned_probes == 20
     assert s.queries.p95 == DEFAULT_P95
 
@@ -57,7 +60,7 @@ def test_flags_beat_env_beat_file_beat_defaults(tmp_path: Path) -> None:
     assert s.rules.p95_threshold == 0.7  # env over file
     assert s.rules.err_threshold == 0.02  # file over default
     assert s.rules.min_requests == 7  # file only
-    assert s.rules.p95_ratio == 1.5  # default
+    assert s.rules.err_ratio == 2.0  # default
 
 
 def test_env_supplies_url_and_thresholds() -> None:
@@ -132,7 +135,7 @@ def test_durations(raw: object, seconds: float) -> None:
 def test_range_default_and_explicit() -> None:
     assert load("--interval", "2", "--scrape-interval", "1").range_seconds == 4
     assert load("--interval", "10", "--scrape-interval", "1").range_seconds == 10
-    assert load("--range", "30s").range_seconds == 30
+    assert load("--range", "1m").range_seconds == 60
 
 
 @pytest.mark.parametrize(
@@ -143,15 +146,22 @@ def test_range_default_and_explicit() -> None:
         ([], {"SLI_PROBE_INTERVAL": "-3"}, "SLI_PROBE_INTERVAL: '-3' is not a duration"),
         (["--interval", "0"], {}, "--interval must be more than 0"),
         (["--window", "5", "--interval", "10"], {}, "--window (5s) is shorter than one"),
-        (["--range", "20", "--scrape-interval", "15"], {}, "under 2 scrape intervals"),
+        (["--range", "50", "--scrape-interval", "15"], {}, "or than 4 scrape intervals (60s)"),
+        (["--range", "10", "--interval", "15", "--scrape-interval", "1"], {},
+         "--range 10s is shorter than the interval (15s)"),
+        (["--interval", "30", "--max-staleness", "45"], {}, "--max-staleness 45s is under 2 probe"),
+        (["--alpha", "0"], {}, "--alpha is a false-revert budget"),
+        (["--blind-probes", "0"], {}, "--blind-probes must be at least 1"),
+        (["--query-counts", "sum(increase(x{${selector}}[1m]))"], {},
+         "query_counts must select raw counters"),
         (["--p95-threshold", "fast"], {}, "--p95-threshold: expected a number, got 'fast'"),
         ([], {"PROM_ERR_RATE_THRESHOLD": "5"}, "--err-threshold is a ratio between 0 and 1"),
-        (["--p95-ratio", "0.5"], {}, "--p95-ratio must be at least 1"),
+        (["--lat-tolerance", "1.5"], {}, "--lat-tolerance is a share between 0 and 1"),
         (["--err-ratio", "0.9"], {}, "--err-ratio must be at least 1"),
         (["--min-requests", "0"], {}, "--min-requests must be at least 1"),
         (["--min-requests", "2.5"], {}, "--min-requests: expected a whole number"),
         (["--latency-consecutive", "0"], {}, "--latency-consecutive must be at least 1"),
-        (["--max-staleness", "0"], {}, "--max-staleness must be more than 0"),
+        (["--max-staleness", "0"], {}, "--max-staleness 0s is under 2 probe intervals (30s)"),
         (["--promote-fraction", "1.2"], {}, "--promote-fraction is a share between 0 and 1"),
         (["--blind-policy", "panic"], {}, "invalid choice: 'panic'"),
         (["--metrics-port", "70000"], {}, "--metrics-port must be 0 (off) to 65535"),

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from watcher import stats
 from watcher.judge import (
     ERRORS,
     LATENCY,
@@ -17,22 +18,24 @@ from watcher.judge import (
     State,
     WatchState,
     advance,
-    binom_sf,
-    error_excess_p_value,
     evaluate_probe,
     final_verdict,
     verdict_after_decision,
 )
 from watcher.sli import SideSLI
 
-RULES = Rules()
+RULES = Rules(planned_probes=120)  # production: an hour of 30 s probes
+INF = math.inf
+FAST = {0.1: 0.9, 0.2: 0.97, 0.5: 0.995, 1.0: 1.0, INF: 1.0}  # a healthy node's latency
+SLOW = {0.1: 0.0, 0.2: 0.0, 0.5: 0.2, 1.0: 0.9, INF: 1.0}  # +0.8 s
+HALF = {0.1: 0.5, 0.2: 0.85, 0.5: 0.9, 1.0: 0.95, INF: 1.0}  # p95 at 1 s: over the 0.5 s limit
 
 
 def side(
-    requests: float = 1000,
+    requests: float = 10000,
     errors: float = 0,
     code: str = "500",
-    p95: float | None = 0.1,
+    latency: dict[float, float] | None = None,
     age: float | None = 1.0,
     extra_codes: dict[str, float] | None = None,
 ) -> SideSLI:
@@ -40,63 +43,73 @@ def side(
     if errors:
         codes[code] = errors
     codes.update(extra_codes or {})
-    return SideSLI(
-        requests=requests, codes=codes, p95=p95, newest_sample_age=age, range_seconds=10
-    )
+    shares = FAST if latency is None else latency
+    buckets = {le: round(share * requests) for le, share in shares.items()}
+    return SideSLI(requests=requests, codes=codes, newest_sample_age=age, range_seconds=30,
+                   buckets=buckets)  # fmt: skip
 
 
 def probe(canary: SideSLI | None, control: SideSLI | None = None, at: float = 10.0) -> ProbeInput:
-    return ProbeInput(at=at, canary=canary, control=control if control is not None else side())
+    return ProbeInput(at=at, canary=canary, control=control if control is not None else side(20000))
 
+
+LOOSE = replace(RULES, err_threshold=0.5)  # absolute error limit out of the way
 
 # (name, canary, control, rules, expected state, expected red kinds, text in reasons)
 CASES = [
-    ("healthy", side(), side(), RULES, State.GREEN, set(), "green"),
-    ("nan p95 is no data, never green", side(p95=None), side(), RULES, State.INCONCLUSIVE,
-     set(), "latency unknown"),
-    ("zero traffic", side(requests=0, p95=None), side(), RULES, State.INCONCLUSIVE, set(),
+    ("healthy", side(), side(20000), RULES, State.GREEN, set(), "green"),
+    ("no latency observations is never green", side(latency={INF: 0.0}), side(), RULES,
+     State.INCONCLUSIVE, set(), "too few canary latency observations"),
+    ("zero traffic", side(requests=0), side(), RULES, State.INCONCLUSIVE, set(),
      "only 0 canary requests"),
     ("low traffic", side(requests=19, errors=19), side(), RULES, State.INCONCLUSIVE, set(),
      "only 19 canary requests"),
-    ("just enough traffic is judged", side(requests=20, errors=5), side(), RULES, State.RED,
-     {ERRORS}, "above the limit"),
-    ("errors above the absolute limit", side(errors=25), side(), RULES, State.RED, {ERRORS},
-     "canary 5xx 2.50% (25/1000) above the limit 0.50%"),
-    ("errors at the absolute limit are fine", side(errors=5), side(errors=5), RULES, State.GREEN,
-     set(), "green"),
-    ("errors significantly above control",
-     side(errors=40), side(requests=10000, errors=10), replace(RULES, err_threshold=0.5),
-     State.RED, {ERRORS}, "significantly above control"),
-    ("a bare ratio of tiny numbers is not significant",
-     side(requests=100, errors=1), side(requests=100, errors=0, p95=0.1),
-     replace(RULES, err_threshold=0.5), State.GREEN, set(), "green"),
-    ("three times control but on four errors: not significant",
-     side(errors=3), side(errors=1), replace(RULES, err_threshold=0.5), State.GREEN, set(),
-     "green"),
-    ("new failure class",
-     side(errors=6, code="503"), side(errors=5, code="500"), replace(RULES, err_threshold=0.5),
-     State.RED, {ERRORS}, "new failure class: canary served 503 x6"),
-    ("new failure class below its minimum count",
-     side(errors=4, code="503"), side(errors=5, code="500"),
-     replace(RULES, err_threshold=0.5, err_alpha=1e-9), State.GREEN, set(), "green"),
-    ("fleet-wide error breach", side(errors=30), side(errors=25), RULES, State.FLEET_BREACH,
-     set(), "FLEET-WIDE BREACH (errors)"),
-    ("fleet-wide breach but canary far worse", side(errors=300), side(requests=10000, errors=100),
-     RULES, State.RED, {ERRORS}, "significantly above control"),
-    ("latency above the absolute limit", side(p95=0.8), side(), RULES, State.RED, {LATENCY},
-     "p95 0.800s above the limit 0.500s"),
-    ("latency above control by ratio and difference", side(p95=0.3), side(p95=0.1), RULES,
-     State.RED, {LATENCY}, "above control 0.100s x1.5"),
-    ("latency above control by ratio but within the min difference", side(p95=0.12),
-     side(p95=0.07), RULES, State.GREEN, set(), "green"),
-    ("fleet-wide latency breach", side(p95=0.9), side(p95=0.8), RULES, State.FLEET_BREACH,
-     set(), "FLEET-WIDE BREACH (latency)"),
-    ("errors and latency both red", side(errors=50, p95=2.0), side(), RULES, State.RED,
-     {ERRORS, LATENCY}, "errors:"),
-    ("control without traffic: absolute limits only", side(errors=2), side(requests=3),
+    # Issue 14: 1 error in 199 was red on the raw ratio; it is not evidence of anything.
+    ("one error in 199 requests is not red", side(requests=199, errors=1), side(400), RULES,
+     State.GREEN, set(), "green"),
+    ("background 0.4 % on both sides is green", side(errors=40), side(20000, errors=80), RULES,
+     State.GREEN, set(), "green"),
+    ("errors over the limit and worse than control, within the tolerance",
+     side(100000, errors=1500), side(200000, errors=2000), RULES, State.RED, {ERRORS},
+     "over the limit (p="),
+    ("over the limit, no control: absolute limit only", side(errors=150), side(requests=3),
+     RULES, State.RED, {ERRORS}, "no control to compare"),
+    ("worse than control beyond the tolerance, under the limit", side(errors=40),
+     side(20000, errors=4), RULES, State.RED, {ERRORS}, "worse than control x2"),
+    ("a bare ratio of tiny numbers is not significant", side(requests=100, errors=1),
+     side(requests=100), LOOSE, State.GREEN, set(), "green"),
+    ("three times control on four errors: not significant", side(errors=3), side(errors=1),
+     LOOSE, State.GREEN, set(), "green"),
+    ("a failure class the control does not serve", side(errors=40, code="504"),
+     side(20000, errors=20, code="500"), LOOSE, State.RED, {ERRORS}, "canary served 504 x40"),
+    ("a few of a new class are not enough", side(errors=6, code="503"),
+     side(20000, errors=10, code="500"), LOOSE, State.GREEN, set(), "green"),
+    ("fleet-wide error breach: over the limit, no worse than control", side(errors=80),
+     side(20000, errors=160), RULES, State.FLEET_BREACH, set(), "FLEET-WIDE BREACH (errors"),
+    ("the control over the limit, the canary no worse: fleet-wide", side(errors=60),
+     side(20000, errors=200), RULES, State.FLEET_BREACH, set(), "the control is over the limit"),
+    # The lab's v2-errors on its first probe: far over the limit, the control clean, but 7 of 33
+    # is not yet significantly worse than 0 of 66 at the budget: wait, never call it fleet-wide.
+    ("over the limit, control under it, comparison not conclusive yet",
+     side(requests=33, errors=7), side(66), replace(RULES, planned_probes=5), State.INCONCLUSIVE,
+     set(), "waiting for more evidence"),
+    ("fleet-wide breach but canary far worse", side(errors=300), side(20000, errors=200),
+     RULES, State.RED, {ERRORS}, "worse than control"),
+    ("latency over the limit and worse than control", side(latency=SLOW), side(20000), RULES,
+     State.RED, {LATENCY}, "latency (since start)"),
+    ("latency over the limit with no control", side(latency=HALF), side(requests=3), RULES,
+     State.RED, {LATENCY}, "no control to compare"),
+    ("fleet-wide latency breach", side(latency=SLOW), side(20000, latency=SLOW), RULES,
+     State.FLEET_BREACH, set(), "FLEET-WIDE BREACH (latency"),
+    ("slower than control's p95 bucket beyond the tolerance",
+     side(latency={0.1: 0.7, 0.2: 0.8, 0.5: 1.0, INF: 1.0}), side(20000), RULES, State.RED,
+     {LATENCY}, "by more than 5 points"),
+    ("within the latency tolerance", side(latency={0.1: 0.88, 0.2: 0.95, 0.5: 1.0, INF: 1.0}),
+     side(20000), RULES, State.GREEN, set(), "green"),
+    ("errors and latency both red", side(errors=500, latency=SLOW), side(20000), RULES,
+     State.RED, {ERRORS, LATENCY}, "errors"),
+    ("control without traffic: absolute limits only", side(errors=20), side(requests=3),
      RULES, State.GREEN, set(), "absolute limits only"),
-    ("control without traffic cannot make a new failure class", side(errors=4, code="503"),
-     side(requests=0, p95=None), RULES, State.GREEN, set(), "green"),
 ]  # fmt: skip
 
 
@@ -119,6 +132,31 @@ def test_probe_table(
     assert any(text in r for r in result.reasons), result.reasons
 
 
+def test_the_budget_is_spread_over_the_planned_probes_and_the_red_paths() -> None:
+    assert RULES.level == pytest.approx(0.01 / (120 * 9))
+    # 20 errors in 1000 against 0.5 %: p ~ 3e-6. Red in a 1-probe window, red in a 120-probe one?
+    canary, control = side(1000, errors=20), side(20000, errors=20)
+    assert evaluate_probe(probe(canary, control), replace(RULES, planned_probes=1)).state is State.RED
+    p = evaluate_probe(probe(canary, control), RULES).p_value
+    assert p is not None and p < RULES.level * 10
+
+
+def test_a_fault_starting_late_is_seen_by_the_sliding_check() -> None:
+    total, control = side(100000, errors=100), side(200000, errors=200)  # an hour at 0.1 %
+    recent, recent_control = side(5000, errors=80), side(10000, errors=10)  # last 5 min: 1.6 %
+    diluted = ProbeInput(at=3600, canary=recent, control=recent_control,
+                         canary_total=total, control_total=control)  # fmt: skip
+    assert evaluate_probe(diluted, RULES).state is State.GREEN
+    sliding = replace(diluted, canary_recent=recent, control_recent=recent_control)
+    result = evaluate_probe(sliding, RULES)
+    assert result.state is State.RED and any("last 300s" in r for r in result.reasons)
+
+
+def test_the_probe_reports_its_level_and_smallest_p_value() -> None:
+    result = evaluate_probe(probe(side(errors=10), side(20000, errors=20)), RULES)
+    assert result.level == RULES.level and result.p_value is not None
+
+
 def test_query_failure_is_blind() -> None:
     result = evaluate_probe(ProbeInput(at=5, error="cannot reach Prometheus"), RULES)
     assert result.state is State.BLIND
@@ -139,13 +177,13 @@ def test_canary_no_longer_scraped_is_blind_not_merely_inconclusive() -> None:
 
 
 def test_stale_samples_are_blind() -> None:
-    result = evaluate_probe(probe(side(age=45), side(age=1)), RULES)
+    result = evaluate_probe(probe(side(age=75), side(age=1)), RULES)
     assert result.state is State.BLIND
-    assert "newest canary sample is 45s old" in result.reasons[0]
+    assert "newest canary sample is 75s old" in result.reasons[0]
 
 
 def test_stale_control_is_only_unusable_for_comparison() -> None:
-    result = evaluate_probe(probe(side(errors=2), side(errors=0, age=45)), RULES)
+    result = evaluate_probe(probe(side(errors=2), side(errors=0, age=75)), RULES)
     assert result.state is State.GREEN
     assert any("absolute limits only" in r for r in result.reasons)
 
@@ -169,27 +207,39 @@ def _exact_sf(k: int, n: int, p: float) -> float:
 
 @pytest.mark.parametrize(
     ("k", "n", "p"),
-    [(0, 5, 0.3), (1, 1, 0.5), (3, 4, 2 / 3), (5, 5, 0.0196), (2, 50, 0.01), (20, 50, 0.3),
-     (49, 50, 0.99), (10, 200, 0.2), (60, 200, 0.2)],
+    [(1, 1, 0.5), (3, 4, 2 / 3), (5, 5, 0.0196), (2, 50, 0.01), (20, 50, 0.3),
+     (50, 50, 0.99), (60, 200, 0.2), (16, 18, 0.5)],
 )  # fmt: skip
 def test_binom_sf_matches_the_exact_sum(k: int, n: int, p: float) -> None:
-    assert binom_sf(k, n, p) == pytest.approx(_exact_sf(k, n, p), rel=1e-9, abs=1e-15)
+    assert stats.binom_sf(k, n, p) == pytest.approx(_exact_sf(k, n, p), rel=1e-9, abs=1e-15)
 
 
 def test_binom_sf_edges() -> None:
-    assert binom_sf(6, 5, 0.5) == 0.0
-    assert binom_sf(1, 5, 0.0) == 0.0
-    assert binom_sf(1, 5, 1.0) == 1.0
-    # Large counts stay fast and sane: the mean of Binomial(10**6, 0.5) is its median.
-    assert binom_sf(500_000, 1_000_000, 0.5) == pytest.approx(0.5, abs=0.01)
+    assert stats.binom_sf(6, 5, 0.5) == 0.0
+    assert stats.binom_sf(1, 5, 0.0) == 0.0
+    assert stats.binom_sf(1, 5, 1.0) == 1.0
+    assert stats.binom_sf(0, 5, 0.3) == 1.0
+    assert stats.binom_sf(10, 200, 0.2) == 1.0  # at or below the mean: no evidence, reported as 1
+    # Large counts stay fast and exact: 2400 of 40000 at 5 % is far above the mean.
+    assert 0 < stats.binom_sf(2400, 40000, 0.05) < 1e-15
 
 
-def test_error_excess_p_value() -> None:
-    assert error_excess_p_value(0, 100, 5, 100, 2.0) == 1.0
+def test_excess_p_value() -> None:
+    assert stats.excess_p_value(0, 100, 5, 100, 2.0) == 1.0
     # 1 error among 100 vs none among 10000: 2% chance under "canary at most 2x control".
-    assert error_excess_p_value(1, 100, 0, 10000, 2.0) == pytest.approx(200 / 10200)
-    assert error_excess_p_value(40, 1000, 10, 10000, 2.0) < 1e-9
-    assert error_excess_p_value(3, 1000, 1, 1000, 2.0) > 0.5
+    assert stats.excess_p_value(1, 100, 0, 10000, 2.0) == pytest.approx(200 / 10200)
+    assert stats.excess_p_value(40, 1000, 10, 10000, 2.0) < 1e-9
+    assert stats.excess_p_value(3, 1000, 1, 1000, 2.0) > 0.5
+
+
+def test_histogram_helpers() -> None:
+    buckets = {0.1: 50.0, 0.2: 100.0, INF: 100.0}
+    assert stats.histogram_quantile(buckets, 0.95) == pytest.approx(0.1 + 0.1 * 45 / 50)
+    assert stats.quantile_bound(buckets, 0.95) == 0.2
+    assert stats.share_above(buckets, 0.1) == (50.0, 100.0)
+    assert stats.bound_at_or_above(buckets, 0.15) == 0.2
+    assert stats.bound_at_or_above(buckets, 0.3) is None
+    assert stats.histogram_quantile({INF: 0.0}, 0.95) is None
 
 
 # --- the course of a watch ----------------------------------------------------------------
@@ -257,14 +307,28 @@ def test_no_evidence_between_red_probes_keeps_the_streak() -> None:
 
 
 def test_outage_shorter_than_max_staleness_lets_the_last_probe_stand() -> None:
-    state, decision, _ = run([green(2), blind(4), blind(6), blind(8), green(10)])
+    rules = replace(RULES, blind_probes=4)
+    state, decision, _ = run([green(2), blind(4), blind(6), blind(8), green(10)], rules)
     assert decision is None
     assert (state.blind, state.green, state.red) == (3, 2, 0)
     assert state.blind_seconds == pytest.approx(6)
 
 
+def test_one_failed_probe_never_acts() -> None:
+    rules = replace(RULES, max_staleness=90, blind_probes=3)
+    state, decision, _ = run([green(30), blind(60), green(90), blind(120), blind(150)], rules)
+    assert decision is None and state.blind_streak == 2
+
+
+def test_consecutive_blind_probes_trip_the_blind_policy() -> None:
+    rules = replace(RULES, max_staleness=600, blind_probes=3)
+    _, decision, fed = run([green(30), blind(60), blind(90), blind(120)], rules)
+    assert decision is not None and decision.blind and fed == 4
+    assert "blind in 3 consecutive probes" in decision.reason
+
+
 def test_outage_longer_than_max_staleness_reverts_under_the_revert_policy() -> None:
-    rules = replace(RULES, max_staleness=10)
+    rules = replace(RULES, max_staleness=10, blind_probes=100)
     results = [green(2)] + [blind(t) for t in range(4, 20, 2)]
     state, decision, fed = run(results, rules)
     assert decision is not None and decision.action == "revert" and decision.blind
@@ -275,7 +339,7 @@ def test_outage_longer_than_max_staleness_reverts_under_the_revert_policy() -> N
 
 
 def test_outage_longer_than_max_staleness_holds_under_the_hold_policy() -> None:
-    rules = replace(RULES, max_staleness=10, blind_policy="hold")
+    rules = replace(RULES, max_staleness=10, blind_policy="hold", blind_probes=100)
     _, decision, _ = run([green(2)] + [blind(t) for t in range(4, 20, 2)], rules)
     assert decision is not None and decision.action == "hold"
     assert verdict_after_decision(decision, None, False).exit_code == 2
@@ -329,5 +393,5 @@ def test_verdicts_after_a_revert() -> None:
     assert (failed.verdict, failed.exit_code) == ("revert_failed", 3)
     assert "by hand" in failed.reason
     shadow = verdict_after_decision(decision, True, True)
-    assert (shadow.verdict, shadow.exit_code) == ("reverted", 1)
+    assert (shadow.verdict, shadow.exit_code) == ("would_revert", 4)
     assert "SHADOW MODE" in shadow.reason

@@ -126,3 +126,22 @@ def test_unreachable_is_a_prom_error_without_secrets() -> None:
     assert "cannot reach Prometheus at http://127.0.0.1:" in str(err.value)
     assert "Connection refused" in str(err.value)
     assert "hunter2" not in str(err.value) and "bob" not in str(err.value)
+
+
+def test_the_evaluation_time_is_pinned_when_given(server: tuple[str, Recorder]) -> None:
+    url, rec = server
+    client = PromClient(url)
+    client.query("up", time=1_700_000_000.25)
+    client.query("up")
+    assert "time=1700000000.250" in rec.paths[0]
+    assert "time=" not in rec.paths[1]
+
+
+def test_warnings_mean_a_partial_answer_and_are_never_data(server: tuple[str, Recorder]) -> None:
+    url, rec = server
+    rec.body = json.dumps(
+        {"status": "success", "warnings": ["store eu-1 unreachable"],
+         "data": {"resultType": "vector", "result": []}}
+    ).encode()  # fmt: skip
+    with pytest.raises(PromError, match="warnings \\(partial data\\): store eu-1 unreachable"):
+        PromClient(url).query("up")

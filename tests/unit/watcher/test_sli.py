@@ -161,3 +161,17 @@ def test_format_range() -> None:
 def test_template_problems(template: str, problem: str | None) -> None:
     found = template_problem(template)
     assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+def test_raw_counters_keep_every_series_and_need_the_label() -> None:
+    from watcher.prom import QueryResult, Sample
+    from watcher.sli import ShapeError, raw_counters
+
+    result = QueryResult("q", "vector", (
+        Sample({"node": "a", "code": "200"}, 10, 0), Sample({"node": "b", "code": "200"}, 5, 0),
+        Sample({"node": "b", "code": "503"}, float("nan"), 0),
+    ))  # fmt: skip
+    values = raw_counters(result, "code")
+    assert sorted(values.values()) == [("200", 5), ("200", 10)]
+    with pytest.raises(ShapeError, match="each with a `le` label"):
+        raw_counters(result, "le")

@@ -37,18 +37,50 @@ class Clock:
 Scenario = Callable[[int, str], tuple[float, float, float]]
 
 
+BOUNDS = ("0.05", "0.1", "0.2", "0.5", "1.0", "2.0", "+Inf")
+
+
 class ScriptedProm:
+    """Raw counters that grow by the scenario's (requests, errors, p95) at each probe; k counts the
+    probes (a new pinned time on the canary's counts query; the baseline reading is k=0)."""
+
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
-        self.k = 0
+        self.k = -1
+        self.last_time: float | None = None
         self.queries: list[str] = []
+        self.codes = {"canary": {"200": 0.0, "500": 0.0}, "control": {"200": 0.0, "500": 0.0}}
+        self.buckets = {"canary": dict.fromkeys(BOUNDS, 0.0), "control": dict.fromkeys(BOUNDS, 0.0)}
+        self.applied = {"canary": 0, "control": 0}
 
-    def query(self, promql: str) -> QueryResult:
+    def _grow(self, side: str) -> None:
+        if self.applied[side] >= self.k:
+            return
+        self.applied[side] = self.k
+        requests, errors, p95 = self.scenario(self.k, side)
+        self.codes[side]["200"] += requests - errors
+        self.codes[side]["500"] += errors
+        for le in BOUNDS:
+            if float(le) >= p95:
+                self.buckets[side][le] += requests
+
+    def query(self, promql: str, time: float | None = None) -> QueryResult:
         self.queries.append(promql)
         side = "control" if 'node!="edge-2"' in promql else "canary"
         if promql.startswith("sum by (code)") and side == "canary":
+            self.k = max(self.k, 0) + 1  # waiting for traffic: poll k
+        if promql.startswith("edge_http_requests_total{") and side == "canary" and time != self.last_time:
+            self.last_time = time
             self.k += 1
-        requests, errors, p95 = self.scenario(self.k, side)
+        if promql.startswith("edge_http_requests_total{") and self.k > 0:
+            self._grow(side)
+        if promql.startswith("edge_http_requests_total{"):
+            samples = [Sample({"node": side, "code": c}, v, NOW) for c, v in self.codes[side].items()]
+            return QueryResult(promql, "vector", tuple(samples))
+        if promql.startswith("edge_http_request_duration_seconds_bucket{"):
+            samples = [Sample({"node": side, "le": le}, v, NOW) for le, v in self.buckets[side].items()]
+            return QueryResult(promql, "vector", tuple(samples))
+        requests, errors, p95 = self.scenario(max(self.k, 1), side)
         if promql.startswith("sum by (code)"):
             samples = [Sample({"code": "200"}, requests - errors, NOW)]
             if errors:
@@ -91,7 +123,7 @@ def watch(
     log = DecisionLog(str(tmp_path / "d.jsonl"), Scrubber())
     outcome = run_watch(
         settings(*extra), ScriptedProm(scenario), reverter, log, WatcherMetrics(), lines.append,
-        contextlib.nullcontext, clock=clock, sleep=clock.sleep,
+        contextlib.nullcontext, clock=clock, sleep=clock.sleep, wall=lambda: NOW + clock.t,
     )  # fmt: skip
     log.close()
     records = [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()]
@@ -107,7 +139,8 @@ def test_healthy_window_promotes_after_every_planned_probe(tmp_path: Path) -> No
     assert outcome.verdict.verdict == "promote" and outcome.state.probes == 10
     assert clock.sleeps == [2.0] * 10  # probes on the interval grid, not drifting
     assert [r["k"] for r in records] == list(range(1, 11))
-    assert lines[0].startswith("[1/10] canary p95 0.050s 5xx 0.00% (0/100)")
+    # p95 from the bucket counts, as histogram_quantile interpolates them (all in the 0.05 s bucket).
+    assert lines[0].startswith("[1/10] canary p95 0.048s 5xx 0.00% (0/100)")
     assert lines[0].endswith("| GREEN")
 
 
@@ -168,11 +201,11 @@ def test_outage_shorter_than_max_staleness_changes_nothing(tmp_path: Path) -> No
 
 def test_malformed_result_is_blind_and_names_the_query(tmp_path: Path) -> None:
     class TwoSeries(ScriptedProm):
-        def query(self, promql: str) -> QueryResult:
-            if promql.startswith("histogram_quantile"):
+        def query(self, promql: str, time: float | None = None) -> QueryResult:
+            if promql.startswith("edge_http_request_duration_seconds_bucket"):
                 return QueryResult(promql, "vector", (Sample({"a": "1"}, 1, NOW),
                                                       Sample({"a": "2"}, 2, NOW)))  # fmt: skip
-            return super().query(promql)
+            return super().query(promql, time)
 
     clock = Clock()
     lines: list[str] = []
@@ -181,7 +214,9 @@ def test_malformed_result_is_blind_and_names_the_query(tmp_path: Path) -> None:
         WatcherMetrics(), lines.append, contextlib.nullcontext, clock=clock, sleep=clock.sleep,
     )  # fmt: skip
     assert outcome.state.blind == 2
-    assert "histogram_quantile(0.95" in lines[0] and "2 series" in lines[0]
+    assert lines[0].startswith("baseline reading failed")
+    assert "edge_http_request_duration_seconds_bucket" in lines[1] and "2 series" in lines[1]
+    assert "each with a `le` label" in lines[1]
 
 
 def test_the_window_waits_for_the_canarys_first_requests(tmp_path: Path) -> None:

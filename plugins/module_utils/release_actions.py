@@ -39,6 +39,8 @@ from ansible_collections.edge.canary.plugins.module_utils.release_plan import (
     plan_configure,
     plan_push,
     plan_revert,
+    redact_keys,
+    redact_text,
     release_ref,
     version_of,
 )
@@ -59,10 +61,12 @@ class Paths:
         name = p["binary_name"]
         if not name or "/" in name or name in (".", ".."):
             raise ReleaseError(f"binary_name {name!r} must be a plain file name")
-        if not os.path.isabs(p["install_dir"]):
-            raise ReleaseError(f"install_dir {p['install_dir']!r} must be an absolute path")
-        binary = os.path.join(p["install_dir"], name)
-        config = p.get("config_path") or None
+        install_dir = clean_path("install_dir", p["install_dir"])
+        binary = os.path.join(install_dir, name)
+        config = clean_path("config_path", p.get("config_path"))
+        record = clean_path("record_path", p.get("record_path"))
+        for option in ("staged", "rollback_binary"):
+            clean_path(option, p.get(option))
         return cls(
             binary=binary,
             previous=binary + ".previous",
@@ -70,8 +74,24 @@ class Paths:
             config=config,
             config_previous=config + ".previous" if config else None,
             config_rolled_back=config + ".rolled-back" if config else None,
-            record=p.get("record_path") or os.path.join(p["install_dir"], "release.json"),
+            record=record or os.path.join(install_dir, "release.json"),
         )
+
+
+def clean_path(option: str, path: str | None) -> str | None:
+    """An absolute path, normalised; refused when a '..' would take it out of where it points."""
+    if not path:
+        return None
+    if not os.path.isabs(path):
+        raise ReleaseError(f"{option} {path!r} must be an absolute path")
+    if ".." in path.split("/"):
+        raise ReleaseError(f"{option} {path!r} contains '..'; give the path without it")
+    return os.path.normpath(path)
+
+
+def secret_keys(p: dict[str, Any]) -> frozenset[str]:
+    """Config keys whose values are never shown (record, output, diff): the secret_config_keys option."""
+    return frozenset(str(key) for key in (p.get("secret_config_keys") or []))
 
 
 def read_state(paths: Paths) -> NodeState:
@@ -145,18 +165,23 @@ def push(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
     known = known_versions({expected: p.get("version")})
     if plan.pending is not None and plan.pending.from_sha256:
         known = {**known_versions({plan.pending.from_sha256: plan.pending.from_version}), **known}
+    secret = secret_keys(p)
+    good = record.get("good_sha256") if plan.resumed else state.last_good
     after_record = dict(record)
     if plan.changed:
         after_record.pop("pending", None)
+        after_record.pop("not_reached", None)
         after_record.update(
             current=release_ref(expected, record, known),
             previous=release_ref(plan.previous_after_sha256, record, known),
-            config=parse_config(plan.new_config_text),
+            config=redact_keys(parse_config(plan.new_config_text), secret),
             time=now_iso(),
             deploy_id=p.get("deploy_id"),
             action="deploy",
             first_deploy=plan.first_deploy,
         )
+        if good:
+            after_record["good_sha256"] = good
 
     # Order (each step atomic; a kill between any two leaves a state a re-run completes):
     #   1 new binary written to a temp file beside the current one and verified (a full disk or a
@@ -181,20 +206,28 @@ def push(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
             raise AssertionError("a push that changes something has a pending intent")
         pending_record["pending"] = {**plan.pending.as_dict(), "deploy_id": p.get("deploy_id"),
                                      "started": now_iso()}
-        write_record(paths.record, pending_record)
-        checkpoint("pending")
-        if plan.rotate_binary:
-            atomic_copy(paths.binary, paths.previous, state.binary, DEFAULT_BINARY_MODE)
-        checkpoint("previous-binary")
-        if plan.rotate_config and paths.config and paths.config_previous:
-            if state.config_text is None:
-                atomic_write_text(paths.config_previous, "", FileState(), DEFAULT_CONFIG_MODE)
-            else:
-                atomic_copy(paths.config, paths.config_previous, file_state(paths.config),
-                            DEFAULT_CONFIG_MODE)
-        checkpoint("previous-config")
-        if tmp is not None:
-            install(tmp, paths.binary)
+        if good:
+            pending_record["good_sha256"] = good
+        try:
+            write_record(paths.record, pending_record)
+            checkpoint("pending")
+            if plan.rotate_binary:
+                atomic_copy(paths.binary, paths.previous, state.binary, DEFAULT_BINARY_MODE)
+            checkpoint("previous-binary")
+            if plan.rotate_config and paths.config and paths.config_previous:
+                if state.config_text is None:
+                    atomic_write_text(paths.config_previous, "", FileState(), DEFAULT_CONFIG_MODE)
+                else:
+                    atomic_copy(paths.config, paths.config_previous, file_state(paths.config),
+                                DEFAULT_CONFIG_MODE)
+            checkpoint("previous-config")
+            if tmp is not None:
+                install(tmp, paths.binary)
+                tmp = None
+        finally:
+            if tmp is not None:  # a failed step: no full-size temp file left beside the binary
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
         checkpoint("binary")
         if plan.write_config and paths.config and plan.new_config_text is not None:
             atomic_write_text(paths.config, plan.new_config_text, file_state(paths.config),
@@ -207,9 +240,12 @@ def push(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
     elif plan.first_deploy:
         msg = "first deploy on this node: no previous binary, so no .previous was created"
     elif plan.resumed:
-        msg = "finished an interrupted push; .previous holds the release it started from"
-    else:
+        msg = "finished an interrupted push; .previous holds the last-known-good release"
+    elif plan.rotate_binary:
         msg = "pushed; the former binary and config are kept as .previous"
+    else:
+        msg = ("pushed; .previous left as it is: it holds the last release that served healthily "
+               "here, not the one replaced")
     msg = say(msg, plan.changed, check_mode, notes)
     return {
         "changed": plan.changed,
@@ -225,8 +261,8 @@ def push(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
             "after": release_ref(plan.previous_after_sha256, record, known),
         },
         "config": {
-            "before": parse_config(state.config_text),
-            "after": parse_config(plan.new_config_text),
+            "before": redact_keys(parse_config(state.config_text), secret),
+            "after": redact_keys(parse_config(plan.new_config_text), secret),
         },
         "record": after_record,
         "msg": msg,
@@ -260,14 +296,15 @@ def revert(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
         }
     elif state.pending_rollback is not None:  # this binary was set aside by the interrupted run
         rolled_back = state.pending_rollback.get("rolled_back")
+    secret = secret_keys(p)
     after_record = dict(record)
     if plan.changed:
-        for key in ("pending", "pending_rollback", "first_deploy"):
+        for key in ("pending", "pending_rollback", "first_deploy", "not_reached"):
             after_record.pop(key, None)
         after_record.update(
             current=source_ref,
             previous=source_ref,
-            config=parse_config(config_after_text),
+            config=redact_keys(parse_config(config_after_text), secret),
             time=now_iso(),
             deploy_id=p.get("deploy_id"),
             action="rollback",
@@ -294,7 +331,12 @@ def revert(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
                 atomic_copy(paths.binary, paths.rolled_back, state.binary, DEFAULT_BINARY_MODE)
             checkpoint("binary-aside")
             like = state.binary if state.binary.exists else file_state(source_path)
-            atomic_copy(source_path, paths.binary, like, DEFAULT_BINARY_MODE)
+            digest = atomic_copy(source_path, paths.binary, like, DEFAULT_BINARY_MODE)
+            if digest != plan.source_sha256:
+                raise ReleaseError(
+                    f"{source_path} changed while being installed (sha256 {digest[:12]}, expected "
+                    f"{plan.source_sha256[:12]}); pass ROLLBACK_BINARY=/path/to/known-good-binary"
+                )
         checkpoint("binary")
         if plan.sync_previous_binary:
             atomic_copy(paths.binary, paths.previous, file_state(paths.binary), DEFAULT_BINARY_MODE)
@@ -326,8 +368,8 @@ def revert(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
         "current": {"before": release_ref(state.binary.sha256, record), "after": source_ref},
         "previous": {"before": release_ref(state.previous.sha256, record), "after": source_ref},
         "config": {
-            "before": parse_config(state.config_text),
-            "after": parse_config(config_after_text),
+            "before": redact_keys(parse_config(state.config_text), secret),
+            "after": redact_keys(parse_config(config_after_text), secret),
         },
         "rolled_back": after_record.get("rolled_back") if plan.restore_binary else None,
         "record": after_record,
@@ -339,20 +381,24 @@ def configure(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, An
     updates = normalize_config(p.get("config") or {})
     state = read_state(paths)
     plan = plan_configure(state, updates)
-    before_keys = parse_config(state.config_text)
+    secret = secret_keys(p)
+    before_keys = redact_keys(parse_config(state.config_text), secret)
+    record_config = redact_keys(plan.record_config, secret)
     record = dict(state.record)
-    if plan.changed:
-        record["config"] = plan.record_config
+    # The record shows secret keys redacted: compared as it would be written.
+    changed = plan.write_config or record.get("config") != record_config
+    if changed:
+        record["config"] = record_config
         if plan.write_config:
             record["config_change"] = {
                 "time": now_iso(),
                 "deploy_id": p.get("deploy_id"),
-                "set": updates,
+                "set": redact_keys(updates, secret),
                 "before": {key: before_keys.get(key) for key in updates},
             }
     # Order: 1 config (atomic rename), 2 record. A kill between them leaves the new config with a
     # stale record; a re-run finds the file already right and only completes the record.
-    if plan.changed and not check_mode:
+    if changed and not check_mode:
         prepare_dirs(paths)
         if paths.config is None:  # plan_configure refuses a node without config_path
             raise AssertionError("state=configured without config_path")
@@ -367,83 +413,21 @@ def configure(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, An
         write_record(paths.record, on_disk)
         checkpoint("record")
         record = on_disk
-    if not plan.changed:
+    if not changed:
         msg = "config keys already set: nothing changed"
     elif plan.write_config:
         msg = "config keys written (binaries and .previous untouched)"
     else:
         msg = "config keys already in the file; brought the release record in line"
-    msg = say(msg, plan.changed, check_mode)
+    msg = say(msg, changed, check_mode)
     return {
-        "changed": plan.changed,
-        "action": "configure" if plan.changed else "none",
-        "config": {"before": before_keys, "after": plan.record_config},
+        "changed": changed,
+        "action": "configure" if changed else "none",
+        "config": {"before": before_keys, "after": record_config},
         "record": record,
-        "diff": ({"before": state.config_text or "", "after": plan.new_config_text,
+        "diff": ({"before": redact_text(state.config_text, secret) or "",
+                  "after": redact_text(plan.new_config_text, secret),
                   "before_header": paths.config, "after_header": paths.config}
                  if plan.write_config else {}),
         "msg": msg,
     }
-
-
-def inspect(paths: Paths) -> dict[str, Any]:
-    binary = file_state(paths.binary)
-    previous = file_state(paths.previous)
-    config_text = read_text(paths.config)
-    try:
-        record: dict[str, Any] = read_record(paths.record)
-        record_error = None
-    except ReleaseError as exc:
-        record, record_error = {}, str(exc)
-    serving = record.get("serving_sha256")
-    return {
-        "changed": False,
-        "action": "inspect",
-        "paths": {"binary": paths.binary, "previous": paths.previous, "config": paths.config,
-                  "record": paths.record},
-        "current": {**(release_ref(binary.sha256, record) or {"sha256": None, "version": None}),
-                    "exists": binary.exists,
-                    "mode": None if binary.mode is None else f"{binary.mode:04o}"},
-        "previous": {**(release_ref(previous.sha256, record) or {"sha256": None, "version": None}),
-                     "exists": previous.exists},
-        "has_previous": previous.exists,
-        "first_deploy": not binary.exists,
-        "config": parse_config(config_text),
-        "config_exists": config_text is not None,
-        "config_previous_exists": read_text(paths.config_previous) is not None,
-        "serving_sha256": serving,
-        "serving_current": serving is not None and serving == binary.sha256,
-        "pending": record.get("pending"),
-        "pending_rollback": record.get("pending_rollback"),
-        "record": record,
-        "record_error": record_error,
-        "msg": "read only",
-    }
-
-
-def serving(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
-    sha = (p.get("serving_sha256") or "").strip().lower() or file_sha256(paths.binary)
-    if sha is None:
-        raise ReleaseError(f"no binary at {paths.binary} and no serving_sha256 given")
-    if not SHA256_RE.match(sha):
-        raise ReleaseError("serving_sha256 must be a 64-hex-digit sha256")
-    record = read_record(paths.record)
-    changed = record.get("serving_sha256") != sha
-    after = {**record, "serving_sha256": sha}
-    if changed:
-        after["serving_time"] = now_iso()
-        if not check_mode:
-            prepare_dirs(paths)
-            write_record(paths.record, after)
-    return {"changed": changed, "action": "serving" if changed else "none", "record": after,
-            "msg": f"serving {sha[:12]}" + ("" if changed else " (already recorded)")}
-
-
-def remove_staged(path: str | None) -> None:
-    """The copied artifact is installed: drop it, and its staging directory once empty."""
-    if not path:
-        return
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    with contextlib.suppress(OSError):  # not empty, or already gone: leave it
-        os.rmdir(os.path.dirname(path))

@@ -21,40 +21,71 @@ from ansible_collections.edge.canary.plugins.module_utils.release_plan import Fi
 TMP_MARK = ".edge-release-tmp."
 DEFAULT_BINARY_MODE = 0o755
 DEFAULT_CONFIG_MODE = 0o644
+# The release record holds config values: readable by its owner only.
+RECORD_MODE = 0o600
+# Opened without following a symlink and without blocking on a FIFO (checked regular before read).
+READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 # Test hook only: "<step>" or "<step>:INT" makes the module SIGKILL (or SIGINT) itself right after
 # the named step, to prove a re-run recovers.
 KILL_AFTER_ENV = "EDGE_RELEASE_TEST_KILL_AFTER"
 
 
-def file_sha256(path: str) -> str | None:
+def open_regular(path: str) -> int | None:
+    """A read-only descriptor of the regular file at `path`, None when there is none.
+
+    A symlink is not followed and a FIFO, device or directory is refused without blocking (lstat
+    first, then O_NOFOLLOW | O_NONBLOCK and fstat, so a swap in between is caught too)."""
     try:
-        with open(path, "rb") as fh:
-            digest = hashlib.sha256()
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-            return digest.hexdigest()
+        st = os.lstat(path)
     except FileNotFoundError:
         return None
+    if stat.S_ISLNK(st.st_mode):
+        raise ReleaseError(f"{path} is a symlink; not following it: replace it with a regular file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ReleaseError(f"{path} is not a regular file; move it away and re-run")
+    try:
+        fd = os.open(path, READ_FLAGS)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ReleaseError(f"{path} cannot be opened safely ({exc.strerror}); move it away and re-run") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ReleaseError(f"{path} is not a regular file; move it away and re-run")
+    return fd
+
+
+def file_sha256(path: str) -> str | None:
+    fd = open_regular(path)
+    if fd is None:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+        return digest.hexdigest()
 
 
 def file_state(path: str) -> FileState:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
+    fd = open_regular(path)
+    if fd is None:
         return FileState()
-    if not stat.S_ISREG(st.st_mode):
-        raise ReleaseError(f"{path} is not a regular file; move it away and re-run")
-    return FileState(file_sha256(path), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return FileState(digest.hexdigest(), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
 
 
 def read_text(path: str | None) -> str | None:
     if not path:
         return None
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except FileNotFoundError:
+    fd = open_regular(path)
+    if fd is None:
         return None
+    with os.fdopen(fd, encoding="utf-8") as fh:
+        return fh.read()
 
 
 def read_record(path: str) -> dict[str, Any]:
@@ -106,7 +137,10 @@ def write_temp(
                 out.write(data_from)
                 digest.update(data_from)
             else:
-                with open(data_from, "rb") as src:
+                src_fd = open_regular(data_from)
+                if src_fd is None:
+                    raise ReleaseError(f"{data_from} is not there any more; re-run")
+                with os.fdopen(src_fd, "rb") as src:
                     for chunk in iter(lambda: src.read(1 << 20), b""):
                         out.write(chunk)
                         digest.update(chunk)
@@ -123,7 +157,14 @@ def write_temp(
 
 
 def install(tmp: str, dest: str) -> None:
-    os.replace(tmp, dest)
+    """Rename the temp file over `dest`; a failed rename removes the temp file (no full-size
+    leftover beside the binary)."""
+    try:
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     fsync_dir(os.path.dirname(dest) or ".")
 
 
@@ -139,8 +180,10 @@ def atomic_write_text(dest: str, text: str, like: FileState, default_mode: int) 
 
 
 def write_record(path: str, record: dict[str, Any]) -> None:
+    """The record holds config keys: always owner-only (0600), whatever mode it had before."""
     text = json.dumps(record, indent=2, sort_keys=True) + "\n"
-    atomic_write_text(path, text, file_state(path), DEFAULT_CONFIG_MODE)
+    like = file_state(path)
+    atomic_write_text(path, text, FileState(like.sha256, RECORD_MODE, like.uid, like.gid), RECORD_MODE)
 
 
 def checkpoint(step: str) -> None:

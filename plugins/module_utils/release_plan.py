@@ -15,7 +15,9 @@ CONFIG_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # Keys of the release record this module owns; every other key (serving_sha256 is written through
 # state=serving, anything else by other tools) is carried over untouched.
 OWNED_KEYS = ("current", "previous", "config", "time", "deploy_id", "action", "first_deploy",
-              "rolled_back", "pending", "pending_rollback")
+              "rolled_back", "pending", "pending_rollback", "good_sha256", "not_reached")
+# What a secret config key's value is shown as in the record, the module's output and its diff.
+REDACTED = "********"
 
 
 class ReleaseError(Exception):
@@ -46,6 +48,9 @@ class Pending:
     from_version: str | None
     from_config_sha256: str | None
     target_sha256: str
+    # The push started from the last-known-good, so it rotates it into .previous; a push from a
+    # release that never served healthily leaves .previous alone (records before this key: True).
+    from_good: bool = True
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Pending | None:
@@ -57,6 +62,7 @@ class Pending:
             from_version=raw.get("from_version"),
             from_config_sha256=raw.get("from_config_sha256"),
             target_sha256=raw["target_sha256"],
+            from_good=raw.get("from_good", True) is not False,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -65,6 +71,7 @@ class Pending:
             "from_version": self.from_version,
             "from_config_sha256": self.from_config_sha256,
             "target_sha256": self.target_sha256,
+            "from_good": self.from_good,
         }
 
 
@@ -86,6 +93,11 @@ class NodeState:
         """Intent of a revert that was interrupted before it completed the record."""
         raw = self.record.get("pending_rollback")
         return raw if isinstance(raw, dict) else None
+
+    @property
+    def last_good(self) -> str | None:
+        """sha256 of the last release that served healthily on this node (see last_good_sha256)."""
+        return last_good_sha256(self.record, self.binary.sha256)
 
 
 @dataclass(frozen=True)
@@ -186,13 +198,32 @@ def merge_config(text: str | None, updates: dict[str, str]) -> str | None:
     return "\n".join(out) + "\n"
 
 
+def last_good_sha256(record: dict[str, Any], binary_sha256: str | None) -> str | None:
+    """The last release that served healthily on the node: the record's good_sha256 (written when
+    the service passed its health check, for a canary once the SLI gate promoted it); a record from
+    before that key: its serving_sha256; no record at all (a node installed by hand): the binary
+    it runs, since nothing says otherwise."""
+    for key in ("good_sha256", "serving_sha256"):
+        value = record.get(key)
+        if isinstance(value, str) and SHA256_RE.match(value):
+            return value
+    if not record.get("current"):
+        return binary_sha256
+    return None
+
+
 def plan_push(state: NodeState, target_sha256: str, updates: dict[str, str]) -> PushPlan:
     """Decide what a push does.
 
-    Without a push in progress, the current pair (binary, config) becomes .previous whenever
-    anything changes. With one in progress (a pending intent left by an interrupted run), .previous
-    must end up holding the state that push started from: a file still equal to that state is
-    rotated, a file already replaced is not (its .previous was written before it was replaced).
+    The rule: .previous is always the last release that served healthily on the node. So only a
+    push that replaces the binary, from a binary that is that last-known-good, rotates the current
+    pair (binary, config) into .previous. A re-push of the running binary, a config-only change and
+    a push over a release that never served leave both .previous files as they are.
+
+    With a push in progress (a pending intent left by an interrupted run), .previous must end up
+    holding the state that push started from when it started from the last-known-good: a file still
+    equal to that state is rotated, a file already replaced is not (its .previous was written
+    before it was replaced).
     """
     if state.pending_rollback is not None:
         raise ReleaseError(
@@ -208,14 +239,17 @@ def plan_push(state: NodeState, target_sha256: str, updates: dict[str, str]) -> 
     if pending is None:
         from_sha = state.binary.sha256
         from_cfg = sha256_text(state.config_text)
-        pending = Pending(from_sha, version_of(from_sha, state.record), from_cfg, target_sha256)
+        from_good = write_binary and from_sha is not None and from_sha == state.last_good
+        pending = Pending(from_sha, version_of(from_sha, state.record), from_cfg, target_sha256,
+                          from_good)
         resumed = False
     else:
         pending = Pending(pending.from_sha256, pending.from_version, pending.from_config_sha256,
-                          target_sha256)
+                          target_sha256, pending.from_good)
         resumed = True
     rotate_binary = (
-        state.binary.exists
+        pending.from_good
+        and state.binary.exists
         and state.binary.sha256 == pending.from_sha256
         and state.previous.sha256 != state.binary.sha256
     )
@@ -225,7 +259,8 @@ def plan_push(state: NodeState, target_sha256: str, updates: dict[str, str]) -> 
     if config_before is None and pending.from_config_sha256 is None and pending.from_sha256:
         config_before = "" if state.config_managed and write_config else None
     rotate_config = (
-        config_before is not None
+        pending.from_good
+        and config_before is not None
         and (state.config_text is None or sha256_text(config_before) == pending.from_config_sha256)
         and state.config_previous_text != config_before
     )
@@ -261,10 +296,12 @@ def plan_revert(
             f"no rollback artifact on this node: {previous_path} does not exist; "
             "pass ROLLBACK_BINARY=/path/to/known-good-binary"
         )
-    elif pending and state.binary.exists and state.binary.sha256 == pending.from_sha256:
+    elif (pending and pending.from_good and state.binary.exists
+          and state.binary.sha256 == pending.from_sha256):
         source = state.binary.sha256
     else:
         source = state.previous.sha256
+        check_previous(state, previous_path)
     if source is None:  # a rollback binary or .previous exists here
         raise AssertionError("revert without a source binary")
     restore_binary = state.binary.sha256 != source
@@ -272,6 +309,7 @@ def plan_revert(
 
     config_untouched = (
         pending is not None
+        and pending.from_good
         and state.config_text is not None
         and sha256_text(state.config_text) == pending.from_config_sha256
     )
@@ -289,6 +327,58 @@ def plan_revert(
                or unfinished)
     return RevertPlan(changed, restore_binary, sync_previous_binary, restore_config,
                       sync_previous_config, source, unfinished)
+
+
+def recorded_previous(state: NodeState) -> set[str] | None:
+    """The sha256s .previous may hold by the record (None: the record says nothing, e.g. a node
+    installed by hand): the recorded previous, and mid-push or mid-revert what the intent put there."""
+    if "previous" not in state.record:
+        return None
+    allowed: set[str] = set()
+    recorded = state.record.get("previous")
+    if isinstance(recorded, dict) and isinstance(recorded.get("sha256"), str):
+        allowed.add(recorded["sha256"])
+    pending = state.pending
+    if pending is not None and pending.from_good and pending.from_sha256:
+        allowed.add(pending.from_sha256)
+    rollback = state.pending_rollback
+    if rollback is not None and isinstance(rollback.get("target_sha256"), str):
+        allowed.add(rollback["target_sha256"])
+    return allowed
+
+
+def check_previous(state: NodeState, previous_path: str) -> None:
+    """Refuse to install a .previous whose sha256 is not the one the release record gives it."""
+    allowed = recorded_previous(state)
+    found = state.previous.sha256
+    if allowed is None or found in allowed:
+        return
+    expected = ", ".join(sorted(a[:12] for a in allowed)) or "none"
+    raise ReleaseError(
+        f"{previous_path} does not match the release record (sha256 {str(found)[:12]}, recorded "
+        f"{expected}): truncated or replaced, not installing it; pass "
+        "ROLLBACK_BINARY=/path/to/known-good-binary"
+    )
+
+
+def redact_keys(keys: dict[str, Any], secret: frozenset[str] | set[str]) -> dict[str, Any]:
+    """The config keys with the value of every secret key replaced by REDACTED."""
+    return {k: (REDACTED if k in secret else v) for k, v in keys.items()}
+
+
+def redact_text(text: str | None, secret: frozenset[str] | set[str]) -> str | None:
+    """A config file's text with the value of every secret key replaced by REDACTED."""
+    if text is None or not secret:
+        return text
+    out = []
+    for line in text.splitlines(keepends=True):
+        stripped = line.strip()
+        key = stripped.partition("=")[0].strip()
+        if "=" in stripped and not stripped.startswith("#") and key in secret:
+            out.append(f"{key}={REDACTED}" + ("\n" if line.endswith("\n") else ""))
+        else:
+            out.append(line)
+    return "".join(out)
 
 
 def plan_configure(state: NodeState, updates: dict[str, str]) -> ConfigurePlan:

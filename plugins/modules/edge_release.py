@@ -8,14 +8,22 @@ standard library and ansible-core's module_utils.
 
 from __future__ import annotations
 
+from typing import Any
+
 DOCUMENTATION = r"""
 ---
 module: edge_release
 short_description: Push, revert and inspect the edge binary and its config keys on a node
 description:
   - Keeps the binary at I(install_dir)/I(binary_name) and the config file at I(config_path),
-    each with a C(.previous) copy holding the state before the last change, and a JSON release
-    record.
+    each with a C(.previous) copy, and a JSON release record (mode 0600).
+  - C(.previous) is always the last release that served healthily on the node (recorded by
+    C(state=serving) with I(good)); only a push that replaces that release rotates it into
+    C(.previous). A re-push of the running binary, a config-only change or a push over a release
+    that never served leaves it as it is.
+  - C(.previous) is checked against the sha256 the record gives it before a revert installs it; a
+    mismatch is refused. No symlink is followed, a path with C(..) is refused, and a FIFO or other
+    non-regular file at any of the paths is refused without blocking.
   - Every file is replaced by an atomic rename of a fsynced temp file in the same directory.
   - An interrupted push or revert (killed between any two steps) can be re-run and ends
     consistent; the last-known-good binary is never lost.
@@ -26,8 +34,9 @@ attributes:
       included); writes nothing. A staged artifact that is not on the node is only noted.
   diff_mode:
     support: partial
-    description: Returns a diff of the config file for C(state=configured) only; the binaries are
-      reported through C(current) and C(previous), not as a diff.
+    description: Returns a diff of the config file for C(state=configured) only (values of
+      I(secret_config_keys) redacted); the binaries are reported through C(current) and
+      C(previous), not as a diff.
   platform:
     support: full
     platforms: posix
@@ -37,9 +46,11 @@ options:
     description: C(pushed) installs a staged artifact, C(reverted) restores C(.previous) (or
       I(rollback_binary)), C(inspected) only reads, C(serving) records the sha256 the running
       service serves, C(configured) sets config keys only (atomic write of the config file;
-      the binaries and both C(.previous) files are left as they are).
+      the binaries and both C(.previous) files are left as they are), C(not_reached) notes that a
+      deploy stopped before its push reached the node (a later rollback leaves it on the
+      last-known-good it runs).
     type: str
-    choices: [pushed, reverted, inspected, serving, configured]
+    choices: [pushed, reverted, inspected, serving, configured, not_reached]
     default: inspected
   install_dir:
     description: Directory holding the binary, its C(.previous) and by default the release record.
@@ -79,6 +90,18 @@ options:
   serving_sha256:
     description: sha256 the service now serves (C(state=serving)); defaults to the current binary's.
     type: str
+  good:
+    description: With C(state=serving), the release also becomes the node's last-known-good (the
+      one a later push keeps as C(.previous)). False for a canary still on probation before its SLI
+      gate.
+    type: bool
+    default: true
+  secret_config_keys:
+    description: Config keys whose values are secret; they are redacted in the release record,
+      the module's output (its invocation included) and the diff. The config file keeps them.
+    type: list
+    elements: str
+    default: []
   remove_staged:
     description: After a successful C(pushed) (or C(reverted) with I(rollback_binary)), delete I(staged)
       (or I(rollback_binary)) and its directory when that is left empty, so no clean-up task is needed.
@@ -135,20 +158,36 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.edge.canary.plugins.module_utils.release_actions import (  # noqa: E402
     Paths,
     configure,
-    inspect,
     push,
-    remove_staged,
     revert,
+    secret_keys,
+)
+from ansible_collections.edge.canary.plugins.module_utils.release_plan import (  # noqa: E402
+    ReleaseError,
+    redact_keys,
+)
+from ansible_collections.edge.canary.plugins.module_utils.release_status import (  # noqa: E402
+    inspect,
+    not_reached,
+    remove_staged,
     serving,
 )
-from ansible_collections.edge.canary.plugins.module_utils.release_plan import ReleaseError  # noqa: E402
+
+STATES = ["pushed", "reverted", "inspected", "serving", "configured", "not_reached"]
+
+
+def invocation(params: dict[str, Any]) -> dict[str, Any]:
+    """The module's arguments as echoed in its result, values of secret config keys redacted."""
+    shown = dict(params)
+    if isinstance(shown.get("config"), dict):
+        shown["config"] = redact_keys(shown["config"], secret_keys(params))
+    return {"module_args": shown}
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "state": {"type": "str", "default": "inspected",
-                      "choices": ["pushed", "reverted", "inspected", "serving", "configured"]},
+            "state": {"type": "str", "default": "inspected", "choices": STATES},
             "install_dir": {"type": "path", "required": True},
             "binary_name": {"type": "str", "default": "edge"},
             "config_path": {"type": "path"},
@@ -160,6 +199,8 @@ def main() -> None:
             "deploy_id": {"type": "str"},
             "rollback_binary": {"type": "path"},
             "serving_sha256": {"type": "str"},
+            "good": {"type": "bool", "default": True},
+            "secret_config_keys": {"type": "list", "elements": "str", "default": [], "no_log": False},
             "remove_staged": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
@@ -175,16 +216,19 @@ def main() -> None:
             result = serving(p, paths, module.check_mode)
         elif p["state"] == "configured":
             result = configure(p, paths, module.check_mode)
+        elif p["state"] == "not_reached":
+            result = not_reached(p, paths, module.check_mode)
         else:
-            result = inspect(paths)
+            result = inspect(paths, secret_keys(p))
         if p["remove_staged"] and not module.check_mode:
             remove_staged(p["staged"] if p["state"] == "pushed" else
                           p["rollback_binary"] if p["state"] == "reverted" else None)
     except ReleaseError as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=str(exc), invocation=invocation(p))
     except OSError as exc:
-        module.fail_json(msg=f"{exc}; fix the node's files or permissions and re-run (safe)")
-    module.exit_json(**result)
+        module.fail_json(msg=f"{exc}; fix the node's files or permissions and re-run (safe)",
+                         invocation=invocation(p))
+    module.exit_json(**result, invocation=invocation(p))
 
 
 if __name__ == "__main__":

@@ -110,6 +110,10 @@ class Node:
         args = {"state": "pushed", "staged": staged, "sha256": digest, **extra}
         return self.run(args, check=check, kill_after=kill_after)
 
+    def serve(self, good: bool = True) -> Run:
+        """The service passed its health check on the current binary (good: the last-known-good)."""
+        return self.run({"state": "serving", "good": good})
+
     def revert(self, check: bool = False, kill_after: str | None = None, **extra: Any) -> Run:
         return self.run({"state": "reverted", **extra}, check=check, kill_after=kill_after)
 
@@ -139,8 +143,10 @@ def node(tmp_path: Path) -> Node:
 def deployed(node: Node) -> Node:
     """v1 current with config rollout_pct=0, v0 and its config as .previous (two real pushes)."""
     assert node.push(V0, version="v0", config={"rollout_pct": 0}).rc == 0
+    assert node.serve().rc == 0
     node.config.write_text(node.config.read_text() + "team=edge\n")
     assert node.push(V1, version="v1").rc == 0
+    assert node.serve().rc == 0
     assert node.binary.read_bytes() == V1 and node.previous.read_bytes() == V0
     return node
 
@@ -238,12 +244,14 @@ def test_config_keys_only_change_keeps_other_keys_and_lines(node: Node) -> None:
     assert run.rc == 0 and run.result["changed"]
     assert node.config.read_text() == "# managed\nrollout_pct=25\nteam=edge\nfeature_x=on\n"
     assert node.binary.read_bytes() == V1
-    # the pair before this change is what .previous now holds
-    assert node.config_previous.read_text() == "# managed\nrollout_pct=0\nteam=edge\n"
+    # A config-only change is not a new release: .previous keeps the last-known-good pair (issue 15.1).
+    assert node.previous.read_bytes() == V0
+    assert node.config_previous.read_text() == "rollout_pct=0\nteam=edge\n"
 
 
 def test_keys_added_to_a_node_without_config_file_are_taken_away_by_revert(node: Node) -> None:
     assert node.push(V1).rc == 0  # no config keys: no config file
+    assert node.serve().rc == 0
     assert not node.config.exists()
     assert node.push(V2, config={"rollout_pct": 10}).rc == 0
     assert node.config.read_text() == "rollout_pct=10\n"
@@ -259,7 +267,7 @@ def test_keys_not_owned_by_the_module_survive_push_and_revert(node: Node) -> Non
     record["owner_note"] = "kept"
     node.record_path.write_text(json.dumps(record))
     serving = node.run({"state": "serving"})
-    assert serving.rc == 0 and serving.result["changed"]
+    assert serving.rc == 0 and serving.result["record"]["owner_note"] == "kept"
     assert node.record()["serving_sha256"] == sha(V1)
     assert node.run({"state": "serving"}).result["changed"] is False
     assert node.push(V2).rc == 0
@@ -419,7 +427,7 @@ def test_push_killed_before_its_intent_left_the_node_untouched_but_a_temp_file(n
     assert len(node.leftovers()) == 1
     after = node.snapshot()
     assert {k: v for k, v in after.items() if ".edge-release-tmp." not in k} == before
-    assert node.run({"state": "serving"}).rc == 0  # any writing run sweeps the stale temp
+    assert node.push(V2).rc == 0  # any writing run sweeps the stale temp
     assert node.leftovers() == []
 
 

@@ -84,10 +84,13 @@ def test_push_of_a_new_artifact_rotates_the_pair_into_previous() -> None:
     assert plan.pending is not None and plan.pending.from_sha256 == V1
 
 
-def test_push_of_new_config_keys_alone_rotates_too() -> None:
-    plan = er.plan_push(node(binary=V2, previous=V1), V2, {"rollout_pct": "10"})
+def test_push_of_new_config_keys_alone_keeps_previous() -> None:
+    """Issue 15.1: same artifact + new CONFIG is not a new release; .previous stays the last-known-good."""
+    plan = er.plan_push(node(binary=V2, previous=V1, record={"good_sha256": V1, "current": {}}), V2,
+                        {"rollout_pct": "10"})
     assert plan.changed and plan.write_config and not plan.write_binary
-    assert plan.rotate_binary and plan.rotate_config
+    assert not plan.rotate_binary and not plan.rotate_config
+    assert plan.previous_after_sha256 == V1
     assert plan.new_config_text == "rollout_pct=10\n"
 
 

@@ -62,6 +62,8 @@ class Paths:
         if not name or "/" in name or name in (".", ".."):
             raise ReleaseError(f"binary_name {name!r} must be a plain file name")
         install_dir = clean_path("install_dir", p["install_dir"])
+        if install_dir is None:
+            raise ReleaseError("install_dir is required")
         binary = os.path.join(install_dir, name)
         config = clean_path("config_path", p.get("config_path"))
         record = clean_path("record_path", p.get("record_path"))

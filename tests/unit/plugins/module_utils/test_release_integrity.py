@@ -10,6 +10,7 @@ import os
 import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ansible_collections.edge.canary.plugins.module_utils import release_actions, release_files
@@ -191,7 +192,7 @@ def test_not_reached_is_noted_only_on_a_node_running_its_last_known_good(node: N
 
 def test_secret_config_values_never_leave_the_config_file(node: Node) -> None:
     serving_v1(node)
-    secret = {"secret_config_keys": ["api_key"]}
+    secret: dict[str, Any] = {"secret_config_keys": ["api_key"]}
     pushed = node.push(V2, config={"api_key": "s3cr3t-value", "rollout_pct": 3}, **secret)
     configured = node.run({"state": "configured", "config": {"api_key": "other-s3cr3t"}, "_ansible_diff": True,
                            **secret})

@@ -148,6 +148,8 @@ class Fleet:
                 name.write_bytes(data)
                 name.chmod(0o755)
                 record[key] = {"sha256": sha(data), "version": versions[sha(data)]}
+        if current is not None:  # a known state: the current binary served healthily
+            record["good_sha256"] = sha(current)
         for path, text in ((conf, config), (Path(f"{conf}.previous"), config_previous)):
             if text is not None:
                 path.write_text(text)
@@ -189,6 +191,7 @@ def test_first_deploy_then_v2_keeps_v1_as_previous_then_same_artifact_changes_no
         assert fleet.read(host, "edge") == V1
         assert not (fleet.nodes[host] / "edge.previous").exists()
         assert not (fleet.nodes[host] / ".staging").exists()
+    assert fleet.play("serving").rc == 0  # v1 served healthily: the last-known-good a push keeps
 
     (fleet.nodes["n1"] / "edge").chmod(0o750)
     fleet.configs["n1"].write_text(fleet.configs["n1"].read_text() + "team=edge\n")

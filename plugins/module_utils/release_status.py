@@ -94,7 +94,8 @@ def not_reached(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, 
         return {"changed": False, "action": "none", "record": record,
                 "msg": "the push reached this node (or it runs no last-known-good): not noted"}
     note = {"deploy_id": p.get("deploy_id"), "sha256": binary.sha256}
-    changed = record.get("not_reached") != note
+    noted = record.get("not_reached")
+    changed = not isinstance(noted, dict) or {k: noted.get(k) for k in note} != note
     after = {**record, "not_reached": {**note, "time": now_iso()}} if changed else record
     if changed and not check_mode:
         prepare_dirs(paths)

@@ -179,6 +179,7 @@ def test_not_reached_is_noted_only_on_a_node_running_its_last_known_good(node: N
     run = node.run({"state": "not_reached", "deploy_id": "d9"})
     assert run.rc == 0 and run.result["changed"]
     assert node.record()["not_reached"]["deploy_id"] == "d9"
+    assert node.run({"state": "not_reached", "deploy_id": "d9"}).result["changed"] is False
     inspected = node.run({"state": "inspected"}).result
     assert inspected["not_reached"]["sha256"] == sha(V1)
     assert node.push(V2).rc == 0

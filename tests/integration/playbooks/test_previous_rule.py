@@ -1,0 +1,65 @@
+"""Issue 15 items 1 and 4 end to end against the lab: real make deploy-canary and make rollback runs;
+the fleet's state is read independently (node files, /version, the HAProxy admin socket).
+
+The rule under test: `.previous` is always the last release that served healthily on the node. A
+config-only re-deploy does not replace it, and a node a failed deploy never reached is neither sent to
+`make rollback` nor rolled back one release too far. (Item 2, a release that never served, needs a peer
+failing its health check while the canary passes; the module and property tests cover it.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.helpers.edge import build_artifact
+from tests.helpers.fleet import fleet_versions, install_fleet, sha256
+from tests.helpers.lab import Lab
+
+FAST = {"SLI_WINDOW": "9", "SLI_PROBE_INTERVAL": "3"}
+
+
+def output(result: object) -> str:
+    return f"{getattr(result, 'stdout', '')[-5000:]}\n{getattr(result, 'stderr', '')[-2000:]}"
+
+
+def deploy(lab: Lab, artifact: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return lab.make("deploy-canary", extra_env={"ARTIFACT": str(artifact), **env})
+
+
+def test_previous_stays_the_last_known_good_through_a_failed_peer_and_a_config_redeploy(
+        fleet: Lab, artifacts: dict[str, Path], tmp_path: Path) -> None:
+    """One failed deploy (edge-3 never reached), one config-only re-deploy, two rollbacks."""
+    v0 = build_artifact(tmp_path / "edge-v0", "v0")
+    v1 = sha256(artifacts["v1"])
+    install_fleet(fleet, artifacts["v1"], previous=v0)
+    # Item 4: edge-3's staging folder cannot be made, so its push fails before the node changes.
+    (fleet.node_dir("edge-3") / ".staging").write_text("in the way\n")
+
+    result = deploy(fleet, artifacts["v2"], BATCH="1", **FAST)
+    assert result.returncode != 0
+    out = output(result)
+    assert "SLI verdict: PROMOTE" in out, out
+    assert "The push never reached it" in out and "make rollback NODES=edge-3" not in out, out
+    assert fleet_versions(fleet) == {"edge-1": "v2", "edge-2": "v2", "edge-3": "v1"}
+    fleet.wait_until(lambda: fleet.lb_states().get("edge-3") == "READY", 30, "edge-3 back in rotation")
+    # A rollback of the node the deploy never reached leaves it on v1, not one release back on v0.
+    untouched = fleet.make("rollback", extra_env={"NODES": "edge-3"})
+    assert untouched.returncode == 0, output(untouched)
+    assert sha256(fleet.node_dir("edge-3") / "edge") == v1 and fleet_versions(fleet)["edge-3"] == "v1"
+
+    # Item 1: the same artifact with a new CONFIG is no new release: .previous stays v1 everywhere
+    # (edge-3, pushed now, keeps the v1 it ran).
+    again = deploy(fleet, artifacts["v2"], BATCH="2", CONFIG="rollout_pct=10", **FAST)
+    assert again.returncode == 0, output(again)
+    for node in fleet.settings.node_names():
+        home = fleet.node_dir(node)
+        assert sha256(home / "edge.previous") == v1, node
+        assert "rollout_pct=10" in (home / "edge.conf").read_text()
+        assert json.loads((home / "release.json").read_text())["previous"]["sha256"] == v1
+
+    # ... so a rollback lands on v1 on every node.
+    rolled = fleet.make("rollback", extra_env={"NODES": "all"})
+    assert rolled.returncode == 0, output(rolled)
+    assert fleet_versions(fleet) == dict.fromkeys(fleet.settings.node_names(), "v1")
+    fleet.wait_until(lambda: set(fleet.lb_states().values()) == {"READY"}, 30, "every node READY")

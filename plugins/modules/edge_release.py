@@ -8,8 +8,6 @@ standard library and ansible-core's module_utils.
 
 from __future__ import annotations
 
-from typing import Any
-
 DOCUMENTATION = r"""
 ---
 module: edge_release
@@ -154,6 +152,8 @@ record:
 """
 
 # Imports after the documentation: validate-modules (ansible-test sanity) asks for that order.
+from typing import Any  # noqa: E402
+
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.edge.canary.plugins.module_utils.release_actions import (  # noqa: E402
     Paths,

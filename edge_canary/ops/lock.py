@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from edge_canary.ops.lock_holder import alive, process, run_pid, same
+from edge_canary.ops.lock_holder import alive, ancestors, process, run_pid, same
 
 TOKEN_ENV = "EDGE_CANARY_LOCK_TOKEN"
 GUARD = ".locks.flock"
@@ -84,10 +84,14 @@ def held(lock: dict[str, Any] | None) -> bool:
 
 
 def ours(lock: dict[str, Any], token: str) -> bool:
-    """The very run that took it, or one that shows its token (its watcher and what the watcher runs)."""
+    """The very run that took it, or one that shows its token (its watcher and what the watcher runs), or
+    a process the run's watcher started (even one whose environment lost the token)."""
     if token and secrets.compare_digest(str(lock.get("token", "")), token):
         return True
-    return same(lock, process(run_pid()))
+    if same(lock, process(run_pid())):
+        return True
+    watchers = live_watchers(lock)
+    return bool(watchers) and any(same(watcher, mine) for mine in ancestors() for watcher in watchers)
 
 
 def describe(kind: str, lock: dict[str, Any]) -> str:

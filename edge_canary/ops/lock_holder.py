@@ -68,6 +68,15 @@ def run_pid() -> int:
     return found or os.getppid()
 
 
+def ancestors() -> list[dict[str, Any]]:
+    """This process and every ancestor, as holder records."""
+    chain, pid = [], os.getpid()
+    while pid > 1 and len(chain) < 256:
+        chain.append(process(pid))
+        pid = parent(pid)
+    return chain
+
+
 def alive(holder: dict[str, Any] | None) -> bool:
     """Whether the process the record names still runs (True when it cannot be told: another host)."""
     if not isinstance(holder, dict):

@@ -154,6 +154,13 @@ def test_a_watcher_keeps_its_runs_lock_until_it_ends(tmp_path: Path) -> None:
         assert "kept by its watcher" in refused.stderr
         # What the watcher runs (its token) re-enters.
         assert cli(tmp_path, "acquire", "deploy", "--id", "d1", token="t2").returncode == 0
+        # So does a process the watcher started whose environment lost the token.
+        inside = subprocess.run(
+            [sys.executable, "-m", "edge_canary", "lock", "--dir", str(tmp_path), "exec", "deploy", "--",
+             "sh", "-c", f"unset {lock.TOKEN_ENV}; {sys.executable} -m edge_canary lock --dir {tmp_path} "
+             "acquire deploy --id x; echo rc=$?"],
+            capture_output=True, text=True, cwd=REPO, timeout=60, env={**os.environ, lock.TOKEN_ENV: "t2"})
+        assert "already held by d1" in inside.stdout and "rc=0" in inside.stdout, inside.stdout + inside.stderr
     finally:
         watcher.kill()
         watcher.wait()

@@ -70,7 +70,8 @@ def run_pid() -> int:
 
 def ancestors() -> list[dict[str, Any]]:
     """This process and every ancestor, as holder records."""
-    chain, pid = [], os.getpid()
+    chain: list[dict[str, Any]] = []
+    pid = os.getpid()
     while pid > 1 and len(chain) < 256:
         chain.append(process(pid))
         pid = parent(pid)

@@ -56,7 +56,7 @@ def play(tmp_path: Path, text: str, *extra: str, env: dict[str, str] | None = No
     return done.stdout
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing (make setup installs systemd)")
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze (make setup installs it)")
 @pytest.mark.parametrize("port", [8080, 80])
 def test_the_rendered_unit_is_hardened_and_passes_systemd_analyze_verify(tmp_path: Path, port: int) -> None:
     binary = tmp_path / "edge"

@@ -12,7 +12,10 @@ a network namespace joined to it by a veth pair, with the node's address and its
   lab-netns heal-prometheus   remove that rule
 
 Every name starts with the lab's own prefix (lab_settings.link_prefix) and everything made is recorded in
-<lab dir>/hosts/network.json: down removes exactly that. The namespaces have no route but the lab's
+<lab dir>/hosts/network.json: down removes exactly that. Up also makes the lab's private keys folder,
+/run/edge-canary-lab/<prefix> (0700, root's), where the nodes' sshd reads authorized_keys: sshd's
+StrictModes refuses a key file below any group- or world-writable folder, and the lab may live anywhere
+(a clone in /tmp). The namespaces have no route but the lab's
 subnet, so nothing they send can leave the machine.
 """
 
@@ -22,6 +25,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,6 +83,29 @@ def plan(s: LabSettings) -> dict[str, dict[str, str]]:
             for i, (name, address) in enumerate(zip(s.node_names(), s.node_addresses(), strict=True), start=1)}
 
 
+KEYS_ROOT = Path("/run/edge-canary-lab")
+
+
+def keys_dir(s: LabSettings) -> Path:
+    return KEYS_ROOT / s.link_prefix()
+
+
+def make_keys_dir(s: LabSettings) -> list[str]:
+    """The lab's authorized_keys folder: every folder above it root's and writable by root only."""
+    made = []
+    for folder, mode in ((KEYS_ROOT, 0o755), (keys_dir(s), 0o700)):
+        if not folder.exists():
+            folder.mkdir(mode=mode)
+            made.append(f"keys folder {folder}")
+        info = folder.lstat()
+        if folder.is_symlink() or not folder.is_dir() or info.st_uid != 0:
+            raise NetError(f"{folder} must be a folder of root's (sshd reads the lab's authorized_keys below it); "
+                           "remove it and run lab-up again")
+        if info.st_mode & 0o777 != mode:
+            folder.chmod(mode)
+    return made[-1:]
+
+
 def check_subnet_free(s: LabSettings, bridge: str) -> None:
     """Refuse a subnet the machine already routes elsewhere: the lab must not capture anyone's traffic."""
     net = ipaddress.ip_network(s.subnet)
@@ -109,8 +136,9 @@ def up(s: LabSettings) -> list[str]:
     for name in sorted(set(made) - set(wanted)):  # the lab shrank
         remove_node(made.pop(name))
         done.append(f"removed {name}")
-    record.update(prefix=s.link_prefix(), subnet=s.subnet, bridge=bridge, nodes=made)
+    record.update(prefix=s.link_prefix(), subnet=s.subnet, bridge=bridge, nodes=made, keys_dir=str(keys_dir(s)))
     write_record(s, record)  # before making anything, so down finds even a half-made lab
+    done += make_keys_dir(s)
 
     host_cidr = f"{s.host_address()}/{ipaddress.ip_network(s.subnet).prefixlen}"
     if bridge not in existing:
@@ -209,6 +237,10 @@ def down(s: LabSettings) -> list[str]:
     if bridge and bridge in links():
         ip("link", "del", bridge)
         done.append(f"removed bridge {bridge}")
+    keys = Path(str(record.get("keys_dir", "")))
+    if keys.parent == KEYS_ROOT and keys.is_dir():
+        shutil.rmtree(keys)
+        done.append(f"removed keys folder {keys}")
     record_path(s).unlink()
     return done
 

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)  # no flags: --help only
     env = dict(os.environ)
     user = getpass.getuser()
-    deploy_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{user}"
+    deploy_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{user}-{os.urandom(3).hex()}"
     return run_play("deploy-canary.yml", deploy_id, lambda announce: extra_vars(env, deploy_id, announce), env,
                     heading=f"deploy-canary: deploy {deploy_id}", logs=watcher_log, summary=summary_table,
                     on_interrupt="deploy-canary: interrupted; letting the play stop cleanly (a started watcher "

@@ -1,49 +1,57 @@
 """The control host's locks: one deploy (or rollback, or rollout) at a time, none during a game day.
 
-  edge-lock --dir D acquire deploy|gameday --id ID [--force] [--dry-run]   exit 0 held, 1 refused
+  edge-lock --dir D acquire deploy|gameday --id ID [--force] [--dry-run] [--wait S]   exit 0 held, 1 refused
   edge-lock --dir D release deploy|gameday --id ID
+  edge-lock --dir D exec deploy -- ARGV...   join the lock held with $EDGE_CANARY_LOCK_TOKEN, then exec ARGV
   edge-lock --dir D show
 
-The holder is the nearest ancestor process that is an ansible-playbook run (else the parent), so
-a lock lives exactly as long as the run that took it; the lock of a dead process is recovered with a
-message. The same ID may take a lock it already holds: the watcher's own revert runs inside the
-deploy that holds it. Forced takes are logged in D/locks.log.
+Every change is made under an exclusive flock of D/.locks.flock: reading the lock, judging its holder
+and writing the new one is one step, so two takers (or two recoveries of a stale lock) cannot both win.
+
+The holder is the run: the nearest ancestor process that is an ansible-playbook run (else the parent),
+named by pid, start time, host and boot (edge_canary.ops.lock_holder), so a lock lives exactly as long as
+the run that took it and a reused pid does not keep it alive. Each take records a token (the caller's
+$EDGE_CANARY_LOCK_TOKEN, else a random one). Re-entry, release and joining are for the very run (the same
+holder process) or whoever presents its token (the run's watcher and the playbooks it runs), never for a
+name: two runs with the same ID are two holders.
+
+A run's watcher joins the lock (`exec`): the lock is held while the run or any of its watchers lives. A
+run that releases while its watcher still runs leaves the lock to the watcher until it ends. A lock
+whose holders are all gone is recovered with a message (logged in D/locks.log), as are forced takes.
 """
 
+from __future__ import annotations
+
 import argparse
+import fcntl
 import getpass
 import json
 import os
+import secrets
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from edge_canary.ops.lock_holder import alive, ancestors, process, run_pid, same
 
-def holder_pid() -> int:
-    """The outermost ansible-playbook (or ansible-runner) ancestor: Ansible runs a task in a forked worker
-    with the same command line, which exits with the task; the run's main process lives as long as the run."""
-    pid, found = os.getppid(), None
-    while pid > 1:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            break
-        if b"ansible-playbook" in cmdline or b"ansible_runner" in cmdline:
-            found = pid
-        elif found is not None:
-            break
-        pid = int(stat.rsplit(")", 1)[1].split()[1])
-    return found or os.getppid()
+TOKEN_ENV = "EDGE_CANARY_LOCK_TOKEN"
+GUARD = ".locks.flock"
+# How long a take waits for the watcher of a run that has released the lock (it is writing its last lines).
+WATCHER_WAIT_S = 20.0
 
 
-def alive(pid: int) -> bool:
+@contextmanager
+def guarded(directory: Path) -> Iterator[None]:
+    """The one exclusive section every change of a lock file is made in (the guard file is never replaced)."""
+    fd = os.open(directory / GUARD, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # drops the flock
 
 
 def read(path: Path) -> dict[str, Any] | None:
@@ -56,9 +64,45 @@ def read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else {"id": "unreadable", "pid": -1}
 
 
+def write(path: Path, lock: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w") as out:
+        out.write(json.dumps(lock) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+def live_watchers(lock: dict[str, Any]) -> list[dict[str, Any]]:
+    watchers = lock.get("watchers")
+    return [w for w in watchers if alive(w)] if isinstance(watchers, list) else []
+
+
+def held(lock: dict[str, Any] | None) -> bool:
+    """Held while its run lives (until it releases) or any watcher of that run lives."""
+    return lock is not None and ((not lock.get("released") and alive(lock)) or bool(live_watchers(lock)))
+
+
+def ours(lock: dict[str, Any], token: str) -> bool:
+    """The very run that took it, or one that shows its token (its watcher and what the watcher runs), or
+    a process the run's watcher started (even one whose environment lost the token)."""
+    if token and secrets.compare_digest(str(lock.get("token", "")), token):
+        return True
+    if same(lock, process(run_pid())):
+        return True
+    watchers = live_watchers(lock)
+    return bool(watchers) and any(same(watcher, mine) for mine in ancestors() for watcher in watchers)
+
+
 def describe(kind: str, lock: dict[str, Any]) -> str:
-    return (f"{kind} {lock.get('id')} by {lock.get('user')} (pid {lock.get('pid')}, "
-            f"since {lock.get('since')})")
+    text = f"{kind} {lock.get('id')} by {lock.get('user')} (pid {lock.get('pid')}, since {lock.get('since')})"
+    host = lock.get("host")
+    if host and host != process(os.getpid())["host"]:
+        text += f" on host {host}"
+    watchers = live_watchers(lock)
+    if watchers and (lock.get("released") or not alive(lock)):
+        text += f", kept by its watcher (pid {', '.join(str(w.get('pid')) for w in watchers)}) until it ends"
+    return text
 
 
 def log(directory: Path, line: str) -> None:
@@ -66,73 +110,112 @@ def log(directory: Path, line: str) -> None:
         out.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {line}\n")
 
 
-def try_create(path: Path, lock: dict[str, Any]) -> bool:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(lock) + "\n")
-    try:
-        os.link(tmp, path)  # atomic: fails if a holder appeared meanwhile
-        return True
-    except FileExistsError:
+def drill_refuses(directory: Path, lock_id: str, force: bool) -> bool:
+    """A deploy during a live game-day drill: refused, or forced and logged."""
+    drill = read(directory / "gameday.lock")
+    if not held(drill):
         return False
-    finally:
-        tmp.unlink()
+    assert drill is not None
+    if not force:
+        print(f"edge-lock: a game-day drill holds the lock: {describe('drill', drill)}; "
+              "wait for it to end, or FORCE=1 to deploy anyway (logged)", file=sys.stderr)
+        return True
+    log(directory, f"FORCED deploy {lock_id} by {getpass.getuser()} during {describe('drill', drill)}")
+    print(f"edge-lock: FORCED past the game-day lock ({describe('drill', drill)}); logged")
+    return False
 
 
-def acquire(directory: Path, kind: str, lock_id: str, force: bool, dry_run: bool = False) -> int:
-    if kind == "deploy":
-        held = read(directory / "deploy.lock")
-        reentry = held is not None and held.get("id") == lock_id and alive(int(held.get("pid", -1)))
-        drill = read(directory / "gameday.lock")
-        if drill and alive(int(drill.get("pid", -1))) and not reentry:
-            if not force:
-                print(f"edge-lock: a game-day drill holds the lock: {describe('drill', drill)}; "
-                      "wait for it to end, or FORCE=1 to deploy anyway (logged)", file=sys.stderr)
-                return 1
-            log(directory, f"FORCED deploy {lock_id} by {getpass.getuser()} during {describe('drill', drill)}")
-            print(f"edge-lock: FORCED past the game-day lock ({describe('drill', drill)}); logged")
+def try_take(directory: Path, kind: str, lock_id: str, force: bool, dry_run: bool, token: str) -> int | None:
+    """One attempt under the guard: 0 held, 1 refused, None when only a finishing watcher keeps it."""
     path = directory / f"{kind}.lock"
-    mine = {"id": lock_id, "pid": holder_pid(), "user": getpass.getuser(),
-            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    if dry_run:
-        held = read(path)
-        if held and held.get("id") != lock_id and alive(int(held.get("pid", -1))):
-            print(f"edge-lock: another {describe(kind, held)} holds the lock; wait for it to finish",
-                  file=sys.stderr)
+    with guarded(directory):
+        current = read(path)
+        if current is not None and held(current) and ours(current, token):
+            print(f"edge-lock: {kind} lock already held by {current.get('id')} (this run)")
+            return 0
+        if kind == "deploy" and drill_refuses(directory, lock_id, force):
             return 1
-        if held and held.get("id") != lock_id:
-            print(f"edge-lock: would recover the stale lock of {describe(kind, held)}: that process is gone "
-                  "(dry run: not taken)")
-        else:
-            print(f"edge-lock: the {kind} lock is free (dry run: not taken)")
-        return 0
-    for _ in range(3):
-        if try_create(path, mine):
-            print(f"edge-lock: {kind} lock taken by {lock_id}")
-            return 0
-        held = read(path)
-        if held is None:
-            continue
-        if held.get("id") == lock_id:
-            print(f"edge-lock: {kind} lock already held by {lock_id}")
-            return 0
-        if alive(int(held.get("pid", -1))):
-            print(f"edge-lock: another {describe(kind, held)} holds the lock; wait for it to finish "
+        if current is not None and held(current):
+            if current.get("released") or not alive(current):
+                return None
+            print(f"edge-lock: another {describe(kind, current)} holds the lock; wait for it to finish "
                   "(make status shows the fleet)", file=sys.stderr)
             return 1
-        stale = path.with_name(f"{path.name}.stale")
-        os.replace(path, stale)
-        print(f"edge-lock: recovered the stale lock of {describe(kind, held)}: that process is gone")
-        log(directory, f"recovered stale {describe(kind, held)}")
-    print(f"edge-lock: could not take the {kind} lock (contended); try again", file=sys.stderr)
-    return 1
+        stale = current is not None and not current.get("released")
+        if dry_run:
+            print(f"edge-lock: would recover the stale lock of {describe(kind, current)}: that process is gone "
+                  "(dry run: not taken)" if stale and current else
+                  f"edge-lock: the {kind} lock is free (dry run: not taken)")
+            return 0
+        if stale and current is not None:
+            print(f"edge-lock: recovered the stale lock of {describe(kind, current)}: that process is gone")
+            log(directory, f"recovered stale {describe(kind, current)}")
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        write(path, {"id": lock_id, "user": getpass.getuser(), "since": since, **process(run_pid()),
+                     "token": token or secrets.token_hex(16), "released": False, "watchers": []})
+        print(f"edge-lock: {kind} lock taken by {lock_id}")
+        return 0
 
 
-def release(directory: Path, kind: str, lock_id: str) -> int:
+def acquire(directory: Path, kind: str, lock_id: str, force: bool, dry_run: bool = False,
+            token: str = "", wait: float = WATCHER_WAIT_S) -> int:
+    deadline = time.monotonic() + wait
+    while True:
+        outcome = try_take(directory, kind, lock_id, force, dry_run, token)
+        if outcome is not None:
+            return outcome
+        current = read(directory / f"{kind}.lock") or {}
+        if time.monotonic() >= deadline:
+            print(f"edge-lock: another {describe(kind, current)} holds the lock; wait for its watcher to finish "
+                  "(make status shows the fleet)", file=sys.stderr)
+            return 1
+        time.sleep(0.5)
+
+
+def release(directory: Path, kind: str, lock_id: str, token: str = "") -> int:
+    """The run's own release, or its tool's once the run is gone; a live watcher keeps the lock until it ends."""
     path = directory / f"{kind}.lock"
-    held = read(path)
-    if held and held.get("id") == lock_id:
-        path.unlink()
-        print(f"edge-lock: {kind} lock released by {lock_id}")
+    with guarded(directory):
+        current = read(path)
+        if current is None:
+            return 0
+        if not ours(current, token) and (current.get("id") != lock_id or alive(current)):
+            print(f"edge-lock: the {kind} lock is not {lock_id}'s to release: {describe(kind, current)}")
+            return 0
+        watchers = live_watchers(current)
+        if watchers:
+            write(path, {**current, "released": True, "watchers": watchers})
+            print(f"edge-lock: {kind} lock released by {current.get('id')}; its watcher (pid "
+                  f"{', '.join(str(w.get('pid')) for w in watchers)}) keeps it until it ends")
+        else:
+            path.unlink()
+            print(f"edge-lock: {kind} lock released by {current.get('id')}")
+    return 0
+
+
+def join_and_exec(directory: Path, kind: str, token: str, argv: list[str]) -> int:
+    """Make this process a holder of the lock the token names, then become `argv` (same pid and start time)."""
+    path = directory / f"{kind}.lock"
+    with guarded(directory):
+        current = read(path)
+        if current is not None and held(current) and token and current.get("token") == token:
+            write(path, {**current, "watchers": live_watchers(current) + [process(os.getpid())]})
+            print(f"edge-lock: {kind} lock {current.get('id')} is kept until this process (pid {os.getpid()}) ends",
+                  flush=True)
+        else:
+            print(f"edge-lock: no {kind} lock with this token is held: running without the lock", flush=True)
+    os.execvp(argv[0], argv)
+    return 70  # not reached
+
+
+def show(directory: Path) -> int:
+    for kind in ("deploy", "gameday"):
+        current = read(directory / f"{kind}.lock")
+        if current is None or (current.get("released") and not held(current)):
+            state = "free"
+        else:
+            state = describe(kind, current) + ("" if held(current) else " [stale]")
+        print(f"{kind}: {state}")
     return 0
 
 
@@ -147,16 +230,22 @@ def main(argv: list[str] | None = None) -> int:
         if name == "acquire":
             cmd.add_argument("--force", action="store_true")
             cmd.add_argument("--dry-run", action="store_true", help="only say whether it could be taken")
+            cmd.add_argument("--wait", type=float, default=WATCHER_WAIT_S,
+                             help="seconds to wait for the watcher of a run that released the lock")
+    run = sub.add_parser("exec")
+    run.add_argument("kind", choices=["deploy"])
+    run.add_argument("argv", nargs=argparse.REMAINDER)
     sub.add_parser("show")
     args = parser.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
+    token = os.environ.get(TOKEN_ENV, "")
     if args.command == "acquire":
-        return acquire(args.dir, args.kind, args.id, args.force, args.dry_run)
+        return acquire(args.dir, args.kind, args.id, args.force, args.dry_run, token, args.wait)
     if args.command == "release":
-        return release(args.dir, args.kind, args.id)
-    for kind in ("deploy", "gameday"):
-        held = read(args.dir / f"{kind}.lock")
-        state = "free" if not held else describe(kind, held) + ("" if alive(int(held.get("pid", -1))) else " [stale]")
-        print(f"{kind}: {state}")
-    return 0
-
+        return release(args.dir, args.kind, args.id, token)
+    if args.command == "exec":
+        command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+        if not command:
+            parser.error("exec needs a command after --")
+        return join_and_exec(args.dir, args.kind, token, command)
+    return show(args.dir)

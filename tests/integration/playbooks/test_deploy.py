@@ -8,11 +8,13 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from edge_canary.ops.lock_holder import alive
 from tests.helpers.fleet import fleet_versions, sha256
 from tests.helpers.lab import REPO, Lab
 
@@ -167,6 +169,55 @@ def test_two_real_deploys_at_once_the_second_is_refused(fleet: Lab, artifacts: d
     assert first.returncode == 0, out[-5000:]
     assert fleet_versions(fleet) == {node: "v2" for node in fleet.settings.node_names()}
     assert not lock.exists()
+
+
+def test_two_deploys_started_in_the_same_second_one_proceeds_the_other_is_refused(
+        fleet: Lab, artifacts: dict[str, Path]) -> None:
+    """Two operators (the same user) start `make deploy-canary` at the same moment: one deploy id each, and
+    a lock that no name can re-enter, so exactly one runs and the other is refused naming the holder."""
+    lock = fleet.lab_dir / "control" / "deploy.lock"
+    time.sleep(1.05 - time.time() % 1)  # both in one UTC second: the ids they had before would collide
+    runs = [subprocess.Popen(["make", "--no-print-directory", "deploy-canary"], cwd=REPO,
+                             env={**fleet.env, "ARTIFACT": str(artifacts["v2"]), **FAST},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [run.communicate(timeout=900)[0] for run in runs]
+    ids = [out.split("deploy-canary: deploy ", 1)[1].split()[0] for out in outs]
+    assert ids[0] != ids[1]
+    assert sorted(run.returncode != 0 for run in runs) == [False, True], outs
+    winner = next(n for n, run in enumerate(runs) if run.returncode == 0)
+    assert f"another deploy {ids[winner]} by" in outs[1 - winner], outs[1 - winner][-3000:]
+    assert fleet_versions(fleet) == {node: "v2" for node in fleet.settings.node_names()}
+    assert not lock.exists()
+
+
+def test_an_interrupted_deploys_lock_stays_with_its_watcher_until_it_ends(
+        fleet: Lab, artifacts: dict[str, Path]) -> None:
+    """Ctrl-C at the SLI gate: the play stops, but its detached watcher goes on judging (and would revert):
+    the deploy lock stays held, by the watcher, until it ends; meanwhile another deploy is refused."""
+    control = fleet.lab_dir / "control"
+    earlier = set(control.glob("runs/*/watcher.json"))
+    proc = subprocess.Popen(["make", "--no-print-directory", "deploy-canary"], cwd=REPO,
+                            env={**fleet.env, "ARTIFACT": str(artifacts["v2"]), **FAST},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    fleet.wait_until(lambda: set(control.glob("runs/*/watcher.json")) - earlier, timeout=300,
+                     what="the deploy reaching its SLI gate")
+    fleet.wait_until(lambda: json.loads((control / "deploy.lock").read_text()).get("watchers"), timeout=30,
+                     what="the watcher joining the deploy lock")
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=300)
+    held = json.loads((control / "deploy.lock").read_text())
+    watcher = held["watchers"][0]["pid"]
+    assert alive(held["watchers"][0]), "the watcher ended before the play: nothing left to check"
+    shown = subprocess.run([sys.executable, "-m", "edge_canary", "lock", "--dir", str(control), "show"],
+                           capture_output=True, text=True, check=True).stdout
+    assert f"kept by its watcher (pid {watcher})" in shown, (shown, out[-3000:])
+    refused = deploy(fleet, artifacts["v2"], CHECK="1")
+    assert refused.returncode != 0
+    assert f"another deploy {held['id']} by" in refused.stdout
+    fleet.wait_until(lambda: not alive(held["watchers"][0]), timeout=300, what="the watcher ending")
+    shown = subprocess.run([sys.executable, "-m", "edge_canary", "lock", "--dir", str(control), "show"],
+                           capture_output=True, text=True, check=True).stdout
+    assert shown.startswith("deploy: free"), shown
 
 
 def test_a_game_day_drill_holds_off_deploys_unless_forced(fleet: Lab, artifacts: dict[str, Path]) -> None:

@@ -1,0 +1,94 @@
+"""The edge_service role's systemd side (production), which the lab (supervisor) does not run: the unit as
+the role renders it passes `systemd-analyze verify` with its hardening, and a restart clears the unit's
+failed state first (a fake systemctl on PATH records what the role runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.paths import REPO
+
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+
+RENDER = """\
+- name: Render the edge unit as install_unit does
+  hosts: localhost
+  gather_facts: false
+  vars_files: ["{repo}/roles/edge_service/defaults/main.yml"]
+  tasks:
+    - name: Render the unit
+      ansible.builtin.template:
+        src: "{repo}/roles/edge_service/templates/edge.service.j2"
+        dest: "{{{{ unit_out }}}}"
+        mode: "0644"
+"""
+
+RESTART = """\
+- name: Restart the edge service under systemd
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Run the restart entry point
+      ansible.builtin.include_role:
+        name: edge.canary.edge_service
+        tasks_from: restart
+      vars:
+        edge_service_manager: systemd
+"""
+
+
+def play(tmp_path: Path, text: str, *extra: str, env: dict[str, str] | None = None) -> str:
+    playbook, inventory = tmp_path / "play.yml", tmp_path / "inventory.yml"
+    playbook.write_text(text)
+    inventory.write_text(json.dumps({"all": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
+    done = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inventory), str(playbook), *extra],
+                          capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), **(env or {})})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze (make setup installs it)")
+@pytest.mark.parametrize("port", [8080, 80])
+def test_the_rendered_unit_is_hardened_and_passes_systemd_analyze_verify(tmp_path: Path, port: int) -> None:
+    binary = tmp_path / "edge"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    unit = tmp_path / "edge.service"
+    play(tmp_path, RENDER.format(repo=REPO), "-e", f"unit_out={unit}", "-e", f"edge_service_binary_path={binary}",
+         "-e", f"edge_service_listen_port={port}", "-e", '{"edge_service_read_write_paths": ["/var/lib/edge"]}')
+    text = unit.read_text()
+    for directive in ("NoNewPrivileges=yes", "ProtectSystem=strict", "ReadWritePaths=/var/lib/edge",
+                      "ProtectHome=yes", "PrivateTmp=yes", "Restart=on-failure"):
+        assert directive in text.splitlines(), directive
+    assert ("AmbientCapabilities=CAP_NET_BIND_SERVICE" in text) == (port < 1024)
+    # verify works without systemd as PID 1 (it loads the unit offline); any warning about it fails too.
+    verified = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True,
+                              timeout=120)
+    about_it = [line for line in (verified.stdout + verified.stderr).splitlines() if "edge.service" in line]
+    assert verified.returncode == 0 and about_it == [], verified.stdout + verified.stderr
+
+
+def test_a_restart_under_systemd_resets_the_failed_state_first(tmp_path: Path) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    calls = tmp_path / "systemctl.log"
+    # Like systemd after a crash loop: a restart before reset-failed hits the start limit.
+    (fake / "systemctl").write_text(f"""#!/bin/sh
+echo "$*" >> {calls}
+case "$1" in
+  reset-failed) touch {tmp_path}/reset ;;
+  restart) [ -e {tmp_path}/reset ] || {{ echo "Job for $2 failed: start request repeated too quickly" >&2; exit 1; }} ;;
+esac
+""")
+    (fake / "systemctl").chmod(0o755)
+    play(tmp_path, RESTART, env={"PATH": f"{fake}:{os.environ['PATH']}"})
+    assert calls.read_text().splitlines() == ["reset-failed edge.service", "restart edge.service"]

@@ -154,3 +154,9 @@ def test_the_parse_check_catches_a_broken_query(tmp_path: Path) -> None:
     broken = [("broken", "sum by (node) (rate(edge_http_requests_total[$__rate_interval])")]
     problem = check_queries_with_promtool(broken, tmp_path)
     assert problem is not None and "parse error" in problem
+
+
+def test_dashboard_reads_no_deprecated_watcher_series() -> None:
+    text = DASHBOARD.read_text()
+    assert "edge_canary_watcher_sli" not in text, "use the one-unit gauges (edge_canary_watcher_*)"
+    assert "edge_canary_watcher_latency_p95_seconds" in text and "edge_canary_watcher_error_ratio" in text

@@ -122,12 +122,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     metrics = WatcherMetrics()
     try:
-        metrics.serve(settings.metrics_port, settings.metrics_addr)
+        serving = metrics.serve(settings.metrics_port, settings.metrics_addr)
     except OSError as exc:
         return _usage_error(
             f"cannot serve metrics on {settings.metrics_addr}:{settings.metrics_port}: "
             f"{exc.strerror or exc}; pick another --metrics-port or 0"
         )
+    if settings.metrics_port and not serving:
+        out(f"metrics: {settings.metrics_addr}:{settings.metrics_port} is in use; "
+            "watching anyway, serving /metrics once it is free")
     try:
         log = DecisionLog(settings.decision_log, scrubber)
     except OSError as exc:

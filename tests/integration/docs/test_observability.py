@@ -184,6 +184,13 @@ def test_lab_prometheus_loads_every_rule_with_no_error(lab: Lab) -> None:
     assert not broken
 
 
+def test_lab_alerts_link_to_the_labs_runbook_base_url(lab: Lab) -> None:
+    groups = prom_api(lab, "/api/v1/rules", type="alert")["groups"]
+    links = {r["name"]: r["annotations"]["runbook_url"] for g in groups for r in g["rules"]}
+    runbook = (REPO / "docs" / "RUNBOOK.md").as_uri()
+    assert links and all(url == f"{runbook}#{name.lower()}" for name, url in links.items()), links
+
+
 def test_lab_records_its_own_slo_thresholds(lab: Lab) -> None:
     lab_vars = yaml.safe_load((REPO / "group_vars" / "lab.yml").read_text())
 

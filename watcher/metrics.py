@@ -14,6 +14,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from watcher.judge import ProbeInput, ProbeResult, State
+from watcher.notify import VERDICT_EVENTS
 from watcher.sli import SideSLI
 
 _P = "edge_canary_watcher"
@@ -55,6 +56,17 @@ class WatcherMetrics:
         )
         self.window_progress = Gauge(f"{_P}_probes_done_ratio", "Share of planned probes done",
                                      registry=r)  # fmt: skip
+        self.notifications = Counter(
+            f"{_P}_notifications", "Deploy events posted to Alertmanager, by outcome (sent, failed)",
+            ["outcome"], registry=r)
+        self.deploy_info = Gauge(
+            "edge_canary_deploy_info",
+            "1 for the deploy's phase: watching (the canary's SLI window), then its verdict's event "
+            "(promoted, reverted, held, revert_failed, would_revert); the dashboard's annotations",
+            ["deploy_id", "canary", "release", "event"], registry=r)
+        self._deploy: tuple[str, str, str] | None = None
+        for outcome in ("sent", "failed"):
+            self.notifications.labels(outcome)
         for state in State:
             self.probes.labels(state.value)
         for verdict in VERDICTS:
@@ -133,8 +145,19 @@ class WatcherMetrics:
     def progress(self, done: int, planned: int) -> None:
         self.window_progress.set(done / planned if planned else 0.0)
 
+    def deploy(self, deploy_id: str, canary: str, release: str) -> None:
+        """Name the deploy this watcher judges: edge_canary_deploy_info{event="watching"} from now on."""
+        self._deploy = (deploy_id, canary, release)
+        self.deploy_info.labels(*self._deploy, "watching").set(1)
+
     def final(self, verdict: str) -> None:
         self.verdict.labels(verdict).set(1)
+        if self._deploy is not None:
+            self.deploy_info.remove(*self._deploy, "watching")
+            self.deploy_info.labels(*self._deploy, VERDICT_EVENTS.get(verdict, verdict)).set(1)
+
+    def notified(self, outcome: str) -> None:
+        self.notifications.labels(outcome).inc()
 
     def revert(self, ok: bool, shadow: bool) -> None:
         self.reverts.labels("shadow" if shadow else ("ok" if ok else "failed")).inc()

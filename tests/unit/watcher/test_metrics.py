@@ -8,7 +8,6 @@ import time
 import urllib.request
 
 import pytest
-
 from prometheus_client import generate_latest
 
 from watcher.judge import ProbeInput, ProbeResult, State
@@ -84,3 +83,24 @@ def test_port_zero_is_off() -> None:
     metrics = WatcherMetrics()
     assert metrics.serve(0, "127.0.0.1") is False and not metrics.serving
     metrics.stop()
+
+
+def test_the_deploy_info_series_shows_the_watch_then_the_verdicts_event() -> None:
+    metrics = WatcherMetrics()
+    metrics.deploy("d-1", "edge-2", "v2")
+    ids = {"deploy_id": "d-1", "canary": "edge-2", "release": "v2"}
+    assert sample(metrics, "edge_canary_deploy_info", **ids, event="watching") == 1.0
+    metrics.final("reverted")
+    assert sample(metrics, "edge_canary_deploy_info", **ids, event="watching") is None
+    assert sample(metrics, "edge_canary_deploy_info", **ids, event="reverted") == 1.0
+    promoted = WatcherMetrics()
+    promoted.deploy("d-2", "edge-2", "v2")
+    promoted.final("promote")
+    assert sample(promoted, "edge_canary_deploy_info", deploy_id="d-2", canary="edge-2", release="v2",
+                  event="promoted") == 1.0
+
+
+def test_without_a_deploy_there_is_no_deploy_info() -> None:
+    metrics = WatcherMetrics()
+    metrics.final("hold")
+    assert "edge_canary_deploy_info{" not in generate_latest(metrics.registry).decode()

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,6 +22,7 @@ import pytest
 from edge_canary.ops.notify import METRICS_FILE, read_counts
 from tests.helpers.fleet import fleet_versions
 from tests.helpers.lab import REPO, Lab
+from tests.unit.docs.test_dashboard import deploy_annotations
 from watcher.notify import ALERTNAME
 
 FAST = {"SLI_WINDOW": "9", "SLI_PROBE_INTERVAL": "3"}
@@ -86,6 +89,18 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.25)
 
 
+def annotated(lab: Lab, name: str, deploy_id: str) -> set[str]:
+    """The events the dashboard's annotation `name` draws for this deploy over the last 10 minutes,
+    its query answered by the lab's Prometheus the way Grafana asks (a range query)."""
+    [annotation] = [a for a in deploy_annotations() if a["name"] == name]
+    now = time.time()
+    params = urllib.parse.urlencode({"query": annotation["expr"], "start": now - 600, "end": now, "step": "1"})
+    url = f"http://127.0.0.1:{lab.settings.prom_port}/api/v1/query_range?{params}"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        series = json.loads(resp.read())["data"]["result"]
+    return {s["metric"]["event"] for s in series if s["metric"].get("deploy_id") == deploy_id}
+
+
 def test_a_reverted_canary_notifies_once_with_its_reason_and_a_promoted_one_its_own(
         fleet: Lab, artifacts: dict[str, Path], webhook: Webhook, tmp_path: Path) -> None:
     result, deploy_id = deploy(fleet, artifacts["v2-errors"])
@@ -102,6 +117,10 @@ def test_a_reverted_canary_notifies_once_with_its_reason_and_a_promoted_one_its_
     assert len(webhook.notifications(deploy_id, "started")) == 1
     wait_for(lambda: webhook.notifications(deploy_id, "rollback_done"), 15, "the watcher's rollback done")
     assert not webhook.notifications(deploy_id, "promoted")
+    # The dashboard draws the deploy (its watched window) and the revert.
+    assert annotated(fleet, "Deploys (canary watched)", deploy_id) == {"watching"}
+    assert annotated(fleet, "Reverted", deploy_id) == {"reverted"}
+    assert not annotated(fleet, "Promoted", deploy_id)
 
     # A promoted canary (the watcher alone, on the healthy lab): its own notification.
     promoted_id = "notify-test-promote"
@@ -110,6 +129,7 @@ def test_a_reverted_canary_notifies_once_with_its_reason_and_a_promoted_one_its_
          "--canary-selector", 'job="edge",node="edge-1"', "--control-selector", 'job="edge",node!="edge-1"',
          "--canary-node", "edge-1", "--revert-action", "none", "--scrape-interval", "1", "--window", "6",
          "--interval", "2", "--decision-log", str(tmp_path / "decisions.jsonl"),
+         "--metrics-port", str(fleet.settings.prom_port + 1),
          "--notify", json.dumps({"url": f"http://127.0.0.1:{fleet.settings.prom_port + 3}",
                                  "deploy_id": promoted_id, "release": "v1"})],
         capture_output=True, text=True, timeout=120, cwd=REPO)
@@ -119,6 +139,7 @@ def test_a_reverted_canary_notifies_once_with_its_reason_and_a_promoted_one_its_
     [promoted] = webhook.notifications(promoted_id, "promoted")
     assert promoted["labels"]["verdict"] == "promote" and promoted["labels"]["severity"] == "info"
     assert not webhook.notifications(promoted_id, "reverted")
+    assert annotated(fleet, "Promoted", promoted_id) == {"promoted"}
 
 
 def test_alertmanager_stopped_the_deploy_and_revert_complete_and_failures_are_counted(

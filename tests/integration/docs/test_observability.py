@@ -159,9 +159,16 @@ def failed_revert_metrics(watcher_port: int) -> Iterator[ServedMetrics]:
 # --- fleet state set-up, by hand ---------------------------------------------------------------------
 
 
+def serves(lab: Lab, node: str, version: str) -> bool:
+    try:
+        return bool(lab.node_version(node)["version"] == version)
+    except OSError:  # restarting: not listening yet
+        return False
+
+
 def install_and_wait(lab: Lab, node: str, artifact: Path, version: str) -> None:
     lab.install(node, artifact, config="rollout_pct=0\n")
-    lab.wait_until(lambda: lab.node_version(node)["version"] == version, 60, f"{node} on {version}")
+    lab.wait_until(lambda: serves(lab, node, version), 60, f"{node} on {version}")
     lab.wait_until(lambda: lab.server_stats()[node]["status"] == "UP", 60, f"{node} UP in HAProxy")
 
 

@@ -58,6 +58,8 @@ def inventory() -> dict[str, object]:
                 "lab_haproxy_exporter_port": s.exporter_port,
                 "lab_prometheus_port": s.prom_port,
                 "lab_watcher_metrics_port": s.prom_port + 1,
+                # Alertmanager beside Prometheus (+2 is left free), its test webhook one port up.
+                "lab_alertmanager_port": s.prom_port + 3,
                 "lab_traffic_rps": s.traffic_rps,
             },
         },

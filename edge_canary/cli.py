@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "lock": Subcommand("edge_canary.ops.lock", "the control host's deploy and game-day locks"),
     "wait-verdict": Subcommand("edge_canary.ops.wait_verdict", "wait for the SLI watcher's verdict file"),
     "check-migrations": Subcommand("edge_canary.ops.migrations", "refuse migrations the old release cannot run with"),
+    "notify": Subcommand("edge_canary.ops.notify", "post a deploy event to Alertmanager (never fails)"),
     # Game days and benchmarks
     "gameday": Subcommand("edge_canary.gameday.cli", "break a release on purpose and prove the revert fires"),
     "bench": Subcommand("edge_canary.bench.cli", "measure revert time, drops under load, roll time, watcher cost"),

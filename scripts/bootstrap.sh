@@ -9,8 +9,9 @@ python=${PYTHON:-python3}
 # haproxy/prometheus/supervisor run the lab; iproute2/procps for lab-status and clean-up; openssh-server
 # (and its client) for the hosts-mode lab, where every node runs an sshd of its own; nftables for its
 # partition drill that cuts the watcher off from Prometheus; systemd for `systemd-analyze verify` of the
-# production unit (it runs offline: systemd need not be PID 1).
-packages=${EDGE_CANARY_DEB_PACKAGES:-haproxy prometheus supervisor iproute2 procps openssh-server openssh-client nftables systemd}
+# production unit (it runs offline: systemd need not be PID 1); prometheus-alertmanager routes the deploy's
+# notifications in the lab.
+packages=${EDGE_CANARY_DEB_PACKAGES:-haproxy prometheus supervisor iproute2 procps openssh-server openssh-client nftables systemd prometheus-alertmanager}
 
 missing=()
 for pkg in $packages; do

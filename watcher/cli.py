@@ -24,6 +24,7 @@ from watcher import EXIT_USAGE
 from watcher.config import ConfigError, Settings, load_settings
 from watcher.decision_log import DecisionLog, Scrubber, now_iso
 from watcher.metrics import WatcherMetrics
+from watcher.notify import Notifier, verdict_event
 from watcher.prom import PromClient
 from watcher.promql import format_range
 from watcher.report import summary
@@ -108,6 +109,13 @@ def _usage_error(message: str) -> int:
     return EXIT_USAGE
 
 
+def _announce(notifier: Notifier, settings: Settings, record: dict[str, Any], log: DecisionLog) -> None:
+    """The verdict to Alertmanager, when configured: bounded, never raising, logged either way."""
+    event = verdict_event(settings.notify, record["verdict"], record["reason"], settings.canary_node)
+    if event is not None and notifier.enabled:
+        log.write("notify", deploy_event=event.event, sent=notifier.send(event))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(argv)
@@ -122,12 +130,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     metrics = WatcherMetrics()
     try:
-        metrics.serve(settings.metrics_port, settings.metrics_addr)
+        serving = metrics.serve(settings.metrics_port, settings.metrics_addr)
     except OSError as exc:
         return _usage_error(
             f"cannot serve metrics on {settings.metrics_addr}:{settings.metrics_port}: "
             f"{exc.strerror or exc}; pick another --metrics-port or 0"
         )
+    if settings.metrics_port and not serving:
+        out(f"metrics: {settings.metrics_addr}:{settings.metrics_port} is in use; "
+            "watching anyway, serving /metrics once it is free")
     try:
         log = DecisionLog(settings.decision_log, scrubber)
     except OSError as exc:
@@ -163,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"every {settings.interval:g}s over {format_range(settings.range_seconds)}; "
         f"on red: {reverter.describe()}"
     )
+    if settings.notify.deploy_id:
+        metrics.deploy(settings.notify.deploy_id, settings.canary_node or "", settings.notify.release)
     previous = {
         sig: signal.signal(sig, _raise_terminated) for sig in (signal.SIGTERM, signal.SIGINT)
     }
@@ -176,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.write("verdict", **record)
         metrics.final(outcome.verdict.verdict)
         out(summary(record))
+        _announce(Notifier(settings.notify, out, metrics.notified), settings, record, log)
         if settings.metrics_port:
             # Stay scrapeable for a few scrapes, so Prometheus records the verdict (and a failed revert).
             with contextlib.suppress(Terminated):

@@ -111,6 +111,9 @@ OPTIONS: tuple[Option, ...] = (
            "template: raw request counters by series, each with a `code` label (what is judged)"),  # fmt: skip
     Option("query_buckets", "template", DEFAULT_BUCKETS,
            "template: raw latency bucket counters by series, each with an `le` label"),  # fmt: skip
+    Option("notify", "mapping", None,
+           "deploy events to Alertmanager (watcher.notify): url, timeout, runbook_base_url, deploy_id, "
+           "release, record (a JSON object, or a mapping in the config file)"),  # fmt: skip
 )
 BY_NAME = {o.name: o for o in OPTIONS}
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.judge import Rules
+from watcher.notify import NotifyConfigError, NotifySettings
 from watcher.prom import split_userinfo
 from watcher.promql import Queries, template_problem
 
@@ -57,6 +58,7 @@ class Settings:
     query_retries: int = 1
     config_file: str | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    notify: NotifySettings = field(default_factory=NotifySettings)
 
     @property
     def planned_probes(self) -> int:
@@ -236,6 +238,11 @@ def build_settings(v: Mapping[str, Any], config_file: str | None) -> Settings:
     _check_parent(v["decision_log"], "--decision-log")
     _check_parent(v["verdict_file"], "--verdict-file")
 
+    try:
+        notify = NotifySettings.from_mapping(v.get("notify"))
+    except NotifyConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
     secrets = tuple(s for s in (token, password) if s)
     return Settings(
         prom_url=url.rstrip("/"),
@@ -266,4 +273,5 @@ def build_settings(v: Mapping[str, Any], config_file: str | None) -> Settings:
         query_retries=v["query_retries"],
         config_file=config_file,
         secrets=secrets,
+        notify=notify,
     )

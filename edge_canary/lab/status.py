@@ -98,6 +98,9 @@ def collect() -> dict[str, Any]:
                     "admin_socket": "answers" if lb else "no answer"},
         "prometheus": {"process": progs.get("lab-prometheus", "absent"), "url": prom,
                        "targets": target_health},
+        # Not part of healthy(): notifications never hold up the lab or a deploy.
+        "alertmanager": {"process": progs.get("lab-alertmanager", "absent"),
+                         "url": f"http://127.0.0.1:{s.prom_port + 3}"},
         "traffic": {"process": progs.get("lab-traffic", "off" if s.traffic_rps == 0 else "absent"),
                     "rps": s.traffic_rps},
         "nodes": nodes,
@@ -123,6 +126,7 @@ def render(status: dict[str, Any]) -> str:
         f"admin socket {status['haproxy']['admin_socket']}",
         f"prometheus  {status['prometheus']['process']:<9} {status['prometheus']['url']}, targets "
         + ", ".join(f"{k}={v}" for k, v in sorted(status["prometheus"]["targets"].items())),
+        f"alertmgr    {status['alertmanager']['process']:<9} {status['alertmanager']['url']}",
         f"traffic     {status['traffic']['process']:<9} {status['traffic']['rps']} req/s",
         f"{'node':<9} {'address':<21} {'process':<9} {'version':<14} {'health':<7} haproxy (sessions)",
     ]

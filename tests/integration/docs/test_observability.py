@@ -159,9 +159,16 @@ def failed_revert_metrics(watcher_port: int) -> Iterator[ServedMetrics]:
 # --- fleet state set-up, by hand ---------------------------------------------------------------------
 
 
+def serves(lab: Lab, node: str, version: str) -> bool:
+    try:
+        return bool(lab.node_version(node)["version"] == version)
+    except OSError:  # restarting: not listening yet
+        return False
+
+
 def install_and_wait(lab: Lab, node: str, artifact: Path, version: str) -> None:
     lab.install(node, artifact, config="rollout_pct=0\n")
-    lab.wait_until(lambda: lab.node_version(node)["version"] == version, 60, f"{node} on {version}")
+    lab.wait_until(lambda: serves(lab, node, version), 60, f"{node} on {version}")
     lab.wait_until(lambda: lab.server_stats()[node]["status"] == "UP", 60, f"{node} UP in HAProxy")
 
 
@@ -182,6 +189,13 @@ def test_lab_prometheus_loads_every_rule_with_no_error(lab: Lab) -> None:
     assert rule_names("alert") <= set(loaded), "alerts missing from the lab"
     broken = {name: r.get("lastError") for name, r in loaded.items() if r["health"] == "err"}
     assert not broken
+
+
+def test_lab_alerts_link_to_the_labs_runbook_base_url(lab: Lab) -> None:
+    groups = prom_api(lab, "/api/v1/rules", type="alert")["groups"]
+    links = {r["name"]: r["annotations"]["runbook_url"] for g in groups for r in g["rules"]}
+    runbook = (REPO / "docs" / "RUNBOOK.md").as_uri()
+    assert links and all(url == f"{runbook}#{name.lower()}" for name, url in links.items()), links
 
 
 def test_lab_records_its_own_slo_thresholds(lab: Lab) -> None:

@@ -213,7 +213,7 @@ def test_healthy_canary_is_promoted_and_serves_self_metrics(fleet: Fleet, start:
                 metrics = resp.read().decode()
         except OSError:
             time.sleep(0.1)
-    assert 'edge_canary_watcher_sli{side="canary",sli="p95_seconds"}' in metrics
+    assert 'edge_canary_watcher_latency_p95_seconds{side="canary"}' in metrics
     assert "edge_canary_watcher_query_duration_seconds_count" in metrics
     assert watch.finish() == 0
     verdict = watch.verdict()

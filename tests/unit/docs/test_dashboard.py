@@ -154,3 +154,34 @@ def test_the_parse_check_catches_a_broken_query(tmp_path: Path) -> None:
     broken = [("broken", "sum by (node) (rate(edge_http_requests_total[$__rate_interval])")]
     problem = check_queries_with_promtool(broken, tmp_path)
     assert problem is not None and "parse error" in problem
+
+
+def test_dashboard_reads_no_deprecated_watcher_series() -> None:
+    text = DASHBOARD.read_text()
+    assert "edge_canary_watcher_sli" not in text, "use the one-unit gauges (edge_canary_watcher_*)"
+    assert "edge_canary_watcher_latency_p95_seconds" in text and "edge_canary_watcher_error_ratio" in text
+
+
+def deploy_annotations() -> list[dict[str, Any]]:
+    """The dashboard's Prometheus annotations (Grafana's built-in one left out)."""
+    return [a for a in load_dashboard()["annotations"]["list"] if a.get("datasource", {}).get("type") == "prometheus"]
+
+
+def test_deploys_promotes_and_reverts_are_annotations_from_the_deploy_info_series(tmp_path: Path) -> None:
+    from prometheus_client import generate_latest
+
+    from watcher.metrics import WatcherMetrics
+    from watcher.notify import VERDICT_EVENTS
+
+    annotations = deploy_annotations()
+    assert {a["name"] for a in annotations} >= {"Deploys (canary watched)", "Promoted", "Reverted", "Held"}
+    events: set[str] = set()
+    for a in annotations:
+        assert a["enable"] and a["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, a["name"]
+        assert "edge_canary_deploy_info" in a["expr"] and "{{deploy_id}}" in a["titleFormat"], a["name"]
+        events |= set(re.search(r'event=~"([^"]+)"', a["expr"]).group(1).split("|"))  # type: ignore[union-attr]
+    assert events == {"watching", *VERDICT_EVENTS.values()}, "every phase of a deploy is drawn"
+    assert check_queries_with_promtool([(a["name"], a["expr"]) for a in annotations], tmp_path) is None
+    metrics = WatcherMetrics()
+    metrics.deploy("d-1", "edge-2", "v2")
+    assert "edge_canary_deploy_info{" in generate_latest(metrics.registry).decode()

@@ -29,6 +29,7 @@ PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 # level:metric:operations, https://prometheus.io/docs/practices/rules/
 RECORD_NAME = re.compile(r"^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*:[a-z][a-z0-9_]*$")
 SEVERITIES = {"page", "warning"}
+RUNBOOK_DEFAULT_URL = "https://github.com/edge-canary/edge-canary/blob/main/docs/RUNBOOK.md"
 
 
 def rule_files() -> list[Path]:
@@ -191,9 +192,18 @@ def test_every_alert_has_severity_summary_and_a_runbook_entry() -> None:
         name = rule["alert"]
         assert rule["labels"]["severity"] in SEVERITIES, name
         assert rule["annotations"]["summary"].strip(), name
-        assert rule["annotations"]["runbook_url"] == f"docs/RUNBOOK.md#{name.lower()}", name
+        assert rule["annotations"]["runbook_url"] == f"{RUNBOOK_DEFAULT_URL}#{name.lower()}", name
         assert name in headings, f"docs/RUNBOOK.md ## Alerts has no '### {name}'"
     assert set(headings) == rule_names("alert"), "a runbook entry for an alert that does not exist"
+
+
+def test_runbook_links_default_to_the_runbook_base_url_setting() -> None:
+    """The shipped links are built from runbook_base_url's default, the one the lab role replaces."""
+    all_vars = yaml.safe_load((REPO / "group_vars" / "all.yml").read_text())
+    role = yaml.safe_load((REPO / "roles" / "lab_prometheus" / "defaults" / "main.yml").read_text())
+    assert all_vars["runbook_base_url"] == RUNBOOK_DEFAULT_URL
+    assert role["lab_prometheus_runbook_default_url"] == RUNBOOK_DEFAULT_URL
+    assert RUNBOOK_DEFAULT_URL.startswith("https://")
 
 
 def exported_watcher_series() -> str:
@@ -266,3 +276,12 @@ def test_watcher_accepts_the_recorded_mode_config_file() -> None:
         "--control-selector", 'node!="edge-2"', "--revert-action", "none"])
     assert settings.range_seconds == 60
     assert "job_node_variant_code:edge_http_requests:rate1m" in settings.queries.requests
+
+
+def test_the_watcher_metrics_the_alerts_read_are_on_by_default() -> None:
+    """EdgeCanaryRevertFailed, EdgeCanaryWatcherBlind and the dashboard need the watcher scraped:
+    every deploy's watcher serves them unless an inventory turns them off."""
+    defaults = yaml.safe_load((REPO / "roles" / "sli_watch" / "defaults" / "main.yml").read_text())
+    assert int(defaults["sli_watch_metrics_port"]) > 0 and defaults["sli_watch_metrics_addr"] == "0.0.0.0"
+    for path in (REPO / "group_vars").glob("*.yml"):
+        assert str(yaml.safe_load(path.read_text()).get("sli_watch_metrics_port", "on")) != "0", path

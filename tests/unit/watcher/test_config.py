@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -253,17 +252,13 @@ def test_cli_bad_flag_exits_64(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unrecognized arguments: --frobnicate" in capsys.readouterr().err
 
 
-def test_metrics_port_in_use_is_exit_64_before_anything_changes(
+def test_metrics_on_a_bad_address_is_exit_64_before_anything_changes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     verdict = tmp_path / "verdict.json"
     verdict.write_text("{}")
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        code = main([*BASE, "--metrics-port", str(port), "--verdict-file", str(verdict),
-                     "--decision-log", str(tmp_path / "d.jsonl")])  # fmt: skip
+    code = main([*BASE, "--metrics-port", "9", "--metrics-addr", "192.0.2.1",
+                 "--verdict-file", str(verdict), "--decision-log", str(tmp_path / "d.jsonl")])  # fmt: skip
     assert code == EXIT_USAGE
-    assert f"cannot serve metrics on 127.0.0.1:{port}" in capsys.readouterr().err
+    assert "cannot serve metrics on 192.0.2.1:9" in capsys.readouterr().err
     assert verdict.exists() and not (tmp_path / "d.jsonl").exists()

@@ -111,6 +111,9 @@ OPTIONS: tuple[Option, ...] = (
            "template: raw request counters by series, each with a `code` label (what is judged)"),  # fmt: skip
     Option("query_buckets", "template", DEFAULT_BUCKETS,
            "template: raw latency bucket counters by series, each with an `le` label"),  # fmt: skip
+    Option("ready_file", "str", None,
+           "file the deploy writes (the time) as it puts the canary back in rotation: the window "
+           "starts at the canary's first requests after that time, nothing before it is counted"),  # fmt: skip
 )
 BY_NAME = {o.name: o for o in OPTIONS}
 

@@ -57,6 +57,7 @@ class Settings:
     query_retries: int = 1
     config_file: str | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    ready_file: str | None = None
 
     @property
     def planned_probes(self) -> int:
@@ -266,4 +267,5 @@ def build_settings(v: Mapping[str, Any], config_file: str | None) -> Settings:
         query_retries=v["query_retries"],
         config_file=config_file,
         secrets=secrets,
+        ready_file=v["ready_file"] or None,
     )

@@ -16,6 +16,7 @@ from watcher.metrics import WatcherMetrics
 from watcher.prom import PromError, QueryResult, Sample
 from watcher.revert import RevertOutcome
 from watcher.watch import WatchOutcome, run_watch
+from watcher.window import ready_time, rotation_signal
 
 NOW = 1_700_000_000.0
 
@@ -67,8 +68,6 @@ class ScriptedProm:
     def query(self, promql: str, time: float | None = None) -> QueryResult:
         self.queries.append(promql)
         side = "control" if 'node!="edge-2"' in promql else "canary"
-        if promql.startswith("sum by (code)") and side == "canary":
-            self.k = max(self.k, 0) + 1  # waiting for traffic: poll k
         if promql.startswith("edge_http_requests_total{") and side == "canary" and time != self.last_time:
             self.last_time = time
             self.k += 1
@@ -225,8 +224,11 @@ def test_the_window_waits_for_the_canarys_first_requests(tmp_path: Path) -> None
 
     outcome, records, lines, clock = watch(tmp_path, idle_then_healthy, Recorder(), "--wait-for-traffic", "30")
     assert outcome.verdict.verdict == "promote" and outcome.state.probes == 10
-    assert records[0]["event"] == "traffic" and records[0]["waited"] == 4.0  # four idle polls, 1 s apart
-    assert lines[1] == "the canary takes traffic after 4.0s: the window starts"
+    # The baseline reading at 0 s, four idle polls 1 s apart, the first requests at 5 s.
+    assert records[0] == {**records[0], "event": "traffic", "seen": True, "waited": 5.0, "first_requests": 100}
+    assert lines[1] == "the canary takes traffic after 5.0s: the window starts"
+    # The first requests are in the first probe's evidence: counted from the reading before them.
+    assert records[1]["canary_since_start"]["requests"] == 200
 
 
 def test_a_canary_that_never_takes_traffic_still_gets_its_window_and_is_held(tmp_path: Path) -> None:
@@ -236,3 +238,95 @@ def test_a_canary_that_never_takes_traffic_still_gets_its_window_and_is_held(tmp
     outcome, records, _, _ = watch(tmp_path, idle, Recorder(), "--wait-for-traffic", "3")
     assert records[0] == {**records[0], "event": "traffic", "seen": False}
     assert outcome.verdict.verdict == "hold"
+
+
+ROTATION = 5.0  # seconds after the watcher's start when the deploy puts the canary back in rotation
+
+
+class TimedProm:
+    """Raw counters as functions of the pinned time. Before ROTATION the canary, out of rotation,
+    answers 20 requests/s sent straight to its port with 503; after it, 50 requests/s through the
+    load balancer with 200. The control serves 100 requests/s of 200 throughout."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def counts(self, side: str, t: float) -> dict[str, float]:
+        if side == "control":
+            return {"200": 100 * t, "503": 0.0}
+        return {"200": 50 * max(0.0, t - ROTATION), "503": 20 * min(t, ROTATION)}
+
+    def query(self, promql: str, time: float | None = None) -> QueryResult:
+        assert time is not None
+        self.times.append(time)
+        side = "control" if 'node!="edge-2"' in promql else "canary"
+        codes = self.counts(side, time - NOW)
+        if promql.startswith("edge_http_requests_total{"):
+            samples = [Sample({"code": c}, v, time) for c, v in codes.items()]
+        elif promql.startswith("edge_http_request_duration_seconds_bucket{"):
+            samples = [Sample({"le": le}, sum(codes.values()), time) for le in BOUNDS]
+        else:
+            samples = [Sample({}, time - 1, time)]
+        return QueryResult(promql, "vector", tuple(samples))
+
+
+def watch_rotation(
+    tmp_path: Path, in_rotation: Callable[[], float | None] | None
+) -> tuple[WatchOutcome, list[dict[str, Any]], TimedProm]:
+    clock = Clock()
+    prom = TimedProm()
+    log = DecisionLog(str(tmp_path / "d.jsonl"), Scrubber())
+    outcome = run_watch(
+        settings("--wait-for-traffic", "30"), prom, Recorder(), log, WatcherMetrics(), lambda _: None,
+        contextlib.nullcontext, clock=clock, sleep=clock.sleep, wall=lambda: NOW + clock.t,
+        in_rotation=in_rotation and (lambda: in_rotation() if clock.t >= ROTATION else None),
+    )  # fmt: skip
+    log.close()
+    return outcome, [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()], prom
+
+
+def test_the_window_starts_at_the_first_requests_after_the_canary_is_back_in_rotation(tmp_path: Path) -> None:
+    outcome, records, prom = watch_rotation(tmp_path, lambda: NOW + ROTATION)
+    assert outcome.verdict.verdict == "promote", outcome.verdict.reason
+    traffic = records[0]
+    assert traffic["event"] == "traffic" and traffic["in_rotation_at"] == NOW + ROTATION
+    assert traffic["window_start"] > NOW + ROTATION
+    # The baseline is read pinned at the rotation time: the 503s served before it are not counted.
+    assert prom.times[0] == NOW + ROTATION
+    first = records[1]
+    assert first["event"] == "probe" and first["canary_since_start"]["errors"] == 0
+    assert first["canary_since_start"]["requests"] == 50 * (first["at"] + traffic["window_start"] - NOW - ROTATION)
+
+
+def test_without_the_rotation_signal_traffic_before_rotation_would_be_judged(tmp_path: Path) -> None:
+    """Why the deploy writes the ready file: a watcher started before the canary is back in rotation
+    and counting from its own start judges what the canary answered while out of rotation."""
+    outcome, records, _ = watch_rotation(tmp_path, None)
+    assert records[0]["event"] == "traffic" and records[0]["waited"] == 1.0
+    assert outcome.verdict.verdict == "reverted"
+
+
+def test_the_ready_file_holds_the_rotation_time(tmp_path: Path) -> None:
+    ready = tmp_path / "canary-ready"
+    assert ready_time(str(ready)) is None
+    ready.write_text("1700000123.5\n")
+    assert ready_time(str(ready)) == 1700000123.5
+    ready.write_text("not a time")
+    assert ready_time(str(ready)) == pytest.approx(ready.stat().st_mtime)
+    signal = rotation_signal(settings("--ready-file", str(ready)))
+    assert signal is not None and signal() == pytest.approx(ready.stat().st_mtime)
+    assert rotation_signal(settings()) is None
+
+
+def test_a_ready_file_that_never_comes_still_gives_a_window(tmp_path: Path) -> None:
+    clock = Clock()
+    log = DecisionLog(str(tmp_path / "d.jsonl"), Scrubber())
+    outcome = run_watch(
+        settings("--wait-for-traffic", "3", "--ready-file", str(tmp_path / "never")), TimedProm(), Recorder(),
+        log, WatcherMetrics(), lambda _: None, contextlib.nullcontext, clock=clock, sleep=clock.sleep,
+        wall=lambda: NOW + clock.t,
+    )  # fmt: skip
+    log.close()
+    first = json.loads((tmp_path / "d.jsonl").read_text().splitlines()[0])
+    assert first == {**first, "event": "traffic", "in_rotation": False, "seen": False, "waited": 3.0}
+    assert outcome.state.probes >= 1  # judged all the same (here: the 503s it answers)

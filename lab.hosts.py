@@ -59,6 +59,8 @@ def inventory() -> dict[str, object]:
                 "lab_prometheus_port": s.prom_port,
                 "lab_watcher_metrics_port": s.prom_port + 1,
                 "lab_traffic_rps": s.traffic_rps,
+                "lab_noise_errors": s.noise_errors,
+                "lab_noise_latency": s.noise_latency,
             },
         },
         "edge": {"hosts": list(nodes)},

@@ -33,6 +33,9 @@ class Clock:
         self.sleeps.append(seconds)
         self.t += seconds
 
+    def wall(self) -> float:
+        return NOW + self.t
+
 
 # A scenario says, for probe k and side, (requests, errors, p95) or raises PromError.
 Scenario = Callable[[int, str], tuple[float, float, float]]
@@ -330,3 +333,53 @@ def test_a_ready_file_that_never_comes_still_gives_a_window(tmp_path: Path) -> N
     first = json.loads((tmp_path / "d.jsonl").read_text().splitlines()[0])
     assert first == {**first, "event": "traffic", "in_rotation": False, "seen": False, "waited": 3.0}
     assert outcome.state.probes >= 1  # judged all the same (here: the 503s it answers)
+
+
+class FailingOnce(ScriptedProm):
+    """Fails exactly one query: the n-th the watcher asks."""
+
+    def __init__(self, scenario: Scenario, n: int) -> None:
+        super().__init__(scenario)
+        self.n, self.calls = n, 0
+
+    def query(self, promql: str, time: float | None = None) -> QueryResult:
+        self.calls += 1
+        if self.calls == self.n:
+            raise PromError("Prometheus at http://127.0.0.1:9 did not answer within 5s")
+        return super().query(promql, time)
+
+
+@pytest.mark.parametrize("retries", ["0", "1"])
+def test_one_failed_prometheus_query_never_reverts(tmp_path: Path, retries: str) -> None:
+    # Each query (6 a reading) of the baseline, the first, a middle and the last probe: whichever
+    # fails, the window promotes.
+    for n in [*range(1, 13), *range(31, 37), *range(61, 67)]:
+        reverter = Recorder()
+        clock = Clock()
+        outcome = run_watch(
+            settings("--query-retries", retries), FailingOnce(healthy, n), reverter, DecisionLog(None, Scrubber()),
+            WatcherMetrics(), lambda _: None, contextlib.nullcontext, clock=clock, sleep=clock.sleep,
+            wall=clock.wall,
+        )  # fmt: skip
+        assert outcome.verdict.verdict == "promote" and not reverter.reasons, (n, outcome.verdict.reason)
+        assert outcome.state.blind <= (1 if retries == "0" else 0)
+
+
+@pytest.mark.parametrize("last_good", range(0, 8))
+def test_a_real_outage_trips_the_blind_policy_within_max_staleness_plus_two_intervals(
+    tmp_path: Path, last_good: int
+) -> None:
+    # The defaults: max_staleness 2 probe intervals (4 s), blind_probes 3. Prometheus is gone from
+    # just after probe `last_good` (0: from the start, after the baseline).
+    def outage(k: int, side: str) -> tuple[float, float, float]:
+        if k > last_good:
+            raise PromError("cannot reach Prometheus at http://127.0.0.1:9: ConnectionError")
+        return healthy(k, side)
+
+    s = settings()
+    outcome, records, _, _ = watch(tmp_path, outage, Recorder(), "--max-staleness", "4")
+    assert outcome.verdict.verdict == "reverted" and outcome.decision is not None and outcome.decision.blind
+    gone = last_good * s.interval
+    acted = records[-2]["at"]  # the probe that decided, before the revert record
+    assert records[-2]["decision"]["blind"] is True
+    assert acted - gone <= 4 + 2 * s.interval, f"blind revert {acted - gone:.1f}s after the outage began"

@@ -73,7 +73,7 @@ def wait_for_window(
                 return
             sleep(min(READY_POLL_S, max(0.0, deadline - clock())))
         out(f"the canary is back in rotation after {waited():.1f}s: waiting for its first requests")
-    out(f"waiting up to {max(0.0, deadline - clock()):g}s for the canary's first requests")
+    out(f"waiting up to {max(0.0, deadline - clock()):.0f}s for the canary's first requests")
     # The baseline is read at the rotation time itself, so nothing served before it is counted.
     now = (lambda: wall()) if wall is not None else (lambda: None)
     first = min(rotation_at, wall()) if rotation_at is not None and wall is not None else now()

@@ -61,6 +61,8 @@ def inventory() -> dict[str, object]:
                 # Alertmanager beside Prometheus (+2 is left free), its test webhook one port up.
                 "lab_alertmanager_port": s.prom_port + 3,
                 "lab_traffic_rps": s.traffic_rps,
+                "lab_noise_errors": s.noise_errors,
+                "lab_noise_latency": s.noise_latency,
             },
         },
         "edge": {"hosts": list(nodes)},

@@ -114,6 +114,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("notify", "mapping", None,
            "deploy events to Alertmanager (watcher.notify): url, timeout, runbook_base_url, deploy_id, "
            "release, record (a JSON object, or a mapping in the config file)"),  # fmt: skip
+    Option("ready_file", "str", None,
+           "file the deploy writes (the time) as it puts the canary back in rotation: the window "
+           "starts at the canary's first requests after that time, nothing before it is counted"),  # fmt: skip
 )
 BY_NAME = {o.name: o for o in OPTIONS}
 

@@ -59,6 +59,7 @@ class Settings:
     config_file: str | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    ready_file: str | None = None
 
     @property
     def planned_probes(self) -> int:
@@ -274,4 +275,5 @@ def build_settings(v: Mapping[str, Any], config_file: str | None) -> Settings:
         config_file=config_file,
         secrets=secrets,
         notify=notify,
+        ready_file=v["ready_file"] or None,
     )

@@ -15,14 +15,15 @@ from typing import Any, Protocol
 from watcher import judge
 from watcher.decision_log import DecisionLog
 from watcher.evidence import Prober
-from watcher.judge import Decision, ProbeInput, ProbeResult, Verdict, WatchState
+from watcher.judge import Decision, ProbeResult, Verdict, WatchState
 from watcher.metrics import WatcherMetrics
-from watcher.prom import PromError, QueryResult
+from watcher.prom import QueryResult
 from watcher.promql import RenderedQueries, render
 from watcher.report import live_line
 from watcher.revert import Reverter, RevertOutcome
 from watcher.settings import Settings
-from watcher.sli import ShapeError, SideSLI, side_sli
+from watcher.sli import SideSLI
+from watcher.window import rotation_signal, wait_for_window
 
 
 class Querier(Protocol):
@@ -58,56 +59,6 @@ def rendered(settings: Settings) -> dict[str, RenderedQueries]:
     }
 
 
-def probe_once(
-    client: Querier,
-    queries: dict[str, RenderedQueries],
-    range_s: float,
-    at: float,
-    when: float | None = None,
-) -> ProbeInput:
-    """The range queries (requests and p95 over the range) at one pinned instant `when`: what
-    wait_for_canary_traffic looks at. A failure or malformed answer becomes a blind probe."""
-    sides: dict[str, SideSLI] = {}
-    try:
-        for side, q in queries.items():
-            sides[side] = side_sli(
-                client.query(q.requests, time=when),
-                client.query(q.p95, time=when),
-                client.query(q.freshness, time=when),
-                range_s,
-            )
-    except (PromError, ShapeError) as exc:
-        return ProbeInput(at, error=str(exc))
-    return ProbeInput(at, canary=sides["canary"], control=sides["control"])
-
-
-def wait_for_canary_traffic(
-    settings: Settings,
-    client: Querier,
-    queries: dict[str, RenderedQueries],
-    log: DecisionLog,
-    out: Callable[[str], None],
-    clock: Callable[[], float],
-    sleep: Callable[[float], None],
-) -> None:
-    """Hold the window until the canary serves its first requests, so a watcher started before the
-    canary is put in rotation neither spends its window on an idle canary nor misses its first answers."""
-    began = clock()
-    deadline = began + settings.wait_for_traffic
-    out(f"waiting up to {settings.wait_for_traffic:g}s for the canary's first requests before the window starts")
-    while True:
-        probe = probe_once(client, queries, settings.range_seconds, 0.0)
-        if probe.canary is not None and probe.canary.requests > 0:
-            log.write("traffic", waited=round(clock() - began, 3))
-            out(f"the canary takes traffic after {clock() - began:.1f}s: the window starts")
-            return
-        if clock() >= deadline:
-            log.write("traffic", waited=round(clock() - began, 3), seen=False)
-            out("no canary traffic seen: the window starts anyway (its probes will be inconclusive)")
-            return
-        sleep(min(settings.scrape_interval, max(0.0, deadline - clock())))
-
-
 def run_watch(
     settings: Settings,
     client: Querier,
@@ -120,20 +71,25 @@ def run_watch(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     wall: Callable[[], float] | None = None,
+    in_rotation: Callable[[], float | None] | None = None,
 ) -> WatchOutcome:
-    """wall: Prometheus' clock for the pinned `time=` of each probe (None: let Prometheus pick)."""
+    """wall: Prometheus' clock for the pinned `time=` of each probe (None: let Prometheus pick).
+    in_rotation: when the canary was put back in rotation, None while it is not (default: the
+    settings' ready file); the window starts at its first requests after that (watcher.window)."""
     rules = settings.rules
     queries = rendered(settings)
     n = settings.planned_probes
     state = WatchState()
     decision: Decision | None = None
-    if settings.wait_for_traffic > 0:
-        wait_for_canary_traffic(settings, client, queries, log, out, clock, sleep)
     prober = Prober(client, queries, rules.sliding, settings.query_retries)
+    if settings.wait_for_traffic > 0:
+        signal = in_rotation if in_rotation is not None else rotation_signal(settings)
+        wait_for_window(settings, prober, log, out, clock, sleep, wall, signal)
     start = clock()
-    failed = prober.baseline(0.0, wall() if wall else None)
-    if failed is not None:
-        out(f"baseline reading failed ({failed}): the first good probe starts the count")
+    if prober.previous is None:
+        failed = prober.baseline(0.0, wall() if wall else None)
+        if failed is not None:
+            out(f"baseline reading failed ({failed}): the first good probe starts the count")
     for k in range(1, n + 1):
         wait = start + k * settings.interval - clock()
         if wait > 0:

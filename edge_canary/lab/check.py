@@ -92,5 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     where = f" on {settings.subnet} over SSH" if settings.mode == "hosts" else ""
     print(f"lab-up: {settings.nodes} node(s){where}, HAProxy 127.0.0.1:{settings.haproxy_port}, "
           f"Prometheus 127.0.0.1:{settings.prom_port}, state in {settings.lab_dir}")
+    if settings.noise_errors or settings.noise_latency or 0 < settings.traffic_rps < 10:
+        print(f"lab-up: traffic {settings.traffic_rps:g} req/s; noise on every node: "
+              f"{settings.noise_errors:.2%} background 5xx, heavy-tailed delay of median "
+              f"{settings.noise_latency * 1000:g} ms")
     return 0
 

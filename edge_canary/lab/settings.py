@@ -44,9 +44,13 @@ class LabSettings:
     exporter_port: int
     prom_port: int
     edge_base_port: int
-    traffic_rps: int
+    traffic_rps: float
     mode: str = "loopback"
     subnet: str = DEFAULT_SUBNET
+    # Noise every node meets, so tests and game days meet what the judge must survive (issue 14):
+    # a background share of 5xx answers and the median of a heavy-tailed (lognormal) added delay.
+    noise_errors: float = 0.0
+    noise_latency: float = 0.0
 
     @property
     def fixed_ports(self) -> set[int]:
@@ -111,6 +115,16 @@ def _int_setting(name: str, raw: object, low: int, high: int, hint: str) -> int:
     return value
 
 
+def _float_setting(name: str, raw: object, low: float, high: float, hint: str) -> float:
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number; {hint}") from None
+    if not low <= value <= high:  # also refuses nan
+        raise SettingsError(f"{name}={value:g} is out of range; {hint}")
+    return value
+
+
 def _subnet_setting(raw: str, nodes: int) -> str:
     hint = "use a private IPv4 subnet that nothing else on this machine uses, e.g. LAB_SUBNET=10.213.0.0/24"
     try:
@@ -157,14 +171,21 @@ def load(env: dict[str, str] | None = None) -> LabSettings:
     }
     if len(set(ports.values())) != len(ports):
         raise SettingsError(f"two lab ports are the same ({ports}); give each its own port")
-    rps = _int_setting("LAB_TRAFFIC_RPS", pick("LAB_TRAFFIC_RPS", "traffic_rps", 50), 0, 2000,
-                       "use 0 (off) to 2000 requests/s")
+    rps = _float_setting("LAB_TRAFFIC_RPS", pick("LAB_TRAFFIC_RPS", "traffic_rps", 50), 0, 2000,
+                         "use 0 (off) to 2000 requests/s; 1.5 is the low-traffic mode (0.5 per node of 3)")
+    if 0 < rps < 0.1:
+        raise SettingsError(f"LAB_TRAFFIC_RPS={rps:g} is below 0.1 requests/s; use 0 (off) or 0.1 to 2000")
+    rps = int(rps) if rps.is_integer() else rps
+    noise_errors = _float_setting("LAB_NOISE_ERRORS", pick("LAB_NOISE_ERRORS", "noise_errors", 0), 0, 0.5,
+                                  "use a share of requests from 0 to 0.5, e.g. LAB_NOISE_ERRORS=0.002 (0.2 %)")
+    noise_latency = _float_setting("LAB_NOISE_LATENCY", pick("LAB_NOISE_LATENCY", "noise_latency", 0), 0, 5,
+                                   "use a median delay from 0 to 5 seconds, e.g. LAB_NOISE_LATENCY=0.02")
     mode = str(pick("LAB_MODE", "mode", "loopback")).strip()
     if mode not in MODES:
         raise SettingsError(f"LAB_MODE={mode!r} is not a lab mode; use LAB_MODE=loopback (one machine, loopback "
                             "ports) or LAB_MODE=hosts (a network namespace and sshd per node)")
     subnet = _subnet_setting(str(pick("LAB_SUBNET", "subnet", DEFAULT_SUBNET)), nodes)
     settings = LabSettings(lab_dir=str(lab_dir), nodes=nodes, traffic_rps=rps, mode=mode, subnet=subnet,
-                           **ports)
+                           noise_errors=noise_errors, noise_latency=noise_latency, **ports)
     settings.edge_ports()  # validates the range
     return settings

@@ -115,8 +115,11 @@ def test_shadow_mode_touches_nothing_and_says_what_it_would_have_done(fleet: Lab
 
 
 def test_prometheus_outage_under_the_hold_policy_ends_in_hold(fleet: Lab, tmp_path: Path) -> None:
+    stopped: list[float] = []
+
     def outage() -> None:
         time.sleep(2 * INTERVAL + 1)
+        stopped.append(time.time())
         fleet.supervisorctl("stop", "lab-prometheus")
 
     stopper = threading.Thread(target=outage)
@@ -133,3 +136,7 @@ def test_prometheus_outage_under_the_hold_policy_ends_in_hold(fleet: Lab, tmp_pa
     verdict = json.loads((tmp_path / "verdict.json").read_text())
     assert verdict["verdict"] == "hold" and verdict["blind"] > 0
     assert not (tmp_path / "reverted").exists()
+    # A real outage trips the blind policy within max_staleness + 2 probe intervals (issue 14).
+    acted = next(e for e in events(tmp_path / "decisions.jsonl") if e["event"] == "probe" and e["decision"])
+    assert acted["decision"]["blind"] is True
+    assert ts(acted["ts"]) - stopped[0] <= 6 + 2 * INTERVAL, f"{ts(acted['ts']) - stopped[0]:.1f}s"

@@ -16,6 +16,7 @@ from watcher.metrics import WatcherMetrics
 from watcher.prom import PromError, QueryResult, Sample
 from watcher.revert import RevertOutcome
 from watcher.watch import WatchOutcome, run_watch
+from watcher.window import ready_time, rotation_signal
 
 NOW = 1_700_000_000.0
 
@@ -31,6 +32,9 @@ class Clock:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.t += seconds
+
+    def wall(self) -> float:
+        return NOW + self.t
 
 
 # A scenario says, for probe k and side, (requests, errors, p95) or raises PromError.
@@ -67,8 +71,6 @@ class ScriptedProm:
     def query(self, promql: str, time: float | None = None) -> QueryResult:
         self.queries.append(promql)
         side = "control" if 'node!="edge-2"' in promql else "canary"
-        if promql.startswith("sum by (code)") and side == "canary":
-            self.k = max(self.k, 0) + 1  # waiting for traffic: poll k
         if promql.startswith("edge_http_requests_total{") and side == "canary" and time != self.last_time:
             self.last_time = time
             self.k += 1
@@ -225,8 +227,11 @@ def test_the_window_waits_for_the_canarys_first_requests(tmp_path: Path) -> None
 
     outcome, records, lines, clock = watch(tmp_path, idle_then_healthy, Recorder(), "--wait-for-traffic", "30")
     assert outcome.verdict.verdict == "promote" and outcome.state.probes == 10
-    assert records[0]["event"] == "traffic" and records[0]["waited"] == 4.0  # four idle polls, 1 s apart
-    assert lines[1] == "the canary takes traffic after 4.0s: the window starts"
+    # The baseline reading at 0 s, four idle polls 1 s apart, the first requests at 5 s.
+    assert records[0] == {**records[0], "event": "traffic", "seen": True, "waited": 5.0, "first_requests": 100}
+    assert lines[1] == "the canary takes traffic after 5.0s: the window starts"
+    # The first requests are in the first probe's evidence: counted from the reading before them.
+    assert records[1]["canary_since_start"]["requests"] == 200
 
 
 def test_a_canary_that_never_takes_traffic_still_gets_its_window_and_is_held(tmp_path: Path) -> None:
@@ -236,3 +241,145 @@ def test_a_canary_that_never_takes_traffic_still_gets_its_window_and_is_held(tmp
     outcome, records, _, _ = watch(tmp_path, idle, Recorder(), "--wait-for-traffic", "3")
     assert records[0] == {**records[0], "event": "traffic", "seen": False}
     assert outcome.verdict.verdict == "hold"
+
+
+ROTATION = 5.0  # seconds after the watcher's start when the deploy puts the canary back in rotation
+
+
+class TimedProm:
+    """Raw counters as functions of the pinned time. Before ROTATION the canary, out of rotation,
+    answers 20 requests/s sent straight to its port with 503; after it, 50 requests/s through the
+    load balancer with 200. The control serves 100 requests/s of 200 throughout."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def counts(self, side: str, t: float) -> dict[str, float]:
+        if side == "control":
+            return {"200": 100 * t, "503": 0.0}
+        return {"200": 50 * max(0.0, t - ROTATION), "503": 20 * min(t, ROTATION)}
+
+    def query(self, promql: str, time: float | None = None) -> QueryResult:
+        assert time is not None
+        self.times.append(time)
+        side = "control" if 'node!="edge-2"' in promql else "canary"
+        codes = self.counts(side, time - NOW)
+        if promql.startswith("edge_http_requests_total{"):
+            samples = [Sample({"code": c}, v, time) for c, v in codes.items()]
+        elif promql.startswith("edge_http_request_duration_seconds_bucket{"):
+            samples = [Sample({"le": le}, sum(codes.values()), time) for le in BOUNDS]
+        else:
+            samples = [Sample({}, time - 1, time)]
+        return QueryResult(promql, "vector", tuple(samples))
+
+
+def watch_rotation(
+    tmp_path: Path, in_rotation: Callable[[], float | None] | None
+) -> tuple[WatchOutcome, list[dict[str, Any]], TimedProm]:
+    clock = Clock()
+    prom = TimedProm()
+    log = DecisionLog(str(tmp_path / "d.jsonl"), Scrubber())
+    outcome = run_watch(
+        settings("--wait-for-traffic", "30"), prom, Recorder(), log, WatcherMetrics(), lambda _: None,
+        contextlib.nullcontext, clock=clock, sleep=clock.sleep, wall=lambda: NOW + clock.t,
+        in_rotation=in_rotation and (lambda: in_rotation() if clock.t >= ROTATION else None),
+    )  # fmt: skip
+    log.close()
+    return outcome, [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()], prom
+
+
+def test_the_window_starts_at_the_first_requests_after_the_canary_is_back_in_rotation(tmp_path: Path) -> None:
+    outcome, records, prom = watch_rotation(tmp_path, lambda: NOW + ROTATION)
+    assert outcome.verdict.verdict == "promote", outcome.verdict.reason
+    traffic = records[0]
+    assert traffic["event"] == "traffic" and traffic["in_rotation_at"] == NOW + ROTATION
+    assert traffic["window_start"] > NOW + ROTATION
+    # The baseline is read pinned at the rotation time: the 503s served before it are not counted.
+    assert prom.times[0] == NOW + ROTATION
+    first = records[1]
+    assert first["event"] == "probe" and first["canary_since_start"]["errors"] == 0
+    assert first["canary_since_start"]["requests"] == 50 * (first["at"] + traffic["window_start"] - NOW - ROTATION)
+
+
+def test_without_the_rotation_signal_traffic_before_rotation_would_be_judged(tmp_path: Path) -> None:
+    """Why the deploy writes the ready file: a watcher started before the canary is back in rotation
+    and counting from its own start judges what the canary answered while out of rotation."""
+    outcome, records, _ = watch_rotation(tmp_path, None)
+    assert records[0]["event"] == "traffic" and records[0]["waited"] == 1.0
+    assert outcome.verdict.verdict == "reverted"
+
+
+def test_the_ready_file_holds_the_rotation_time(tmp_path: Path) -> None:
+    ready = tmp_path / "canary-ready"
+    assert ready_time(str(ready)) is None
+    ready.write_text("1700000123.5\n")
+    assert ready_time(str(ready)) == 1700000123.5
+    ready.write_text("not a time")
+    assert ready_time(str(ready)) == pytest.approx(ready.stat().st_mtime)
+    signal = rotation_signal(settings("--ready-file", str(ready)))
+    assert signal is not None and signal() == pytest.approx(ready.stat().st_mtime)
+    assert rotation_signal(settings()) is None
+
+
+def test_a_ready_file_that_never_comes_still_gives_a_window(tmp_path: Path) -> None:
+    clock = Clock()
+    log = DecisionLog(str(tmp_path / "d.jsonl"), Scrubber())
+    outcome = run_watch(
+        settings("--wait-for-traffic", "3", "--ready-file", str(tmp_path / "never")), TimedProm(), Recorder(),
+        log, WatcherMetrics(), lambda _: None, contextlib.nullcontext, clock=clock, sleep=clock.sleep,
+        wall=lambda: NOW + clock.t,
+    )  # fmt: skip
+    log.close()
+    first = json.loads((tmp_path / "d.jsonl").read_text().splitlines()[0])
+    assert first == {**first, "event": "traffic", "in_rotation": False, "seen": False, "waited": 3.0}
+    assert outcome.state.probes >= 1  # judged all the same (here: the 503s it answers)
+
+
+class FailingOnce(ScriptedProm):
+    """Fails exactly one query: the n-th the watcher asks."""
+
+    def __init__(self, scenario: Scenario, n: int) -> None:
+        super().__init__(scenario)
+        self.n, self.calls = n, 0
+
+    def query(self, promql: str, time: float | None = None) -> QueryResult:
+        self.calls += 1
+        if self.calls == self.n:
+            raise PromError("Prometheus at http://127.0.0.1:9 did not answer within 5s")
+        return super().query(promql, time)
+
+
+@pytest.mark.parametrize("retries", ["0", "1"])
+def test_one_failed_prometheus_query_never_reverts(tmp_path: Path, retries: str) -> None:
+    # Each query (6 a reading) of the baseline, the first, a middle and the last probe: whichever
+    # fails, the window promotes.
+    for n in [*range(1, 13), *range(31, 37), *range(61, 67)]:
+        reverter = Recorder()
+        clock = Clock()
+        outcome = run_watch(
+            settings("--query-retries", retries), FailingOnce(healthy, n), reverter, DecisionLog(None, Scrubber()),
+            WatcherMetrics(), lambda _: None, contextlib.nullcontext, clock=clock, sleep=clock.sleep,
+            wall=clock.wall,
+        )  # fmt: skip
+        assert outcome.verdict.verdict == "promote" and not reverter.reasons, (n, outcome.verdict.reason)
+        assert outcome.state.blind <= (1 if retries == "0" else 0)
+
+
+@pytest.mark.parametrize("last_good", range(0, 8))
+def test_a_real_outage_trips_the_blind_policy_within_max_staleness_plus_two_intervals(
+    tmp_path: Path, last_good: int
+) -> None:
+    # The defaults: max_staleness 2 probe intervals (4 s), blind_probes 3. Prometheus is gone from
+    # just after probe `last_good` (0: from the start, after the baseline).
+    def outage(k: int, side: str) -> tuple[float, float, float]:
+        if k > last_good:
+            raise PromError("cannot reach Prometheus at http://127.0.0.1:9: ConnectionError")
+        return healthy(k, side)
+
+    s = settings()
+    outcome, records, _, _ = watch(tmp_path, outage, Recorder(), "--max-staleness", "4")
+    assert outcome.verdict.verdict == "reverted" and outcome.decision is not None and outcome.decision.blind
+    gone = last_good * s.interval
+    acted = records[-2]["at"]  # the probe that decided, before the revert record
+    assert records[-2]["decision"]["blind"] is True
+    assert acted - gone <= 4 + 2 * s.interval, f"blind revert {acted - gone:.1f}s after the outage began"

@@ -48,3 +48,41 @@ def test_bad_hosts_settings_are_refused_with_what_to_do(tmp_path: Path, env: dic
     with pytest.raises(SettingsError, match=message) as err:
         settings(tmp_path, **env)
     assert "\n" not in str(err.value) and ("use" in str(err.value) or "choose" in str(err.value))
+
+
+def test_noise_and_low_traffic_are_settings_the_lab_remembers(tmp_path: Path) -> None:
+    s = settings(tmp_path, LAB_NOISE_ERRORS="0.002", LAB_NOISE_LATENCY="0.02", LAB_TRAFFIC_RPS="1.5")
+    assert (s.noise_errors, s.noise_latency, s.traffic_rps) == (0.002, 0.02, 1.5)
+    (tmp_path / "settings.json").write_text(s.to_json())
+    again = settings(tmp_path)
+    assert (again.noise_errors, again.noise_latency, again.traffic_rps) == (0.002, 0.02, 1.5)
+    plain = settings(tmp_path / "fresh")
+    assert (plain.noise_errors, plain.noise_latency, plain.traffic_rps) == (0.0, 0.0, 50)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"LAB_NOISE_ERRORS": "0.6"}, "LAB_NOISE_ERRORS=0.6 is out of range"),
+    ({"LAB_NOISE_ERRORS": "lots"}, "LAB_NOISE_ERRORS='lots' is not a number"),
+    ({"LAB_NOISE_ERRORS": "nan"}, "LAB_NOISE_ERRORS=nan is out of range"),
+    ({"LAB_NOISE_LATENCY": "-1"}, "LAB_NOISE_LATENCY=-1 is out of range"),
+    ({"LAB_TRAFFIC_RPS": "0.01"}, "below 0.1 requests/s"),
+])
+def test_bad_noise_settings_are_refused_with_what_to_do(tmp_path: Path, env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message) as err:
+        settings(tmp_path, **env)
+    assert "\n" not in str(err.value) and "use" in str(err.value)
+
+
+def test_the_inventory_gives_the_nodes_their_noise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from tests.helpers.lab import REPO
+    spec = importlib.util.spec_from_file_location("lab_hosts", REPO / "lab.hosts.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setenv("LAB_DIR", str(tmp_path))
+    monkeypatch.setenv("LAB_NOISE_ERRORS", "0.004")
+    monkeypatch.setenv("LAB_NOISE_LATENCY", "0.05")
+    lab_vars = module.inventory()["lab"]["vars"]
+    assert (lab_vars["lab_noise_errors"], lab_vars["lab_noise_latency"]) == (0.004, 0.05)

@@ -19,6 +19,7 @@ class Subcommand(NamedTuple):
 SUBCOMMANDS: dict[str, Subcommand] = {
     # On-call
     "deploy-canary": Subcommand("edge_canary.ops.deploy", "canary deploy: preflight, canary, SLI gate, peers"),
+    "rollback": Subcommand("edge_canary.ops.rollback", "roll nodes back to .previous (NODES, ROLLBACK_BINARY, BATCH)"),
     "status": Subcommand("edge_canary.ops.status", "one row per node; non-zero on drained/down nodes, mixed versions"),
     "rollout": Subcommand("edge_canary.ops.rollout", "move rollout_pct on every node, by stages"),
     "lock": Subcommand("edge_canary.ops.lock", "the control host's deploy and game-day locks"),

@@ -24,8 +24,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "rollout": Subcommand("edge_canary.ops.rollout", "move rollout_pct on every node, by stages"),
     "lock": Subcommand("edge_canary.ops.lock", "the control host's deploy and game-day locks"),
     "wait-verdict": Subcommand("edge_canary.ops.wait_verdict", "wait for the SLI watcher's verdict file"),
-    "check-prometheus": Subcommand("edge_canary.ops.prom_check", "does Prometheus answer, with the watcher's credentials"),
-    "artifact-version": Subcommand("edge_canary.ops.artifact_version", "an artifact's declared version, never running it"),
+    "check-prometheus": Subcommand("edge_canary.ops.prom_check", "does Prometheus answer the watcher's credentials"),
+    "artifact-version": Subcommand("edge_canary.ops.artifact_version", "an artifact's version, never running it"),
     "check-migrations": Subcommand("edge_canary.ops.migrations", "refuse migrations the old release cannot run with"),
     # Game days and benchmarks
     "gameday": Subcommand("edge_canary.gameday.cli", "break a release on purpose and prove the revert fires"),

@@ -84,7 +84,8 @@ def run_play(playbook: str, run_id: str, extra_vars: Callable[[Path], dict[str, 
     """Run playbooks/<playbook> as an on-call tool does; the play's exit code.
 
     The extra vars (given the announce file they must name) go in a file; INVENTORY and CHECK come from
-    env, which is also the play's environment (credentials reach the watcher through it). Prints `heading`, the watcher's lines while the play runs, then `summary` of the announced run
+    env, which is also the play's environment (credentials reach the watcher through it). Prints
+    `heading`, the watcher's lines while the play runs, then `summary` of the announced run
     folder, and frees the lock `run_id` holds."""
     check = truthy(env.get("CHECK", ""))
     with tempfile.TemporaryDirectory(prefix=f"edge-{Path(playbook).stem}-") as tmp:

@@ -55,9 +55,14 @@ artifacts: setup ## Build the standard edge binaries (v1, v2 and the faulty v2s)
 # The runbook's variables, handed to `edge-canary deploy-canary` / `edge-canary rollback` through the
 # environment: operator input is data, checked by one schema (edge_canary/ops/inputs.py) and passed to
 # Ansible as an !unsafe extra-vars file, never through this shell or `-e key=value`.
-export ARTIFACT INVENTORY CANARY_NODE PEER_NODES BATCH CONFIG SLI_WINDOW SLI_PROBE_INTERVAL PROM_URL \
+release_vars := ARTIFACT INVENTORY CANARY_NODE PEER_NODES BATCH CONFIG SLI_WINDOW SLI_PROBE_INTERVAL PROM_URL \
        PROM_P95_THRESHOLD_S PROM_ERR_RATE_THRESHOLD ROLLBACK_BINARY MIGRATIONS_DIR FORCE_MIGRATE FORCE CHECK \
        ARTIFACT_SHA256 NODES MAX_UNAVAILABLE
+# A value given on make's command line is taken as its literal text: make would otherwise expand it
+# when exporting it, and NODES='$(shell …)' would run in make itself.
+literal = $(foreach v,$(1),$(if $(filter command line,$(origin $(v))),$(eval override $(v) := $$(value $(v)))))
+$(call literal,$(release_vars))
+export $(release_vars)
 
 .PHONY: deploy-canary rollback
 
@@ -70,6 +75,7 @@ rollback: setup ## Roll nodes back to .previous: make rollback [NODES=edge-2,edg
 # --- On-call: fleet status and rollout_pct moves -------------------------------------------
 # PCT, STAGES and ROLLOUT_HOLD go to `edge-canary rollout` through the environment, like the runbook's
 # variables above.
+$(call literal,PCT STAGES ROLLOUT_HOLD)
 export PCT STAGES ROLLOUT_HOLD
 
 .PHONY: status rollout

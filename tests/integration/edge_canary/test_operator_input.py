@@ -87,6 +87,13 @@ def test_hostile_make_variables_run_nothing_and_change_nothing(fleet: Lab, artif
         assert words in result.stderr and "nothing was changed" in result.stderr, (target, env, output(result))
         assert "Traceback" not in output(result) and "PLAY [" not in result.stdout, (target, env)
         assert not marker.exists(), (target, env)
+    # On make's own command line, make would expand $(shell …) itself when exporting the variable.
+    for target, assignment in (("rollback", f"NODES=$(shell touch {marker})"),
+                               ("deploy-canary", f"CONFIG=a=$(shell touch {marker})"),
+                               ("rollout", f"PCT=$(shell touch {marker})")):
+        result = fleet.make(target, assignment)
+        assert result.returncode != 0 and "nothing was changed" in result.stderr, (assignment, output(result))
+        assert not marker.exists(), assignment
     assert node_files(fleet) == files and node_pids(fleet) == pids
     assert set(fleet.lb_states().values()) == {"READY"}
     assert not list((fleet.lab_dir / "control").glob("*.lock"))

@@ -52,24 +52,30 @@ artifacts: setup ## Build the standard edge binaries (v1, v2 and the faulty v2s)
 	@bash scripts/build-standard-artifacts.sh "$(ARTIFACTS_DIR)"
 
 # --- Releases -------------------------------------------------------------------------------
-# The runbook's variables, handed to `edge-canary deploy-canary` through the environment.
-export ARTIFACT INVENTORY CANARY_NODE PEER_NODES BATCH CONFIG SLI_WINDOW SLI_PROBE_INTERVAL PROM_URL \
-       PROM_P95_THRESHOLD_S PROM_ERR_RATE_THRESHOLD ROLLBACK_BINARY MIGRATIONS_DIR FORCE_MIGRATE FORCE CHECK
-ansible_opts = $(if $(INVENTORY),-i $(INVENTORY)) $(if $(filter 1 true yes,$(CHECK)),--check --diff)
+# The runbook's variables, handed to `edge-canary deploy-canary` / `edge-canary rollback` through the
+# environment: operator input is data, checked by one schema (edge_canary/ops/inputs.py) and passed to
+# Ansible as an !unsafe extra-vars file, never through this shell or `-e key=value`.
+release_vars := ARTIFACT INVENTORY CANARY_NODE PEER_NODES BATCH CONFIG SLI_WINDOW SLI_PROBE_INTERVAL PROM_URL \
+       PROM_P95_THRESHOLD_S PROM_ERR_RATE_THRESHOLD ROLLBACK_BINARY MIGRATIONS_DIR FORCE_MIGRATE FORCE CHECK \
+       ARTIFACT_SHA256 NODES MAX_UNAVAILABLE
+# A value given on make's command line is taken as its literal text: make would otherwise expand it
+# when exporting it, and NODES='$(shell …)' would run in make itself.
+literal = $(foreach v,$(1),$(if $(filter command line,$(origin $(v))),$(eval override $(v) := $$(value $(v)))))
+$(call literal,$(release_vars))
+export $(release_vars)
 
 .PHONY: deploy-canary rollback
 
-deploy-canary: setup ## Canary deploy: make deploy-canary ARTIFACT=path [CANARY_NODE= BATCH= CONFIG= CHECK=1 …]
+deploy-canary: setup ## Canary deploy: make deploy-canary ARTIFACT=path [CANARY_NODE= BATCH= CONFIG= ARTIFACT_SHA256= CHECK=1 …]
 	@$(PY) -m edge_canary deploy-canary
 
-rollback: setup ## Roll nodes back to .previous: make rollback [NODES=edge-2,edge-3|all] [ROLLBACK_BINARY=path] [CHECK=1]
-	@ansible-playbook playbooks/rollback.yml $(ansible_opts) -e rollback_nodes='$(NODES)' \
-	  $(if $(ROLLBACK_BINARY),-e rollback_binary='$(abspath $(ROLLBACK_BINARY))') \
-	  $(if $(filter 1 true yes,$(FORCE)),-e force_lock=true)
+rollback: setup ## Roll nodes back to .previous: make rollback [NODES=edge-2,edge-3|all] [ROLLBACK_BINARY=path] [BATCH= MAX_UNAVAILABLE=] [CHECK=1]
+	@$(PY) -m edge_canary rollback
 
 # --- On-call: fleet status and rollout_pct moves -------------------------------------------
 # PCT, STAGES and ROLLOUT_HOLD go to `edge-canary rollout` through the environment, like the runbook's
 # variables above.
+$(call literal,PCT STAGES ROLLOUT_HOLD)
 export PCT STAGES ROLLOUT_HOLD
 
 .PHONY: status rollout

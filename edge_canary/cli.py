@@ -19,10 +19,13 @@ class Subcommand(NamedTuple):
 SUBCOMMANDS: dict[str, Subcommand] = {
     # On-call
     "deploy-canary": Subcommand("edge_canary.ops.deploy", "canary deploy: preflight, canary, SLI gate, peers"),
+    "rollback": Subcommand("edge_canary.ops.rollback", "roll nodes back to .previous (NODES, ROLLBACK_BINARY, BATCH)"),
     "status": Subcommand("edge_canary.ops.status", "one row per node; non-zero on drained/down nodes, mixed versions"),
     "rollout": Subcommand("edge_canary.ops.rollout", "move rollout_pct on every node, by stages"),
     "lock": Subcommand("edge_canary.ops.lock", "the control host's deploy and game-day locks"),
     "wait-verdict": Subcommand("edge_canary.ops.wait_verdict", "wait for the SLI watcher's verdict file"),
+    "check-prometheus": Subcommand("edge_canary.ops.prom_check", "does Prometheus answer the watcher's credentials"),
+    "artifact-version": Subcommand("edge_canary.ops.artifact_version", "an artifact's version, never running it"),
     "check-migrations": Subcommand("edge_canary.ops.migrations", "refuse migrations the old release cannot run with"),
     "notify": Subcommand("edge_canary.ops.notify", "post a deploy event to Alertmanager (never fails)"),
     # Game days and benchmarks

@@ -39,6 +39,7 @@ from edge_canary.gameday.plays import release_gameday_lock, take_gameday_lock
 from edge_canary.gameday.report import DrillResult, text_table, write_report, write_summary
 from edge_canary.gameday.scenarios import ScenarioError, listing, resolve
 from edge_canary.gameday.switches import PrometheusSwitch
+from edge_canary.ops.inputs import WHOLE
 from edge_canary.util import truthy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,10 +109,9 @@ def parse(argv: list[str] | None, env: dict[str, str]) -> argparse.Namespace:
 
 def options_from(args: argparse.Namespace) -> Options:
     artifacts = Path(args.artifacts_dir).resolve()  # what is missing there is built into the report folder
-    try:
-        max_collateral = int(args.max_collateral)
-    except ValueError:
-        raise Refused(f"MAX_COLLATERAL={args.max_collateral!r} is not a whole number; e.g. MAX_COLLATERAL=0") from None
+    if not WHOLE.fullmatch(args.max_collateral.strip()):  # ASCII digits: int() takes "٣", isdigit() "²"
+        raise Refused(f"MAX_COLLATERAL={args.max_collateral!r} is not a whole number; e.g. MAX_COLLATERAL=0")
+    max_collateral = int(args.max_collateral)
     if max_collateral < 0:
         raise Refused("MAX_COLLATERAL must be 0 or more")
     if bool(args.prom_stop_cmd) != bool(args.prom_start_cmd):
@@ -119,7 +119,7 @@ def options_from(args: argparse.Namespace) -> Options:
     if args.inventory and not Path(args.inventory).exists():
         raise Refused(f"INVENTORY={args.inventory} does not exist; e.g. INVENTORY=staging.hosts.yml")
     stages = args.rollout_stages.split()
-    if not stages or not all(s.isdigit() and 0 < int(s) <= 100 for s in stages):
+    if not stages or not all(WHOLE.fullmatch(s) and 0 < int(s) <= 100 for s in stages):
         raise Refused(f"ROLLOUT_STAGES={args.rollout_stages!r} must be whole percentages from 1 to 100, e.g. '10 50'")
     rps = positive("GAMEDAY_RPS", args.rps)
     health = positive("HEALTH_TIMEOUT", args.health_timeout)

@@ -4,8 +4,11 @@ the summary table. Exit code: the play's.
 
 Every setting comes from the environment (make passes its variables through): ARTIFACT, INVENTORY,
 CANARY_NODE, PEER_NODES, BATCH, CONFIG, SLI_WINDOW, SLI_PROBE_INTERVAL, PROM_URL,
-PROM_P95_THRESHOLD_S, PROM_ERR_RATE_THRESHOLD, ROLLBACK_BINARY, MIGRATIONS_DIR, and the flags
-FORCE_MIGRATE, FORCE, CHECK (1/true/yes/on).
+PROM_P95_THRESHOLD_S, PROM_ERR_RATE_THRESHOLD, ROLLBACK_BINARY, MIGRATIONS_DIR, ARTIFACT_SHA256, and
+the flags FORCE_MIGRATE, FORCE, CHECK (1/true/yes/on). Each is checked by edge_canary.ops.inputs
+(exit 64 with one line before anything runs) and reaches the play as an `!unsafe` extra var.
+Credentials (PROM_TOKEN, PROM_USER, PROM_PASSWORD, or user:password@ in PROM_URL) go to the play and
+its watcher through the environment only.
 """
 
 from __future__ import annotations
@@ -13,43 +16,70 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from edge_canary.ops import inputs
 from edge_canary.ops.play import run_play
 from edge_canary.ops.summary import summary_table
 from edge_canary.util import truthy
+from watcher.prom import split_userinfo
 
-# make/env variable -> extra var; only the ones that are set are passed, so group_vars keep the rest.
-VARIABLES = {
-    "ARTIFACT": "deploy_artifact",
-    "CANARY_NODE": "deploy_canary_node",
-    "PEER_NODES": "deploy_peer_nodes",
-    "BATCH": "deploy_batch",
-    "CONFIG": "deploy_config",
-    "SLI_WINDOW": "sli_window",
-    "SLI_PROBE_INTERVAL": "sli_probe_interval",
-    "PROM_URL": "prom_url",
-    "PROM_P95_THRESHOLD_S": "prom_p95_threshold_s",
-    "PROM_ERR_RATE_THRESHOLD": "prom_err_rate_threshold",
-    "ROLLBACK_BINARY": "rollback_binary",
-    "MIGRATIONS_DIR": "migrations_dir",
+Check = Callable[[str, str], object]
+
+# make/env variable -> (extra var, check); only the ones that are set are passed, so group_vars keep
+# the rest.
+VARIABLES: dict[str, tuple[str, Check]] = {
+    "ARTIFACT": ("deploy_artifact", inputs.path),
+    "CANARY_NODE": ("deploy_canary_node", inputs.node_name),
+    "PEER_NODES": ("deploy_peer_nodes", lambda n, v: ",".join(inputs.node_list(n, v, allow_all=False))),
+    "BATCH": ("deploy_batch", lambda n, v: inputs.whole(n, v, low=1, example="2")),
+    "CONFIG": ("deploy_config", inputs.config),
+    "SLI_WINDOW": ("sli_window", lambda n, v: inputs.positive(n, v, "300")),
+    "SLI_PROBE_INTERVAL": ("sli_probe_interval", lambda n, v: inputs.positive(n, v, "15")),
+    "PROM_URL": ("prom_url", lambda n, v: split_userinfo(inputs.url(n, v))[0]),
+    "PROM_P95_THRESHOLD_S": ("prom_p95_threshold_s", lambda n, v: inputs.positive(n, v, "0.5")),
+    "PROM_ERR_RATE_THRESHOLD": ("prom_err_rate_threshold", lambda n, v: inputs.positive(n, v, "0.01")),
+    "ROLLBACK_BINARY": ("rollback_binary", inputs.path),
+    "MIGRATIONS_DIR": ("migrations_dir", inputs.path),
+    "ARTIFACT_SHA256": ("deploy_artifact_sha256", inputs.sha256),
 }
-PATHS = {"ARTIFACT", "ROLLBACK_BINARY", "MIGRATIONS_DIR"}
 FLAGS = {"FORCE_MIGRATE": "force_migrate", "FORCE": "force_lock"}
 
 
-def extra_vars(env: dict[str, str], deploy_id: str, announce: Path) -> dict[str, object]:
-    found: dict[str, object] = {"deploy_id": deploy_id, "deploy_announce_file": str(announce)}
-    for name, var in VARIABLES.items():
-        value = env.get(name, "").strip()
-        if value:
-            found[var] = os.path.abspath(value) if name in PATHS else value
+def checked_vars(env: Mapping[str, str]) -> dict[str, object]:
+    """The extra vars of the make variables that are set; InputError on the first bad one."""
+    found: dict[str, object] = {}
+    for name, (var, check) in VARIABLES.items():
+        value = env.get(name, "")
+        if value.strip():
+            found[var] = check(name, value)
     if "ARTIFACT" in env and not env["ARTIFACT"].strip():
-        found["deploy_artifact"] = ""
+        found["deploy_artifact"] = ""  # preflight says how to give one
     for name, var in FLAGS.items():
         found[var] = truthy(env.get(name, ""))
+    inputs.inventory(env)
     return found
+
+
+def play_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The play's environment: PROM_URL without user:password@, which become PROM_USER/PROM_PASSWORD
+    (unless those are set), so that the credentials never reach a file or an argument."""
+    out = dict(env)
+    if env.get("PROM_URL", "").strip():
+        clean, user, password = split_userinfo(env["PROM_URL"].strip())
+        out["PROM_URL"] = clean
+        if user is not None and not env.get("PROM_USER"):
+            out["PROM_USER"] = user
+        if password is not None and not env.get("PROM_PASSWORD"):
+            out["PROM_PASSWORD"] = password
+    return out
+
+
+def extra_vars(checked: Mapping[str, object], deploy_id: str, announce: Path) -> dict[str, object]:
+    return {"deploy_id": deploy_id, "deploy_announce_file": str(announce), **checked}
 
 
 def watcher_log(run_dir: Path) -> list[tuple[str, Path]]:
@@ -60,9 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.parse_args(argv)  # no flags: --help only
     env = dict(os.environ)
+    try:
+        checked = checked_vars(env)
+    except inputs.InputError as exc:
+        print(f"deploy-canary: {exc}; nothing was changed", file=sys.stderr)
+        return inputs.EXIT_USAGE
     user = getpass.getuser()
     deploy_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{user}-{os.urandom(3).hex()}"
-    return run_play("deploy-canary.yml", deploy_id, lambda announce: extra_vars(env, deploy_id, announce), env,
+    return run_play("deploy-canary.yml", deploy_id, lambda announce: extra_vars(checked, deploy_id, announce),
+                    play_env(env),
                     heading=f"deploy-canary: deploy {deploy_id}", logs=watcher_log, summary=summary_table,
                     on_interrupt="deploy-canary: interrupted; letting the play stop cleanly (a started watcher "
                                  "keeps watching and still reverts)")

@@ -1,13 +1,15 @@
 """What deploy-canary and rollout share: run one playbook in the foreground while printing the SLI
 watcher's live lines, let Ctrl-C reach the play without abandoning it, then free the play's lock.
 
+The extra vars reach ansible-playbook only as a file of `!unsafe` values (edge_canary.ops.inputs):
+never through a shell, never as `key=value` strings, never templated.
+
 The play announces its record folder (runs/<id>/) by writing the folder's path into a file the tool
 names in the extra vars; the watcher logs are found from there.
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
@@ -16,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from edge_canary.ops import inputs
 from edge_canary.util import truthy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,14 +53,15 @@ def follow(announce: Path, logs: LogFinder, stop: threading.Event, interval: flo
         stop.wait(interval)
 
 
-def run_followed(argv: list[str], announce: Path, logs: LogFinder, on_interrupt: str) -> int:
+def run_followed(argv: list[str], announce: Path, logs: LogFinder, on_interrupt: str,
+                 env: Mapping[str, str] | None = None) -> int:
     """Run the play (cwd: the repository) while following its watcher logs; its exit code.
 
     Ctrl-C reaches the play too (same process group): say `on_interrupt` and wait for it to stop."""
     stop = threading.Event()
     follower = threading.Thread(target=follow, args=(announce, logs, stop), daemon=True)
     follower.start()
-    play = subprocess.Popen(argv, cwd=REPO)
+    play = subprocess.Popen(argv, cwd=REPO, env=None if env is None else dict(env))
     while True:
         try:
             code = play.wait()
@@ -80,20 +84,22 @@ def run_play(playbook: str, run_id: str, extra_vars: Callable[[Path], dict[str, 
     """Run playbooks/<playbook> as an on-call tool does; the play's exit code.
 
     The extra vars (given the announce file they must name) go in a file; INVENTORY and CHECK come from
-    env. Prints `heading`, the watcher's lines while the play runs, then `summary` of the announced run
+    env, which is also the play's environment (credentials reach the watcher through it). Prints
+    `heading`, the watcher's lines while the play runs, then `summary` of the announced run
     folder, and frees the lock `run_id` holds."""
     check = truthy(env.get("CHECK", ""))
     with tempfile.TemporaryDirectory(prefix=f"edge-{Path(playbook).stem}-") as tmp:
         announce = Path(tmp) / "run-dir"
-        vars_file = Path(tmp) / "extra-vars.json"
-        vars_file.write_text(json.dumps(extra_vars(announce)))
+        vars_file = Path(tmp) / "extra-vars.yml"
+        inputs.write_extra_vars(vars_file, extra_vars(announce))
         argv = [ANSIBLE_PLAYBOOK, str(REPO / "playbooks" / playbook), "-e", f"@{vars_file}"]
-        if env.get("INVENTORY", "").strip():
-            argv += ["-i", env["INVENTORY"].strip()]
+        inventory = inputs.inventory(env)  # checked by the tool already
+        if inventory is not None:
+            argv += ["-i", inventory]
         if check:
             argv += ["--check", "--diff"]
         print(f"{heading}{' (CHECK: nothing will change)' if check else ''}", flush=True)
-        code = run_followed(argv, announce, logs, on_interrupt)
+        code = run_followed(argv, announce, logs, on_interrupt, env)
         run_dir = announced(announce)
         if run_dir is not None:
             print(summary(run_dir), flush=True)

@@ -18,16 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_canary.ops import inputs
 from edge_canary.ops.play import run_play
 from edge_canary.ops.summary import load_record
 from edge_canary.util import truthy
 
-EXIT_USAGE = 64
+EXIT_USAGE = inputs.EXIT_USAGE
 _PCT = re.compile(r"[0-9]{1,3}")
-
-
-class UsageError(ValueError):
-    """The request cannot be run; the message says what to give instead."""
+# The request cannot be run; the message says what to give instead (the one schema's error).
+UsageError = inputs.InputError
 
 
 @dataclass(frozen=True)
@@ -44,19 +43,20 @@ def parse_request(pct: str, stages: str, hold: str) -> Request:
     if bool(pct) == bool(stages):
         raise UsageError("give PCT or STAGES, not both" if pct else
                          'give PCT=N (0-100) or STAGES="1 10 50 100"')
-    asked = f"PCT={pct}" if pct else f'STAGES="{stages}"'
+    asked = f"PCT={inputs.shown(pct)}" if pct else f'STAGES="{inputs.shown(stages)}"'
     tokens = [pct] if pct else re.findall(r"[^,\s]+", stages)
     for token in tokens:
         if not _PCT.fullmatch(token) or int(token) > 100:
-            raise UsageError(f"{asked}: {token} is not a whole number from 0 to 100; "
+            raise UsageError(f"{asked}: {inputs.shown(token, 20)} is not a whole number from 0 to 100; "
                              'e.g. PCT=10 or STAGES="1 10 50 100"')
     values = tuple(int(t) for t in tokens)
     if any(later <= earlier for earlier, later in zip(values, values[1:], strict=False)):
         raise UsageError(f'{asked}: each stage must be above the one before, '
                          'e.g. STAGES="1 10 50 100"')
-    if hold and not hold.isdigit():
-        raise UsageError(f"ROLLOUT_HOLD={hold} is not a whole number of seconds (0 = no watch)")
-    return Request(values, int(hold) if hold else None, asked, single=bool(pct))
+    if hold and not inputs.WHOLE.fullmatch(hold):  # ASCII digits: "²".isdigit() is True, int("²") fails
+        raise UsageError(f"ROLLOUT_HOLD={inputs.shown(hold)} is not a whole number of seconds (0 = no watch)")
+    seconds = int(hold) if hold else None
+    return Request(values, seconds, asked, single=bool(pct))
 
 
 def extra_vars(req: Request, rollout_id: str, announce: Path, force: bool) -> dict[str, Any]:
@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     try:
         req = parse_request(env.get("PCT", ""), env.get("STAGES", ""), env.get("ROLLOUT_HOLD", ""))
+        inputs.inventory(env)
     except UsageError as exc:
         print(f"rollout: {exc}; nothing was changed", file=sys.stderr)
         return EXIT_USAGE

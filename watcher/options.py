@@ -111,6 +111,9 @@ OPTIONS: tuple[Option, ...] = (
            "template: raw request counters by series, each with a `code` label (what is judged)"),  # fmt: skip
     Option("query_buckets", "template", DEFAULT_BUCKETS,
            "template: raw latency bucket counters by series, each with an `le` label"),  # fmt: skip
+    Option("drain", "mapping", None,
+           "fast path on red: drain the canary on these load balancers' admin sockets before the revert "
+           "({targets: [{lb, socket, backend, server}], socket_timeout, deadline}; see watcher.drain)"),  # fmt: skip
 )
 BY_NAME = {o.name: o for o in OPTIONS}
 

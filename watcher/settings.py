@@ -57,6 +57,7 @@ class Settings:
     query_retries: int = 1
     config_file: str | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    drain: Mapping[str, Any] = field(default_factory=dict)  # the fast path on red (watcher.drain)
 
     @property
     def planned_probes(self) -> int:
@@ -236,6 +237,13 @@ def build_settings(v: Mapping[str, Any], config_file: str | None) -> Settings:
     _check_parent(v["decision_log"], "--decision-log")
     _check_parent(v["verdict_file"], "--verdict-file")
 
+    if v.get("drain"):
+        from watcher.drain import DrainConfigError, parse_plan  # lazy: it imports the collection
+
+        try:
+            parse_plan(v["drain"])
+        except DrainConfigError as exc:
+            raise ConfigError(f"--drain: {exc}") from None
     secrets = tuple(s for s in (token, password) if s)
     return Settings(
         prom_url=url.rstrip("/"),
@@ -266,4 +274,5 @@ def build_settings(v: Mapping[str, Any], config_file: str | None) -> Settings:
         query_retries=v["query_retries"],
         config_file=config_file,
         secrets=secrets,
+        drain=v.get("drain") or {},
     )

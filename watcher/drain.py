@@ -93,6 +93,10 @@ def parse_plan(data: Mapping[str, Any] | None) -> Plan | None:
     if not data:
         return None
     state = module_utils("haproxy_state")
+    # Imported now, at start: haproxy_apply pulls in ansible.module_utils.urls (about a second),
+    # which must not delay the drain on red.
+    module_utils("haproxy_api")
+    module_utils("haproxy_apply")
     raw = data.get("targets")
     if not isinstance(raw, list) or not raw:
         raise DrainConfigError("drain.targets must be a non-empty list of {lb, socket, backend, server}")

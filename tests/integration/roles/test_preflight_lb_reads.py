@@ -83,18 +83,18 @@ def preflight(lab: Lab, tmp_path: Path, **extra: str) -> subprocess.CompletedPro
                           cwd=REPO, env=lab.env, capture_output=True, text=True, timeout=300)  # fmt: skip
 
 
-def test_preflight_reads_each_load_balancer_once(lab: Lab, proxy: CountingProxy, tmp_path: Path) -> None:
-    nodes = lab.settings.node_names()
+def test_preflight_reads_each_load_balancer_once(fleet: Lab, proxy: CountingProxy, tmp_path: Path) -> None:
+    nodes = fleet.settings.node_names()
     assert len(nodes) >= 3
-    result = preflight(lab, tmp_path, haproxy_server_socket=proxy.server_address)  # type: ignore[arg-type]
+    result = preflight(fleet, tmp_path, haproxy_server_socket=proxy.server_address)  # type: ignore[arg-type]
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     # show cli level + show servers state, on the one load balancer: not one read per node
     assert proxy.count == 2, f"{proxy.count} admin-socket connections for {len(nodes)} nodes"
 
 
-def test_preflight_still_refuses_a_node_a_load_balancer_does_not_know(lab: Lab, proxy: CountingProxy,
+def test_preflight_still_refuses_a_node_a_load_balancer_does_not_know(fleet: Lab, proxy: CountingProxy,
                                                                      tmp_path: Path) -> None:  # fmt: skip
-    result = preflight(lab, tmp_path, haproxy_server_socket=proxy.server_address,  # type: ignore[arg-type]
+    result = preflight(fleet, tmp_path, haproxy_server_socket=proxy.server_address,  # type: ignore[arg-type]
                        haproxy_server_name="edge-99")
     assert result.returncode == 2
     assert "server edge-99 not found in backend edge on lb-1" in result.stdout, result.stdout[-4000:]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 from ansible_collections.edge.canary.plugins.module_utils.haproxy_info import read_backend
 from ansible_collections.edge.canary.plugins.module_utils.haproxy_state import HaproxyError
+
 from tests.unit.plugins.module_utils.test_haproxy_state import SERVERS_STATE
 
 

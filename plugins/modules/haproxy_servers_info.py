@@ -10,7 +10,7 @@ module: haproxy_servers_info
 short_description: Read every server of an HAProxy backend through the admin socket, in one pass
 description:
   - Checks the socket's level with C(show cli level), then reads the whole backend with one
-    C(show servers state) (columns looked up by header name): two connections, however many
+    C(show servers state) (columns looked up by header name), two connections however many
     servers are asked about. Changes nothing.
   - Names are checked against a strict pattern before any command is built.
   - Used by preflight to read each load balancer once instead of once per node.
@@ -20,6 +20,7 @@ attributes:
     description: Read-only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Changes nothing, so there is no diff.
   platform:
     support: full
     platforms: posix

@@ -48,6 +48,8 @@ options:
     description: Bound, in seconds, on each admin socket operation (connect, send, whole answer).
     type: float
     default: 5.0
+author:
+  - edge-canary maintainers (@edge-canary)
 """
 
 EXAMPLES = r"""

@@ -53,7 +53,6 @@ def test_batched_rollback_keeps_max_unavailable(fleet: Lab, artifacts: dict[str,
     printed = " ".join(result.stdout.split())
     assert "rollback batch 1/2: edge-1, edge-2" in printed and "rollback batch 2/2: edge-3" in printed
     assert "order: edge-1, edge-2, edge-3; at most 2 out of rotation at once" in printed, result.stdout[-3000:]
-    assert "edge-3: rolled back from v2 to v1" in printed
     assert set(fleet.lb_states().values()) == {"READY"}
 
 

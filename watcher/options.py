@@ -117,6 +117,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("ready_file", "str", None,
            "file the deploy writes (the time) as it puts the canary back in rotation: the window "
            "starts at the canary's first requests after that time, nothing before it is counted"),  # fmt: skip
+    Option("drain", "mapping", None,
+           "fast path on red: drain the canary on these load balancers' admin sockets before the revert "
+           "({targets: [{lb, socket, backend, server}], socket_timeout, deadline}; see watcher.drain)"),  # fmt: skip
 )
 BY_NAME = {o.name: o for o in OPTIONS}
 

@@ -1,7 +1,10 @@
-"""Revert actions: the rollback playbook through ansible-runner, a command, or none (shadow).
+"""Revert actions: the rollback playbook through ansible-runner, a command, or none (shadow); and
+the fast path in front of them (FastPathRevert: drain the canary on every load balancer first).
 
 Each returns a RevertOutcome instead of raising: a failed revert is a verdict (exit 3), and
-the on-call needs its detail in the decision log.
+the on-call needs its detail in the decision log. The rollback play is idempotent, so a failed
+run is tried again with a backoff while its time limit lasts. Its ansible-playbook runs under
+watcher.owned: killed with the watcher, never left beside the deploy's own revert.
 """
 
 from __future__ import annotations
@@ -13,13 +16,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from watcher import drain as fastpath
+from watcher.owned import OWNER_ENV
 from watcher.settings import Settings
 
 _TAIL = 2000
+# Backoff between two runs of a failed rollback play: first pause, growth, longest pause.
+RETRY_PAUSE, RETRY_GROWTH, RETRY_MAX_PAUSE = 2.0, 2.0, 30.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,17 @@ def _project_dir(playbook: Path) -> Path:
     return playbook.resolve().parent
 
 
+def _owned_binary(folder: str, command: Sequence[str]) -> str:
+    """An executable in `folder` that runs `command` + its arguments under watcher.owned."""
+    path = Path(folder) / "owned-ansible-playbook"
+    path.write_text(
+        f"#!{sys.executable}\nimport sys\nfrom watcher.owned import main\n"
+        f"sys.exit(main([*{list(command)!r}, *sys.argv[1:]]))\n"
+    )
+    path.chmod(0o700)
+    return str(path)
+
+
 class AnsibleRevert:
     """The rollback playbook through ansible-runner, limited to the canary node."""
 
@@ -130,6 +148,9 @@ class AnsibleRevert:
         extravars: Mapping[str, Any],
         timeout: float,
         runner: Callable[..., Any] | None = None,
+        attempts: int = 3,
+        command: Sequence[str] = ("ansible-playbook",),
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.playbook = Path(playbook)
         self.node = node
@@ -137,28 +158,58 @@ class AnsibleRevert:
         self.extravars = dict(extravars)
         self.timeout = timeout
         self._runner = runner
+        self.attempts = max(1, attempts)
+        self.command = list(command)  # what watcher.owned runs; a stand-in in tests
+        self._sleep = sleep
 
     def describe(self) -> str:
         inv = f" with inventory {self.inventory}" if self.inventory else ""
         return f"the rollback playbook {self.playbook}{inv} limited to {self.node} (ansible-runner)"
 
-    def run_kwargs(self, private_data_dir: str) -> dict[str, Any]:
+    def run_kwargs(self, private_data_dir: str, timeout: float | None = None) -> dict[str, Any]:
+        playbook = str(self.playbook.resolve())
         kwargs: dict[str, Any] = {
             "private_data_dir": private_data_dir,
             "project_dir": str(_project_dir(self.playbook)),
-            "playbook": str(self.playbook.resolve()),
+            "playbook": playbook,
+            # ansible-playbook runs under watcher.owned, the playbook its first argument.
+            "binary": _owned_binary(private_data_dir, self.command),
+            "cmdline": shlex.quote(playbook),
             "limit": self.node,
             "extravars": dict(self.extravars),
             "quiet": True,
-            "timeout": max(1, int(self.timeout)),
+            "timeout": max(1, round(self.timeout if timeout is None else timeout)),
             "suppress_env_files": True,  # keep extravars off the disk
-            "envvars": {"PATH": _path_with_our_ansible()},
+            "envvars": {"PATH": _path_with_our_ansible(), OWNER_ENV: str(os.getpid())},
         }
         if self.inventory is not None:
             kwargs["inventory"] = str(Path(self.inventory).resolve())
         return kwargs
 
     def revert(self, reason: str) -> RevertOutcome:
+        """Run the rollback play; a failed run again after a backoff, within the time limit."""
+        started = time.monotonic()
+        pause = RETRY_PAUSE
+        failures: list[str] = []
+        for attempt in range(1, self.attempts + 1):
+            left = self.timeout - (time.monotonic() - started)
+            outcome = self._attempt(max(1.0, left))
+            if outcome.ok or attempt == self.attempts:
+                break
+            left = self.timeout - (time.monotonic() - started)
+            if left <= pause + 1:
+                break
+            failures.append(outcome.detail)
+            print(f"revert attempt {attempt} failed ({outcome.detail}); again in {pause:g}s", flush=True)
+            self._sleep(pause)
+            pause = min(pause * RETRY_GROWTH, RETRY_MAX_PAUSE)
+        return replace(
+            outcome,
+            seconds=round(time.monotonic() - started, 3),
+            extra={**outcome.extra, "attempts": len(failures) + 1, "earlier_failures": failures},
+        )
+
+    def _attempt(self, timeout: float) -> RevertOutcome:
         runner = self._runner
         if runner is None:
             import ansible_runner  # deferred: only the ansible action needs it
@@ -166,7 +217,7 @@ class AnsibleRevert:
             runner = ansible_runner.run
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="edge-canary-revert-") as tmp:
-            kwargs = self.run_kwargs(tmp)
+            kwargs = self.run_kwargs(tmp, timeout)
             try:
                 result = runner(**kwargs)
             except Exception as exc:  # ansible-runner raises for bad setups; still a verdict
@@ -198,6 +249,38 @@ class AnsibleRevert:
         )
 
 
+class FastPathRevert:
+    """Drain the canary on every load balancer from this process, then the revert behind it.
+
+    A drain that fails (after its retries) is logged and the revert still runs: the rollback play
+    drains again and restores `.previous`."""
+
+    def __init__(
+        self,
+        plan: fastpath.Plan,
+        inner: Reverter,
+        drainer: Callable[[fastpath.Plan, Callable[[str], None]], fastpath.DrainOutcome] = fastpath.drain,
+    ) -> None:
+        self.plan = plan
+        self.inner = inner
+        self.action = inner.action
+        self._drain = drainer
+
+    def describe(self) -> str:
+        lbs = ", ".join(t.lb for t in self.plan.targets)
+        return f"a drain of {self.plan.targets[0].server} on {lbs} (admin socket), then {self.inner.describe()}"
+
+    def revert(self, reason: str) -> RevertOutcome:
+        print(f"fast path: draining {self.plan.targets[0].server} on every load balancer", flush=True)
+        try:
+            drained = self._drain(self.plan, lambda line: print(line, flush=True))
+        except Exception as exc:  # the restore must run whatever happened here
+            drained = fastpath.DrainOutcome(False, f"fast-path drain crashed: {type(exc).__name__}: {exc}", 0.0, [])
+        print(("fast path: " if drained.ok else "FAST PATH FAILED: ") + drained.detail, flush=True)
+        outcome = self.inner.revert(reason)
+        return replace(outcome, extra={**outcome.extra, "drain": drained.record()})
+
+
 class ShadowRevert:
     """Shadow mode: record what would have been done, touch nothing."""
 
@@ -225,6 +308,15 @@ class ShadowRevert:
 
 
 def build_reverter(settings: Settings) -> Reverter:
+    """The revert action; with a drain plan (not in shadow mode) the fast path in front of it."""
+    reverter = _build_action(settings)
+    plan = fastpath.parse_plan(settings.drain) if settings.drain else None
+    if plan is None or isinstance(reverter, ShadowRevert):
+        return reverter
+    return FastPathRevert(plan, reverter)
+
+
+def _build_action(settings: Settings) -> Reverter:
     command = (
         CommandRevert(settings.revert_command, settings.canary_node, settings.revert_timeout)
         if settings.revert_command

@@ -60,6 +60,7 @@ class Settings:
     secrets: tuple[str, ...] = field(default=(), repr=False)
     notify: NotifySettings = field(default_factory=NotifySettings)
     ready_file: str | None = None
+    drain: Mapping[str, Any] = field(default_factory=dict)  # the fast path on red (watcher.drain)
 
     @property
     def planned_probes(self) -> int:
@@ -244,6 +245,13 @@ def build_settings(v: Mapping[str, Any], config_file: str | None) -> Settings:
     except NotifyConfigError as exc:
         raise ConfigError(str(exc)) from None
 
+    if v.get("drain"):
+        from watcher.drain import DrainConfigError, parse_plan  # lazy: it imports the collection
+
+        try:
+            parse_plan(v["drain"])
+        except DrainConfigError as exc:
+            raise ConfigError(f"--drain: {exc}") from None
     secrets = tuple(s for s in (token, password) if s)
     return Settings(
         prom_url=url.rstrip("/"),
@@ -276,4 +284,5 @@ def build_settings(v: Mapping[str, Any], config_file: str | None) -> Settings:
         secrets=secrets,
         notify=notify,
         ready_file=v["ready_file"] or None,
+        drain=v.get("drain") or {},
     )

@@ -77,7 +77,8 @@ def test_ansible_without_inventory_leaves_it_to_ansible_cfg(repo: Path) -> None:
 )
 def test_ansible_failures_are_outcomes(repo: Path, runner: FakeRunner, detail: str) -> None:
     outcome = AnsibleRevert(
-        str(repo / "playbooks" / "rollback.yml"), "edge-2", None, {}, 60, runner=runner
+        str(repo / "playbooks" / "rollback.yml"), "edge-2", None, {}, 60, runner=runner,
+        sleep=lambda seconds: None,
     ).revert("x")
     assert not outcome.ok and detail in outcome.detail
 

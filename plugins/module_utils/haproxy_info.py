@@ -1,0 +1,35 @@
+"""haproxy_servers_info's read: one load balancer's view of a whole backend in two admin-socket
+connections (`show cli level`, `show servers state <backend>`), however many servers are asked about.
+Preflight reads each load balancer once this way instead of once per node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible_collections.edge.canary.plugins.module_utils.haproxy_api import RuntimeApi
+from ansible_collections.edge.canary.plugins.module_utils.haproxy_state import (
+    admin_level_error,
+    parse_cli_level,
+    parse_servers_state,
+)
+
+
+def read_backend(api: RuntimeApi, backend: str, wanted: list[str], require_admin: bool = True) -> dict[str, Any]:
+    """Every server of `backend` (state as haproxy_server reports it) and which `wanted` ones are missing."""
+    level = parse_cli_level(api.run("show cli level"))
+    if require_admin and level is not None and level != "admin":
+        raise admin_level_error(str(api), level)
+    servers = parse_servers_state(api.run(f"show servers state {backend}"), backend, str(api))
+    missing = [name for name in wanted if name not in servers]
+    return {
+        "changed": False,
+        "socket": str(api),
+        "backend": backend,
+        "level": level or "unknown",
+        "servers": {name: state.as_result() for name, state in sorted(servers.items())},
+        "missing": missing,
+        "msg": (
+            f"{backend} on {api}: {len(servers)} server(s)"
+            + (f"; not found: {', '.join(missing)}" if missing else "")
+        ),
+    }

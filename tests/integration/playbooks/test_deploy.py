@@ -126,6 +126,22 @@ def test_check_mode_changes_nothing(fleet: Lab, artifacts: dict[str, Path]) -> N
     assert not list((fleet.lab_dir / "control").glob("*.lock"))
 
 
+def test_a_secret_config_value_stays_out_of_records_and_output(fleet: Lab, artifacts: dict[str, Path]) -> None:
+    """Issue 15 item 7: a key in edge_secret_config_keys (the lab's lab_api_key) reaches no record, module
+    output or --diff (CHECK=1 runs the modules with --check --diff)."""
+    secret = "s3cr3t-value-42"
+    result = deploy(fleet, artifacts["v2"], CHECK="1", CONFIG=f"lab_api_key={secret} rollout_pct=5")
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr
+    assert "lab_api_key" in result.stdout  # the key is named, its value is not
+    assert secret not in result.stdout + result.stderr
+    records = [path for path in (fleet.lab_dir / "control").rglob("*") if path.is_file()]
+    deploy_records = [path for path in records if path.name == "deploy.json"]
+    assert deploy_records
+    assert all(secret not in path.read_text(errors="replace") for path in records)
+    newest = max(deploy_records, key=lambda path: path.stat().st_mtime)
+    assert json.loads(newest.read_text())["config"] == {"lab_api_key": "********", "rollout_pct": "5"}
+
+
 def test_a_second_deploy_is_refused_while_one_holds_the_lock(fleet: Lab, artifacts: dict[str, Path]) -> None:
     lock_dir = fleet.lab_dir / "control"
     lock_dir.mkdir(exist_ok=True)  # a fresh lab has no state folder until its first deploy

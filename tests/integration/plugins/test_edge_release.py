@@ -258,6 +258,26 @@ def test_revert_restores_v1_keeps_v2_aside_and_a_second_revert_is_a_no_op(fleet:
     assert fleet.snapshot() == before
 
 
+def test_a_release_that_never_served_never_becomes_previous(fleet: Fleet) -> None:
+    """Issue 15 item 2: v1 serves, v2 is pushed but fails its health check (no `serving` after it),
+    v3 is pushed: .previous stays v1, and a revert lands on v1, never on the unproven v2."""
+    fleet.install("n1", V1, V0, "rollout_pct=0\n", "rollout_pct=0\n")
+    v2 = fleet.push("v2", edge_release_version="v2", hosts=ONE)
+    assert v2.rc == 0, v2.output
+    assert fleet.read("n1", "edge") == V2 and fleet.read("n1", "edge.previous") == V1
+    # v2's health check fails here: the play stops before `serving`, so v2 never served.
+    v3 = fleet.push("v3", edge_release_version="v3", hosts=ONE)
+    assert v3.rc == 0, v3.output
+    assert fleet.read("n1", "edge") == V3
+    assert fleet.read("n1", "edge.previous") == V1
+    assert fleet.record("n1")["good_sha256"] == sha(V1)
+
+    revert = fleet.play("revert", hosts=ONE)
+    assert revert.rc == 0, revert.output
+    assert fleet.read("n1", "edge") == V1
+    assert fleet.record("n1")["current"] == {"sha256": sha(V1), "version": "v1"}
+
+
 def test_revert_without_previous_is_refused_and_rollback_binary_allows_it(fleet: Fleet) -> None:
     fleet.install("n1", V2, None, "rollout_pct=10\n")
     before = fleet.snapshot()

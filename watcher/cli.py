@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from edge_canary.ops.lock import leave_joined
 from watcher import EXIT_USAGE
 from watcher.config import ConfigError, Settings, load_settings
 from watcher.decision_log import DecisionLog, Scrubber, now_iso
@@ -184,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings, client, reverter, log, metrics, out, _deferred_signals, wall=time.time
         )
         record = verdict_record(settings, outcome, started_at)
+        # Done with the fleet: the run's lock is no longer ours to keep (before the verdict, which the
+        # run waits for, so the run's own release finds no watcher and removes the lock).
+        leave_joined()
         if settings.verdict_file:
             write_json_atomic(settings.verdict_file, scrubber.value(record))
         log.write("verdict", **record)

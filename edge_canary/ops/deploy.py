@@ -56,8 +56,7 @@ def checked_vars(env: Mapping[str, str]) -> dict[str, object]:
         value = env.get(name, "")
         if value.strip():
             found[var] = check(name, value)
-    if "ARTIFACT" in env and not env["ARTIFACT"].strip():
-        found["deploy_artifact"] = ""  # preflight says how to give one
+    # An empty ARTIFACT is not passed: preflight says how to give one (an !unsafe '' templates to None).
     for name, var in FLAGS.items():
         found[var] = truthy(env.get(name, ""))
     inputs.inventory(env)

@@ -38,6 +38,8 @@ from typing import Any
 from edge_canary.ops.lock_holder import alive, ancestors, process, run_pid, same
 
 TOKEN_ENV = "EDGE_CANARY_LOCK_TOKEN"
+# Set by `exec` for the process it becomes: the lock's folder and kind, so the watcher can leave it.
+JOINED_ENV = "EDGE_CANARY_LOCK_JOINED"
 GUARD = ".locks.flock"
 # How long a take waits for the watcher of a run that has released the lock (it is writing its last lines).
 WATCHER_WAIT_S = 20.0
@@ -193,6 +195,38 @@ def release(directory: Path, kind: str, lock_id: str, token: str = "") -> int:
     return 0
 
 
+def leave(directory: Path, kind: str, pid: int) -> None:
+    """A watcher that is done with the fleet (its verdict and revert are behind it) stops holding its run's
+    lock; the lock file goes with its last holder, so nothing is left to recover as stale."""
+    path = directory / f"{kind}.lock"
+    with guarded(directory):
+        current = read(path)
+        if current is None:
+            return
+        me = process(pid)
+        watchers = live_watchers(current)
+        others = [w for w in watchers if not same(w, me)]
+        if len(others) == len(watchers):
+            return  # not one of its holders
+        if others or (not current.get("released") and alive(current)):
+            write(path, {**current, "watchers": others})
+        else:
+            path.unlink()
+            log(directory, f"{kind} lock {current.get('id')} released by its watcher (pid {pid}), its last holder")
+
+
+def leave_joined() -> None:
+    """`leave` for this process, when `exec` made it a holder (JOINED_ENV); never fails its caller."""
+    joined = os.environ.get(JOINED_ENV, "")
+    directory, sep, kind = joined.rpartition(os.pathsep)
+    if not sep:
+        return
+    try:
+        leave(Path(directory), kind, os.getpid())
+    except OSError as exc:
+        print(f"edge-lock: could not leave the {kind} lock in {directory}: {exc}", file=sys.stderr)
+
+
 def join_and_exec(directory: Path, kind: str, token: str, argv: list[str]) -> int:
     """Make this process a holder of the lock the token names, then become `argv` (same pid and start time)."""
     path = directory / f"{kind}.lock"
@@ -200,6 +234,7 @@ def join_and_exec(directory: Path, kind: str, token: str, argv: list[str]) -> in
         current = read(path)
         if current is not None and held(current) and token and current.get("token") == token:
             write(path, {**current, "watchers": live_watchers(current) + [process(os.getpid())]})
+            os.environ[JOINED_ENV] = f"{directory}{os.pathsep}{kind}"
             print(f"edge-lock: {kind} lock {current.get('id')} is kept until this process (pid {os.getpid()}) ends",
                   flush=True)
         else:

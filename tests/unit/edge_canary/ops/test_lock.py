@@ -170,6 +170,40 @@ def test_a_watcher_keeps_its_runs_lock_until_it_ends(tmp_path: Path) -> None:
     cli(tmp_path, "release", "deploy", "--id", "d2")
 
 
+@pytest.mark.parametrize("run_released", [True, False])
+def test_a_watcher_done_with_the_fleet_leaves_and_the_lock_goes_with_its_last_holder(
+        tmp_path: Path, run_released: bool) -> None:
+    """The watcher leaves its run's lock before it writes its verdict (lock.leave_joined): a released run's
+    lock file is gone then, not left behind for a stale recovery; a live run keeps its lock."""
+    run = subprocess.Popen(["sleep", "60"])
+    (tmp_path / "deploy.lock").write_text(json.dumps({"id": "d1", "user": "u", "since": "then",
+                                                      **process(run.pid), "token": "t3", "watchers": []}))
+    leave_then_wait = ("import time; from edge_canary.ops import lock; input(); lock.leave_joined(); "
+                       "print('left', flush=True); time.sleep(60)")
+    watcher = subprocess.Popen([sys.executable, "-m", "edge_canary", "lock", "--dir", str(tmp_path), "exec",
+                                "deploy", "--", sys.executable, "-c", leave_then_wait], cwd=REPO, text=True,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, lock.TOKEN_ENV: "t3"})
+    try:
+        assert watcher.stdin is not None and watcher.stdout is not None
+        assert "kept until this process" in watcher.stdout.readline()
+        if run_released:  # the run's own release while its watcher still judges
+            assert "keeps it until it ends" in cli(tmp_path, "release", "deploy", "--id", "d1", token="t3").stdout
+        watcher.stdin.write("\n")
+        watcher.stdin.flush()
+        assert watcher.stdout.readline().strip() == "left"
+        if run_released:
+            assert not (tmp_path / "deploy.lock").exists()
+            assert "released by its watcher" in (tmp_path / "locks.log").read_text()
+        else:
+            still = json.loads((tmp_path / "deploy.lock").read_text())
+            assert still["watchers"] == [] and still["pid"] == run.pid
+            assert cli(tmp_path, "acquire", "deploy", "--id", "d2", "--wait", "0").returncode == 1
+    finally:
+        for proc in (watcher, run):
+            proc.kill()
+            proc.wait()
+
+
 def test_a_take_waits_for_the_watcher_of_a_released_run(tmp_path: Path) -> None:
     watcher = subprocess.Popen(["sleep", "2"])
     (tmp_path / "deploy.lock").write_text(json.dumps({"id": "d1", "user": "u", "since": "then", **dead_holder(),

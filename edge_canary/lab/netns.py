@@ -220,8 +220,12 @@ def remove_node(node: dict[str, str]) -> None:
     if node["netns"] in namespaces():
         stop_processes(node["netns"])
         ip("netns", "del", node["netns"])
-    if node["veth"] in links():  # gone with the namespace, unless the namespace was never made
-        ip("link", "del", node["veth"])
+    # The veth goes with the namespace, a moment after `netns del` returns (or never, if the namespace was
+    # never made): a failed del is an error only while the link is still there.
+    if node["veth"] in links():
+        deleted = ip("link", "del", node["veth"], check=False)
+        if deleted.returncode != 0 and node["veth"] in links():
+            raise NetError(f"ip link del {node['veth']}: {deleted.stderr.strip()}")
 
 
 def down(s: LabSettings) -> list[str]:

@@ -157,9 +157,10 @@ def check_collateral(t: Traffic, allowed: int) -> Check:
 
 
 def check_routed_around(requests: list[Request], release: str, cut_at: float | None, grace: float,
-                        allowed: int = 0) -> Check:
+                        allowed: int = 0, samples: list[Sample] | None = None) -> Check:
     """A node cut off the network: requests may fail while HAProxy notices (those sent from just before the cut
-    to `grace` seconds after it); before or after that no more than `allowed` (MAX_COLLATERAL)."""
+    to `grace` seconds after it); before or after that no more than `allowed` (MAX_COLLATERAL). A failure
+    names what the load balancers saw when the first of those outside the grace was sent."""
     failed = [r for r in requests if r.sent and r.failed and not blame(r, release, None)]
     if cut_at is None:
         return Check("HAProxy routed around the cut node", False, "the node was never cut off")
@@ -168,7 +169,25 @@ def check_routed_around(requests: list[Request], release: str, cut_at: float | N
               f"outside it (allowed {allowed})")
     if outside:
         detail += ": " + ", ".join(f"{r.status or r.error} at {r.start - cut_at:+.1f} s" for r in outside[:5])
+        first = min(r.start for r in outside)
+        seen = lbs_seen_at(samples or [], first)
+        if seen:
+            detail += f"; at {first - cut_at:+.1f} s {seen}"
     return Check("HAProxy routed around the cut node", len(outside) <= allowed, detail)
+
+
+def lbs_seen_at(samples: list[Sample], at: float) -> str:
+    """How every load balancer saw the nodes in the last sample taken at or before `at` ('' if none)."""
+    before = [s for s in samples if s.at <= at]
+    if not before:
+        return ""
+    last = before[-1]
+    return "; ".join(f"{lb} saw " + ", ".join(f"{node} {state_word(state)}" for node, state in sorted(nodes.items()))
+                     if nodes else f"{lb} unreadable" for lb, nodes in sorted(last.lbs.items()))
+
+
+def state_word(state: ServerState) -> str:
+    return ("UP" if state.up else "DOWN") + ("" if state.admin == "READY" else f" {state.admin}")
 
 
 def check_release_traffic(expected: str, t: Traffic, release: str) -> Check:

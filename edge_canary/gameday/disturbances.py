@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from edge_canary.gameday import checks as chk
 from edge_canary.gameday.errors import NotReady, RunError
-from edge_canary.gameday.fleet import LoadBalancer, lb_states
+from edge_canary.gameday.fleet import LoadBalancer, Sample, lb_states
 from edge_canary.gameday.plays import Play
 from edge_canary.gameday.records import probes_logged, watcher_decided, watcher_pid
 from edge_canary.gameday.scenarios import (
@@ -117,7 +117,8 @@ class Disturbance:
         """The disturbance's own expectations: the tool caught it, while it lasted."""
         return []
 
-    def collateral(self, requests: list[Request], version: str, traffic: chk.Traffic, allowed: int) -> chk.Check:
+    def collateral(self, requests: list[Request], version: str, traffic: chk.Traffic, allowed: int,
+                   samples: list[Sample]) -> chk.Check:
         """The failed requests the release did not fail itself: none beyond MAX_COLLATERAL."""
         return chk.check_collateral(traffic, allowed)
 
@@ -265,9 +266,10 @@ class NodePartition(Disturbance):
     def checks(self, outcome: Outcome) -> list[chk.Check]:
         return [self._caught_while("caught while the canary was cut off", "cut off", outcome)]
 
-    def collateral(self, requests: list[Request], version: str, traffic: chk.Traffic, allowed: int) -> chk.Check:
+    def collateral(self, requests: list[Request], version: str, traffic: chk.Traffic, allowed: int,
+                   samples: list[Sample]) -> chk.Check:
         # A cut node fails requests until HAProxy notices: measured and bounded, not forbidden.
-        return chk.check_routed_around(requests, version, self.began_at, PARTITION_GRACE_S, allowed)
+        return chk.check_routed_around(requests, version, self.began_at, PARTITION_GRACE_S, allowed, samples)
 
     def restored(self) -> str:
         return f"healed the partition of {self.node}"

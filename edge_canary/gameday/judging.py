@@ -82,7 +82,7 @@ def judge_traffic(result: DrillResult, folder: Path, samples: list[Sample], dist
     result.checks += [
         chk.check_traffic_flowed(t),
         chk.check_release_traffic(result.scenario.expect.release_traffic, t, version),
-        disturbance.collateral(requests, version, t, max_collateral),
+        disturbance.collateral(requests, version, t, max_collateral, samples),
     ]
     result.first_bad_at = t.first_bad_at
     if t.first_bad_at is not None:

@@ -208,3 +208,13 @@ def test_a_cut_node_may_fail_requests_only_while_haproxy_notices() -> None:
     assert not late.ok and "2 outside it (allowed 0): 503 at +7.0 s, 503 at -50.0 s" in late.detail
     assert chk.check_routed_around(around + chk.parse_requests([req(107.0, 503, None)]), "v2", 100.0, 6.0, 1).ok
     assert not chk.check_routed_around(around, "v2", cut_at=None, grace=6.0).ok
+
+
+def test_failures_outside_the_cut_name_what_the_load_balancers_saw_then() -> None:
+    samples = [Sample(106.0, {}, {"lb-1": {"edge-1": ServerState("READY", False), "edge-2": ServerState("READY", False),
+                                           "edge-3": ServerState("DRAIN", True)}, "lb-2": {}}),
+               Sample(109.0, {}, {"lb-1": {}})]
+    late = chk.check_routed_around(chk.parse_requests([req(107.5, 503, None), req(108.0, 503, None)]), "v2",
+                                   cut_at=100.0, grace=6.0, samples=samples)
+    assert not late.ok
+    assert late.detail.endswith("; at +7.5 s lb-1 saw edge-1 DOWN, edge-2 DOWN, edge-3 UP DRAIN; lb-2 unreadable")

@@ -309,10 +309,10 @@ def test_a_cut_node_is_judged_by_how_fast_haproxy_routed_around_it(rec: Recorder
     requests = [Request(T0 + 2, None, 503, None, None), Request(T0 + 30, None, 503, None, None)]
     d = dist.NodePartition(rec.scene())
     d.begin(Path("/run"))  # at T0 + 1
-    check = d.collateral(requests, "v2", t, 0)
+    check = d.collateral(requests, "v2", t, 0, [])
     assert (check.name, check.ok) == ("HAProxy routed around the cut node", False)  # the one at +29 s
-    assert d.collateral(requests, "v2", t, 1).ok
-    assert dist.PrometheusPartition(rec.scene()).collateral(requests, "v2", t, 2).name == "no collateral failures"
+    assert d.collateral(requests, "v2", t, 1, []).ok
+    assert dist.PrometheusPartition(rec.scene()).collateral(requests, "v2", t, 2, []).name == "no collateral failures"
 
 
 # --- the cleanup ----------------------------------------------------------------------------------

@@ -100,3 +100,25 @@ def controller_killed_in_the_watch_window_and_a_second_controller_refused(
     assert set(fleet.lb_states().values()) == {"READY"}
     assert f"edge-canary-watch-{deploy_id}" in watch.supervisorctl("status").stdout  # ended, never restarted
     assert "EXITED" in watch.supervisorctl("status", f"edge-canary-watch-{deploy_id}").stdout
+
+    # A rollback from a controller takes the same lock on the watch host (refused while something there holds
+    # it), and its release there ends its hold (nothing of it is left running).
+    holder = subprocess.Popen(["sh", "-c", f"{sys.executable} -m edge_canary lock --dir {watch.state} acquire deploy "
+                               "--id held-on-the-watch-host && exec sleep 600"], cwd=REPO, stdout=subprocess.PIPE)
+    try:
+        fleet.wait_until(lambda: (watch.state / "deploy.lock").exists(), 30, "a lock held on the watch host")
+        refused = rollback(watch)
+        assert refused.returncode != 0
+        assert "another deploy held-on-the-watch-host by" in refused.stdout, refused.stdout[-3000:]
+    finally:
+        holder.kill()
+        holder.wait(10)
+    done = rollback(watch)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    assert not (watch.state / "deploy.lock").exists()
+    fleet.wait_until(lambda: not processes_naming(str(watch.state)), 30, "the rollback's hold ended by its release")
+
+
+def rollback(watch: WatchHost) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge_canary", "rollback"], cwd=REPO, timeout=600,
+                          env={**watch.env, "NODES": "edge-2"}, capture_output=True, text=True)

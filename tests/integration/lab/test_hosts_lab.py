@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.lab import Lab
+from tests.helpers.watch_host import WatchHost
 from tests.integration.edge_canary.gameday import test_drills as test_gameday
+from tests.integration.lab import watch_host_cases
 from tests.integration.lab.test_lab_lifecycle import recap_changes
 from tests.integration.playbooks import test_deploy, test_rollback, test_status
 from tests.integration.watcher import test_lab as test_watcher_lab
@@ -211,3 +213,25 @@ def test_prometheus_partition_drill_the_blind_watcher_reverts_and_the_cut_is_hea
     rows = test_gameday.expectation_rows(test_gameday.report_of(tmp_path, "partition-prometheus"))
     assert rows["caught while Prometheus was cut off"] == "PASS"
     assert rows["no collateral failures"] == "PASS"
+
+
+# --- the watch host (inventory group edge_canary_watch) ------------------------------------------------
+
+
+@pytest.fixture
+def watch_host(hosts_lab: Lab) -> Iterator[WatchHost]:
+    """A watch host beside the hosts lab's nodes: its own sshd, supervisord and state folder."""
+    watch = WatchHost(hosts_lab)
+    watch.down()  # a crashed run's leftovers
+    watch.up()
+    try:
+        yield watch
+    finally:
+        watch.down()
+
+
+@ON_HOSTS
+def test_a_controller_killed_in_the_watch_window_leaves_the_watch_host_to_revert_and_release_the_lock(
+        fleet: Lab, watch_host: WatchHost, artifacts: dict[str, Path], tmp_path: Path) -> None:
+    watch_host_cases.controller_killed_in_the_watch_window_and_a_second_controller_refused(
+        fleet, watch_host, artifacts, tmp_path)

@@ -85,6 +85,7 @@ def await_approval(
         on_timeout=gate.on_timeout,
         ask=gate.ask,
         pid=os.getpid(),
+        now=wall(),
     )
     deadline = float(opened["deadline"])
     log.write(

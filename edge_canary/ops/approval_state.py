@@ -76,10 +76,11 @@ def locked(run_dir: Path) -> Iterator[None]:
 
 
 def open_wait(
-    run_dir: Path, *, deploy_id: str, canary: str, release: str, timeout: float, on_timeout: str, ask: str, pid: int
+    run_dir: Path, *, deploy_id: str, canary: str, release: str, timeout: float, on_timeout: str, ask: str, pid: int,
+    now: float | None = None,
 ) -> dict[str, Any]:
-    """Start waiting (the watcher, once the canary is promoted); the new record."""
-    opened = time.time()
+    """Start waiting (the watcher, once the canary is promoted); the new record. `now`: the epoch."""
+    opened = time.time() if now is None else now
     record: dict[str, Any] = {
         "deploy_id": deploy_id,
         "canary": canary,

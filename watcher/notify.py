@@ -79,12 +79,13 @@ class Event:
     verdict: str = ""
     reason: str = ""
     record: str = ""
+    wave: str = ""  # wave_done: which wave (its own label: one alert per wave, not merged)
 
     def alert(self, runbook_base_url: str, now: datetime) -> dict[str, Any]:
         """The Alertmanager v2 alert for this event (empty labels and annotations left out)."""
         labels = {"alertname": ALERTNAME, "event": self.event, "severity": EVENTS[self.event],
                   "deploy_id": self.deploy_id, "canary": self.canary, "release": self.release,
-                  "verdict": self.verdict}
+                  "verdict": self.verdict, "wave": self.wave}
         fields = {"deploy_id": self.deploy_id, "canary": self.canary or "?", "release": self.release or "?"}
         annotations = {"summary": SUMMARIES[self.event].format(**fields), "reason": self.reason,
                        "record": self.record,

@@ -131,8 +131,8 @@ def test_peers_wait_for_make_approve_then_roll(
         wait_for(lambda e=event, c=count: len(webhook.notifications(deploy_id, e)) >= c, 30, f"{count} {event}")
     [awaiting] = webhook.notifications(deploy_id, "awaiting_approval")
     assert f"make approve DEPLOY_ID={deploy_id}" in awaiting["annotations"]["reason"]
-    waves = {a["annotations"]["reason"] for a in webhook.notifications(deploy_id, "wave_done")}
-    assert waves == {"peers edge-2 on v2", "peers edge-3 on v2"}
+    waves = {(a["labels"]["wave"], a["annotations"]["reason"]) for a in webhook.notifications(deploy_id, "wave_done")}
+    assert waves == {("1/2", "wave 1/2 done: edge-2 on v2"), ("2/2", "wave 2/2 done: edge-3 on v2")}
 
 
 def test_abort_and_the_time_limit_revert_the_canary_and_fail_the_deploy(

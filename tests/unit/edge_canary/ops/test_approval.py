@@ -202,3 +202,21 @@ def test_resume_takes_the_held_request_and_refuses_anything_else(run_dir: Path) 
     (run_dir / "deploy.json").write_text(json.dumps({**asked, "config": {"lab_api_key": resume.REDACTED}}))
     with pytest.raises(inputs.InputError, match="secret config keys"):
         resume.resumed_env({}, run_dir)
+
+
+# --- events ---------------------------------------------------------------------------------------
+
+
+def test_approval_and_wave_events_are_alerts_of_their_own() -> None:
+    from datetime import UTC, datetime
+
+    from watcher.notify import EVENTS, Event
+
+    assert {"awaiting_approval", "approved", "aborted", "wave_done"} <= set(EVENTS)
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    waves = [Event("wave_done", "d1", canary="edge-1", release="v2", wave=w).alert("", now) for w in ("1/2", "2/2")]
+    # Two waves are two alerts (Alertmanager merges alerts with the same labels), each its own wave label.
+    assert [a["labels"]["wave"] for a in waves] == ["1/2", "2/2"]
+    assert "wave" not in Event("approved", "d1").alert("", now)["labels"]
+    assert Event("awaiting_approval", "d1").alert("https://x/RUNBOOK.md", now)["annotations"]["runbook_url"] == (
+        "https://x/RUNBOOK.md#approve-abort-resume")

@@ -153,7 +153,8 @@ def await_approval(
                 if approval.decide(run_dir, approval.REVERTED, "watcher", decision.reason).changed:
                     red = decision
                 continue
-        sleep(max(0.05, min(0.5, next_probe - clock(), next_reminder - clock())))
+        until = [0.5, next_reminder - clock()] + ([next_probe - clock()] if judging else [])
+        sleep(max(0.05, min(until)))
 
     decided = str(record.get("state")) if record else "?"
     by, reason = (record or {}).get("decided_by", "?"), (record or {}).get("reason", "")

@@ -135,8 +135,8 @@ def _after_approval(settings: Settings, outcome: WatchOutcome, record: dict[str,
     log.write("verdict", **record)
     metrics.final(outcome.verdict.verdict, replacing="promote")
     out(summary(record))
-    if outcome.decision is not None:  # red while waiting; an abort announced itself
-        _announce(notifier, settings, record, log)
+    if outcome.decision is not None or outcome.verdict.verdict == "revert_failed":
+        _announce(notifier, settings, record, log)  # red while waiting, or a failed revert (it pages)
     return outcome, record
 
 

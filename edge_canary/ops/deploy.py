@@ -4,8 +4,9 @@ the summary table. Exit code: the play's.
 
 Every setting comes from the environment (make passes its variables through): ARTIFACT, INVENTORY,
 CANARY_NODE, PEER_NODES, BATCH, CONFIG, SLI_WINDOW, SLI_PROBE_INTERVAL, PROM_URL,
-PROM_P95_THRESHOLD_S, PROM_ERR_RATE_THRESHOLD, ROLLBACK_BINARY, MIGRATIONS_DIR, ARTIFACT_SHA256, and
-the flags FORCE_MIGRATE, FORCE, CHECK (1/true/yes/on). Each is checked by edge_canary.ops.inputs
+PROM_P95_THRESHOLD_S, PROM_ERR_RATE_THRESHOLD, ROLLBACK_BINARY, MIGRATIONS_DIR, ARTIFACT_SHA256,
+APPROVE (1/0: wait for make approve after a promoted canary), APPROVAL_TIMEOUT (seconds), and the
+flags FORCE_MIGRATE, FORCE, CHECK (1/true/yes/on). Each is checked by edge_canary.ops.inputs
 (exit 64 with one line before anything runs) and reaches the play as an `!unsafe` extra var.
 Credentials (PROM_TOKEN, PROM_USER, PROM_PASSWORD, or user:password@ in PROM_URL) go to the play and
 its watcher through the environment only.
@@ -45,6 +46,9 @@ VARIABLES: dict[str, tuple[str, Check]] = {
     "ROLLBACK_BINARY": ("rollback_binary", inputs.path),
     "MIGRATIONS_DIR": ("migrations_dir", inputs.path),
     "ARTIFACT_SHA256": ("deploy_artifact_sha256", inputs.sha256),
+    # Set only when given: deploy_approval in group_vars stands otherwise.
+    "APPROVE": ("deploy_approval", inputs.flag),
+    "APPROVAL_TIMEOUT": ("deploy_approval_timeout", lambda n, v: inputs.whole(n, v, low=1, example="1800")),
 }
 FLAGS = {"FORCE_MIGRATE": "force_migrate", "FORCE": "force_lock"}
 

@@ -34,6 +34,8 @@ _CONFIG_VALUE = re.compile(r"[A-Za-z0-9._:/@%+,~-]{0,1024}")
 _URL = re.compile(r"https?://[A-Za-z0-9._~%+,=:@\[\]-]+(/[A-Za-z0-9._~%+,=:@/-]*)?")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _VAR_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+# A deploy id as deploy-canary names it (20261202T012345Z-alice-1a2b3c): a folder name, never a path.
+_DEPLOY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
 
 
 def scrub(text: str) -> str:
@@ -95,6 +97,16 @@ def positive(name: str, value: str, example: str = "30") -> str:
     return value
 
 
+def flag(name: str, value: str) -> bool:
+    """A yes/no setting: 1, true, yes, on or 0, false, no, off (any case)."""
+    word = value.strip().lower()
+    if word in {"1", "true", "yes", "on"}:
+        return True
+    if word in {"0", "false", "no", "off"}:
+        return False
+    raise _refuse(name, value, f"is not a yes/no flag; e.g. {name}=1 (or 0)")
+
+
 def path(name: str, value: str) -> str:
     """An absolute path on the control host (relative to the current folder when given so)."""
     value = value.strip()
@@ -132,6 +144,17 @@ def sha256(name: str, value: str) -> str:
     if not _SHA256.fullmatch(value):
         raise _refuse(name, value, f"is not a sha256 (64 hex digits); e.g. {name}=$(sha256sum FILE | cut -c1-64)")
     return value.lower()
+
+
+def deploy_id(name: str, value: str) -> str:
+    """A deploy id (the name of its record folder, runs/<id>/), as the deploy printed it."""
+    value = value.strip()
+    example = f"e.g. {name}=20261202T012345Z-alice-1a2b3c"
+    if not value:
+        raise InputError(f"{name} is not set: give the id the deploy printed, {example}")
+    if not _DEPLOY_ID.fullmatch(value):
+        raise _refuse(name, value, f"is not a deploy id (letters, digits, . _ + -, no /); {example}")
+    return value
 
 
 def inventory(env: Mapping[str, str]) -> str | None:

@@ -3,7 +3,8 @@
 The deploy record's files live on the control host. `ansible.builtin.copy` delegated to localhost
 costs two module runs (a remote stat, then the copy: two new Python processes) per node and per
 write; this writes the file directly (atomic rename), whatever the task's host or connection is.
-Arguments as copy's: dest, content, mode; make_dirs creates the file's folder. Check mode writes nothing (set check_mode: false to write).
+Arguments as copy's: dest, content, mode; make_dirs creates the file's folder.
+Check mode writes nothing (set check_mode: false to write).
 """
 
 from __future__ import annotations

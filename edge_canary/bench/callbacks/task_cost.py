@@ -72,7 +72,7 @@ class CallbackModule(CallbackBase):
             host["skipped"] += 1
         elif task.action not in CONTROLLER_ONLY:
             loops = result._result.get("results")
-            host["module_runs"] += len(loops) if isinstance(loops, list) else 1 + int(result._result.get("attempts", 1)) - 1
+            host["module_runs"] += len(loops) if isinstance(loops, list) else int(result._result.get("attempts", 1))
 
     def v2_runner_on_ok(self, result: Any) -> None:
         self._result(result)

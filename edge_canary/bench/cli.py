@@ -40,7 +40,7 @@ T = TypeVar("T")
 # so that `make bench` never takes down the lab a developer has running (.lab, ports 18080…).
 OWN_LAB = {"LAB_DIR": str(REPO / ".lab-bench"), "LAB_HAPROXY_PORT": "24080", "LAB_ADMIN_TCP_PORT": "24099",
            "LAB_EXPORTER_PORT": "24404", "LAB_PROM_PORT": "24090", "LAB_EDGE_BASE_PORT": "24101"}
-PHASES = ("pct0", "green", "rollback", "naive", "revert", "roll", "watcher")
+PHASES = ("pct0", "green", "rollback", "rollbackn", "naive", "revert", "roll", "watcher")
 RELEASES = {"v1": "", "v2": "", "v2-errors": "errors=0.2:502", "v2-slow": "latency=0.6"}
 CANARY = "edge-1"
 LAB_SLOW_S = 0.3  # group_vars/lab.yml prom_p95_threshold_s: an answer slower than this is a bad answer
@@ -240,15 +240,28 @@ class Bench:
         self.record_roll(deployed, 1)
 
     def rollback(self, run: int) -> None:
-        """After the green deploy (the fleet on v2, v1 its .previous): batch 1 on odd runs, one batch of every
-        node (BATCH=n) on even runs."""
-        nodes = len(self.lab.node_ports())
-        batch, op = (1, "rollback") if run % 2 else (nodes, "rollback-batch")
-        (code, start, end), requests = self.under_load(f"rollback-{run}", lambda: lab_io.rollback(
-            self.lab, f"rollback-{run}", "all", batch=batch))
+        """After the green deploy (the fleet on v2, v1 its .previous): every node, one at a time."""
+        self.rollback_in_batches(run, 1, "rollback")
+
+    def rollbackn(self, run: int) -> None:
+        """Every node but one in one batch (BATCH=n, MAX_UNAVAILABLE=n): one node keeps serving. From a fleet on
+        v2 (deployed first, not measured, unless the green deploy just did)."""
+        if not lab_io.wait_serving(self.lab, "v2", 5):
+            self.ensure_v1()
+            self.say(f"rollback BATCH=n run {run}: deploying v2 first (not measured)")
+            self.under_load(f"to-v2-{run}", lambda: lab_io.deploy(
+                self.lab, f"to-v2-{run}", self.artifacts["v2"], CANARY, 5, self.green_window, LAB_INTERVAL_S, 5))
+        if not lab_io.wait_serving(self.lab, "v2", 30):
+            raise lab_io.BenchError(f"rollback BATCH=n run {run}: the fleet is not on v2; see {self.lab.work}/logs")
+        self.rollback_in_batches(run, max(1, len(self.lab.node_ports()) - 1), "rollback-batch")
+
+    def rollback_in_batches(self, run: int, batch: int, op: str) -> None:
+        label = f"{op}-{run}"
+        (code, start, end), requests = self.under_load(label, lambda: lab_io.rollback(
+            self.lab, label, "all", batch=batch))
         self.op_result(op, run, code, start, end, requests)
         if code != 0:
-            self.fail(f"rollback run {run} exited {code}; see {self.lab.log(f'rollback-{run}.log')}")
+            self.fail(f"{op} run {run} exited {code}; see {self.lab.log(f'{label}.log')}")
 
     def naive(self, run: int) -> None:
         before = {node: lab_io.node_version(port) for node, port in self.lab.node_ports().items()}
@@ -380,7 +393,7 @@ class Bench:
         phases = set(self.args.phases)
         ops = {"green": "green", "rollback": "rollback", "naive": "naive", "revert-v2-errors": "revert",
                "revert-v2-slow": "revert"}
-        ops["rollback-batch"] = "rollback"
+        ops["rollback-batch"] = "rollbackn"
         self.results.ops += [OpResult(**o) for o in old.get("ops", []) if ops.get(o["op"]) not in phases]
         if "pct0" not in phases:
             self.results.pct0 += [Pct0Result(**r) for r in old.get("pct0", [])]
@@ -392,7 +405,8 @@ class Bench:
         if "watcher" not in phases:
             self.results.watcher = old.get("watcher", {})
         measured = {"pct0": ("rollout PCT=0",), "green": ("green deploy", "roll-"), "roll": ("roll-",),
-                    "revert": ("auto-revert",), "rollback": ("rollback",), "naive": ("naive",),
+                    "revert": ("auto-revert",), "rollback": ("rollback run",),
+                    "rollbackn": ("rollback-batch", "rollbackn"), "naive": ("naive",),
                     "watcher": ("watcher", "the watcher")}
         redone = tuple(prefix for phase in phases for prefix in measured.get(phase, ()))
         kept = [f for f in old.get("failures", []) if not f.startswith(redone)]
@@ -415,8 +429,8 @@ class Bench:
                 if "revert" in phases:
                     steps += [(f"auto-revert {r}", functools.partial(self.revert, run, r))
                               for r in ("v2-errors", "v2-slow")]
-                steps += [(p, functools.partial(getattr(self, p), run)) for p in ("pct0", "green", "rollback", "naive")
-                          if p in phases]
+                steps += [(p, functools.partial(getattr(self, p), run))
+                          for p in ("pct0", "green", "rollback", "rollbackn", "naive") if p in phases]
                 for name, step in steps:
                     self.say(f"{name} run {run}")
                     self.guarded(f"{name} run {run}", step)

@@ -25,6 +25,13 @@ on a few seconds after it ends.
   the real watcher, peers in batches) and `playbooks/rollback.yml`, run as `make deploy-canary` runs them.
 - **Naive deploy**: done by hand by the bench, not by our playbooks: for each node in turn, copy the new binary
   over the old one and `supervisorctl restart` it, with no drain and no health wait.
+- **Exposure**: from the first bad answer the canary served through HAProxy to the last one (what users saw of
+  the broken release).
+- **Rollback batch 1 / batch n**: `make rollback NODES=all` after a green deploy, one node at a time; and
+  `BATCH=n` with n = every node but one (one batch; one node keeps serving), from a fleet deployed to v2 first.
+- **Off switch**: `make rollout PCT=0` from rollout_pct=40 on every node, until every node's gauge shows 0.
+- **Controller cost**: CPU seconds of each deploy's ansible-playbook and every process it ran (getrusage of the
+  bench's waited-for children), with module runs and task results per peer counted by the bench's callback.
 - **Time to revert**: from the first bad answer the canary served (the first answer with the release's version
   that failed or took longer than the lab's p95 SLO, 0.3 s; the answer's own time, start + latency) to the first
   time the canary's own `/version`, polled directly every 0.2 s, answers the previous version again.
@@ -161,7 +168,7 @@ def times(value: float | None) -> str:
 OP_TITLES = {
     "green": "green deploy of the fleet (drain, push, restart, health, ready)",
     "rollback": "manual rollback of the fleet, batch 1 (make rollback NODES=all)",
-    "rollback-batch": "manual rollback of the fleet, one batch of all (make rollback NODES=all BATCH=n)",
+    "rollback-batch": "manual rollback of the fleet, every node but one in one batch (make rollback NODES=all BATCH=n)",
     "naive": "naive deploy (binary swapped + service restarted, no drain)",
     "revert-v2-errors": "auto-revert of a canary serving 20 % 502s (v2-errors)",
     "revert-v2-slow": "auto-revert of a canary 0.6 s slow (v2-slow)",

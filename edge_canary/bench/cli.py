@@ -152,8 +152,10 @@ class Bench:
         if a.quick:
             return "make bench BENCH_QUICK=1"
         fleets = " ".join(f"{n}:{','.join(map(str, b))}" for n, b in a.fleets)
-        return (f"make bench BENCH_RUNS={a.runs} BENCH_ARGS='--roll-runs {a.roll_runs} --fleets \"{fleets}\" "
-                f"--watcher-seconds {a.watcher_seconds:g}'")
+        phases = "" if list(a.phases) == list(PHASES) else f"--phases {','.join(a.phases)} "
+        merge = f" --merge {a.merge}" if a.merge else ""
+        return (f"make bench BENCH_RUNS={a.runs} BENCH_ARGS='{phases}--roll-runs {a.roll_runs} --fleets \"{fleets}\" "
+                f"--watcher-seconds {a.watcher_seconds:g}{merge}'")
 
     def say(self, line: str) -> None:
         print(f"bench | {time.strftime('%H:%M:%S')} {line}", flush=True)

@@ -231,7 +231,7 @@ def main() -> None:
             "remove_staged": {"type": "bool", "default": False},
             "in_force_url": {"type": "str"},
             "in_force_metric": {"type": "str", "default": "edge_config_rollout_pct"},
-            "in_force_key": {"type": "str", "default": "rollout_pct"},
+            "in_force_key": {"type": "str", "default": "rollout_pct", "no_log": False},
             "in_force_timeout": {"type": "float", "default": 30},
         },
         supports_check_mode=True,

@@ -100,7 +100,7 @@ options:
     description:
       - For C(ready), when the server is not already in rotation, seconds over which its weight
         goes from about a tenth of its full weight to the full weight (O(weight), else the
-        weight of its configuration line): it is set ready at the low weight and raised one
+        weight of its configuration line); it is set ready at the low weight and raised one
         step every half second once HAProxy sees it up, so a freshly restarted node is not
         handed its full share of requests at once. 0 = no ramp. Needs a full weight of 2 or
         more (give the servers C(weight 100) in HAProxy's configuration); with weight 1 there

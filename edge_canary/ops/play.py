@@ -108,6 +108,8 @@ def drive(
         "EDGE_CANARY_RUN_SUMMARY": "false",  # we print the summary ourselves
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.defpath)}",
     }
+    if not sys.stdout.isatty():  # the play writes to runner's pty: no colours in a log or a pipe
+        runner_env.setdefault("ANSIBLE_NOCOLOR", "1")
 
     def status(status: Mapping[str, Any], runner_config: Any = None) -> None:
         events.status_changed(status, runner_config)

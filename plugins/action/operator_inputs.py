@@ -31,20 +31,24 @@ _RUN: dict[str, dict[str, Check]] = {
     "rollback": {"edge_canary_lock_id": rules.run_id},
     "rollout": {"rollout_id": rules.run_id, "rollout_announce_file": rules.path, "edge_canary_lock_id": rules.run_id},
 }
+# The extra vars a YAML list may give (the play reads the others as text).
+_LISTS = ("rollout_stages",)
 _FLAGS = {"deploy": ("force_lock", "force_migrate"), "rollback": ("force_lock",), "rollout": ("force_lock",)}
 
 
 def _text(name: str, value: Any) -> str:
-    """An extra var as the rules read it: a string, a number, or a list of them (space-separated)."""
+    """An extra var as the rules read it: a string, a number (or, for rollout_stages, a list of them)."""
     if isinstance(value, bool):
         raise rules.InputError(f"{name}={str(value).lower()} is not a value for {name}; give text or a number")
     if isinstance(value, str):
         return value
     if isinstance(value, int | float):
         return str(value)
-    if isinstance(value, list | tuple) and all(isinstance(v, str | int) and not isinstance(v, bool) for v in value):
+    if (name in _LISTS and isinstance(value, list | tuple)
+            and all(isinstance(v, str | int) and not isinstance(v, bool) for v in value)):
         return " ".join(str(v) for v in value)
-    raise rules.InputError(f"{name} is a {type(value).__name__}, not a value; give text, a number or a list of them")
+    raise rules.InputError(f"{name} is a {type(value).__name__}, not a value; give text or a number"
+                           + (", e.g. edge-2,edge-3" if name.endswith("nodes") else ""))
 
 
 def _flag(name: str, value: Any) -> bool:

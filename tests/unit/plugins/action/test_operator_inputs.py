@@ -13,7 +13,7 @@ DEPLOY_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9_.-]+-[0-9a-f]{6}")
 
 def test_a_deploy_without_an_id_gets_one_and_its_values_as_the_play_uses_them() -> None:
     out = check("deploy", {"deploy_artifact": "/srv/edge-v2", "deploy_batch": 2,
-                           "deploy_peer_nodes": ["edge-2", "edge-3"], "deploy_artifact_sha256": "AB" * 32,
+                           "deploy_peer_nodes": "edge-2 edge-3", "deploy_artifact_sha256": "AB" * 32,
                            "force_lock": "yes", "unrelated": {"x": 1}})
     assert DEPLOY_ID.fullmatch(out["run_id"])
     assert out["checked"] == {"deploy_artifact": "/srv/edge-v2", "deploy_batch": 2,
@@ -29,6 +29,7 @@ def test_a_deploy_without_an_id_gets_one_and_its_values_as_the_play_uses_them() 
     ("deploy", {"deploy_id": "a/b"}, "deploy_id=a/b is not a usable id"),
     ("deploy", {"force_migrate": "maybe"}, "force_migrate=maybe is not true or false"),
     ("deploy", {"deploy_config": {"a": 1}}, "deploy_config is a dict, not a value"),
+    ("rollback", {"rollback_nodes": ["edge-1"]}, "rollback_nodes is a list, not a value; give text or a number, e.g."),
     ("rollback", {"rollback_nodes": "all,edge-1"}, "rollback_nodes=all,edge-1 mixes 'all' with node names"),
     ("rollout", {}, 'give rollout_pct=N (0-100) or rollout_stages="1 10 50 100"'),
     ("rollout", {"rollout_pct": 5, "rollout_stages": "1 10"}, "give rollout_pct or rollout_stages, not both"),

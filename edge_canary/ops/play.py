@@ -173,6 +173,7 @@ def run_play(
             cmdline += ["--check", "--diff"]
         print(f"{heading}{' (CHECK: nothing will change)' if check else ''}", flush=True)
         events = PlayEvents()
+        (Path(tmp) / "runner").mkdir(mode=0o700)
         code, interrupted = drive(playbook, cmdline, env, Path(tmp) / "runner", events, logs, on_interrupt)
         print(events.summary(interrupted), flush=True)
         run_dir = events.run_dir()

@@ -62,7 +62,7 @@ def _flag(name: str, value: Any) -> bool:
 
 def check(request: str, given: Mapping[str, Any]) -> dict[str, Any]:
     """The checked request: `checked` (extra var -> value as the play uses it) and `run_id`."""
-    checks: dict[str, Check] = {var: chk for var, chk in rules.SCHEMAS.get(request, {}).values()}
+    checks: dict[str, Check] = dict(rules.SCHEMAS.get(request, {}).values())
     checks.update(_RUN[request])
     checked: dict[str, Any] = {}
     for var, chk in checks.items():

@@ -7,11 +7,6 @@ ansible-runner's events. The text and the JSON line come from plugins/module_uti
 
 from __future__ import annotations
 
-from typing import Any
-
-from ansible.plugins.callback import CallbackBase
-from ansible_collections.edge.canary.plugins.module_utils.run_summary import RunRecord
-
 DOCUMENTATION = r"""
 ---
 name: run_summary
@@ -39,6 +34,12 @@ options:
 author:
   - edge-canary maintainers (@edge-canary)
 """
+
+# Below DOCUMENTATION, as ansible-test's validate-modules wants.
+from typing import Any  # noqa: E402
+
+from ansible.plugins.callback import CallbackBase  # noqa: E402
+from ansible_collections.edge.canary.plugins.module_utils.run_summary import RunRecord  # noqa: E402
 
 
 class CallbackModule(CallbackBase):

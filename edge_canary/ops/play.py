@@ -134,13 +134,19 @@ def drive(
     follower = threading.Thread(target=follow, args=(events.run_dir, logs, stop), daemon=True)
     follower.start()
     interrupted = False
-    while thread.is_alive():
-        try:
-            thread.join(0.5)
-        except KeyboardInterrupt:
-            interrupted = True
-            print(on_interrupt, flush=True)
-            interrupt(events)
+    # Ctrl-C is ours to pass on even where SIGINT came in ignored (a background job): ansible-playbook,
+    # which got it before, sets its own handler too.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        while thread.is_alive():
+            try:
+                thread.join(0.5)
+            except KeyboardInterrupt:
+                interrupted = True
+                print(on_interrupt, flush=True)
+                interrupt(events)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     stop.set()
     follower.join(2)
     return (runner.rc if runner.rc is not None else 1), interrupted

@@ -63,7 +63,7 @@ class PlayEvents:
             self.record.failed(str(data.get("host", "?")), str(data.get("task", "?")), result)
         elif kind == "playbook_on_stats":
             self.hosts = recap(data)
-        text = event.get("stdout")
+        text = str(event.get("stdout") or "").replace("\r\n", "\n")  # the play writes to a pty
         if text:
             with self._lock:
                 print(text, file=self.out, flush=True)

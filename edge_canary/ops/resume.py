@@ -12,16 +12,14 @@ if it is green. Refused with one line (exit 64) for an unknown id or a deploy th
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from edge_canary.ops import deploy, inputs, runs
 from edge_canary.ops.play import run_play
-from edge_canary.ops.summary import load_record, summary_table
+from edge_canary.ops.summary import load_record
 
 REDACTED = "********"
 
@@ -75,16 +73,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"resume: {exc}; nothing was changed", file=sys.stderr)
         return inputs.EXIT_USAGE
     checked["deploy_resume_of"] = held_id
-    deploy_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{getpass.getuser()}-{os.urandom(3).hex()}"
+    deploy_id = inputs.rules.new_deploy_id()
     return run_play(
         "deploy-canary.yml",
         deploy_id,
-        lambda announce: deploy.extra_vars(checked, deploy_id, announce),
+        deploy.extra_vars(checked, deploy_id),
         deploy.play_env(new_env),
         heading=f"resume: deploy {deploy_id} resumes held deploy {held_id} (canary {new_env['CANARY_NODE']}, "
         "not pushed again: a fresh SLI gate, then the peers)",
         logs=deploy.watcher_log,
-        summary=summary_table,
         on_interrupt="resume: interrupted; letting the play stop cleanly (a started watcher keeps "
         "watching and still reverts)",
     )

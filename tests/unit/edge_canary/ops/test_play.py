@@ -1,4 +1,4 @@
-"""edge_canary.ops.play: following the watcher logs of the run folder a play announces."""
+"""edge_canary.ops.play: following the watcher logs of the run folder a play announces (as a fact)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_canary.ops.play import announced, follow
-
-
-def test_nothing_is_announced_until_the_file_says_where(tmp_path: Path) -> None:
-    announce = tmp_path / "run-dir"
-    assert announced(announce) is None
-    announce.write_text("")  # the play is writing it
-    assert announced(announce) is None
-    announce.write_text(f"{tmp_path / 'runs' / 'x'}\n")
-    assert announced(announce) == tmp_path / "runs" / "x"
+from edge_canary.ops.play import follow
 
 
 def test_follow_prints_each_logs_new_lines_once_under_its_label(tmp_path: Path,
@@ -24,8 +15,6 @@ def test_follow_prints_each_logs_new_lines_once_under_its_label(tmp_path: Path,
     run_dir = tmp_path / "runs" / "r1"
     (run_dir / "stage-1").mkdir(parents=True)
     (run_dir / "stage-1" / "watcher.log").write_text("probe 1 green\n")
-    announce = tmp_path / "run-dir"
-    announce.write_text(str(run_dir))
     stop = threading.Event()
     rounds: list[Path] = []
 
@@ -39,7 +28,7 @@ def test_follow_prints_each_logs_new_lines_once_under_its_label(tmp_path: Path,
         return [("watcher stage-1", run_dir / "stage-1" / "watcher.log"),
                 ("watcher stage-2", run_dir / "stage-2" / "watcher.log")]  # not there yet: skipped
 
-    follow(announce, logs, stop, interval=0)
+    follow(lambda: run_dir, logs, stop, interval=0)
     assert rounds == [run_dir] * 3
     assert capsys.readouterr().out.splitlines() == ["    watcher stage-1 | probe 1 green",
                                                     "    watcher stage-1 | probe 2 green"]
@@ -55,7 +44,7 @@ def test_follow_waits_for_the_announcement(tmp_path: Path, capsys: pytest.Captur
         called.append(run_dir)
         return []
 
-    follow(tmp_path / "run-dir", logs, stop, interval=0.05)
+    follow(lambda: None, logs, stop, interval=0.05)
     timer.join()
     assert called == []
     assert capsys.readouterr().out == ""

@@ -56,6 +56,16 @@ def test_batched_rollback_keeps_max_unavailable(fleet: Lab, artifacts: dict[str,
     assert set(fleet.lb_states().values()) == {"READY"}
 
 
+def test_batch_alone_keeps_one_node_in_rotation(fleet: Lab) -> None:
+    """BATCH=3 on a 3-node fleet without MAX_UNAVAILABLE: cut down to 2, so one node always serves (planned in
+    check mode, which prints the plan and changes nothing)."""
+    result = fleet.playbook("rollback.yml", "--check", "-e", json.dumps({"rollback_nodes": "all", "rollback_batch": 3}))
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    printed = " ".join(result.stdout.split())
+    assert "rollback batch 1/2: edge-1, edge-2" in printed, result.stdout[-3000:]
+    assert "at most 2 out of rotation at once" in printed, result.stdout[-3000:]
+
+
 def test_a_bad_batch_is_refused_before_anything_changes(fleet: Lab) -> None:
     result = fleet.playbook("rollback.yml", "-e", json.dumps({"rollback_nodes": "all", "rollback_batch": "0"}))
     assert result.returncode == 2 and "BATCH=0 is not a whole number of at least 1" in result.stdout, result.stdout

@@ -6,6 +6,7 @@ checks the peers stay put while it waits, the events, the progress lines and ide
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -74,9 +75,13 @@ def decide(lab: Lab, action: str, deploy_id: str) -> subprocess.CompletedProcess
     return lab.make(action, extra_env={"DEPLOY_ID": deploy_id, "USER": "alice"}, timeout=120)
 
 
+MAKE_SAID = re.compile(r"make(\[\d+\])?: ")
+
+
 def said(result: subprocess.CompletedProcess[str]) -> str:
-    """What the tool wrote to stderr, without make's own `make: *** … Error N` line."""
-    return "".join(line for line in result.stderr.splitlines(keepends=True) if not line.startswith("make:"))
+    """What the tool wrote to stderr, without make's own `make: *** … Error N` line (`make[1]: …` when the
+    tests themselves run under make, as `make test` runs them)."""
+    return "".join(line for line in result.stderr.splitlines(keepends=True) if not MAKE_SAID.match(line))
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -47,10 +48,24 @@ def private_data_dir(root: Path, inventory: Path, extra_vars: Mapping[str, objec
     return pdd
 
 
+# ssh's ControlPath is a Unix socket: at most 107 bytes, and ssh first binds `<path>.<16 random chars>`;
+# Ansible's path is `<dir>/<10 hex chars>`. A pytest tmp_path (longer under xdist: popen-gw1/) overruns it.
+CONTROL_DIR_MAX = 107 - len("/0123456789") - len(".0123456789abcdef")
+
+
+def short_control_dir(prefix: str = "edge-canary-cp-") -> tempfile.TemporaryDirectory[str]:
+    """A folder for a job's SSH multiplexing sockets whose path is short enough for them (removed on exit)."""
+    return tempfile.TemporaryDirectory(prefix=prefix, dir="/tmp")
+
+
 def job_env(lab_env: Mapping[str, str], control_dir: Path) -> dict[str, str]:
     """The job's environment: the lab to run against, this virtualenv's Ansible first on PATH (an execution
     environment's image has it on its PATH), and SSH multiplexing sockets of the job's own (in ~/.ansible/cp,
-    which every namespace shares, a local run's connection would carry a remote run's SSH)."""
+    which every namespace shares, a local run's connection would carry a remote run's SSH) in `control_dir`,
+    which must be short enough for a socket's path (short_control_dir)."""
+    if len(str(control_dir)) > CONTROL_DIR_MAX:
+        raise ValueError(f"{control_dir}: longer than {CONTROL_DIR_MAX} characters, too long for ssh's control "
+                         "sockets (unix_listener: path too long); use short_control_dir()")
     return {"LAB_DIR": lab_env["LAB_DIR"], "ANSIBLE_NOCOLOR": "1", "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
             "PATH": f"{VENV_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 

@@ -20,7 +20,7 @@ from tests.helpers.fleet import fleet_versions, reset_fleet, sha256
 from tests.helpers.lab import Lab
 from tests.helpers.netns_ports import loopback_ports_in
 from tests.helpers.paths import REPO
-from tests.helpers.runner_job import job_env, private_data_dir, run_here, run_on_node
+from tests.helpers.runner_job import job_env, private_data_dir, run_here, run_on_node, short_control_dir
 from tests.helpers.watch_host import WatchHost
 from tests.integration.edge_canary.gameday import test_drills as test_gameday
 from tests.integration.lab import watch_host_cases
@@ -271,9 +271,9 @@ def test_a_deploy_run_through_transmit_worker_process_on_an_execution_node_ends_
                 "-o", f"UserKnownHostsFile={keys / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
                 f"root@{address}"]
     fast = {"deploy_artifact": str(artifacts["v2"]), "sli_window": "9", "sli_probe_interval": "3"}
-    remote_job = private_data_dir(tmp_path / "remote", REPO / "lab.hosts.py", {**fast, "deploy_id": "mesh-remote-1"},
-                                  job_env(fleet.env, tmp_path / "remote" / "cp"))
-    with loopback_ports_in(f"{s.link_prefix()}-{node}", [s.prom_port, s.prom_port + 3]):
+    with short_control_dir() as cp, loopback_ports_in(f"{s.link_prefix()}-{node}", [s.prom_port, s.prom_port + 3]):
+        remote_job = private_data_dir(tmp_path / "remote", REPO / "lab.hosts.py",
+                                      {**fast, "deploy_id": "mesh-remote-1"}, job_env(fleet.env, Path(cp)))
         code, out, err = run_on_node(remote_job, "playbooks/deploy-canary.yml", ssh_argv, tmp_path / "remote")
     assert code == 0, out[-5000:] + err[-3000:]
     assert "EDGE_CANARY_SUMMARY " in out and '"status": "successful"' in out and "mesh-remote-1" in out, out[-3000:]
@@ -281,8 +281,9 @@ def test_a_deploy_run_through_transmit_worker_process_on_an_execution_node_ends_
     assert fleet_versions(fleet) == {n: "v2" for n in s.node_names()}
 
     reset_fleet(fleet, artifacts["v1"])
-    local_job = private_data_dir(tmp_path / "local", REPO / "lab.hosts.py", {**fast, "deploy_id": "mesh-local-1"},
-                                 job_env(fleet.env, tmp_path / "local" / "cp"))
-    local = run_here(local_job, "playbooks/deploy-canary.yml")
+    with short_control_dir() as cp:
+        local_job = private_data_dir(tmp_path / "local", REPO / "lab.hosts.py", {**fast, "deploy_id": "mesh-local-1"},
+                                     job_env(fleet.env, Path(cp)))
+        local = run_here(local_job, "playbooks/deploy-canary.yml")
     assert local.returncode == 0, local.stdout[-5000:] + local.stderr[-2000:]
     assert fleet_state(fleet) == remote

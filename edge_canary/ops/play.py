@@ -33,6 +33,7 @@ import ansible_runner
 from edge_canary.ops import inputs
 from edge_canary.ops.play_events import PlayEvents
 from edge_canary.util import truthy
+from watcher.owned import OWNER_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
@@ -93,6 +94,19 @@ def interrupt(events: PlayEvents) -> None:
         os.killpg(os.getpgid(events.pid), signal.SIGINT)
 
 
+def owned_playbook(folder: Path) -> str:
+    """An executable in `folder` that runs ansible-playbook under watcher.owned, Ctrl-C passed on: ansible-runner
+    starts it in a session of its own (a pty, SIGHUP ignored), out of reach of whoever kills this tool's process
+    group, and it would run on headless in its task; owned, it is stopped when this process dies."""
+    path = folder / "owned-ansible-playbook"
+    path.write_text(
+        f"#!{sys.executable}\nimport sys\nfrom watcher.owned import main\n"
+        f"sys.exit(main([{ANSIBLE_PLAYBOOK!r}, *sys.argv[1:]], pass_interrupt=True))\n"
+    )
+    path.chmod(0o700)
+    return str(path)
+
+
 def drive(
     playbook: str,
     cmdline: list[str],
@@ -107,6 +121,7 @@ def drive(
         **env,
         "EDGE_CANARY_RUN_SUMMARY": "false",  # we print the summary ourselves
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.defpath)}",
+        OWNER_ENV: str(os.getpid()),  # the play lives no longer than this process (owned_playbook)
     }
     if not sys.stdout.isatty():  # the play writes to runner's pty: no colours in a log or a pipe
         runner_env.setdefault("ANSIBLE_NOCOLOR", "1")
@@ -121,7 +136,9 @@ def drive(
         private_data_dir=str(data_dir),
         project_dir=str(REPO),
         playbook=str(REPO / "playbooks" / playbook),
-        cmdline=shlex.join(cmdline),
+        # With a binary of its own, ansible-runner passes no playbook: it is the first argument.
+        binary=owned_playbook(data_dir),
+        cmdline=shlex.join([str(REPO / "playbooks" / playbook), *cmdline]),
         envvars=runner_env,
         quiet=True,
         suppress_output_file=True,

@@ -92,7 +92,8 @@ def controller_killed_in_the_watch_window_and_a_second_controller_refused(
     assert verdict["verdict"] == "reverted", verdict
     assert json.loads((record / "deploy.json").read_text())["canary"] == "edge-2"
     fleet.wait_until(lambda: not (watch.state / "deploy.lock").exists(), 60, "the lock released on the watch host")
-    assert "released by its watcher" in (watch.state / "locks.log").read_text()
+    locks_log = (watch.state / "locks.log").read_text()
+    assert "released by its watcher" in locks_log, locks_log
     fleet.wait_until(lambda: not processes_naming(deploy_id), 30, "no process of the deploy left (keeper, hold)")
 
     assert {node: fleet.node_version(node)["version"] for node in ("edge-1", "edge-2", "edge-3")} == {

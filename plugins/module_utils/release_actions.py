@@ -163,6 +163,10 @@ def push(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
     notes = verify_artifact(staged, expected, check_mode, "staged artifact")
     state = read_state(paths)
     plan = plan_push(state, expected, updates)
+    if plan.changed and state.previous.exists and plan.previous_after_sha256 != state.previous.sha256 \
+            and not plan.rotate_binary:
+        notes.append(f"{paths.previous} does not match the release record: a rollback will refuse it, "
+                     "pass ROLLBACK_BINARY=/path/to/known-good-binary")
     record = dict(state.record)
     known = known_versions({expected: p.get("version")})
     if plan.pending is not None and plan.pending.from_sha256:

@@ -40,3 +40,19 @@ def test_a_drills_extra_vars_are_never_templated(tmp_path: Path) -> None:
     assert not marker.exists()
     assert "lookup('pipe','touch" in result.stdout
     assert vars_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_make_gameday_takes_its_variables_literally(tmp_path: Path) -> None:
+    """On make's command line, make expanded an exported variable itself (`$(shell …)` ran in make) and the
+    recipe quoted ARTIFACTS_DIR into the shell. A stand-in PY prints what edge-canary gameday would get;
+    `-o setup` skips the set-up."""
+    marker = tmp_path / "ran"
+    values = {"REPORT_DIR": f"$(shell touch {marker})", "SCENARIO": f"$(shell touch {marker})",
+              "ARTIFACTS_DIR": f"/tmp/a'b;touch {marker};'$(shell touch {marker})"}
+    done = subprocess.run(["make", "--no-print-directory", "-o", "setup", "gameday", "PY=sh -c env edge-canary",
+                           *(f"{k}={v}" for k, v in values.items())], cwd=plays.REPO, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert not marker.exists()
+    env = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    assert {k: env.get(k) for k in values} == values

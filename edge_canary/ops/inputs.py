@@ -13,6 +13,7 @@ Arabic-Indic digits, which must be refused, not crash or be silently converted.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -151,12 +152,18 @@ def _yaml(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        text = repr(value)  # YAML 1.1 reads a float only with a '.': 1e-05 would be a string
+        return text if "." in text else text.replace("e", ".0e")
     if isinstance(value, str):
         # A JSON string is a valid YAML double-quoted scalar; ASCII only so that no YAML line
         # break (U+2028, U+0085 ...) can hide in it. !unsafe: Ansible never templates it.
         return "!unsafe " + json.dumps(value, ensure_ascii=True)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_yaml(item) for item in value) + "]"
+    if isinstance(value, Mapping):
+        # Keys are data too: quoted, never a tag or a merge key; values as above.
+        return "{" + ", ".join(f"{json.dumps(str(k), ensure_ascii=True)}: {_yaml(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"extra var of type {type(value).__name__} cannot be written")
 
 

@@ -163,6 +163,10 @@ def push(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
     notes = verify_artifact(staged, expected, check_mode, "staged artifact")
     state = read_state(paths)
     plan = plan_push(state, expected, updates)
+    if plan.changed and state.previous.exists and plan.previous_after_sha256 != state.previous.sha256 \
+            and not plan.rotate_binary:
+        notes.append(f"{paths.previous} does not match the release record: a rollback will refuse it, "
+                     "pass ROLLBACK_BINARY=/path/to/known-good-binary")
     record = dict(state.record)
     known = known_versions({expected: p.get("version")})
     if plan.pending is not None and plan.pending.from_sha256:
@@ -333,12 +337,17 @@ def revert(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
                 atomic_copy(paths.binary, paths.rolled_back, state.binary, DEFAULT_BINARY_MODE)
             checkpoint("binary-aside")
             like = state.binary if state.binary.exists else file_state(source_path)
-            digest = atomic_copy(source_path, paths.binary, like, DEFAULT_BINARY_MODE)
+            # Verified in its temp file, before the rename: a source swapped since it was checked
+            # never reaches the binary's path.
+            tmp, digest = write_temp(paths.binary, source_path, like, DEFAULT_BINARY_MODE)
             if digest != plan.source_sha256:
+                os.unlink(tmp)
                 raise ReleaseError(
                     f"{source_path} changed while being installed (sha256 {digest[:12]}, expected "
-                    f"{plan.source_sha256[:12]}); pass ROLLBACK_BINARY=/path/to/known-good-binary"
+                    f"{plan.source_sha256[:12]}): not installing it; pass "
+                    "ROLLBACK_BINARY=/path/to/known-good-binary"
                 )
+            install(tmp, paths.binary)
         checkpoint("binary")
         if plan.sync_previous_binary:
             atomic_copy(paths.binary, paths.previous, file_state(paths.binary), DEFAULT_BINARY_MODE)

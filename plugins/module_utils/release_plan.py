@@ -264,7 +264,7 @@ def plan_push(state: NodeState, target_sha256: str, updates: dict[str, str]) -> 
         and (state.config_text is None or sha256_text(config_before) == pending.from_config_sha256)
         and state.config_previous_text != config_before
     )
-    previous_after = state.binary.sha256 if rotate_binary else state.previous.sha256
+    previous_after = state.binary.sha256 if rotate_binary else previous_kept(state)
     return PushPlan(
         changed=True,
         write_binary=write_binary,
@@ -277,6 +277,18 @@ def plan_push(state: NodeState, target_sha256: str, updates: dict[str, str]) -> 
         pending=pending,
         previous_after_sha256=previous_after,
     )
+
+
+def previous_kept(state: NodeState) -> str | None:
+    """What the record says .previous holds after a push that leaves it alone: the file's sha256 when
+    the record allows it (or says nothing), else what the record had. A truncated or replaced
+    .previous is never written into the record as if it were the last-known-good, so a later revert
+    still refuses it."""
+    allowed = recorded_previous(state)
+    if allowed is None or state.previous.sha256 in allowed:
+        return state.previous.sha256
+    recorded = state.record.get("previous")
+    return recorded.get("sha256") if isinstance(recorded, dict) else None
 
 
 def plan_revert(

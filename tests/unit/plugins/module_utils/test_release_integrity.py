@@ -115,6 +115,40 @@ def test_replaced_previous_is_refused_but_rollback_binary_is_the_way_out(node: N
     assert node.binary.read_bytes() == V1
 
 
+def test_a_config_redeploy_never_writes_a_replaced_previous_into_the_record(node: Node) -> None:
+    """A push that leaves .previous alone must not record whatever sits there as the last-known-good:
+    a replaced .previous would then pass the revert's check and be installed."""
+    serving_v1(node)
+    assert node.push(V2, version="v2").rc == 0
+    assert node.serve(good=False).rc == 0
+    node.previous.write_bytes(V3)
+    run = node.push(V2, version="v2", config={"rollout_pct": 10})
+    assert run.rc == 0 and "does not match the release record" in run.result["msg"]
+    assert node.record()["previous"]["sha256"] == sha(V1)
+    reverted = node.revert()
+    assert reverted.rc == 1 and "does not match the release record" in reverted.result["msg"]
+    assert node.binary.read_bytes() == V2
+
+
+def test_a_previous_swapped_after_its_check_is_never_installed(node: Node,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sha256 is checked on the bytes being installed, before the rename, not after it."""
+    serving_v1(node)
+    assert node.push(V2).rc == 0
+    planned = release_actions.plan_revert
+
+    def swap_after_the_check(*args: Any, **kwargs: Any) -> Any:
+        plan = planned(*args, **kwargs)
+        node.previous.write_bytes(V3)
+        return plan
+
+    monkeypatch.setattr(release_actions, "plan_revert", swap_after_the_check)
+    run = node.revert()
+    assert run.rc == 1 and "changed while being installed" in run.result["msg"]
+    assert node.binary.read_bytes() == V2
+    assert node.leftovers() == []
+
+
 def test_symlinked_previous_is_not_followed(node: Node) -> None:
     serving_v1(node)
     assert node.push(V2).rc == 0

@@ -62,7 +62,7 @@ class Paths:
         name = p["binary_name"]
         if not name or "/" in name or name in (".", ".."):
             raise ReleaseError(f"binary_name {name!r} must be a plain file name")
-        install_dir = clean_path("install_dir", p["install_dir"])
+        install_dir = clean_path("install_dir", p["install_dir"], directory=True)
         if install_dir is None:
             raise ReleaseError("install_dir is required")
         binary = os.path.join(install_dir, name)
@@ -81,15 +81,26 @@ class Paths:
         )
 
 
-def clean_path(option: str, path: str | None) -> str | None:
-    """An absolute path, normalised; refused when a '..' would take it out of where it points."""
+def clean_path(option: str, path: str | None, directory: bool = False) -> str | None:
+    """An absolute path, normalised; refused when a '..' would take it out of where it points, or
+    when its folder (a directory option: the path itself) is or lies under a symlink, which would
+    put every file written there somewhere else. A symlink in the file's own name is refused when
+    the file is opened (open_regular); so no file under the folder resolves outside it."""
     if not path:
         return None
     if not os.path.isabs(path):
         raise ReleaseError(f"{option} {path!r} must be an absolute path")
     if ".." in path.split("/"):
         raise ReleaseError(f"{option} {path!r} contains '..'; give the path without it")
-    return os.path.normpath(path)
+    path = os.path.normpath(path)
+    folder = path if directory else os.path.dirname(path)
+    real = os.path.realpath(folder)
+    if real != folder:
+        raise ReleaseError(
+            f"{option} {path!r} goes through a symlink ({folder} resolves to {real}); not following "
+            "it: give the real path"
+        )
+    return path
 
 
 def secret_keys(p: dict[str, Any]) -> frozenset[str]:

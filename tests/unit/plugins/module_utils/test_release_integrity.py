@@ -166,6 +166,46 @@ def test_install_dir_with_dot_dot_is_refused(node: Node) -> None:
     assert run.rc == 1 and "'..'" in run.result["msg"]
 
 
+def test_symlinked_install_dir_is_refused(node: Node) -> None:
+    """The install dir itself a symlink to a folder elsewhere: every file would land there."""
+    serving_v1(node)
+    link = node.root / "opt" / "edge-link"
+    link.symlink_to(node.install)
+    before = node.snapshot()
+    for state in ("inspected", "pushed", "reverted"):
+        run = node.run({"state": state, "install_dir": str(link)})
+        assert run.rc == 1, (state, run.result)
+        msg = run.result["msg"]
+        assert "install_dir" in msg and "symlink" in msg and "\n" not in msg, msg
+    assert node.snapshot() == before
+
+
+def test_install_dir_under_a_symlinked_parent_folder_is_refused(node: Node) -> None:
+    serving_v1(node)
+    (node.root / "srv").symlink_to(node.root / "opt")
+    run = node.run({"state": "inspected", "install_dir": str(node.root / "srv" / "edge")})
+    assert run.rc == 1 and "install_dir" in run.result["msg"] and "symlink" in run.result["msg"]
+
+
+def test_config_and_record_in_a_symlinked_folder_are_refused(node: Node) -> None:
+    serving_v1(node)
+    (node.root / "etc-link").symlink_to(node.etc)
+    run = node.run({"state": "inspected", "config_path": str(node.root / "etc-link" / "edge.conf")})
+    assert run.rc == 1 and "config_path" in run.result["msg"] and "symlink" in run.result["msg"]
+    run = node.run({"state": "inspected", "record_path": str(node.root / "etc-link" / "release.json")})
+    assert run.rc == 1 and "record_path" in run.result["msg"] and "symlink" in run.result["msg"]
+
+
+def test_a_staged_artifact_in_a_symlinked_folder_is_refused(node: Node) -> None:
+    serving_v1(node)
+    staged, digest = node.stage(V2)
+    (node.root / "work-link").symlink_to(node.work)
+    run = node.run({"state": "pushed", "sha256": digest,
+                    "staged": str(node.root / "work-link" / os.path.basename(staged))})
+    assert run.rc == 1 and "staged" in run.result["msg"] and "symlink" in run.result["msg"]
+    assert node.binary.read_bytes() == V1
+
+
 def test_fifo_at_the_config_path_is_refused_without_hanging(node: Node) -> None:
     serving_v1(node)
     node.config.unlink()

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     except inputs.InputError as exc:
         print(f"deploy-canary: {exc}; nothing was changed", file=sys.stderr)
         return inputs.EXIT_USAGE
-    user = getpass.getuser()
+    user = inputs.id_part(getpass.getuser())
     deploy_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{user}-{os.urandom(3).hex()}"
     return run_play("deploy-canary.yml", deploy_id, lambda announce: extra_vars(checked, deploy_id, announce),
                     play_env(env),

@@ -35,6 +35,9 @@ _CONFIG_VALUE = re.compile(r"[A-Za-z0-9._:/@%+,~-]{0,1024}")
 _URL = re.compile(r"https?://[A-Za-z0-9._~%+,=:@\[\]-]+(/[A-Za-z0-9._~%+,=:@/-]*)?")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _VAR_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+# What a run id (deploy, rollout) may hold: the watcher's revert passes it to ansible-runner as an extra
+# var, which Ansible templates, and the watcher refuses anything else (watcher.settings.RUN_ID).
+_NOT_IN_ID = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def scrub(text: str) -> str:
@@ -42,6 +45,12 @@ def scrub(text: str) -> str:
 
     The one scrub helper (the watcher's Scrubber) for every message the on-call tools print."""
     return Scrubber([os.environ.get("PROM_TOKEN", ""), os.environ.get("PROM_PASSWORD", "")]).text(text)
+
+
+def id_part(text: str) -> str:
+    """A part of a run id taken from the environment (the user, from $USER/$LOGNAME): every character
+    but A-Z a-z 0-9 . _ - replaced by '_', at most 32 of them; 'ops' when empty."""
+    return _NOT_IN_ID.sub("_", text)[:32] or "ops"
 
 
 class InputError(ValueError):

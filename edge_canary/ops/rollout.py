@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"rollout: {exc}; nothing was changed", file=sys.stderr)
         return EXIT_USAGE
-    rollout_id = f"rollout-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{getpass.getuser()}"
+    rollout_id = f"rollout-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{inputs.id_part(getpass.getuser())}"
     force = truthy(env.get("FORCE", ""))
     return run_play("rollout.yml", rollout_id, lambda announce: extra_vars(req, rollout_id, announce, force), env,
                     heading=f"rollout: {rollout_id}: {req.asked}", logs=stage_logs, summary=summary,

@@ -262,3 +262,21 @@ def test_metrics_on_a_bad_address_is_exit_64_before_anything_changes(
     assert code == EXIT_USAGE
     assert "cannot serve metrics on 192.0.2.1:9" in capsys.readouterr().err
     assert verdict.exists() and not (tmp_path / "d.jsonl").exists()
+
+
+@pytest.mark.parametrize("key", ["deploy_id", "edge_canary_lock_id"])
+@pytest.mark.parametrize("bad", ["20240101T000000Z-{{ lookup('pipe','id') }}-abc", "x y", "a;b", "a$(id)", "",
+                                 "20240101T000000Z-jos\u00e9-abc"])
+def test_a_deploy_id_the_revert_would_template_is_refused(key: str, bad: str) -> None:
+    """ansible-runner passes revert_extravars to the rollback play, which templates them: a deploy id
+    (built from $USER) may hold only letters, digits, '.', '_' and '-'."""
+    with pytest.raises(ConfigError) as err:
+        load("--revert-extravars", json.dumps({key: bad, "rollback_reason": "SLI watcher verdict"}))
+    assert key in str(err.value) and "letters, digits" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_deploy_and_rollout_ids_pass() -> None:
+    for good in ("20240101T000000Z-alice-0a1b2c", "rollout-20240101T000000Z-svc.deploy_1"):
+        s = load("--revert-extravars", json.dumps({"deploy_id": good, "edge_canary_lock_id": good,
+                                                   "rollback_reason": "SLI watcher verdict"}))
+        assert s.revert_extravars["deploy_id"] == good

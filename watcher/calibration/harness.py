@@ -2,8 +2,9 @@
 
 SimProm answers the watcher's rendered queries from simulated samples, as Prometheus would at
 the pinned `time=` of each probe: raw counters and bucket counters per series (the newest
-sample within the lookback), and max(timestamp()). run_window() drives the Prober and the judge
-exactly as watch.run_watch does, probe by probe, and reports what the window ended in and when.
+sample within the lookback; none after a failed scrape until the next good one), and
+max(timestamp()). run_window() drives the Prober and the judge exactly as watch.run_watch does,
+probe by probe, and reports what the window ended in and when.
 """
 
 from __future__ import annotations

@@ -136,6 +136,14 @@ def test_one_failed_query_never_reverts() -> None:
     assert result.share("reverted") == 0.0, result.verdicts
 
 
+@pytest.mark.parametrize("outage", ["target", "prometheus"])
+def test_a_real_outage_trips_the_blind_policy_within_max_staleness_plus_two_intervals(outage: str) -> None:
+    s = Scenario(outage, PRODUCTION, background=0.001, outage=outage, fault_at=300.0)
+    result = run(s, 4, seed=10)
+    assert result.caught == 1.0 and result.blind_reverts == 4, result.verdicts
+    assert max(result.delays) <= 90 + 2 * 30, result.delays  # default max_staleness: 3 x 30 s
+
+
 def test_the_report_has_both_tables() -> None:
     text = markdown(windows=1, seed=1)
     assert "| healthy, background 5xx 0.4 % | 1 |" in text

@@ -155,7 +155,7 @@ def build_settings(v: Mapping[str, Any], config_file: str | None) -> Settings:
         f"--range {range_seconds:g}s is shorter than the interval ({interval:g}s) or than 4 scrape "
         f"intervals ({4 * scrape:g}s): a probe would miss requests or read too few samples; widen it",
     )
-    staleness = v["max_staleness"] if v["max_staleness"] is not None else 2 * interval
+    staleness = v["max_staleness"] if v["max_staleness"] is not None else 3 * interval
     _require(
         staleness >= 2 * interval,
         f"--max-staleness {staleness:g}s is under 2 probe intervals ({2 * interval:g}s): one failed "

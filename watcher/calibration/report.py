@@ -40,7 +40,9 @@ off-peak and rollout stages included; fleet-wide incidents at least 99 % held an
 probe; a real outage (the canary's target down: every scrape fails; or Prometheus down: every
 query fails) trips the blind policy within `max_staleness` + 2 probe intervals (default 90 s + 60 s
 in production), while one failed query or missed scrape never reverts (the healthy row with 1 %
-of each). With {windows} windows a row resolves {resolution:.1f} % (one window).
+of each). With {windows} windows a row resolves {resolution:.2f} % (one window), and a row with no
+revert bounds the rate below {bound:.2f} % (95 % confidence, 3 / windows); `make calibrate` runs
+1000 windows per row unless CALIBRATE_WINDOWS says otherwise.
 """
 
 
@@ -103,7 +105,8 @@ def markdown(windows: int, seed: int, log: bool = False) -> str:
     detect_rows = detection_rows()
     detect = run_all(windows, seed + 100, detect_rows, log)
     interval = {s.name: float(s.settings["interval"]) for s in detect_rows}
-    body = [HEADER.format(windows=windows, seed=seed, resolution=100 / max(1, windows)), *false_table(false), "",
+    body = [HEADER.format(windows=windows, seed=seed, resolution=100 / max(1, windows),
+                          bound=300 / max(1, windows)), *false_table(false), "",
             *detection_table(detect, interval), ""]  # fmt: skip
     return "\n".join(body)
 

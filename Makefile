@@ -49,7 +49,7 @@ lab-status: setup ## Show each lab component's state (JSON=1 for JSON)
 	@$(PY) -m edge_canary lab-status $(if $(JSON),--json)
 
 artifacts: setup ## Build the standard edge binaries (v1, v2 and the faulty v2s) into ARTIFACTS_DIR
-	@bash scripts/build-standard-artifacts.sh "$(ARTIFACTS_DIR)"
+	@bash scripts/build-standard-artifacts.sh "$$ARTIFACTS_DIR"
 
 # --- Releases -------------------------------------------------------------------------------
 # The runbook's variables, handed to `edge-canary deploy-canary` / `edge-canary rollback` through the
@@ -98,13 +98,16 @@ rollout: setup ## Move rollout_pct on every node: make rollout PCT=10 | STAGES="
 # --- Game days -------------------------------------------------------------------------------
 # Drills against the lab (or INVENTORY=): the real playbooks with a deliberately broken release,
 # checked by edge-canary gameday itself; reports in REPORT_DIR (reports/). docs/GAMEDAY.md has the knobs.
-export SCENARIO ALLOW_PRODUCTION REPORT_DIR MAX_STALENESS HEALTH_TIMEOUT GAMEDAY_RPS LOADGEN_URL MAX_COLLATERAL \
-       ROLLOUT_STAGES PROM_STOP_CMD PROM_START_CMD
+# Literal like the runbook's variables; ARTIFACTS_DIR too, read by edge-canary gameday from the environment.
+gameday_vars := SCENARIO ALLOW_PRODUCTION REPORT_DIR MAX_STALENESS HEALTH_TIMEOUT GAMEDAY_RPS LOADGEN_URL \
+       MAX_COLLATERAL ROLLOUT_STAGES PROM_STOP_CMD PROM_START_CMD ARTIFACTS_DIR
+$(call literal,$(gameday_vars))
+export $(gameday_vars)
 
 .PHONY: gameday
 
 gameday: setup ## Game-day drill: make gameday SCENARIO=<scenarios> [INVENTORY=]
-	@$(PY) -m edge_canary gameday --artifacts-dir '$(ARTIFACTS_DIR)'
+	@$(PY) -m edge_canary gameday
 
 # --- Benchmarks ------------------------------------------------------------------------------
 # On a lab of its own (.lab-bench, ports 24080…) unless LAB_DIR/LAB_*_PORT say otherwise; writes

@@ -3,7 +3,9 @@
 Every query of a probe is evaluated at the same Prometheus `time=`, so canary and control are
 read at one instant. The counts are differences of the raw counters between probes, per series:
 exact integers, no increase() extrapolation; a series whose counter went down was restarted,
-and counts from 0 again (as Prometheus' own reset handling does). A failed query is retried
+and counts from 0 again (as Prometheus' own reset handling does). A series missing from a reading
+(marked stale after a failed scrape, its node down for a while) keeps its last value, so that when
+it is back only what it counted since is new, not its whole life. A failed query is retried
 within the probe; a probe that still fails is blind and the next good probe's differences cover
 the gap. The Prober keeps each probe's counts, so the judge sees the evidence since the canary
 started serving and over the last `sliding` seconds.
@@ -51,6 +53,14 @@ def difference(
             delta = value - prev[1]
         out[label] = out.get(label, 0.0) + delta
     return out, resets
+
+
+def carry(
+    before: dict[SeriesKey, tuple[str, float]], after: dict[SeriesKey, tuple[str, float]]
+) -> dict[SeriesKey, tuple[str, float]]:
+    """The reading to difference the next one against: `after`, and the series missing from it
+    at their value in `before` (a stale series is not a series born again when it is back)."""
+    return {**before, **after}
 
 
 def side_sli(codes: dict[str, float], les: dict[str, float], age: float | None, span: float) -> SideSLI:
@@ -144,9 +154,10 @@ class Prober:
             now = self.read(when)
         except (PromError, ShapeError) as exc:
             return ProbeInput(at, error=str(exc))
-        before, self.previous = self.previous, now
+        before = self.previous
         span, self.previous_at = at - self.previous_at, at
         if before is None:
+            self.previous = now
             empty = {side: side_sli({}, {}, c.newest_sample_age, 0.0) for side, c in now.items()}
             return ProbeInput(at, canary=empty["canary"], control=empty["control"],
                               note="baseline: the counts start from this probe")  # fmt: skip
@@ -157,6 +168,11 @@ class Prober:
             les, r2 = difference(before[side].buckets, c.buckets)
             sides[side] = side_sli(codes, les, c.newest_sample_age, span)
             resets += r1 + r2
+        self.previous = {
+            side: Counters(carry(before[side].counts, c.counts), carry(before[side].buckets, c.buckets),
+                           c.newest_sample_age)
+            for side, c in now.items()
+        }  # fmt: skip
         canary, control = sides["canary"], sides["control"]
         if self.totals is None:
             self.totals = (canary, control)
@@ -182,4 +198,4 @@ class Prober:
         )
 
 
-__all__ = ["Counters", "Prober", "Querier", "combine", "difference", "subtract"]
+__all__ = ["Counters", "Prober", "Querier", "carry", "combine", "difference", "subtract"]

@@ -51,7 +51,7 @@ class Rules:
     min_requests: int = 20  # canary requests (since it started) below which nothing is judged
     errors_consecutive: int = 1  # consecutive error-red probes that trigger the revert
     latency_consecutive: int = 2  # consecutive latency-red probes that trigger the revert
-    max_staleness: float = 60.0  # seconds without fresh canary data before the blind policy
+    max_staleness: float = 90.0  # seconds without fresh canary data before the blind policy
     blind_probes: int = 3  # consecutive blind probes that trigger the blind policy
     blind_policy: str = "revert"  # revert | hold
     promote_fraction: float = 0.8  # conclusive green share of the probes needed to promote

@@ -76,8 +76,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("errors_consecutive", "int", 1, "consecutive error-red probes that revert"),
     Option("latency_consecutive", "int", 2, "consecutive latency-red probes that revert"),
     Option("max_staleness", "duration", None,
-           "how long without fresh canary data before the blind policy (default and minimum: "
-           "2 x interval)"),  # fmt: skip
+           "how long without fresh canary data before the blind policy (default 3 x interval, "
+           "minimum 2 x interval)"),  # fmt: skip
     Option("blind_probes", "int", 3, "consecutive blind probes that trigger the blind policy"),
     Option("query_retries", "int", 1, "retries of a failed query within the probe"),
     Option("blind_policy", "choice", "revert", "what to do once blind for longer",

@@ -22,6 +22,10 @@ from watcher.prom import split_userinfo
 from watcher.promql import Queries, template_problem
 
 _NODE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+# A deploy or rollout id in revert_extravars: ansible-runner hands them to the rollback play, whose
+# extra vars Ansible templates, so nothing but letters, digits, '.', '_' and '-' (edge_canary's ids).
+RUN_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+RUN_ID_KEYS = ("deploy_id", "edge_canary_lock_id")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -153,7 +157,7 @@ def build_settings(v: Mapping[str, Any], config_file: str | None) -> Settings:
         f"--range {range_seconds:g}s is shorter than the interval ({interval:g}s) or than 4 scrape "
         f"intervals ({4 * scrape:g}s): a probe would miss requests or read too few samples; widen it",
     )
-    staleness = v["max_staleness"] if v["max_staleness"] is not None else 2 * interval
+    staleness = v["max_staleness"] if v["max_staleness"] is not None else 3 * interval
     _require(
         staleness >= 2 * interval,
         f"--max-staleness {staleness:g}s is under 2 probe intervals ({2 * interval:g}s): one failed "
@@ -211,6 +215,14 @@ def build_settings(v: Mapping[str, Any], config_file: str | None) -> Settings:
         _require(
             bool(_NODE.match(node)) and node != "all",
             f"--canary-node {node!r} must be one inventory host name (no patterns, commas, 'all')",
+        )
+    extravars = v["revert_extravars"] or {}
+    for key in RUN_ID_KEYS:
+        value = extravars.get(key)
+        _require(
+            value is None or (isinstance(value, str) and RUN_ID.fullmatch(value) is not None),
+            f"revert_extravars {key} {value!r} may hold only letters, digits, '.', '_' and '-' "
+            "(the rollback play templates its extra vars); start the deploy with make, which builds such an id",
         )
     action = v["revert_action"]
     playbook = v["playbook"] or _default_playbook()
@@ -276,7 +288,7 @@ def build_settings(v: Mapping[str, Any], config_file: str | None) -> Settings:
         revert_action=action,
         revert_command=argv,
         revert_timeout=v["revert_timeout"],
-        revert_extravars=v["revert_extravars"] or {},
+        revert_extravars=extravars,
         inventory=inventory,
         playbook=playbook,
         decision_log=v["decision_log"],

@@ -156,34 +156,70 @@ def check_collateral(t: Traffic, allowed: int) -> Check:
     return Check("no collateral failures", t.collateral <= allowed, detail)
 
 
+# Reading a live node's /version or an LB's admin socket directly takes milliseconds on a healthy lab: a read
+# slower than this, or a sampler silent for longer than the other (it reads every second, waiting up to 2 s
+# for a cut node), means the lab machine itself stalled, which no load balancer can route around.
+STALL_S = 1.0
+SAMPLER_SILENT_S = 6.0
+# A failed request tells of the path from a little before it was sent (HAProxy's checks look back that far)
+# to its end.
+LOOK_BACK_S = 5.0
+
+
 def check_routed_around(requests: list[Request], release: str, cut_at: float | None, grace: float,
-                        allowed: int = 0, samples: list[Sample] | None = None) -> Check:
+                        allowed: int = 0, samples: list[Sample] | None = None, cut_node: str | None = None) -> Check:
     """A node cut off the network: requests may fail while HAProxy notices (those sent from just before the cut
-    to `grace` seconds after it); before or after that no more than `allowed` (MAX_COLLATERAL). A failure
-    names what the load balancers saw when the first of those outside the grace was sent."""
+    to `grace` seconds after it); before or after that no more than `allowed` (MAX_COLLATERAL), except while the
+    drill's own direct reads show the whole lab machine stalled (counted and named apart). A failure names what
+    the load balancers saw when the first of those outside the grace was sent."""
     failed = [r for r in requests if r.sent and r.failed and not blame(r, release, None)]
     if cut_at is None:
         return Check("HAProxy routed around the cut node", False, "the node was never cut off")
     outside = [r for r in failed if not cut_at - 1.0 <= r.start <= cut_at + grace]
-    detail = (f"{len(failed) - len(outside)} request(s) failed within {grace:g} s of the cut, {len(outside)} "
+    stalls = {id(r): lab_stalled(samples or [], r.start - LOOK_BACK_S, (r.answered_at or r.start) + 1.0, cut_node)
+              for r in outside}
+    charged = [r for r in outside if not stalls[id(r)]]
+    excused = [stalls[id(r)] for r in outside if stalls[id(r)]]
+    detail = (f"{len(failed) - len(outside)} request(s) failed within {grace:g} s of the cut, {len(charged)} "
               f"outside it (allowed {allowed})")
-    if outside:
-        detail += ": " + ", ".join(f"{r.status or r.error} at {r.start - cut_at:+.1f} s" for r in outside[:5])
-        first = min(r.start for r in outside)
+    if excused:
+        detail += f"; {len(excused)} more while the lab machine itself stalled ({excused[0]})"
+    if charged:
+        detail += ": " + ", ".join(f"{r.status or r.error} at {r.start - cut_at:+.1f} s" for r in charged[:5])
+        first = min(r.start for r in charged)
         seen = lbs_seen_at(samples or [], first)
         if seen:
             detail += f"; at {first - cut_at:+.1f} s {seen}"
-    return Check("HAProxy routed around the cut node", len(outside) <= allowed, detail)
+    return Check("HAProxy routed around the cut node", len(charged) <= allowed, detail)
+
+
+def lab_stalled(samples: list[Sample], start: float, end: float, cut_node: str | None) -> str:
+    """Why the drill's direct reads say the lab machine stalled between start and end ('' if they do not)."""
+    for s in samples:
+        if start <= s.at <= end:
+            for name, took in sorted(s.read_s.items()):
+                if name != cut_node and took > STALL_S:
+                    return f"{name} took {took:.1f} s to answer the drill directly"
+    ends = [s.at for s in samples]
+    for before, after in zip(ends, ends[1:], strict=False):
+        if after - before > SAMPLER_SILENT_S and before < end and after > start:
+            return f"the drill's sampler could not run for {after - before:.1f} s"
+    return ""
 
 
 def lbs_seen_at(samples: list[Sample], at: float) -> str:
-    """How every load balancer saw the nodes in the last sample taken at or before `at` ('' if none)."""
+    """How every load balancer saw the nodes in the last sample taken at or before `at` ('' if none), and the
+    slowest direct read of that sample."""
     before = [s for s in samples if s.at <= at]
     if not before:
         return ""
     last = before[-1]
-    return "; ".join(f"{lb} saw " + ", ".join(f"{node} {state_word(state)}" for node, state in sorted(nodes.items()))
+    seen = "; ".join(f"{lb} saw " + ", ".join(f"{node} {state_word(state)}" for node, state in sorted(nodes.items()))
                      if nodes else f"{lb} unreadable" for lb, nodes in sorted(last.lbs.items()))
+    if last.read_s:
+        slowest = max(last.read_s, key=lambda name: last.read_s[name])
+        seen += f" (slowest direct read: {slowest} {last.read_s[slowest]:.2f} s)"
+    return seen
 
 
 def state_word(state: ServerState) -> str:

@@ -269,7 +269,8 @@ class NodePartition(Disturbance):
     def collateral(self, requests: list[Request], version: str, traffic: chk.Traffic, allowed: int,
                    samples: list[Sample]) -> chk.Check:
         # A cut node fails requests until HAProxy notices: measured and bounded, not forbidden.
-        return chk.check_routed_around(requests, version, self.began_at, PARTITION_GRACE_S, allowed, samples)
+        return chk.check_routed_around(requests, version, self.began_at, PARTITION_GRACE_S, allowed, samples,
+                                       self.node)
 
     def restored(self) -> str:
         return f"healed the partition of {self.node}"

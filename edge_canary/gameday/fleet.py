@@ -312,17 +312,25 @@ class Sample:
     at: float  # epoch seconds
     versions: dict[str, str | None]  # node -> /version, None when it does not answer
     lbs: dict[str, dict[str, ServerState]]  # load balancer -> node -> state ({} when unreadable)
+    read_s: dict[str, float] = field(default_factory=dict)  # node or LB -> seconds its direct read took
 
 
 def take_sample(fleet: Fleet) -> Sample:
-    versions = {node: node_version(url) for node, url in fleet.version_urls.items()}
+    versions: dict[str, str | None] = {}
+    read_s: dict[str, float] = {}
+    for node, url in fleet.version_urls.items():
+        began = time.monotonic()
+        versions[node] = node_version(url)
+        read_s[node] = time.monotonic() - began
     lbs: dict[str, dict[str, ServerState]] = {}
     for lb in fleet.lbs:
+        began = time.monotonic()
         try:
             lbs[lb.name] = lb_states(lb)
         except (OSError, FleetError):
             lbs[lb.name] = {}
-    return Sample(time.time(), versions, lbs)
+        read_s[lb.name] = time.monotonic() - began
+    return Sample(time.time(), versions, lbs, read_s)
 
 
 @dataclass
@@ -357,5 +365,6 @@ def write_samples(samples: list[Sample], path: Path) -> None:
         for s in samples:
             out.write(json.dumps({"at": s.at, "versions": s.versions,
                                   "lbs": {lb: {n: [st.admin, st.up] for n, st in nodes.items()}
-                                          for lb, nodes in s.lbs.items()}}) + "\n")
+                                          for lb, nodes in s.lbs.items()},
+                                  "read_s": {name: round(took, 3) for name, took in s.read_s.items()}}) + "\n")
 

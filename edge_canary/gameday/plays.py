@@ -3,7 +3,6 @@ and record folder noted), the load generator, and the game-day lock."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from typing import Any
 from edge_canary.gameday.context import Context
 from edge_canary.gameday.errors import RunError
 from edge_canary.gameday.report import DrillResult
+from edge_canary.ops.inputs import write_extra_vars
 from edge_canary.procgroup import stop_group
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,8 +88,10 @@ class Play:
 
 def playbook(name: str, playbook_file: str, inventory: str | None, extra: dict[str, object], env: dict[str, str],
              log_path: Path) -> Play:
-    vars_file = log_path.with_name(f"{log_path.stem}.vars.json")
-    vars_file.write_text(json.dumps(extra, indent=2) + "\n")
+    # The tools' extra-vars file, every string !unsafe: ansible-core trusts a JSON one and templates it, and
+    # paths here come from REPORT_DIR and ARTIFACTS_DIR as the operator typed them.
+    vars_file = log_path.with_name(f"{log_path.stem}.vars.yml")
+    write_extra_vars(vars_file, extra)
     argv = [str(BIN / "ansible-playbook"), str(REPO / "playbooks" / playbook_file), "-e", f"@{vars_file}"]
     if inventory:
         argv += ["-i", inventory]

@@ -12,6 +12,7 @@ templates it, and no value ever passes through a shell or Ansible's `key=value` 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -41,7 +42,7 @@ from ansible_collections.edge.canary.plugins.module_utils.operator_inputs import
 
 _VAR_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 # A deploy id as deploy-canary names it (20261202T012345Z-alice-1a2b3c): a folder name, never a path.
-_DEPLOY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
+_DEPLOY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # watcher.settings.RUN_ID
 
 
 def scrub(text: str) -> str:
@@ -78,12 +79,18 @@ def _yaml(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        text = repr(value)  # YAML 1.1 reads a float only with a '.': 1e-05 would be a string
+        return text if "." in text else text.replace("e", ".0e")
     if isinstance(value, str):
         # A JSON string is a valid YAML double-quoted scalar; ASCII only so that no YAML line
         # break (U+2028, U+0085 ...) can hide in it. !unsafe: Ansible never templates it.
         return "!unsafe " + json.dumps(value, ensure_ascii=True)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_yaml(item) for item in value) + "]"
+    if isinstance(value, Mapping):
+        # Keys are data too: quoted, never a tag or a merge key; values as above.
+        return "{" + ", ".join(f"{json.dumps(str(k), ensure_ascii=True)}: {_yaml(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"extra var of type {type(value).__name__} cannot be written")
 
 

@@ -42,6 +42,7 @@ from ansible_collections.edge.canary.plugins.module_utils.release_plan import (
     redact_keys,
     redact_text,
     release_ref,
+    sha256_text,
     version_of,
 )
 
@@ -61,7 +62,7 @@ class Paths:
         name = p["binary_name"]
         if not name or "/" in name or name in (".", ".."):
             raise ReleaseError(f"binary_name {name!r} must be a plain file name")
-        install_dir = clean_path("install_dir", p["install_dir"])
+        install_dir = clean_path("install_dir", p["install_dir"], directory=True)
         if install_dir is None:
             raise ReleaseError("install_dir is required")
         binary = os.path.join(install_dir, name)
@@ -80,15 +81,26 @@ class Paths:
         )
 
 
-def clean_path(option: str, path: str | None) -> str | None:
-    """An absolute path, normalised; refused when a '..' would take it out of where it points."""
+def clean_path(option: str, path: str | None, directory: bool = False) -> str | None:
+    """An absolute path, normalised; refused when a '..' would take it out of where it points, or
+    when its folder (a directory option: the path itself) is or lies under a symlink, which would
+    put every file written there somewhere else. A symlink in the file's own name is refused when
+    the file is opened (open_regular); so no file under the folder resolves outside it."""
     if not path:
         return None
     if not os.path.isabs(path):
         raise ReleaseError(f"{option} {path!r} must be an absolute path")
     if ".." in path.split("/"):
         raise ReleaseError(f"{option} {path!r} contains '..'; give the path without it")
-    return os.path.normpath(path)
+    path = os.path.normpath(path)
+    folder = path if directory else os.path.dirname(path)
+    real = os.path.realpath(folder)
+    if real != folder:
+        raise ReleaseError(
+            f"{option} {path!r} goes through a symlink ({folder} resolves to {real}); not following "
+            "it: give the real path"
+        )
+    return path
 
 
 def secret_keys(p: dict[str, Any]) -> frozenset[str]:
@@ -163,6 +175,10 @@ def push(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
     notes = verify_artifact(staged, expected, check_mode, "staged artifact")
     state = read_state(paths)
     plan = plan_push(state, expected, updates)
+    if plan.changed and state.previous.exists and plan.previous_after_sha256 != state.previous.sha256 \
+            and not plan.rotate_binary:
+        notes.append(f"{paths.previous} does not match the release record: a rollback will refuse it, "
+                     "pass ROLLBACK_BINARY=/path/to/known-good-binary")
     record = dict(state.record)
     known = known_versions({expected: p.get("version")})
     if plan.pending is not None and plan.pending.from_sha256:
@@ -176,6 +192,7 @@ def push(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
         after_record.update(
             current=release_ref(expected, record, known),
             previous=release_ref(plan.previous_after_sha256, record, known),
+            previous_config_sha256=plan.previous_config_after_sha256,
             config=redact_keys(parse_config(plan.new_config_text), secret),
             time=now_iso(),
             deploy_id=p.get("deploy_id"),
@@ -284,11 +301,14 @@ def revert(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
         if not rollback.exists and expected is not None:  # check mode: not copied to the node
             rollback = FileState(sha256=expected)
     state = read_state(paths)
-    plan = plan_revert(state, rollback, paths.previous)
+    plan = plan_revert(state, rollback, paths.previous, paths.config_previous)
+    notes.extend(plan.notes)
     record = state.record
     known = known_versions({plan.source_sha256: p.get("version")}) if rollback is not None else {}
     source_ref = release_ref(plan.source_sha256, record, known)
     config_after_text = (state.config_previous_text if plan.restore_config else state.config_text)
+    config_previous_after_text = (state.config_text if plan.sync_previous_config
+                                  else state.config_previous_text)
     rolled_back = None
     if plan.restore_binary and state.binary.exists:
         rolled_back = {
@@ -306,6 +326,7 @@ def revert(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
         after_record.update(
             current=source_ref,
             previous=source_ref,
+            previous_config_sha256=sha256_text(config_previous_after_text),
             config=redact_keys(parse_config(config_after_text), secret),
             time=now_iso(),
             deploy_id=p.get("deploy_id"),
@@ -333,12 +354,17 @@ def revert(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
                 atomic_copy(paths.binary, paths.rolled_back, state.binary, DEFAULT_BINARY_MODE)
             checkpoint("binary-aside")
             like = state.binary if state.binary.exists else file_state(source_path)
-            digest = atomic_copy(source_path, paths.binary, like, DEFAULT_BINARY_MODE)
+            # Verified in its temp file, before the rename: a source swapped since it was checked
+            # never reaches the binary's path.
+            tmp, digest = write_temp(paths.binary, source_path, like, DEFAULT_BINARY_MODE)
             if digest != plan.source_sha256:
+                os.unlink(tmp)
                 raise ReleaseError(
                     f"{source_path} changed while being installed (sha256 {digest[:12]}, expected "
-                    f"{plan.source_sha256[:12]}); pass ROLLBACK_BINARY=/path/to/known-good-binary"
+                    f"{plan.source_sha256[:12]}): not installing it; pass "
+                    "ROLLBACK_BINARY=/path/to/known-good-binary"
                 )
+            install(tmp, paths.binary)
         checkpoint("binary")
         if plan.sync_previous_binary:
             atomic_copy(paths.binary, paths.previous, file_state(paths.binary), DEFAULT_BINARY_MODE)
@@ -348,7 +374,14 @@ def revert(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
             if current_config.exists and paths.config_rolled_back:
                 atomic_copy(paths.config, paths.config_rolled_back, current_config,
                             DEFAULT_CONFIG_MODE)
-            atomic_copy(paths.config_previous, paths.config, current_config, DEFAULT_CONFIG_MODE)
+            # Verified in its temp file, before the rename, like the binary.
+            tmp, digest = write_temp(paths.config, paths.config_previous, current_config,
+                                     DEFAULT_CONFIG_MODE)
+            if digest != sha256_text(state.config_previous_text):
+                os.unlink(tmp)
+                raise ReleaseError(f"{paths.config_previous} changed while being installed: not "
+                                   "installing it; re-run")
+            install(tmp, paths.config)
         checkpoint("config")
         if plan.sync_previous_config and paths.config and paths.config_previous:
             atomic_copy(paths.config, paths.config_previous, file_state(paths.config),

@@ -14,8 +14,8 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 CONFIG_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # Keys of the release record this module owns; every other key (serving_sha256 is written through
 # state=serving, anything else by other tools) is carried over untouched.
-OWNED_KEYS = ("current", "previous", "config", "time", "deploy_id", "action", "first_deploy",
-              "rolled_back", "pending", "pending_rollback", "good_sha256", "not_reached")
+OWNED_KEYS = ("current", "previous", "previous_config_sha256", "config", "time", "deploy_id", "action",
+              "first_deploy", "rolled_back", "pending", "pending_rollback", "good_sha256", "not_reached")
 # What a secret config key's value is shown as in the record, the module's output and its diff.
 REDACTED = "********"
 
@@ -112,6 +112,8 @@ class PushPlan:
     resumed: bool
     pending: Pending | None
     previous_after_sha256: str | None
+    # sha256 of the config's .previous afterwards (the record's previous_config_sha256).
+    previous_config_after_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class RevertPlan:
     sync_previous_config: bool  # config .previous := current config
     source_sha256: str
     clears_pending: bool
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -258,13 +261,15 @@ def plan_push(state: NodeState, target_sha256: str, updates: dict[str, str]) -> 
     config_before = state.config_text
     if config_before is None and pending.from_config_sha256 is None and pending.from_sha256:
         config_before = "" if state.config_managed and write_config else None
-    rotate_config = (
+    config_is_start = (
         pending.from_good
         and config_before is not None
         and (state.config_text is None or sha256_text(config_before) == pending.from_config_sha256)
-        and state.config_previous_text != config_before
     )
-    previous_after = state.binary.sha256 if rotate_binary else state.previous.sha256
+    rotate_config = config_is_start and state.config_previous_text != config_before
+    previous_after = state.binary.sha256 if rotate_binary else previous_kept(state)
+    previous_config_after = (sha256_text(config_before) if config_is_start
+                             else config_previous_kept(state))
     return PushPlan(
         changed=True,
         write_binary=write_binary,
@@ -276,11 +281,25 @@ def plan_push(state: NodeState, target_sha256: str, updates: dict[str, str]) -> 
         resumed=resumed,
         pending=pending,
         previous_after_sha256=previous_after,
+        previous_config_after_sha256=previous_config_after,
     )
 
 
+def previous_kept(state: NodeState) -> str | None:
+    """What the record says .previous holds after a push that leaves it alone: the file's sha256 when
+    the record allows it (or says nothing), else what the record had. A truncated or replaced
+    .previous is never written into the record as if it were the last-known-good, so a later revert
+    still refuses it."""
+    allowed = recorded_previous(state)
+    if allowed is None or state.previous.sha256 in allowed:
+        return state.previous.sha256
+    recorded = state.record.get("previous")
+    return recorded.get("sha256") if isinstance(recorded, dict) else None
+
+
 def plan_revert(
-    state: NodeState, rollback: FileState | None, previous_path: str
+    state: NodeState, rollback: FileState | None, previous_path: str,
+    config_previous_path: str | None = None,
 ) -> RevertPlan:
     """Decide what a revert does; after it, current and .previous are the same (binary, config).
 
@@ -322,11 +341,14 @@ def plan_revert(
             and state.config_text != state.config_previous_text
         )
         sync_previous_config = False
+    notes: tuple[str, ...] = ()
+    if restore_config:
+        notes = check_config_previous(state, config_previous_path)
     unfinished = pending is not None or state.pending_rollback is not None
     changed = (restore_binary or sync_previous_binary or restore_config or sync_previous_config
                or unfinished)
     return RevertPlan(changed, restore_binary, sync_previous_binary, restore_config,
-                      sync_previous_config, source, unfinished)
+                      sync_previous_config, source, unfinished, notes)
 
 
 def recorded_previous(state: NodeState) -> set[str] | None:
@@ -358,6 +380,49 @@ def check_previous(state: NodeState, previous_path: str) -> None:
         f"{previous_path} does not match the release record (sha256 {str(found)[:12]}, recorded "
         f"{expected}): truncated or replaced, not installing it; pass "
         "ROLLBACK_BINARY=/path/to/known-good-binary"
+    )
+
+
+def recorded_config_previous(state: NodeState) -> set[str | None] | None:
+    """The sha256s the config's .previous may hold by the record (None in the set: no file), or
+    None when the record does not say (a record written before previous_config_sha256): the
+    recorded one, and mid-push what the push started from (an empty file when there was none)."""
+    if "previous_config_sha256" not in state.record:
+        return None
+    recorded = state.record.get("previous_config_sha256")
+    allowed: set[str | None] = {recorded if isinstance(recorded, str) else None}
+    pending = state.pending
+    if pending is not None and pending.from_good and pending.from_sha256:
+        allowed.add(pending.from_config_sha256 or sha256_text(""))
+    return allowed
+
+
+def config_previous_kept(state: NodeState) -> str | None:
+    """What the record says the config's .previous holds after a push that leaves it alone (as
+    previous_kept for the binary): a replaced file is never recorded as the last-known-good."""
+    found = sha256_text(state.config_previous_text)
+    allowed = recorded_config_previous(state)
+    if allowed is None or found in allowed:
+        return found
+    recorded = state.record.get("previous_config_sha256")
+    return recorded if isinstance(recorded, str) else None
+
+
+def check_config_previous(state: NodeState, path: str | None) -> tuple[str, ...]:
+    """Refuse to install a config .previous whose sha256 is not the one the record gives it; a
+    record from before previous_config_sha256 cannot say: noted, not refused."""
+    name = path or "the config's .previous"
+    allowed = recorded_config_previous(state)
+    if allowed is None:
+        return (f"{name} not verified: the release record has no sha256 for it (an older record)",)
+    found = sha256_text(state.config_previous_text)
+    if found in allowed:
+        return ()
+    expected = ", ".join(sorted(str(a)[:12] for a in allowed))
+    raise ReleaseError(
+        f"{name} does not match the release record (sha256 {str(found)[:12]}, recorded "
+        f"{expected}): truncated or replaced, not installing it; move it away to keep the "
+        "node's current config (set keys with CONFIG) and re-run"
     )
 
 

@@ -19,9 +19,10 @@ description:
     C(state=serving) with I(good)); only a push that replaces that release rotates it into
     C(.previous). A re-push of the running binary, a config-only change or a push over a release
     that never served leaves it as it is.
-  - C(.previous) is checked against the sha256 the record gives it before a revert installs it; a
-    mismatch is refused. No symlink is followed, a path with C(..) is refused, and a FIFO or other
-    non-regular file at any of the paths is refused without blocking.
+  - C(.previous) (the binary's and the config's) is checked against the sha256 the record gives it
+    before a revert installs it; a mismatch is refused. No symlink is followed (a file, or a folder
+    on the way to it, is refused), a path with C(..) is refused, and a FIFO or other non-regular file
+    at any of the paths is refused without blocking.
   - Every file is replaced by an atomic rename of a fsynced temp file in the same directory.
   - An interrupted push or revert (killed between any two steps) can be re-run and ends
     consistent; the last-known-good binary is never lost.

@@ -2,8 +2,9 @@
 
 SimProm answers the watcher's rendered queries from simulated samples, as Prometheus would at
 the pinned `time=` of each probe: raw counters and bucket counters per series (the newest
-sample within the lookback), and max(timestamp()). run_window() drives the Prober and the judge
-exactly as watch.run_watch does, probe by probe, and reports what the window ended in and when.
+sample within the lookback; none after a failed scrape until the next good one), and
+max(timestamp()). run_window() drives the Prober and the judge exactly as watch.run_watch does,
+probe by probe, and reports what the window ended in and when.
 """
 
 from __future__ import annotations
@@ -54,8 +55,10 @@ class SimProm:
         times: np.ndarray,
         rng: np.random.Generator,
         fail: float = 0.0,
+        down: float | None = None,
     ) -> None:
         self.fail = fail
+        self.down = None if down is None else EPOCH + down
         self.rng = rng
         self.rows = {round(EPOCH + float(t), 3): i for i, t in enumerate(times)}
         self.kinds: dict[str, tuple[str, str]] = {}
@@ -68,6 +71,8 @@ class SimProm:
     def query(self, promql: str, time: float | None = None) -> QueryResult:
         if self.fail and self.rng.random() < self.fail:
             raise PromError(f"query {promql!r}: simulated timeout")
+        if self.down is not None and time is not None and time >= self.down:
+            raise PromError(f"query {promql!r}: Prometheus is down")
         assert time is not None, "the watcher pins every query's time"
         side, kind = self.kinds[promql]
         a, p = self.sides[side], self.rows[round(time, 3)]
@@ -101,11 +106,13 @@ def run_window(
     control: Sequence[Series],
     rng: np.random.Generator,
     fail: float = 0.0,
+    down: float | None = None,
 ) -> WindowOutcome:
+    """One window; `fail`: chance a query fails, `down`: watch seconds from which every query fails."""
     n = settings.planned_probes
     times = np.arange(0, n + 1) * settings.interval  # the baseline at 0, then every probe
     sides = {"canary": answers(canary, times), "control": answers(control, times)}
-    client = SimProm(settings, sides, times, rng, fail)
+    client = SimProm(settings, sides, times, rng, fail, down)
     rules = settings.rules
     prober = Prober(client, rendered(settings), rules.sliding, settings.query_retries)
     prober.baseline(0.0, EPOCH)

@@ -6,7 +6,8 @@ when it is under 1.1 average sample intervals, else by half an interval, and nev
 (a counter's first value limits the extrapolation to its start). A series with fewer than two
 samples in range gives no result. histogram_quantile() interpolates linearly inside the bucket
 where the rank falls (the +Inf bucket answers the highest finite bound). An instant selector
-takes the newest sample at or before T within the 5-minute lookback.
+takes the newest sample at or before T within the 5-minute lookback, and returns nothing when a
+staleness marker (a failed scrape) is newer than it; range selectors ignore the markers.
 """
 
 from __future__ import annotations
@@ -55,8 +56,11 @@ def latest(series: Series, values: np.ndarray, times: np.ndarray) -> tuple[np.nd
     """The instant selector at each of `times`: (values (P, M), sample times (P,)); NaN = none."""
     t = series.times
     hi = np.searchsorted(t, times, side="right") - 1
-    ok = (hi >= 0) & (times - t[np.maximum(hi, 0)] <= LOOKBACK)
     hi_c = np.maximum(hi, 0)
+    ok = (hi >= 0) & (times - t[hi_c] <= LOOKBACK)
+    # A staleness marker after the newest sample hides the series until its next sample.
+    marked = np.searchsorted(series.stale, times, side="right")
+    ok &= marked == np.searchsorted(series.stale, t[hi_c], side="right")
     vals = values[hi_c].astype(float)
     vals[~ok] = np.nan
     stamp = np.where(ok, t[hi_c], np.nan)

@@ -60,10 +60,11 @@ class Scenario:
     rollout: float | None = None  # share of traffic on the new code path (canary = variant new)
     miss: float = 0.0  # chance a scrape fails
     fail: float = 0.0  # chance a query fails
+    outage: str | None = None  # from fault_at: "target" (every canary scrape fails), "prometheus"
 
     @property
     def faulty(self) -> bool:
-        return bool(self.code and self.share) or bool(self.slower)
+        return bool(self.code and self.share) or bool(self.slower) or self.outage is not None
 
 
 def _sides(s: Scenario, cfg: Settings, rng: np.random.Generator) -> tuple[list[Series], list[Series]]:
@@ -85,6 +86,10 @@ def _sides(s: Scenario, cfg: Settings, rng: np.random.Generator) -> tuple[list[S
         return canary, control
     phases = [Phase(begin, node)] + ([Phase(s.fault_at, bad)] if s.faulty else [])
     canary = [sim(phases, 0.0)]
+    if s.outage == "target":  # the canary's target is down: each scrape fails, a staleness marker
+        c = canary[0]
+        up = c.times < s.fault_at
+        canary = [Series(c.times[up], c.codes[up], c.buckets[up], np.union1d(c.stale, c.times[~up]))]
     control = [sim([Phase(begin, node)], None) for _ in range(s.nodes - 1)]
     return canary, control
 
@@ -123,7 +128,8 @@ def run(s: Scenario, windows: int, seed: int) -> Result:
     early = 0
     for _ in range(windows):
         canary, control = _sides(s, cfg, rng)
-        out: WindowOutcome = run_window(cfg, canary, control, rng, s.fail)
+        down = s.fault_at if s.outage == "prometheus" else None
+        out: WindowOutcome = run_window(cfg, canary, control, rng, s.fail, down)
         verdicts[out.verdict] += 1
         blind += out.verdict == "reverted" and out.blind
         if out.verdict == "reverted" and out.at is not None and s.faulty:
@@ -168,6 +174,10 @@ def detection_rows() -> list[Scenario]:
         Scenario("+0.8 s on every request", PRODUCTION, background=0.001, slower=0.8),
         Scenario("1.5 % 503 from minute 40", PRODUCTION, background=0.001, code="503",
                  share=0.015, fault_at=2400.0),
+        Scenario("canary's target down from minute 5 (blind)", PRODUCTION, background=0.001,
+                 outage="target", fault_at=300.0),
+        Scenario("Prometheus down from minute 5 (blind)", PRODUCTION, background=0.001,
+                 outage="prometheus", fault_at=300.0),
         Scenario("lab v2-errors (20 % 502)", LAB, code="502", share=0.2, latency=LAB_LATENCY),
         Scenario("lab v2-slow (+0.6 s)", LAB, slower=0.6, latency=LAB_LATENCY),
     ]  # fmt: skip

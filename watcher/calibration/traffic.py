@@ -4,7 +4,8 @@ A node's traffic is piecewise (Phase): request rate, 5xx share by code, latency 
 Counts between two instants are Poisson (requests) split multinomially into status codes and
 histogram buckets, the buckets being those the lab's edge binary exports. A restart resets every
 counter to 0 (the series are pre-initialised, as edge_app.metrics does); a missed scrape leaves
-no sample.
+no sample but a staleness marker, as Prometheus writes for every series of a target whose scrape
+fails: instant queries see none of them until the next good scrape.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class Series:
     times: np.ndarray  # (S,)
     codes: np.ndarray  # (S, len(CODES)) raw counter values
     buckets: np.ndarray  # (S, len(LE)) raw cumulative bucket counters
+    stale: np.ndarray = field(default_factory=lambda: np.empty(0))  # staleness markers' times
 
     def corrected(self, values: np.ndarray) -> np.ndarray:
         """Values with Prometheus' counter-reset correction: after a drop, add the value before it."""
@@ -115,7 +117,7 @@ def simulate(
     """Samples of one series set scraped every `scrape` s (random offset) from `begin` to `end`.
 
     Before `restart_at` the counters carry `uptime` seconds of the first phase's traffic; at it
-    they restart from 0. `miss` is the chance that a scrape fails (no sample).
+    they restart from 0. `miss` is the chance that a scrape fails: no sample, a staleness marker.
     """
     offset = rng.uniform(0, scrape)
     scrapes = np.arange(begin + offset, end, scrape)
@@ -151,7 +153,8 @@ def simulate(
     else:
         c_codes += base_codes
         c_buckets += base_buckets
-    keep = np.isin(grid, scrapes)
+    scraped = np.isin(grid, scrapes)
+    keep = scraped.copy()
     if miss:
         keep &= rng.random(len(grid)) >= miss
-    return Series(grid[keep], c_codes[keep], c_buckets[keep])
+    return Series(grid[keep], c_codes[keep], c_buckets[keep], grid[scraped & ~keep])

@@ -45,6 +45,28 @@ def test_increase_needs_two_samples() -> None:
     assert math.isnan(promsim.increase(s, s.codes, np.array([100.0]), 60.0)[0, 0])
 
 
+def test_a_failed_scrape_hides_the_series_until_the_next_good_one() -> None:
+    # Scrapes at 0, 15, 45 succeed, the one at 30 fails: Prometheus writes a staleness marker,
+    # and an instant query from 30 until the scrape at 45 returns nothing (not the value at 15).
+    s = Series(np.array([0.0, 15.0, 45.0]), np.array([[0.0], [15.0], [45.0]]),
+               np.array([[0.0], [15.0], [45.0]]), np.array([30.0]))  # fmt: skip
+    vals, stamps = promsim.latest(s, s.codes, np.array([29.0, 30.0, 44.0, 45.0, 50.0]))
+    assert vals[:, 0].tolist()[0] == 15.0 and stamps[0] == 15.0
+    assert np.isnan(vals[1:3]).all() and np.isnan(stamps[1:3]).all()
+    assert vals[3:, 0].tolist() == [45.0, 45.0] and stamps[3:].tolist() == [45.0, 45.0]
+    # Range selectors ignore the marker: increase() reads the samples on either side of it.
+    (value,) = promsim.increase(s, s.codes, np.array([45.0]), 60.0)[0]
+    assert value > 0
+
+
+def test_simulated_missed_scrapes_leave_staleness_markers() -> None:
+    rng = np.random.default_rng(2)
+    s = simulate(rng, [Phase(-600, background(20.0, 0.0))], -600, 600, 15.0, miss=0.2)
+    assert len(s.stale) > 0 and not np.isin(s.stale, s.times).any()
+    vals, stamps = promsim.latest(s, s.codes, s.stale)
+    assert np.isnan(vals).all() and np.isnan(stamps).all()  # blind at every failed scrape
+
+
 def test_histogram_quantile_interpolates_inside_the_bucket() -> None:
     cumulative = np.zeros(len(LE))
     cumulative[LE.index("0.1") :] = 50  # 50 requests at or under 0.1 s
@@ -112,6 +134,14 @@ def test_detection_is_fast() -> None:
 def test_one_failed_query_never_reverts() -> None:
     result = run(Scenario("hiccups", PRODUCTION, background=0.001, miss=0.01, fail=0.01), 3, 9)
     assert result.share("reverted") == 0.0, result.verdicts
+
+
+@pytest.mark.parametrize("outage", ["target", "prometheus"])
+def test_a_real_outage_trips_the_blind_policy_within_max_staleness_plus_two_intervals(outage: str) -> None:
+    s = Scenario(outage, PRODUCTION, background=0.001, outage=outage, fault_at=300.0)
+    result = run(s, 4, seed=10)
+    assert result.caught == 1.0 and result.blind_reverts == 4, result.verdicts
+    assert max(result.delays) <= 90 + 2 * 30, result.delays  # default max_staleness: 3 x 30 s
 
 
 def test_the_report_has_both_tables() -> None:

@@ -10,6 +10,7 @@ import pytest
 from watcher import EXIT_USAGE
 from watcher.cli import main
 from watcher.config import ConfigError, Settings, load_settings, parse_duration
+from watcher.judge import ProbeResult, State, WatchState, advance
 from watcher.promql import DEFAULT_P95
 
 BASE = [
@@ -29,6 +30,22 @@ def write(path: Path, text: str) -> str:
     return str(path)
 
 
+def test_default_max_staleness_lets_two_blind_probes_pass_and_the_third_act() -> None:
+    # Production: 30 s probes, 15 s scrapes. A failed scrape hides the canary's series until its
+    # next one, so one or two missed scrapes blind at most two probes in a row; the last fresh
+    # sample may be a scrape interval old. Neither trigger may act on those; the third does.
+    rules = load("--interval", "30", "--scrape-interval", "15").rules
+    assert rules.max_staleness == 90
+    fresh = ProbeResult(30.0, State.GREEN, ("green",), checked_kinds=frozenset({"errors", "latency"}),
+                        fresh_at=30.0 - 15)  # fmt: skip
+    state, decision = advance(WatchState(), fresh, rules)
+    for at in (60.0, 90.0):
+        state, decision = advance(state, ProbeResult(at, State.BLIND, ("blind: no canary samples",)), rules)
+        assert decision is None, decision
+    _, decision = advance(state, ProbeResult(120.0, State.BLIND, ("blind: no canary samples",)), rules)
+    assert decision is not None and decision.blind and decision.action == "revert"
+
+
 def test_defaults() -> None:
     s = load()
     assert (s.window, s.interval, s.scrape_interval) == (300, 15, 15)
@@ -40,8 +57,8 @@ def test_defaults() -> None:
         2.0, 20, 1, 2,
     )  # fmt: skip
     assert (r.max_staleness, r.blind_probes, r.blind_policy, r.promote_fraction) == (
-        30, 3, "revert", 0.8,
-    )  # fmt: skip  # max_staleness: 2 x interval
+        45, 3, "revert", 0.8,
+    )  # fmt: skip  # max_staleness: 3 x interval
     assert s.query_retries == 1
     assert s.metrics_port == 0 and s.planned_probes == 20
     assert s.queries.p95 == DEFAULT_P95
@@ -262,3 +279,21 @@ def test_metrics_on_a_bad_address_is_exit_64_before_anything_changes(
     assert code == EXIT_USAGE
     assert "cannot serve metrics on 192.0.2.1:9" in capsys.readouterr().err
     assert verdict.exists() and not (tmp_path / "d.jsonl").exists()
+
+
+@pytest.mark.parametrize("key", ["deploy_id", "edge_canary_lock_id"])
+@pytest.mark.parametrize("bad", ["20240101T000000Z-{{ lookup('pipe','id') }}-abc", "x y", "a;b", "a$(id)", "",
+                                 "20240101T000000Z-jos\u00e9-abc"])
+def test_a_deploy_id_the_revert_would_template_is_refused(key: str, bad: str) -> None:
+    """ansible-runner passes revert_extravars to the rollback play, which templates them: a deploy id
+    (built from $USER) may hold only letters, digits, '.', '_' and '-'."""
+    with pytest.raises(ConfigError) as err:
+        load("--revert-extravars", json.dumps({key: bad, "rollback_reason": "SLI watcher verdict"}))
+    assert key in str(err.value) and "letters, digits" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_deploy_and_rollout_ids_pass() -> None:
+    for good in ("20240101T000000Z-alice-0a1b2c", "rollout-20240101T000000Z-svc.deploy_1"):
+        s = load("--revert-extravars", json.dumps({"deploy_id": good, "edge_canary_lock_id": good,
+                                                   "rollback_reason": "SLI watcher verdict"}))
+        assert s.revert_extravars["deploy_id"] == good

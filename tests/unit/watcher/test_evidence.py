@@ -110,3 +110,55 @@ def test_the_first_reading_is_the_baseline_when_the_baseline_failed() -> None:
     first = prober.probe(30.0, NOW + 30)
     assert first.canary is not None and first.canary.requests == 0
     assert first.note is not None and "baseline" in first.note
+
+
+class Staling:
+    """Each side's one counter series; a side in `stale` answers no series at all (Prometheus marks
+    a target's series stale when its scrape fails, and instant queries then return none)."""
+
+    def __init__(self) -> None:
+        self.value = {"canary": 1000.0, "control": 1_000_000.0}  # counted since each process started
+        self.stale: set[str] = set()
+
+    def query(self, promql: str, time: float | None = None) -> QueryResult:
+        side = "canary" if 'node="canary"' in promql else "control"
+        now = time or NOW
+        if side in self.stale:
+            return QueryResult(promql, "vector", ())
+        if promql.startswith("max(timestamp"):
+            return QueryResult(promql, "vector", (Sample({}, now - 2, now),))
+        v = self.value[side]
+        if "bucket" in promql:
+            return QueryResult(promql, "vector", (Sample({"le": "0.1"}, v, now), Sample({"le": "+Inf"}, v, now)))
+        return QueryResult(promql, "vector", (Sample({"code": "200"}, v, now),))
+
+
+@pytest.mark.parametrize("side", ["canary", "control"])
+def test_a_series_gone_stale_for_a_probe_is_not_counted_again_from_its_start(side: str) -> None:
+    client = Staling()
+    q = {s: render(Queries(), f'node="{s}"', 60) for s in ("canary", "control")}
+    prober = Prober(client, q, sliding=300.0)
+    prober.baseline(0.0, NOW)
+    for at in (30.0, 60.0, 90.0):
+        client.value["canary"] += 100
+        client.value["control"] += 200
+        client.stale = {side} if at == 60.0 else set()
+        last = prober.probe(at, NOW + at)
+    assert last.canary_total is not None and last.control_total is not None
+    # 300 and 600 since the baseline: not the 1000 and 1 000 000 the counters held before it.
+    assert (last.canary_total.requests, last.control_total.requests) == (300, 600)
+    gone = last.canary if side == "canary" else last.control
+    assert gone is not None and gone.requests == (200 if side == "canary" else 400)  # two probes' worth
+
+
+def test_a_series_back_from_stale_after_a_restart_counts_from_0() -> None:
+    client = Staling()
+    q = {s: render(Queries(), f'node="{s}"', 60) for s in ("canary", "control")}
+    prober = Prober(client, q, sliding=300.0)
+    prober.baseline(0.0, NOW)
+    client.stale = {"canary"}
+    prober.probe(30.0, NOW + 30)
+    client.stale, client.value["canary"] = set(), 40.0  # restarted while it was not scraped
+    back = prober.probe(60.0, NOW + 60)
+    assert back.canary is not None and back.canary.requests == 40
+    assert back.note is not None and "restarted" in back.note

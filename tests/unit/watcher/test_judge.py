@@ -177,13 +177,13 @@ def test_canary_no_longer_scraped_is_blind_not_merely_inconclusive() -> None:
 
 
 def test_stale_samples_are_blind() -> None:
-    result = evaluate_probe(probe(side(age=75), side(age=1)), RULES)
+    result = evaluate_probe(probe(side(age=95), side(age=1)), RULES)
     assert result.state is State.BLIND
-    assert "newest canary sample is 75s old" in result.reasons[0]
+    assert "newest canary sample is 95s old" in result.reasons[0]
 
 
 def test_stale_control_is_only_unusable_for_comparison() -> None:
-    result = evaluate_probe(probe(side(errors=2), side(errors=0, age=75)), RULES)
+    result = evaluate_probe(probe(side(errors=2), side(errors=0, age=95)), RULES)
     assert result.state is State.GREEN
     assert any("absolute limits only" in r for r in result.reasons)
 

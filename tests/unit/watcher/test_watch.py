@@ -160,6 +160,36 @@ def test_errors_revert_at_once_and_stop_probing(tmp_path: Path) -> None:
     assert any(line.startswith("[3/10]") and "RED (errors 1/1)" in line for line in lines)
 
 
+def test_the_decision_log_gives_each_probe_its_p_value_level_and_budget_left(tmp_path: Path) -> None:
+    # Issue 14: an on-call reads, for each probe, the test, its p-value and the budget left.
+    # Probe 2 is blind (Prometheus unreachable), 1 and 3 green, 4 red: 30 % 5xx on the canary.
+    def scenario(k: int, side: str) -> tuple[float, float, float]:
+        if k == 2:
+            raise PromError("cannot reach Prometheus at http://127.0.0.1:9: ConnectionError")
+        return (100.0, 30.0, 0.05) if side == "canary" and k >= 4 else healthy(k, side)
+
+    outcome, records, _, _ = watch(tmp_path, scenario, Recorder())
+    assert outcome.verdict.verdict == "reverted"
+    probes = [r for r in records if r["event"] == "probe"]
+    assert [r["state"] for r in probes] == ["green", "blind", "green", "red"]
+    s = settings()
+    n, alpha = s.planned_probes, s.rules.alpha
+    for r in probes:
+        assert {"p_value", "level", "budget", "budget_left"} <= r.keys()
+        assert r["n"] == n and r["budget"] == alpha == 0.01
+        # The budget is spent evenly over the planned probes, blind ones included.
+        assert r["budget_left"] == pytest.approx(alpha * (n - r["k"]) / n)
+        assert 0 <= r["budget_left"] < r["budget"]
+    assert [r["budget_left"] for r in probes] == sorted((r["budget_left"] for r in probes), reverse=True)
+    green, blind, _, red = probes
+    assert blind["p_value"] is None and blind["level"] is None  # no test ran on a blind probe
+    for r in (green, red):
+        assert r["level"] == pytest.approx(s.rules.level) and 0 < r["level"] < alpha
+        assert 0 < r["p_value"] <= 1
+    assert green["p_value"] >= green["level"]  # nothing significant: green
+    assert red["p_value"] < red["level"] and red["decision"]["action"] == "revert"
+
+
 def test_failed_revert_is_exit_3(tmp_path: Path) -> None:
     def bad(k: int, side: str) -> tuple[float, float, float]:
         return (100.0, 50.0, 0.05) if side == "canary" else healthy(k, side)
@@ -369,7 +399,7 @@ def test_one_failed_prometheus_query_never_reverts(tmp_path: Path, retries: str)
 def test_a_real_outage_trips_the_blind_policy_within_max_staleness_plus_two_intervals(
     tmp_path: Path, last_good: int
 ) -> None:
-    # The defaults: max_staleness 2 probe intervals (4 s), blind_probes 3. Prometheus is gone from
+    # The defaults: max_staleness 3 probe intervals (6 s), blind_probes 3. Prometheus is gone from
     # just after probe `last_good` (0: from the start, after the baseline).
     def outage(k: int, side: str) -> tuple[float, float, float]:
         if k > last_good:
@@ -377,9 +407,9 @@ def test_a_real_outage_trips_the_blind_policy_within_max_staleness_plus_two_inte
         return healthy(k, side)
 
     s = settings()
-    outcome, records, _, _ = watch(tmp_path, outage, Recorder(), "--max-staleness", "4")
+    outcome, records, _, _ = watch(tmp_path, outage, Recorder(), "--max-staleness", "6")
     assert outcome.verdict.verdict == "reverted" and outcome.decision is not None and outcome.decision.blind
     gone = last_good * s.interval
     acted = records[-2]["at"]  # the probe that decided, before the revert record
     assert records[-2]["decision"]["blind"] is True
-    assert acted - gone <= 4 + 2 * s.interval, f"blind revert {acted - gone:.1f}s after the outage began"
+    assert acted - gone <= 6 + 2 * s.interval, f"blind revert {acted - gone:.1f}s after the outage began"

@@ -218,3 +218,31 @@ def test_failures_outside_the_cut_name_what_the_load_balancers_saw_then() -> Non
                                    cut_at=100.0, grace=6.0, samples=samples)
     assert not late.ok
     assert late.detail.endswith("; at +7.5 s lb-1 saw edge-1 DOWN, edge-2 DOWN, edge-3 UP DRAIN; lb-2 unreadable")
+
+
+def test_failures_while_the_drills_own_direct_reads_stalled_are_counted_apart_not_charged_to_haproxy() -> None:
+    ready = {"lb-1": {n: ServerState("READY", True) for n in ("edge-1", "edge-2", "edge-3")}}
+    timeouts = chk.parse_requests([req(189.1, None, None, latency=10.0, error="timeout"),
+                                   req(189.5, None, None, latency=10.0, error="timeout")])
+
+    def routed(samples: list[Sample]) -> chk.Check:
+        return chk.check_routed_around(timeouts, "v2", cut_at=100.0, grace=6.0, samples=samples, cut_node="edge-2")
+
+    prompt = {"edge-1": 0.003, "edge-2": 0.002, "edge-3": 0.004, "lb-1": 0.001}
+    steady = [Sample(at, {}, ready, prompt) for at in (188.0, 189.0, 190.0, 192.0, 195.0, 198.0, 200.0)]
+    charged = routed(steady)
+    assert not charged.ok
+    assert charged.detail.endswith("(slowest direct read: edge-3 0.00 s)")
+
+    stalled = [*steady[:3], Sample(194.5, {}, ready, {**prompt, "edge-3": 4.2}), *steady[4:]]
+    excused = routed(stalled)
+    assert excused.ok, excused.detail
+    assert ("0 outside it (allowed 0); 2 more while the lab machine itself stalled (edge-3 took 4.2 s to answer "
+            "the drill directly)") in excused.detail
+
+    # Slow reads of the cut node itself are the cut, not a stall; a slow read long after the requests is unrelated.
+    assert not routed([*steady[:3], Sample(194.5, {}, ready, {**prompt, "edge-2": 2.0}), *steady[4:]]).ok
+    assert not routed([*steady, Sample(203.0, {}, ready, prompt), Sample(206.0, {}, ready, {**prompt, "lb-1": 3.0})]).ok
+
+    silent = routed([steady[0], Sample(199.0, {}, ready, prompt)])
+    assert silent.ok and "the drill's sampler could not run for 11.0 s" in silent.detail

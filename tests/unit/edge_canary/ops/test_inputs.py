@@ -7,6 +7,7 @@ keyboard would type: each is refused with one line (InputError), or, where the v
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,29 @@ def test_rollout_main_says_usage_not_traceback(monkeypatch: pytest.MonkeyPatch,
     assert rollout.main([]) == 64
     err = capsys.readouterr().err
     assert "Traceback" not in err and "nothing was changed" in err
+
+
+@pytest.mark.parametrize("user", ["bob{{ lookup('pipe','id') }}", "ann smith", "x;$(id)", "j\u00f6rg", "a'b\"c", ""])
+@pytest.mark.parametrize("tool", ["deploy", "rollout"])
+def test_the_run_id_user_part_is_letters_digits_dot_dash_underscore(
+        monkeypatch: pytest.MonkeyPatch, user: str, tool: str) -> None:
+    """The id names the user from $USER/$LOGNAME, and the watcher's revert passes it to ansible-runner,
+    which templates extra vars: anything but [A-Za-z0-9._-] is replaced where the id is built."""
+    module = deploy if tool == "deploy" else rollout
+    seen: list[str] = []
+
+    def run_play(_play: str, run_id: str, *_args: object, **_kwargs: object) -> int:
+        seen.append(run_id)
+        return 0
+
+    monkeypatch.setattr(module.getpass, "getuser", lambda: user)
+    monkeypatch.setattr(module, "run_play", run_play)
+    for name in ("ARTIFACT", "PROM_URL", "CONFIG", "INVENTORY", "STAGES", "ROLLOUT_HOLD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PCT", "10")
+    assert module.main([]) == 0
+    assert len(seen) == 1 and re.fullmatch(r"[A-Za-z0-9._-]+", seen[0]), seen
+    assert ("bob" in seen[0]) == user.startswith("bob")
 
 
 # --- good values ------------------------------------------------------------------------------

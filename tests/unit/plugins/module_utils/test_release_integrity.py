@@ -115,6 +115,40 @@ def test_replaced_previous_is_refused_but_rollback_binary_is_the_way_out(node: N
     assert node.binary.read_bytes() == V1
 
 
+def test_a_config_redeploy_never_writes_a_replaced_previous_into_the_record(node: Node) -> None:
+    """A push that leaves .previous alone must not record whatever sits there as the last-known-good:
+    a replaced .previous would then pass the revert's check and be installed."""
+    serving_v1(node)
+    assert node.push(V2, version="v2").rc == 0
+    assert node.serve(good=False).rc == 0
+    node.previous.write_bytes(V3)
+    run = node.push(V2, version="v2", config={"rollout_pct": 10})
+    assert run.rc == 0 and "does not match the release record" in run.result["msg"]
+    assert node.record()["previous"]["sha256"] == sha(V1)
+    reverted = node.revert()
+    assert reverted.rc == 1 and "does not match the release record" in reverted.result["msg"]
+    assert node.binary.read_bytes() == V2
+
+
+def test_a_previous_swapped_after_its_check_is_never_installed(node: Node,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sha256 is checked on the bytes being installed, before the rename, not after it."""
+    serving_v1(node)
+    assert node.push(V2).rc == 0
+    planned = release_actions.plan_revert
+
+    def swap_after_the_check(*args: Any, **kwargs: Any) -> Any:
+        plan = planned(*args, **kwargs)
+        node.previous.write_bytes(V3)
+        return plan
+
+    monkeypatch.setattr(release_actions, "plan_revert", swap_after_the_check)
+    run = node.revert()
+    assert run.rc == 1 and "changed while being installed" in run.result["msg"]
+    assert node.binary.read_bytes() == V2
+    assert node.leftovers() == []
+
+
 def test_symlinked_previous_is_not_followed(node: Node) -> None:
     serving_v1(node)
     assert node.push(V2).rc == 0
@@ -130,6 +164,46 @@ def test_symlinked_previous_is_not_followed(node: Node) -> None:
 def test_install_dir_with_dot_dot_is_refused(node: Node) -> None:
     run = node.run({"state": "inspected", "install_dir": str(node.install) + "/../edge"})
     assert run.rc == 1 and "'..'" in run.result["msg"]
+
+
+def test_symlinked_install_dir_is_refused(node: Node) -> None:
+    """The install dir itself a symlink to a folder elsewhere: every file would land there."""
+    serving_v1(node)
+    link = node.root / "opt" / "edge-link"
+    link.symlink_to(node.install)
+    before = node.snapshot()
+    for state in ("inspected", "pushed", "reverted"):
+        run = node.run({"state": state, "install_dir": str(link)})
+        assert run.rc == 1, (state, run.result)
+        msg = run.result["msg"]
+        assert "install_dir" in msg and "symlink" in msg and "\n" not in msg, msg
+    assert node.snapshot() == before
+
+
+def test_install_dir_under_a_symlinked_parent_folder_is_refused(node: Node) -> None:
+    serving_v1(node)
+    (node.root / "srv").symlink_to(node.root / "opt")
+    run = node.run({"state": "inspected", "install_dir": str(node.root / "srv" / "edge")})
+    assert run.rc == 1 and "install_dir" in run.result["msg"] and "symlink" in run.result["msg"]
+
+
+def test_config_and_record_in_a_symlinked_folder_are_refused(node: Node) -> None:
+    serving_v1(node)
+    (node.root / "etc-link").symlink_to(node.etc)
+    run = node.run({"state": "inspected", "config_path": str(node.root / "etc-link" / "edge.conf")})
+    assert run.rc == 1 and "config_path" in run.result["msg"] and "symlink" in run.result["msg"]
+    run = node.run({"state": "inspected", "record_path": str(node.root / "etc-link" / "release.json")})
+    assert run.rc == 1 and "record_path" in run.result["msg"] and "symlink" in run.result["msg"]
+
+
+def test_a_staged_artifact_in_a_symlinked_folder_is_refused(node: Node) -> None:
+    serving_v1(node)
+    staged, digest = node.stage(V2)
+    (node.root / "work-link").symlink_to(node.work)
+    run = node.run({"state": "pushed", "sha256": digest,
+                    "staged": str(node.root / "work-link" / os.path.basename(staged))})
+    assert run.rc == 1 and "staged" in run.result["msg"] and "symlink" in run.result["msg"]
+    assert node.binary.read_bytes() == V1
 
 
 def test_fifo_at_the_config_path_is_refused_without_hanging(node: Node) -> None:
@@ -208,3 +282,59 @@ def test_secret_config_values_never_leave_the_config_file(node: Node) -> None:
     assert "s3cr3t" not in node.record_path.read_text()
     assert node.record()["config"].get("api_key") in (None, "********")
     assert stat.S_IMODE(node.record_path.stat().st_mode) == 0o600
+
+
+# --- the config's .previous is verified like the binary's ----------------------------------------
+
+
+def test_the_record_keeps_the_sha256_of_the_config_previous(node: Node) -> None:
+    serving_v1(node)
+    assert node.record()["previous_config_sha256"] == sha(node.config_previous.read_bytes())
+    assert node.push(V2, config={"rollout_pct": 10}).rc == 0
+    assert node.record()["previous_config_sha256"] == sha(b"rollout_pct=0\n")
+    assert node.revert().rc == 0
+    assert node.record()["previous_config_sha256"] == sha(node.config_previous.read_bytes())
+
+
+def test_replaced_config_previous_is_refused_before_anything_changes(node: Node) -> None:
+    serving_v1(node)
+    assert node.push(V2, config={"rollout_pct": 10}).rc == 0
+    node.config_previous.write_text("rollout_pct=100\nfeature_x=on\n")
+    before = node.snapshot()
+    run = node.revert()
+    assert run.rc == 1, run.result
+    msg = run.result["msg"]
+    assert "edge.conf.previous does not match the release record" in msg and "\n" not in msg
+    assert "move it away" in msg
+    assert node.snapshot() == before
+    # The way out: moved away, the revert restores the binary and leaves the config as it is.
+    node.config_previous.unlink()
+    run = node.revert()
+    assert run.rc == 0, run.result
+    assert node.binary.read_bytes() == V1 and node.config.read_text() == "rollout_pct=10\n"
+
+
+def test_a_config_only_redeploy_never_records_a_replaced_config_previous(node: Node) -> None:
+    serving_v1(node)
+    assert node.push(V2).rc == 0
+    assert node.serve(good=False).rc == 0
+    node.config_previous.write_text("rollout_pct=100\n")
+    assert node.push(V2, config={"rollout_pct": 10}).rc == 0
+    assert node.record()["previous_config_sha256"] == sha(b"rollout_pct=0\n")
+    run = node.revert()
+    assert run.rc == 1 and "edge.conf.previous does not match" in run.result["msg"]
+
+
+def test_a_record_without_the_config_sha256_is_read_and_the_result_says_so(node: Node) -> None:
+    """A release record written before previous_config_sha256: the revert works, and says the
+    config's .previous could not be verified."""
+    serving_v1(node)
+    assert node.push(V2, config={"rollout_pct": 10}).rc == 0
+    record = node.record()
+    del record["previous_config_sha256"]
+    node.record_path.write_text(json.dumps(record))
+    run = node.revert()
+    assert run.rc == 0, run.result
+    assert "not verified" in run.result["msg"] and "edge.conf.previous" in run.result["msg"]
+    assert node.config.read_text() == "rollout_pct=0\n"
+    assert node.record()["previous_config_sha256"] == sha(b"rollout_pct=0\n")

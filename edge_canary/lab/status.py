@@ -85,7 +85,6 @@ def collect() -> dict[str, Any]:
             "sessions": lb.get(name, {}).get("sessions"),
         })
     prom = f"http://127.0.0.1:{s.prom_port}"
-    targets_problem = ""
     try:
         targets = http_json(f"{prom}/api/v1/targets")["data"]["activeTargets"]
         target_health = {t["labels"].get("node") or t["labels"]["job"]: t["health"] for t in targets}

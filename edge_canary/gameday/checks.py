@@ -176,10 +176,10 @@ def check_routed_around(requests: list[Request], release: str, cut_at: float | N
     if cut_at is None:
         return Check("HAProxy routed around the cut node", False, "the node was never cut off")
     outside = [r for r in failed if not cut_at - 1.0 <= r.start <= cut_at + grace]
-    stalls = {id(r): lab_stalled(samples or [], r.start - LOOK_BACK_S, (r.answered_at or r.start) + 1.0, cut_node)
-              for r in outside}
-    charged = [r for r in outside if not stalls[id(r)]]
-    excused = [stalls[id(r)] for r in outside if stalls[id(r)]]
+    judged = [(r, lab_stalled(samples or [], r.start - LOOK_BACK_S, (r.answered_at or r.start) + 1.0, cut_node))
+              for r in outside]
+    charged = [r for r, stall in judged if not stall]
+    excused = [stall for _, stall in judged if stall]
     detail = (f"{len(failed) - len(outside)} request(s) failed within {grace:g} s of the cut, {len(charged)} "
               f"outside it (allowed {allowed})")
     if excused:

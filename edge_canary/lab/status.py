@@ -88,8 +88,10 @@ def collect() -> dict[str, Any]:
     try:
         targets = http_json(f"{prom}/api/v1/targets")["data"]["activeTargets"]
         target_health = {t["labels"].get("node") or t["labels"]["job"]: t["health"] for t in targets}
-    except (OSError, ValueError, KeyError):
+        targets_problem = "" if target_health else "none active yet"
+    except (OSError, ValueError, KeyError) as exc:
         target_health = {}
+        targets_problem = f"unreadable ({exc})"
     return {
         "lab_dir": str(lab_dir),
         "mode": s.mode,
@@ -97,7 +99,7 @@ def collect() -> dict[str, Any]:
         "haproxy": {"process": progs.get("lab-haproxy", "absent"), "frontend": f"127.0.0.1:{s.haproxy_port}",
                     "admin_socket": "answers" if lb else "no answer"},
         "prometheus": {"process": progs.get("lab-prometheus", "absent"), "url": prom,
-                       "targets": target_health},
+                       "targets": target_health, "targets_problem": targets_problem},
         # Not part of healthy(): notifications never hold up the lab or a deploy.
         "alertmanager": {"process": progs.get("lab-alertmanager", "absent"),
                          "url": f"http://127.0.0.1:{s.prom_port + 3}"},
@@ -125,7 +127,8 @@ def render(status: dict[str, Any]) -> str:
         f"haproxy     {status['haproxy']['process']:<9} frontend {status['haproxy']['frontend']}, "
         f"admin socket {status['haproxy']['admin_socket']}",
         f"prometheus  {status['prometheus']['process']:<9} {status['prometheus']['url']}, targets "
-        + ", ".join(f"{k}={v}" for k, v in sorted(status["prometheus"]["targets"].items())),
+        + (", ".join(f"{k}={v}" for k, v in sorted(status["prometheus"]["targets"].items()))
+           or status["prometheus"].get("targets_problem", "")),
         f"alertmgr    {status['alertmanager']['process']:<9} {status['alertmanager']['url']}",
         f"traffic     {status['traffic']['process']:<9} {status['traffic']['rps']} req/s",
         f"{'node':<9} {'address':<21} {'process':<9} {'version':<14} {'health':<7} haproxy (sessions)",

@@ -1,7 +1,7 @@
 """Start the SLI watcher as a supervised service on the watch host; print its pid.
 
   edge-canary watch-service --manager systemd|supervisor --name NAME --run-dir D [--env NAME ...]
-      [--supervisor-conf C --programs-dir P] -- ARGV...
+      [--credentials FILE] [--supervisor-conf C --programs-dir P] -- ARGV...
 
 The watch host's service manager starts ARGV (the watcher, behind `edge-canary lock exec`), not the
 deploy's job: the job may end, crash or be cancelled, the watcher still judges and reverts the canary.
@@ -11,7 +11,9 @@ window: a watcher that dies gives no verdict, which the deploy counts as red).
 systemd (production): a transient unit `systemd-run --unit NAME --collect`, hardened like the edge
 service's unit where it fits a watcher (it runs Python, ssh and ansible-playbook, writes its run and
 lock folders and the user's ~/.ansible); each --env NAME is passed by name (`--setenv=NAME`: the value
-comes from this process's environment, never an argument). The SSH user must be allowed to start system
+comes from this process's environment, never an argument). Prometheus credentials reach this process
+in --credentials FILE (JSON, mode 0600, written by the play's copy task, removed once read): a remote
+task's `environment:` would put them on the SSH and shell command lines. The SSH user must be allowed to start system
 units (root, or a polkit rule).
 
 supervisor (the lab, or a host without systemd): a program NAME in P (a folder the supervisord of C
@@ -23,6 +25,7 @@ Programs of earlier watchers that have ended are removed first.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -118,6 +121,30 @@ def start_supervisor(name: str, run_dir: Path, env: Mapping[str, str], argv: lis
     raise ServiceError(f"supervisor did not start {name}: see {run_dir / 'watcher.log'}")
 
 
+def read_credentials(path: Path) -> dict[str, str]:
+    """The Prometheus credentials in PATH (then removed): a file of ours that no one else may read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise ServiceError(f"credentials file {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd) as source:
+            info = os.fstat(source.fileno())
+            if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+                raise ServiceError(f"credentials file {path} must be ours and mode 0600")
+            text = source.read()
+    finally:
+        path.unlink(missing_ok=True)
+    try:
+        found = json.loads(text)
+    except ValueError:
+        found = None
+    if not isinstance(found, dict) or not all(key in CREDENTIALS and isinstance(value, str)
+                                              for key, value in found.items()):
+        raise ServiceError(f"credentials file {path} must be a JSON object of {', '.join(CREDENTIALS)}")
+    return found
+
+
 def start_systemd(name: str, run_dir: Path, env_names: list[str], argv: list[str]) -> int:
     done = subprocess.run(systemd_argv(name, run_dir, env_names, argv), capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
@@ -135,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True, help=f"{PREFIX}<deploy id>")
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--env", action="append", default=[], help="a variable to pass on, by name")
+    parser.add_argument("--credentials", type=Path, help="a 0600 JSON file of Prometheus credentials (removed)")
     parser.add_argument("--supervisor-conf", type=Path)
     parser.add_argument("--programs-dir", type=Path)
     parser.add_argument("argv", nargs=argparse.REMAINDER)
@@ -142,8 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     if not command:
         parser.error("give the watcher's command line after --")
-    env_names = [name for name in args.env if os.environ.get(name)]
     try:
+        if args.credentials is not None:
+            credentials = read_credentials(args.credentials)
+            os.environ.update(credentials)
+            args.env += [key for key in credentials if key not in args.env]
+        env_names = [name for name in args.env if os.environ.get(name)]
         name = unit_name(args.name)
         if args.manager == "systemd":
             pid = start_systemd(name, args.run_dir, env_names, command)

@@ -242,6 +242,12 @@ def test_a_controller_killed_in_the_watch_window_leaves_the_watch_host_to_revert
         fleet, watch_host, artifacts, tmp_path)
 
 
+@ON_HOSTS
+def test_prometheus_credentials_reach_the_watch_host_in_a_file_never_on_a_command_line(
+        fleet: Lab, watch_host: WatchHost, artifacts: dict[str, Path]) -> None:
+    watch_host_cases.credentials_reach_the_watch_host_in_a_file_never_on_a_command_line(fleet, watch_host, artifacts)
+
+
 # --- remote execution as AWX's mesh does it -----------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -123,3 +124,23 @@ def controller_killed_in_the_watch_window_and_a_second_controller_refused(
 def rollback(watch: WatchHost) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "edge_canary", "rollback"], cwd=REPO, timeout=600,
                           env={**watch.env, "NODES": "edge-2"}, capture_output=True, text=True)
+
+
+def credentials_reach_the_watch_host_in_a_file_never_on_a_command_line(
+        fleet: Lab, watch: WatchHost, artifacts: dict[str, Path]) -> None:
+    """PROM_TOKEN reaches watch-service on the watch host (the lab's supervisor service refuses it, which shows
+    it arrived) in a 0600 file it removes, never in a task's `environment:`: -vvv prints every SSH and remote
+    command line, and the token is in none. The refused start fails the deploy closed: the canary is put back."""
+    token = f"tok-{secrets.token_hex(8)}"
+    done = fleet.playbook("deploy-canary.yml", "-vvv", "-e", f"deploy_artifact={artifacts['v2']}",
+                          "-e", "deploy_canary_node=edge-1", "-e", "sli_window=30", "-e", "sli_probe_interval=2",
+                          extra_env={**watch.env, "PROM_TOKEN": token})
+    out = done.stdout + done.stderr
+    assert "SSH: EXEC" in out
+    assert token not in out, [line for line in out.splitlines() if token in line][:3]
+    assert done.returncode != 0
+    assert "takes no Prometheus credentials" in out, out[-5000:]
+    assert not list((watch.state / "runs").glob("*/credentials.json"))
+    assert {node: fleet.node_version(node)["version"] for node in ("edge-1", "edge-2", "edge-3")} == {
+        "edge-1": "v1", "edge-2": "v1", "edge-3": "v1"}
+    assert set(fleet.lb_states().values()) == {"READY"}

@@ -3,12 +3,21 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
 
 from edge_canary.ops import watch_service
-from edge_canary.ops.watch_service import ServiceError, program_conf, start_supervisor, systemd_argv, unit_name
+from edge_canary.ops.watch_service import (
+    ServiceError,
+    program_conf,
+    read_credentials,
+    start_supervisor,
+    systemd_argv,
+    unit_name,
+)
 
 WATCHER = ["/venv/bin/python", "-m", "edge_canary", "lock", "--dir", "/var/lib/edge-canary", "exec", "deploy", "--",
            "/venv/bin/python", "-m", "watcher", "--config", "/var/lib/edge-canary/runs/d1/watcher.json"]
@@ -54,3 +63,36 @@ def test_a_service_name_other_than_edge_canary_watch_and_the_deploy_id_is_refuse
     with pytest.raises(ServiceError, match="must be edge-canary-watch-<deploy id>"):
         unit_name(name)
     assert unit_name("edge-canary-watch-20261202T011546Z-ops-a1b2c3") == "edge-canary-watch-20261202T011546Z-ops-a1b2c3"
+
+
+def test_credentials_come_from_a_0600_file_that_is_removed_and_go_to_systemd_by_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[list[str]] = []
+
+    def start_systemd(name: str, run_dir: Path, env_names: list[str], argv: list[str]) -> int:
+        started.append([*env_names, os.environ["PROM_TOKEN"]])
+        return 4242
+
+    monkeypatch.setattr(watch_service, "start_systemd", start_systemd)
+    monkeypatch.setenv("PROM_TOKEN", "the controller's")  # restored after main() sets the file's
+    credentials = tmp_path / "credentials.json"
+    credentials.write_text(json.dumps({"PROM_TOKEN": "s3cret"}))
+    credentials.chmod(0o600)
+    assert watch_service.main(["--manager", "systemd", "--name", "edge-canary-watch-d1", "--run-dir", str(tmp_path),
+                               "--credentials", str(credentials), "--", *WATCHER]) == 0
+    assert started == [["PROM_TOKEN", "s3cret"]] and not credentials.exists()
+
+
+@pytest.mark.parametrize(("mode", "text", "error"), [
+    (0o644, '{"PROM_TOKEN": "s3cret"}', "must be ours and mode 0600"),
+    (0o600, '{"PROM_URL": "http://other"}', "must be a JSON object of PROM_TOKEN"),
+    (0o600, "PROM_TOKEN=s3cret", "must be a JSON object of PROM_TOKEN"),
+])
+def test_a_credentials_file_others_may_read_or_that_names_other_variables_is_refused_and_removed(
+        tmp_path: Path, mode: int, text: str, error: str) -> None:
+    credentials = tmp_path / "credentials.json"
+    credentials.write_text(text)
+    credentials.chmod(mode)
+    with pytest.raises(ServiceError, match=error):
+        read_credentials(credentials)
+    assert not credentials.exists()

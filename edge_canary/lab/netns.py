@@ -288,9 +288,21 @@ def cut_prometheus(s: LabSettings) -> list[str]:
     return [f"Prometheus at 127.0.0.1:{s.prom_port} cut off (nft table inet {table} drops what is sent to it)"]
 
 
+def nft_tables() -> set[str]:
+    """The names of the kernel's nft tables; none when nft is missing or may not be read (no cut to heal)."""
+    try:
+        done = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True)
+    except FileNotFoundError:
+        return set()
+    return {line.split()[-1] for line in done.stdout.splitlines() if line.startswith("table ")}
+
+
 def heal_prometheus(s: LabSettings) -> list[str]:
     record = read_record(s)
-    table = record.pop("prometheus_cut", None)
+    # The kernel is asked too: a lab folder removed during a cut loses its record, not the rule, and a new
+    # lab at the same path (the same table name) could never reach its Prometheus.
+    table = record.pop("prometheus_cut", None) or (
+        prometheus_table(s) if prometheus_table(s) in nft_tables() else None)
     if not table:
         return []
     nft(drop_table(table))

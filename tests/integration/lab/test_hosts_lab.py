@@ -198,6 +198,14 @@ def test_the_prometheus_cut_drops_only_what_goes_to_prometheus_and_lab_up_heals_
         assert prometheus_cut_tables(hosts_lab) == []
         assert hosts_lab.prom_query("vector(1)")
         assert netns(hosts_lab, "heal-prometheus").stdout.strip() == "lab-netns: nothing to do"
+        # A lab folder removed during a cut loses its record, not the rule: lab-up heals it all the same.
+        assert netns(hosts_lab, "cut-prometheus").returncode == 0
+        record_path = hosts_lab.lab_dir / "hosts" / "network.json"
+        record = json.loads(record_path.read_text())
+        record_path.write_text(json.dumps({k: v for k, v in record.items() if k != "prometheus_cut"}))
+        healed = netns(hosts_lab, "up")
+        assert healed.returncode == 0 and "reachable again" in healed.stdout, healed.stdout + healed.stderr
+        assert prometheus_cut_tables(hosts_lab) == [] and hosts_lab.prom_query("vector(1)")
     finally:
         netns(hosts_lab, "heal-prometheus")
 

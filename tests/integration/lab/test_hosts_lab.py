@@ -252,8 +252,8 @@ def test_a_controller_killed_in_the_watch_window_leaves_the_watch_host_to_revert
 
 @ON_HOSTS
 def test_prometheus_credentials_reach_the_watch_host_in_a_file_never_on_a_command_line(
-        fleet: Lab, watch_host: WatchHost, artifacts: dict[str, Path]) -> None:
-    watch_host_cases.credentials_reach_the_watch_host_in_a_file_never_on_a_command_line(fleet, watch_host, artifacts)
+        fleet: Lab, watch_host: WatchHost, tmp_path: Path) -> None:
+    watch_host_cases.credentials_reach_the_watch_host_in_a_file_never_on_a_command_line(fleet, watch_host, tmp_path)
 
 
 # --- remote execution as AWX's mesh does it -----------------------------------------------------------

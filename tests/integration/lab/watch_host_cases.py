@@ -17,7 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
-from tests.helpers.lab import REPO, Lab
+from tests.helpers.lab import REPO, VENV_BIN, Lab
 from tests.helpers.watch_host import WatchHost
 
 
@@ -126,21 +126,36 @@ def rollback(watch: WatchHost) -> subprocess.CompletedProcess[str]:
                           env={**watch.env, "NODES": "edge-2"}, capture_output=True, text=True)
 
 
+START_PLAY = """
+- name: The watcher's start, as the canary's roll runs it
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Start the watcher on the watch host
+      ansible.builtin.include_role:
+        name: edge.canary.sli_watch
+        tasks_from: start
+"""
+
+
 def credentials_reach_the_watch_host_in_a_file_never_on_a_command_line(
-        fleet: Lab, watch: WatchHost, artifacts: dict[str, Path]) -> None:
+        fleet: Lab, watch: WatchHost, tmp_path: Path) -> None:
     """PROM_TOKEN reaches watch-service on the watch host (the lab's supervisor service refuses it, which shows
     it arrived) in a 0600 file it removes, never in a task's `environment:`: -vvv prints every SSH and remote
-    command line, and the token is in none. The refused start fails the deploy closed: the canary is put back."""
+    command line, and the token is in none. The role's start task itself, as the canary's roll runs it."""
     token = f"tok-{secrets.token_hex(8)}"
-    done = fleet.playbook("deploy-canary.yml", "-vvv", "-e", f"deploy_artifact={artifacts['v2']}",
-                          "-e", "deploy_canary_node=edge-1", "-e", "sli_window=30", "-e", "sli_probe_interval=2",
-                          extra_env={**watch.env, "PROM_TOKEN": token})
+    (tmp_path / "start.yml").write_text(START_PLAY)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (tmp_path / "vars.json").write_text(json.dumps({
+        "deploy_id": "creds-1", "deploy_run_dir": str(run_dir), "deploy_canary": "edge-1", "sli_window": 30,
+        "sli_probe_interval": 2, "prom_url": f"http://127.0.0.1:{fleet.settings.prom_port}"}))
+    done = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-vvv", str(tmp_path / "start.yml"),
+                           "-e", f"@{tmp_path / 'vars.json'}"], cwd=REPO, env={**watch.env, "PROM_TOKEN": token},
+                          capture_output=True, text=True, timeout=300)
     out = done.stdout + done.stderr
     assert "SSH: EXEC" in out
     assert token not in out, [line for line in out.splitlines() if token in line][:3]
     assert done.returncode != 0
     assert "takes no Prometheus credentials" in out, out[-5000:]
     assert not list((watch.state / "runs").glob("*/credentials.json"))
-    assert {node: fleet.node_version(node)["version"] for node in ("edge-1", "edge-2", "edge-3")} == {
-        "edge-1": "v1", "edge-2": "v1", "edge-3": "v1"}
-    assert set(fleet.lb_states().values()) == {"READY"}

@@ -15,15 +15,15 @@ second never both win; the loser sees who did. Deciding the same thing twice is 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from edge_canary.ops.lock import flocked
 
 FILE = "approval.json"
 LOCK = ".approval.lock"
@@ -65,14 +65,8 @@ def _write(run_dir: Path, record: dict[str, Any]) -> None:
         os.close(dir_fd)
 
 
-@contextlib.contextmanager
-def locked(run_dir: Path) -> Iterator[None]:
-    fd = os.open(run_dir / LOCK, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing drops the lock
+def locked(run_dir: Path) -> contextlib.AbstractContextManager[None]:
+    return flocked(run_dir / LOCK, 0o644)
 
 
 def open_wait(

@@ -39,7 +39,7 @@ import secrets
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +54,19 @@ WATCHER_WAIT_S = 20.0
 
 
 @contextmanager
-def guarded(directory: Path) -> Iterator[None]:
-    """The one exclusive section every change of a lock file is made in (the guard file is never replaced)."""
-    fd = os.open(directory / GUARD, os.O_RDWR | os.O_CREAT, 0o600)
+def flocked(path: Path, mode: int = 0o600) -> Iterator[None]:
+    """An exclusive flock on `path` (made with `mode` if missing) for the block; never replace that file."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, mode)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # drops the flock
+
+
+def guarded(directory: Path) -> AbstractContextManager[None]:
+    """The one exclusive section every change of a lock file is made in."""
+    return flocked(directory / GUARD)
 
 
 def read(path: Path) -> dict[str, Any] | None:

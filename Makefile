@@ -57,17 +57,26 @@ artifacts: setup ## Build the standard edge binaries (v1, v2 and the faulty v2s)
 # Ansible as an !unsafe extra-vars file, never through this shell or `-e key=value`.
 release_vars := ARTIFACT INVENTORY CANARY_NODE PEER_NODES BATCH CONFIG SLI_WINDOW SLI_PROBE_INTERVAL PROM_URL \
        PROM_P95_THRESHOLD_S PROM_ERR_RATE_THRESHOLD ROLLBACK_BINARY MIGRATIONS_DIR FORCE_MIGRATE FORCE CHECK \
-       ARTIFACT_SHA256 NODES MAX_UNAVAILABLE
+       ARTIFACT_SHA256 NODES MAX_UNAVAILABLE APPROVE APPROVAL_TIMEOUT DEPLOY_ID
 # A value given on make's command line is taken as its literal text: make would otherwise expand it
 # when exporting it, and NODES='$(shell …)' would run in make itself.
 literal = $(foreach v,$(1),$(if $(filter command line,$(origin $(v))),$(eval override $(v) := $$(value $(v)))))
 $(call literal,$(release_vars))
 export $(release_vars)
 
-.PHONY: deploy-canary rollback
+.PHONY: deploy-canary rollback approve abort resume
 
-deploy-canary: setup ## Canary deploy: make deploy-canary ARTIFACT=path [CANARY_NODE= BATCH= CONFIG= ARTIFACT_SHA256= CHECK=1 …]
+deploy-canary: setup ## Canary deploy: make deploy-canary ARTIFACT=path [CANARY_NODE= BATCH= CONFIG= ARTIFACT_SHA256= APPROVE=1 CHECK=1 …]
 	@$(PY) -m edge_canary deploy-canary
+
+approve: setup ## Let a deploy waiting for approval (APPROVE=1) roll its peers: make approve DEPLOY_ID=<id>
+	@$(PY) -m edge_canary approve
+
+abort: setup ## Revert the canary of a deploy waiting for approval, the deploy stops: make abort DEPLOY_ID=<id>
+	@$(PY) -m edge_canary abort
+
+resume: setup ## Re-judge a held deploy's canary (no re-push) and roll its peers if green: make resume DEPLOY_ID=<id> [APPROVE=1]
+	@$(PY) -m edge_canary resume
 
 rollback: setup ## Roll nodes back to .previous: make rollback [NODES=edge-2,edge-3|all] [ROLLBACK_BINARY=path] [BATCH= MAX_UNAVAILABLE=] [CHECK=1]
 	@$(PY) -m edge_canary rollback

@@ -14,6 +14,7 @@ from typing import NamedTuple
 class Subcommand(NamedTuple):
     module: str
     summary: str
+    function: str = "main"  # the module's entry point, main(argv) -> int
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {
@@ -23,10 +24,20 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "status": Subcommand("edge_canary.ops.status", "one row per node; non-zero on drained/down nodes, mixed versions"),
     "rollout": Subcommand("edge_canary.ops.rollout", "move rollout_pct on every node, by stages"),
     "lock": Subcommand("edge_canary.ops.lock", "the control host's deploy and game-day locks"),
+    "lock-keep": Subcommand("edge_canary.ops.lock_remote", "keep the watch host's deploy lock while this run lives"),
+    "watch-service": Subcommand("edge_canary.ops.watch_service", "start the watcher as a service on the watch host"),
     "wait-verdict": Subcommand("edge_canary.ops.wait_verdict", "wait for the SLI watcher's verdict file"),
     "check-prometheus": Subcommand("edge_canary.ops.prom_check", "does Prometheus answer the watcher's credentials"),
     "artifact-version": Subcommand("edge_canary.ops.artifact_version", "an artifact's version, never running it"),
     "check-migrations": Subcommand("edge_canary.ops.migrations", "refuse migrations the old release cannot run with"),
+    "approve": Subcommand(
+        "edge_canary.ops.approval", "let a deploy waiting for approval roll its peers (DEPLOY_ID)", "approve_main"
+    ),
+    "abort": Subcommand(
+        "edge_canary.ops.approval", "revert the canary of a deploy waiting for approval (DEPLOY_ID)", "abort_main"
+    ),
+    "resume": Subcommand("edge_canary.ops.resume", "re-judge a held deploy's canary and roll its peers (DEPLOY_ID)"),
+    "wait-approval": Subcommand("edge_canary.ops.approval_wait", "wait until a deploy's approval is decided and done"),
     "notify": Subcommand("edge_canary.ops.notify", "post a deploy event to Alertmanager (never fails)"),
     # Game days and benchmarks
     "gameday": Subcommand("edge_canary.gameday.cli", "break a release on purpose and prove the revert fires"),
@@ -57,5 +68,5 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"edge-canary: no subcommand {args[0]!r}; one of: {', '.join(SUBCOMMANDS)}\n")
         return 64
     sys.argv[0] = f"edge-canary {args[0]}"
-    result: int = importlib.import_module(sub.module).main(args[1:])
+    result: int = getattr(importlib.import_module(sub.module), sub.function)(args[1:])
     return result

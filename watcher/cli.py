@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
@@ -22,6 +22,7 @@ from typing import Any
 
 from edge_canary.ops.lock import leave_joined
 from watcher import EXIT_USAGE
+from watcher.awaiting import await_approval
 from watcher.config import ConfigError, Settings, load_settings
 from watcher.decision_log import DecisionLog, Scrubber, now_iso
 from watcher.metrics import WatcherMetrics
@@ -29,7 +30,7 @@ from watcher.notify import Notifier, verdict_event
 from watcher.prom import PromClient
 from watcher.promql import format_range
 from watcher.report import summary
-from watcher.revert import build_reverter
+from watcher.revert import Reverter, build_reverter
 from watcher.watch import WatchOutcome, rendered, run_watch
 
 PROG = "edge-canary-watcher"
@@ -117,6 +118,28 @@ def _announce(notifier: Notifier, settings: Settings, record: dict[str, Any], lo
         log.write("notify", deploy_event=event.event, sent=notifier.send(event))
 
 
+def _after_approval(settings: Settings, outcome: WatchOutcome, record: dict[str, Any], started_at: str,
+                    reverter: Reverter, log: DecisionLog, metrics: WatcherMetrics, notifier: Notifier,
+                    out: Callable[[str], None], scrubber: Scrubber) -> tuple[WatchOutcome, dict[str, Any]]:
+    """Wait for make approve / make abort judging on (watcher.awaiting); the final outcome and record:
+    the verdict file is written again when the promote was undone (abort, time limit, red)."""
+    assert settings.approval is not None
+    outcome, approval = await_approval(settings, settings.approval, outcome, reverter, log, metrics, notifier, out,
+                                       _deferred_signals)
+    leave_joined()
+    if outcome.verdict.verdict == "promote":
+        return outcome, record
+    record = {**verdict_record(settings, outcome, started_at), "window_verdict": "promote", "approval": approval}
+    if settings.verdict_file:
+        write_json_atomic(settings.verdict_file, scrubber.value(record))
+    log.write("verdict", **record)
+    metrics.final(outcome.verdict.verdict, replacing="promote")
+    out(summary(record))
+    if outcome.decision is not None or outcome.verdict.verdict == "revert_failed":
+        _announce(notifier, settings, record, log)  # red while waiting, or a failed revert (it pages)
+    return outcome, record
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(argv)
@@ -185,15 +208,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings, client, reverter, log, metrics, out, _deferred_signals, wall=time.time
         )
         record = verdict_record(settings, outcome, started_at)
+        awaiting = settings.approval is not None and outcome.verdict.verdict == "promote"
         # Done with the fleet: the run's lock is no longer ours to keep (before the verdict, which the
-        # run waits for, so the run's own release finds no watcher and removes the lock).
-        leave_joined()
+        # run waits for, so the run's own release finds no watcher and removes the lock). Awaiting
+        # approval, the canary is still ours to revert: the lock is left after the decision.
+        if not awaiting:
+            leave_joined()
         if settings.verdict_file:
             write_json_atomic(settings.verdict_file, scrubber.value(record))
         log.write("verdict", **record)
         metrics.final(outcome.verdict.verdict)
         out(summary(record))
-        _announce(Notifier(settings.notify, out, metrics.notified), settings, record, log)
+        notifier = Notifier(settings.notify, out, metrics.notified)
+        _announce(notifier, settings, record, log)
+        if awaiting:
+            outcome, record = _after_approval(settings, outcome, record, started_at, reverter, log, metrics,
+                                              notifier, out, scrubber)
         if settings.metrics_port:
             # Stay scrapeable for a few scrapes, so Prometheus records the verdict (and a failed revert).
             with contextlib.suppress(Terminated):

@@ -38,9 +38,13 @@ def module_utils(name: str) -> ModuleType:
     try:
         return importlib.import_module(f"{_UTILS}.{name}")
     except ImportError:
+        from ansible import constants
         from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
 
-        _AnsibleCollectionFinder(paths=[str(REPO_ROOT / "collections")])._install()
+        # The repository's collections/ link, else where Ansible installs collections (an execution
+        # environment: the packages pip-installed, the collection ansible-galaxy-installed).
+        paths = [str(REPO_ROOT / "collections"), *constants.COLLECTIONS_PATHS]
+        _AnsibleCollectionFinder(paths=paths)._install()
         return importlib.import_module(f"{_UTILS}.{name}")
 
 

@@ -7,6 +7,7 @@ values, for one release (0.2.x) so that dashboards and rules can move; it goes i
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import threading
 from typing import Any
@@ -150,10 +151,15 @@ class WatcherMetrics:
         self._deploy = (deploy_id, canary, release)
         self.deploy_info.labels(*self._deploy, "watching").set(1)
 
-    def final(self, verdict: str) -> None:
+    def final(self, verdict: str, replacing: str = "") -> None:
+        """The final verdict; `replacing` an earlier one (a promote undone while awaiting approval)."""
+        if replacing:
+            self.verdict.labels(replacing).set(0)
         self.verdict.labels(verdict).set(1)
         if self._deploy is not None:
-            self.deploy_info.remove(*self._deploy, "watching")
+            earlier = VERDICT_EVENTS.get(replacing, replacing) if replacing else "watching"
+            with contextlib.suppress(KeyError):
+                self.deploy_info.remove(*self._deploy, earlier)
             self.deploy_info.labels(*self._deploy, VERDICT_EVENTS.get(verdict, verdict)).set(1)
 
     def notified(self, outcome: str) -> None:

@@ -1,6 +1,7 @@
 """Deploy events to Alertmanager: one module for the watcher and the deploy (`edge-canary notify`).
 
-An event (deploy started, canary promoted, reverted, held, revert failed, rollback done) is posted
+An event (deploy started, canary promoted, reverted, held, revert failed, rollback done, awaiting
+approval, approved, aborted, wave done) is posted
 to Alertmanager's v2 API (POST /api/v2/alerts) as one alert named EdgeCanaryDeployEvent, labelled
 with the deploy id, the event, the canary, the release and the verdict, annotated with the reason,
 the record path and a runbook link. Routing (Slack, webhooks, e-mail) is Alertmanager's own
@@ -34,8 +35,13 @@ EVENTS = {
     "would_revert": "warning",
     "revert_failed": "page",
     "rollback_done": "info",
+    "awaiting_approval": "warning",
+    "approved": "info",
+    "aborted": "warning",
+    "wave_done": "info",
 }
-RUNBOOK_ANCHORS = {"revert_failed": "edgecanaryrevertfailed"}
+RUNBOOK_ANCHORS = {"revert_failed": "edgecanaryrevertfailed", "awaiting_approval": "approve-abort-resume",
+                   "approved": "approve-abort-resume", "aborted": "approve-abort-resume"}
 DEFAULT_ANCHOR = "notifications"
 # The watcher's verdict -> the event it announces.
 VERDICT_EVENTS = {
@@ -53,6 +59,10 @@ SUMMARIES = {
     "would_revert": "Deploy {deploy_id}: canary {canary} on {release} would be reverted (shadow)",
     "revert_failed": "Deploy {deploy_id}: revert of canary {canary} on {release} FAILED",
     "rollback_done": "Deploy {deploy_id}: rollback of {canary} done",
+    "awaiting_approval": "Deploy {deploy_id}: canary {canary} on {release} promoted, awaiting approval",
+    "approved": "Deploy {deploy_id}: {release} approved, the peers roll",
+    "aborted": "Deploy {deploy_id}: aborted while awaiting approval, canary {canary} reverted",
+    "wave_done": "Deploy {deploy_id}: a wave of peers is on {release}",
 }
 
 
@@ -69,12 +79,13 @@ class Event:
     verdict: str = ""
     reason: str = ""
     record: str = ""
+    wave: str = ""  # wave_done: which wave (its own label: one alert per wave, not merged)
 
     def alert(self, runbook_base_url: str, now: datetime) -> dict[str, Any]:
         """The Alertmanager v2 alert for this event (empty labels and annotations left out)."""
         labels = {"alertname": ALERTNAME, "event": self.event, "severity": EVENTS[self.event],
                   "deploy_id": self.deploy_id, "canary": self.canary, "release": self.release,
-                  "verdict": self.verdict}
+                  "verdict": self.verdict, "wave": self.wave}
         fields = {"deploy_id": self.deploy_id, "canary": self.canary or "?", "release": self.release or "?"}
         annotations = {"summary": SUMMARIES[self.event].format(**fields), "reason": self.reason,
                        "record": self.record,

@@ -120,6 +120,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("drain", "mapping", None,
            "fast path on red: drain the canary on these load balancers' admin sockets before the revert "
            "({targets: [{lb, socket, backend, server}], socket_timeout, deadline}; see watcher.drain)"),  # fmt: skip
+    Option("approval", "mapping", None,
+           "after a promote, wait for make approve / make abort, judging on: {run_dir, timeout, on_timeout "
+           "(abort|approve), ask, remind} (see watcher.awaiting)"),  # fmt: skip
 )
 BY_NAME = {o.name: o for o in OPTIONS}
 

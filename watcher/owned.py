@@ -5,7 +5,8 @@ ansible-runner starts ansible-playbook in a session of its own (a pty), out of r
 the watcher's process group. The watcher's revert runs it through this wrapper instead: the kernel
 sends it SIGTERM when its parent (the watcher) dies (PR_SET_PDEATHSIG), and it stops the whole group
 (SIGTERM, then SIGKILL after a grace), so no rollback play outlives the watcher beside the deploy's
-own revert.
+own revert. The deploy tools (edge_canary.ops.play) run their play through it too, with Ctrl-C passed
+on: a tool killed with its process group (a controller gone) must not leave the play running headless.
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ def stop_own_group(grace: float = GRACE) -> None:
         os.killpg(0, signal.SIGKILL)
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str], pass_interrupt: bool = False) -> int:
+    """Run `argv` as the owner's: stopped with its process group when the owner dies. SIGTERM or SIGHUP
+    stop it too, and SIGINT unless `pass_interrupt` (Ctrl-C reaches the whole group, as a terminal sends
+    it, and the command ends by itself: this process only waits for it)."""
     owner = int(os.environ.get(OWNER_ENV) or 0)
     set_parent_death_signal(signal.SIGTERM)
     if owner and os.getppid() != owner:  # the owner died before the line above
@@ -54,7 +58,9 @@ def main(argv: Sequence[str]) -> int:
         print(f"watcher.owned: signal {signum}: stopping {argv[0]} and its process group", file=sys.stderr)
         stop_own_group()
 
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGHUP) if pass_interrupt else (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, on_signal)
+    if pass_interrupt:  # a handler, not SIG_IGN: the command must not inherit an ignored SIGINT
+        signal.signal(signal.SIGINT, lambda signum, frame: None)
     child = subprocess.Popen(list(argv))
     return child.wait()

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -215,6 +215,7 @@ class AnsibleRevert:
             import ansible_runner  # deferred: only the ansible action needs it
 
             runner = ansible_runner.run
+            forget_outer_runner_job(os.environ)
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="edge-canary-revert-") as tmp:
             kwargs = self.run_kwargs(tmp, timeout)
@@ -247,6 +248,24 @@ class AnsibleRevert:
             output_tail=_tail(output),
             extra={"status": status},
         )
+
+
+# What an outer ansible-runner job (the deploy's driver, AWX) sets for its own display: inherited by the
+# detached watcher, it would make the revert's ansible-runner load awx_display as its own "original"
+# callback, and ansible-playbook dies at start (rc 250).
+OUTER_RUNNER_ENV = ("ANSIBLE_STDOUT_CALLBACK", "ANSIBLE_CALLBACK_PLUGINS", "ORIGINAL_STDOUT_CALLBACK",
+                    "AWX_ISOLATED_DATA_DIR", "RUNNER_OMIT_EVENTS", "RUNNER_ONLY_FAILED_EVENTS")
+
+
+def forget_outer_runner_job(env: MutableMapping[str, str]) -> None:
+    """Drop an outer ansible-runner job's display settings (only when they are its: awx_display)."""
+    if env.get("ANSIBLE_STDOUT_CALLBACK") != "awx_display":
+        return
+    original = env.get("ORIGINAL_STDOUT_CALLBACK", "")
+    for name in OUTER_RUNNER_ENV:
+        env.pop(name, None)
+    if original and original != "awx_display":
+        env["ANSIBLE_STDOUT_CALLBACK"] = original
 
 
 class FastPathRevert:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from watcher.approval_settings import ApprovalConfigError, ApprovalSettings
 from watcher.judge import Rules
 from watcher.notify import NotifyConfigError, NotifySettings
 from watcher.prom import split_userinfo
@@ -65,6 +66,7 @@ class Settings:
     notify: NotifySettings = field(default_factory=NotifySettings)
     ready_file: str | None = None
     drain: Mapping[str, Any] = field(default_factory=dict)  # the fast path on red (watcher.drain)
+    approval: ApprovalSettings | None = None  # after a promote, wait for approval judging on (watcher.awaiting)
 
     @property
     def planned_probes(self) -> int:
@@ -264,6 +266,10 @@ def build_settings(v: Mapping[str, Any], config_file: str | None) -> Settings:
             parse_plan(v["drain"])
         except DrainConfigError as exc:
             raise ConfigError(f"--drain: {exc}") from None
+    try:
+        approval = ApprovalSettings.from_mapping(v.get("approval"))
+    except ApprovalConfigError as exc:
+        raise ConfigError(str(exc)) from None
     secrets = tuple(s for s in (token, password) if s)
     return Settings(
         prom_url=url.rstrip("/"),
@@ -297,4 +303,5 @@ def build_settings(v: Mapping[str, Any], config_file: str | None) -> Settings:
         notify=notify,
         ready_file=v["ready_file"] or None,
         drain=v.get("drain") or {},
+        approval=approval,
     )

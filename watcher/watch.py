@@ -36,6 +36,8 @@ class WatchOutcome:
     state: WatchState
     decision: Decision | None
     revert: RevertOutcome | None
+    prober: Prober | None = None  # to judge on after the window (watcher.awaiting)
+    start: float = 0.0  # clock() at the window's start: probe times count from it
 
 
 def side_record(sli: SideSLI | None) -> dict[str, Any] | None:
@@ -130,10 +132,10 @@ def run_watch(
             break
 
     if decision is None:
-        return WatchOutcome(judge.final_verdict(state, rules), state, None, None)
+        return WatchOutcome(judge.final_verdict(state, rules), state, None, None, prober, start)
     if decision.action == "hold":
         verdict = judge.verdict_after_decision(decision, None, False)
-        return WatchOutcome(verdict, state, decision, None)
+        return WatchOutcome(verdict, state, decision, None, prober, start)
 
     out(f"acting: {decision.reason}")
     out(f"reverting via {reverter.describe()}")
@@ -143,4 +145,4 @@ def run_watch(
     log.write("revert", decision=decision.reason, **asdict(outcome))
     out(("revert OK: " if outcome.ok else "REVERT FAILED: ") + outcome.detail)
     verdict = judge.verdict_after_decision(decision, outcome.ok, outcome.shadow)
-    return WatchOutcome(verdict, state, decision, outcome)
+    return WatchOutcome(verdict, state, decision, outcome, prober, start)

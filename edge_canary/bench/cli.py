@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from edge_canary.bench import lab as lab_io
+from edge_canary.bench import pct0 as off
 from edge_canary.bench import stats as st
-from edge_canary.bench.report import METHOD, OpResult, Results, RevertResult, RollResult, markdown
+from edge_canary.bench.report import METHOD, OpResult, Pct0Result, Results, RevertResult, RollResult, markdown
 from edge_canary.lab.settings import REPO
 
 T = TypeVar("T")
@@ -39,13 +40,14 @@ T = TypeVar("T")
 # so that `make bench` never takes down the lab a developer has running (.lab, ports 18080…).
 OWN_LAB = {"LAB_DIR": str(REPO / ".lab-bench"), "LAB_HAPROXY_PORT": "24080", "LAB_ADMIN_TCP_PORT": "24099",
            "LAB_EXPORTER_PORT": "24404", "LAB_PROM_PORT": "24090", "LAB_EDGE_BASE_PORT": "24101"}
-PHASES = ("green", "rollback", "naive", "revert", "roll", "watcher")
+PHASES = ("pct0", "green", "rollback", "rollbackn", "naive", "revert", "roll", "watcher")
 RELEASES = {"v1": "", "v2": "", "v2-errors": "errors=0.2:502", "v2-slow": "latency=0.6"}
 CANARY = "edge-1"
 LAB_SLOW_S = 0.3  # group_vars/lab.yml prom_p95_threshold_s: an answer slower than this is a bad answer
 LAB_INTERVAL_S = 3.0  # group_vars/lab.yml sli_probe_interval
 LAB_WINDOW_S = 30.0  # group_vars/lab.yml sli_window
 SCRAPE_S = 1.0  # group_vars/lab.yml sli_watch_scrape_interval
+GREEN_BASELINE_S = 30.0  # seconds of steady load before a green deploy: the p99 baseline
 RANGE_S = max(LAB_INTERVAL_S, 4 * SCRAPE_S)  # the watcher's default probe range for these settings
 
 
@@ -151,8 +153,10 @@ class Bench:
         if a.quick:
             return "make bench BENCH_QUICK=1"
         fleets = " ".join(f"{n}:{','.join(map(str, b))}" for n, b in a.fleets)
-        return (f"make bench BENCH_RUNS={a.runs} BENCH_ARGS='--roll-runs {a.roll_runs} --fleets \"{fleets}\" "
-                f"--watcher-seconds {a.watcher_seconds:g}'")
+        phases = "" if list(a.phases) == list(PHASES) else f"--phases {','.join(a.phases)} "
+        merge = f" --merge {a.merge}" if a.merge else ""
+        return (f"make bench BENCH_RUNS={a.runs} BENCH_ARGS='{phases}--roll-runs {a.roll_runs} --fleets \"{fleets}\" "
+                f"--watcher-seconds {a.watcher_seconds:g}{merge}'")
 
     def say(self, line: str) -> None:
         print(f"bench | {time.strftime('%H:%M:%S')} {line}", flush=True)
@@ -188,14 +192,19 @@ class Bench:
         return all(lab_io.node_version(p) is not None for p in self.lab.node_ports().values())
 
     def ensure_v1(self) -> None:
-        """Every measurement starts from a fleet serving v1."""
-        for attempt in (1, 2):  # a busy machine can make the SLI gate hold once; a second try is cheap
+        """Every measurement starts from a fleet serving v1. The nodes that are not are rolled back to the v1
+        artifact (make rollback ROLLBACK_BINARY=…: drain, restore, restart, health, ready), not deployed to
+        it: a deploy goes through the SLI gate, which on a busy machine can hold for want of evidence and
+        stop before the peers, leaving the fleet mixed (the cause of "could not bring the fleet back")."""
+        for attempt in (1, 2):
             if lab_io.wait_serving(self.lab, "v1", 5):
                 return
-            self.say(f"fleet not all on v1: rolling it back to v1 with the real playbook (not measured, try {attempt})")
-            # under load: without traffic the SLI gate has no evidence, holds, and the peers stay put
-            self.under_load(f"restore-v1-{attempt}", lambda: lab_io.deploy(
-                self.lab, "restore-v1", self.artifacts["v1"], CANARY, 5, self.green_window, LAB_INTERVAL_S, 5))
+            others = [n for n, p in self.lab.node_ports().items() if lab_io.node_version(p) != "v1"]
+            self.say(f"{', '.join(others)} not on v1: rolling back to the v1 artifact (not measured, try {attempt})")
+            code, _, _ = lab_io.rollback(self.lab, f"restore-v1-{attempt}", ",".join(others),
+                                         batch=max(1, len(others)), binary=self.artifacts["v1"], version="v1")
+            if code != 0:
+                self.say(f"restore-v1-{attempt} exited {code}; see {self.lab.log(f'restore-v1-{attempt}.log')}")
         if not lab_io.wait_serving(self.lab, "v1", 60):
             raise lab_io.BenchError(f"could not bring the fleet back to v1 in two tries; see {self.lab.work}/logs")
 
@@ -226,19 +235,39 @@ class Bench:
     # --- the phases ------------------------------------------------------------------------------------
     def green(self, run: int) -> None:
         self.ensure_v1()
+        # A 30 s baseline (1500 requests at 50 rps): the p99 of a 5 s one is its 3rd slowest request, too
+        # noisy to hold the deploy's p99 against.
         deployed, requests = self.under_load(f"green-{run}", lambda: lab_io.deploy(
-            self.lab, f"green-{run}", self.artifacts["v2"], CANARY, 1, self.green_window, LAB_INTERVAL_S, 5))
+            self.lab, f"green-{run}", self.artifacts["v2"], CANARY, 1, self.green_window, LAB_INTERVAL_S, 5),
+            baseline=GREEN_BASELINE_S)
         self.op_result("green", run, deployed.code, deployed.started, deployed.ended, requests)
         if deployed.code != 0:
             self.fail(f"green deploy run {run} exited {deployed.code}; see {self.lab.log(f'green-{run}.log')}")
         self.record_roll(deployed, 1)
 
     def rollback(self, run: int) -> None:
-        (code, start, end), requests = self.under_load(f"rollback-{run}",
-                                                       lambda: lab_io.rollback(self.lab, f"rollback-{run}", "all"))
-        self.op_result("rollback", run, code, start, end, requests)
+        """After the green deploy (the fleet on v2, v1 its .previous): every node, one at a time."""
+        self.rollback_in_batches(run, 1, "rollback")
+
+    def rollbackn(self, run: int) -> None:
+        """Every node but one in one batch (BATCH=n, MAX_UNAVAILABLE=n): one node keeps serving. From a fleet on
+        v2 (deployed first, not measured, unless the green deploy just did)."""
+        if not lab_io.wait_serving(self.lab, "v2", 5):
+            self.ensure_v1()
+            self.say(f"rollback BATCH=n run {run}: deploying v2 first (not measured)")
+            self.under_load(f"to-v2-{run}", lambda: lab_io.deploy(
+                self.lab, f"to-v2-{run}", self.artifacts["v2"], CANARY, 5, self.green_window, LAB_INTERVAL_S, 5))
+        if not lab_io.wait_serving(self.lab, "v2", 30):
+            raise lab_io.BenchError(f"rollback BATCH=n run {run}: the fleet is not on v2; see {self.lab.work}/logs")
+        self.rollback_in_batches(run, max(1, len(self.lab.node_ports()) - 1), "rollback-batch")
+
+    def rollback_in_batches(self, run: int, batch: int, op: str) -> None:
+        label = f"{op}-{run}"
+        (code, start, end), requests = self.under_load(label, lambda: lab_io.rollback(
+            self.lab, label, "all", batch=batch))
+        self.op_result(op, run, code, start, end, requests)
         if code != 0:
-            self.fail(f"rollback run {run} exited {code}; see {self.lab.log(f'rollback-{run}.log')}")
+            self.fail(f"{op} run {run} exited {code}; see {self.lab.log(f'{label}.log')}")
 
     def naive(self, run: int) -> None:
         before = {node: lab_io.node_version(port) for node, port in self.lab.node_ports().items()}
@@ -273,7 +302,7 @@ class Bench:
             verdict = str(json.loads((deployed.run_dir / "verdict.json").read_text()).get("verdict", "?"))
         timeline = st.watcher_timeline(lab_io.decision_records(deployed.run_dir))
         result = RevertResult(release, run, verdict, first_bad, restored, timeline.started_at, timeline.red_at,
-                              timeline.revert_s)
+                              timeline.revert_s, st.last_bad_answer(requests, release, LAB_SLOW_S))
         self.results.reverts.append(result)
         self.say(f"revert {release} run {run}: verdict {verdict}, time to revert {result.seconds}")
         if result.seconds is None or verdict != "reverted":
@@ -294,8 +323,10 @@ class Bench:
             for step, secs in st.step_durations(record).items():
                 steps.setdefault(step, []).append(secs)
         nodes = len(records)
+        runs, results = lab_io.task_cost(deployed.cost_file, CANARY)
         result = RollResult(nodes, batch, st.batches(nodes - 1, batch), deployed.code,
-                            deployed.ended - deployed.started, roll, {k: st.median(v) or 0.0 for k, v in steps.items()})
+                            deployed.ended - deployed.started, roll, {k: st.median(v) or 0.0 for k, v in steps.items()},
+                            deployed.cpu_s, runs, results)
         if deployed.code == 0 and roll is not None:
             self.results.rolls.append(result)
         self.last_junit = deployed.junit_dir
@@ -329,6 +360,14 @@ class Bench:
                 tasks = lab_io.junit_task_times(self.last_junit)
             self.results.slow_tasks = [(name, secs) for name, secs in tasks.most_common(12)]
 
+    def pct0(self, run: int) -> None:
+        result = off.off_switch(self.lab, run)
+        self.results.pct0.append(result)
+        self.say(f"rollout PCT=0 run {run}: exit {result.code}, in force on every node after {result.in_force_s} s, "
+                 f"command {result.wall_s:.1f} s, {result.cpu_s:.1f} CPU-s")
+        if result.code != 0 or result.in_force_s is None:
+            self.fail(f"rollout PCT=0 run {run} exited {result.code}; see {off.log_path(self.lab, run)}")
+
     def watcher(self) -> None:
         self.ensure_v1()
         cost, _ = self.under_load("watcher", lambda: lab_io.watcher_cost(
@@ -360,7 +399,10 @@ class Bench:
         phases = set(self.args.phases)
         ops = {"green": "green", "rollback": "rollback", "naive": "naive", "revert-v2-errors": "revert",
                "revert-v2-slow": "revert"}
+        ops["rollback-batch"] = "rollbackn"
         self.results.ops += [OpResult(**o) for o in old.get("ops", []) if ops.get(o["op"]) not in phases]
+        if "pct0" not in phases:
+            self.results.pct0 += [Pct0Result(**r) for r in old.get("pct0", [])]
         if "revert" not in phases:
             self.results.reverts += [RevertResult(**r) for r in old.get("reverts", [])]
         if "roll" not in phases:
@@ -368,8 +410,10 @@ class Bench:
             self.results.slow_tasks = [(str(name), float(secs)) for name, secs in old.get("slow_tasks", [])]
         if "watcher" not in phases:
             self.results.watcher = old.get("watcher", {})
-        measured = {"green": ("green deploy", "roll-"), "roll": ("roll-",), "revert": ("auto-revert",),
-                    "rollback": ("rollback",), "naive": ("naive",), "watcher": ("watcher", "the watcher")}
+        measured = {"pct0": ("rollout PCT=0",), "green": ("green deploy", "roll-"), "roll": ("roll-",),
+                    "revert": ("auto-revert",), "rollback": ("rollback run",),
+                    "rollbackn": ("rollback-batch", "rollbackn"), "naive": ("naive",),
+                    "watcher": ("watcher", "the watcher")}
         redone = tuple(prefix for phase in phases for prefix in measured.get(phase, ()))
         kept = [f for f in old.get("failures", []) if not f.startswith(redone)]
         self.failures += kept
@@ -391,8 +435,8 @@ class Bench:
                 if "revert" in phases:
                     steps += [(f"auto-revert {r}", functools.partial(self.revert, run, r))
                               for r in ("v2-errors", "v2-slow")]
-                steps += [(p, functools.partial(getattr(self, p), run)) for p in ("green", "rollback", "naive")
-                          if p in phases]
+                steps += [(p, functools.partial(getattr(self, p), run))
+                          for p in ("pct0", "green", "rollback", "rollbackn", "naive") if p in phases]
                 for name, step in steps:
                     self.say(f"{name} run {run}")
                     self.guarded(f"{name} run {run}", step)

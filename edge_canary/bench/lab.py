@@ -7,6 +7,7 @@ import contextlib
 import http.server
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,20 @@ from edge_canary.ops.play import release_lock
 from edge_canary.procgroup import stop_group
 
 VENV_BIN = Path(sys.executable).parent
+CALLBACKS = Path(__file__).parent / "callbacks"
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every child process this one has waited for so far."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def cost_env(junit: Path, cost_file: Path) -> dict[str, str]:
+    """The junit callback (per-task times) and the bench's task_cost callback (module runs per host)."""
+    return {"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.junit,task_cost", "JUNIT_OUTPUT_DIR": str(junit),
+            "JUNIT_HIDE_TASK_ARGUMENTS": "true", "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACKS),
+            "EDGE_CANARY_TASK_COST": str(cost_file)}
 
 
 class BenchError(RuntimeError):
@@ -155,6 +170,8 @@ class DeployRun:
     ended: float
     run_dir: Path
     junit_dir: Path
+    cpu_s: float = 0.0  # CPU seconds of ansible-playbook and every process it ran
+    cost_file: Path | None = None  # the task_cost callback's JSON
 
 
 def deploy(lab: LabHandle, label: str, artifact: Path, canary: str, batch: int, window: float,
@@ -169,22 +186,44 @@ def deploy(lab: LabHandle, label: str, artifact: Path, canary: str, batch: int, 
              "sli_watch_settings": {"min_requests": min_requests}, "force_migrate": False, "force_lock": False}
     vars_file = lab.work / f"{deploy_id}.json"
     vars_file.write_text(json.dumps(extra))
-    started = time.time()
+    cost_file = junit / "task_cost.json"
+    started, cpu = time.time(), children_cpu()
     code = lab.run([str(VENV_BIN / "ansible-playbook"), str(REPO / "playbooks/deploy-canary.yml"),
-                    "-e", f"@{vars_file}"], f"{label}.log", 1800,
-                   {"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.junit", "JUNIT_OUTPUT_DIR": str(junit),
-                    "JUNIT_HIDE_TASK_ARGUMENTS": "true"})
-    ended = time.time()
+                    "-e", f"@{vars_file}"], f"{label}.log", 1800, cost_env(junit, cost_file))
+    ended, cpu = time.time(), children_cpu() - cpu
     run_dir = lab.lab_dir / "control" / "runs" / deploy_id
     release_lock(run_dir, deploy_id)
-    return DeployRun(code, started, ended, run_dir, junit)
+    return DeployRun(code, started, ended, run_dir, junit, cpu, cost_file)
 
 
-def rollback(lab: LabHandle, label: str, nodes: str) -> tuple[int, float, float]:
+def rollback(lab: LabHandle, label: str, nodes: str, batch: int = 1, binary: Path | None = None,
+             version: str = "") -> tuple[int, float, float]:
+    """playbooks/rollback.yml as `make rollback NODES= BATCH= [ROLLBACK_BINARY=]` runs it (vars as a file)."""
+    extra: dict[str, object] = {"rollback_nodes": nodes, "rollback_batch": batch}
+    if binary is not None:
+        extra.update(rollback_binary=str(binary), rollback_version=version)
+    vars_file = lab.work / f"rollback-{label}.json"
+    vars_file.write_text(json.dumps(extra))
     started = time.time()
     code = lab.run([str(VENV_BIN / "ansible-playbook"), str(REPO / "playbooks/rollback.yml"),
-                    "-e", f"rollback_nodes={nodes}"], f"{label}.log", 1200)
+                    "-e", f"@{vars_file}"], f"{label}.log", 1800)
     return code, started, time.time()
+
+
+def task_cost(cost_file: Path | None, skip: str) -> tuple[float | None, float | None]:
+    """(module runs, task results) per host, medians over the hosts but `skip` (the canary)."""
+    if cost_file is None:
+        return None, None
+    try:
+        hosts = json.loads(cost_file.read_text()).get("hosts", {})
+    except (OSError, ValueError):
+        return None, None
+    peers = [v for h, v in hosts.items() if h not in (skip, "localhost")]
+    if not peers:
+        return None, None
+    runs = sorted(float(v.get("module_runs", 0)) for v in peers)
+    results = sorted(float(v.get("results", 0)) for v in peers)
+    return runs[len(runs) // 2], results[len(results) // 2]
 
 
 def wait_idle_watchers(lab: LabHandle, timeout: float = 120) -> None:

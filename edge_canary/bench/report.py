@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from edge_canary.bench.stats import Fit, median, ratio
+from edge_canary.bench.stats import Fit, median, ratio, slope
 
 # How the figures are measured: the report's Method section.
 METHOD = """\
@@ -25,6 +25,13 @@ on a few seconds after it ends.
   the real watcher, peers in batches) and `playbooks/rollback.yml`, run as `make deploy-canary` runs them.
 - **Naive deploy**: done by hand by the bench, not by our playbooks: for each node in turn, copy the new binary
   over the old one and `supervisorctl restart` it, with no drain and no health wait.
+- **Exposure**: from the first bad answer the canary served through HAProxy to the last one (what users saw of
+  the broken release).
+- **Rollback batch 1 / batch n**: `make rollback NODES=all` after a green deploy, one node at a time; and
+  `BATCH=n` with n = every node but one (one batch; one node keeps serving), from a fleet deployed to v2 first.
+- **Off switch**: `make rollout PCT=0` from rollout_pct=40 on every node, until every node's gauge shows 0.
+- **Controller cost**: CPU seconds of each deploy's ansible-playbook and every process it ran (getrusage of the
+  bench's waited-for children), with module runs and task results per peer counted by the bench's callback.
 - **Time to revert**: from the first bad answer the canary served (the first answer with the release's version
   that failed or took longer than the lab's p95 SLO, 0.3 s; the answer's own time, start + latency) to the first
   time the canary's own `/version`, polled directly every 0.2 s, answers the previous version again.
@@ -68,6 +75,12 @@ class RevertResult:
     watcher_started_at: float | None = None
     red_at: float | None = None
     revert_play_s: float | None = None
+    last_bad_at: float | None = None
+
+    @property
+    def exposure(self) -> float | None:
+        """First bad answer → the last bad answer the release served (through HAProxy)."""
+        return _diff(self.last_bad_at, self.first_bad_at)
 
     @property
     def until_watching(self) -> float | None:
@@ -97,6 +110,20 @@ class RollResult:
     wall_s: float
     roll_s: float | None  # canary roll + peer rolls, without preflight and the SLI gate
     steps: dict[str, float]  # median seconds per step over the fleet's nodes
+    cpu_s: float | None = None  # CPU seconds of ansible-playbook and everything it ran (its module runs too)
+    module_runs_per_peer: float | None = None  # median over the peers, from the task_cost callback
+    results_per_peer: float | None = None
+
+
+@dataclass(frozen=True)
+class Pct0Result:
+    """`make rollout PCT=0` from rollout_pct=40 on every node: when every node serves with 0."""
+
+    run: int
+    code: int
+    in_force_s: float | None  # the command's start → every node's gauge shows 0
+    wall_s: float  # the command's start → its end
+    cpu_s: float  # CPU seconds of the command and everything it ran
 
 
 @dataclass
@@ -112,6 +139,7 @@ class Results:
     fit: Fit | None = None
     slow_tasks: list[tuple[str, float]] = field(default_factory=list)
     watcher: dict[str, float | int | None] = field(default_factory=dict)
+    pct0: list[Pct0Result] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -139,7 +167,8 @@ def times(value: float | None) -> str:
 
 OP_TITLES = {
     "green": "green deploy of the fleet (drain, push, restart, health, ready)",
-    "rollback": "manual rollback of the fleet (make rollback NODES=all)",
+    "rollback": "manual rollback of the fleet, batch 1 (make rollback NODES=all)",
+    "rollback-batch": "manual rollback of the fleet, every node but one in one batch (make rollback NODES=all BATCH=n)",
     "naive": "naive deploy (binary swapped + service restarted, no drain)",
     "revert-v2-errors": "auto-revert of a canary serving 20 % 502s (v2-errors)",
     "revert-v2-slow": "auto-revert of a canary 0.6 s slow (v2-slow)",
@@ -178,15 +207,18 @@ def naive_ratio_line(ops: Sequence[OpResult]) -> str:
 
 
 def revert_rows(reverts: Sequence[RevertResult], interval: float, floor: float) -> list[str]:
-    rows = ["| release | runs | verdicts | time to revert (median) | per run | × probe interval | × floor "
+    rows = ["| release | runs | verdicts | exposure: first bad answer → last bad answer served | per run "
+            "| time to revert: → canary serving .previous (median) | per run | × probe interval | × floor "
             "| first bad answer → watcher starts | detection: → first red probe | detection × floor "
             "| rollback play |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for release in sorted({r.release for r in reverts}):
         mine = [r for r in reverts if r.release == release]
         secs = median(r.seconds for r in mine)
         detection = median(r.detection for r in mine)
-        rows.append(f"| {release} | {len(mine)} | {', '.join(r.verdict for r in mine)} | {fmt(secs, ' s')} | "
+        rows.append(f"| {release} | {len(mine)} | {', '.join(r.verdict for r in mine)} | "
+                    f"{fmt(median(r.exposure for r in mine), ' s')} | {', '.join(fmt(r.exposure) for r in mine)} | "
+                    f"{fmt(secs, ' s')} | "
                     f"{', '.join(fmt(r.seconds) for r in mine)} | {times(ratio(secs, interval))} | "
                     f"{times(ratio(secs, floor))} | {fmt(median(r.until_watching for r in mine), ' s')} | "
                     f"{fmt(detection, ' s')} | {times(ratio(detection, floor))} | "
@@ -206,6 +238,35 @@ def roll_rows(rolls: Sequence[RollResult]) -> list[str]:
                     f"{fmt(median(r.wall_s for r in mine), ' s')} | {fmt(roll, ' s')} | "
                     f"{fmt(ratio(roll, mine[0].batches), ' s')} | "
                     + " | ".join(fmt(median(r.steps.get(s) for r in mine), " s") for s in steps) + " |")
+    return rows
+
+
+def pct0_rows(runs: Sequence[Pct0Result]) -> list[str]:
+    if not runs:
+        return ["Not measured in this run."]
+    return ["| runs | in force on every node (median) | per run | command wall time (median) | CPU seconds (median) "
+            "| exit codes |", "|---|---|---|---|---|---|",
+            f"| {len(runs)} | {fmt(median(r.in_force_s for r in runs), ' s', 2)} | "
+            f"{', '.join(fmt(r.in_force_s, digits=2) for r in runs)} | "
+            f"{fmt(median(r.wall_s for r in runs), ' s', 2)} | "
+            f"{fmt(median(r.cpu_s for r in runs), digits=2)} | {', '.join(str(r.code) for r in runs)} |"]
+
+
+def cost_rows(rolls: Sequence[RollResult]) -> list[str]:
+    """Controller cost per node: CPU seconds over nodes (least-squares slope), module runs and task results."""
+    measured = [r for r in rolls if r.cpu_s is not None]
+    if not measured:
+        return ["Not measured in this run."]
+    rows = ["| nodes | batch | CPU seconds of the deploy | CPU seconds / node | module runs per peer "
+            "| task results per peer |",
+            "|---|---|---|---|---|---|"]
+    for r in measured:
+        rows.append(f"| {r.nodes} | {r.batch} | {fmt(r.cpu_s)} | {fmt(ratio(r.cpu_s, r.nodes), digits=2)} | "
+                    f"{fmt(r.module_runs_per_peer, digits=0)} | {fmt(r.results_per_peer, digits=0)} |")
+    per_node = slope([(float(r.nodes), float(r.cpu_s or 0.0)) for r in measured])
+    rows += ["", f"CPU seconds per extra node (least-squares slope over the fleet sizes): {fmt(per_node, ' s', 2)}"
+             if per_node is not None else "CPU seconds per extra node: one fleet size only; the per-node column is "
+             "the whole deploy's CPU divided by its nodes (preflight and the SLI gate included)."]
     return rows
 
 
@@ -260,6 +321,23 @@ def markdown(res: Results, method: str, interval: float, floor: float) -> str:
                   "| task | seconds |", "|---|---|",
                   *[f"| {short(name)} | {secs:.1f} |" for name, secs in res.slow_tasks], ""]
     w = res.watcher
+    lines += [
+        "## 6. `make rollout PCT=0` (the off switch)",
+        "",
+        "From rollout_pct=40 set by hand on every node; `edge-canary rollout` with PCT=0 as `make rollout` runs "
+        "it; every node's `edge_config_rollout_pct` gauge polled every 50 ms from the command's start.",
+        "",
+        *pct0_rows(res.pct0),
+        "",
+        "## 7. Controller cost per node",
+        "",
+        "CPU seconds (user + system) of ansible-playbook and every process it ran, per deploy (the lab nodes' "
+        "module runs are processes of the same machine); module runs and task results per peer from the bench's "
+        "task_cost callback (edge_canary/bench/callbacks).",
+        "",
+        *cost_rows(res.rolls),
+        "",
+    ]
     lines += [
         "## 5. Watcher cost",
         "",

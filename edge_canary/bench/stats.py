@@ -74,6 +74,23 @@ def first_bad_answer(requests: Sequence[Request], release: str, slow_s: float) -
     return min(times) if times else None
 
 
+def last_bad_answer(requests: Sequence[Request], release: str, slow_s: float) -> float | None:
+    """When the release last served a bad answer: the end of the users' exposure to it."""
+    times = [r.answered_at for r in requests
+             if r.version == release and r.answered_at is not None
+             and (r.failed or (r.latency_s or 0.0) > slow_s)]
+    return max(times) if times else None
+
+
+def slope(points: Sequence[tuple[float, float]]) -> float | None:
+    """Least-squares slope of y over x (e.g. CPU seconds over nodes); None without two distinct x."""
+    xs = [x for x, _ in points]
+    if len(set(xs)) < 2:
+        return None
+    mx, my = statistics.fmean(xs), statistics.fmean(y for _, y in points)
+    return sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x in xs)
+
+
 def first_seen(samples: Sequence[tuple[float, str | None]], version: str, after: float) -> float | None:
     """The first poll at or after `after` at which the node answered /version with `version`."""
     times = [t for t, v in samples if t >= after and v == version]

@@ -33,6 +33,7 @@ class Traffic:
     slow_by_release: int  # answered by the release above the p95 limit
     first_bad_at: float | None  # epoch time of the first failed or slow answer of the release
     collateral_examples: tuple[str, ...]
+    collateral_requests: tuple[Request, ...] = ()
 
 
 def blame(request: Request, release: str, variant: str | None) -> bool:
@@ -55,6 +56,7 @@ def traffic(requests: list[Request], release: str, p95_threshold: float, variant
         sent=len(sent), failed=sum(r.failed for r in sent), failed_by_release=len(failed_by_release),
         collateral=len(collateral), not_sent=len(requests) - len(sent), served_by_release=len(by_release),
         slow_by_release=len(slow), first_bad_at=bad[0] if bad else None, collateral_examples=examples,
+        collateral_requests=tuple(collateral),
     )
 
 
@@ -149,11 +151,20 @@ def check_rollout_off(after: dict[str, NodeFiles]) -> Check:
     return Check("every node at rollout_pct=0", not wrong, "; ".join(wrong) if wrong else "rollout_pct=0 everywhere")
 
 
-def check_collateral(t: Traffic, allowed: int) -> Check:
-    detail = f"{t.collateral} failed request(s) the release did not fail itself (allowed {allowed})"
-    if t.collateral_examples:
-        detail += ": " + ", ".join(t.collateral_examples)
-    return Check("no collateral failures", t.collateral <= allowed, detail)
+def check_collateral(t: Traffic, allowed: int, samples: list[Sample] | None = None) -> Check:
+    """No more than `allowed` failures the release did not cause itself, except those while the drill's own
+    direct reads show the whole lab machine stalled (counted and named apart, as for a cut node)."""
+    judged = [(r, lab_stalled(samples or [], r.start - LOOK_BACK_S, (r.answered_at or r.start) + 1.0, None))
+              for r in t.collateral_requests]
+    excused = [stall for _, stall in judged if stall]
+    charged = t.collateral - len(excused)
+    detail = f"{charged} failed request(s) the release did not fail itself (allowed {allowed})"
+    if excused:
+        detail += f"; {len(excused)} more while the lab machine itself stalled ({excused[0]})"
+    examples = [f"{r.status or r.error} from {r.version or 'no edge node'}" for r, stall in judged if not stall]
+    if charged and (examples or t.collateral_examples):
+        detail += ": " + ", ".join(examples[:5] or t.collateral_examples)
+    return Check("no collateral failures", charged <= allowed, detail)
 
 
 # Reading a live node's /version or an LB's admin socket directly takes milliseconds on a healthy lab: a read

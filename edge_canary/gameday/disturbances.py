@@ -120,7 +120,7 @@ class Disturbance:
     def collateral(self, requests: list[Request], version: str, traffic: chk.Traffic, allowed: int,
                    samples: list[Sample]) -> chk.Check:
         """The failed requests the release did not fail itself: none beyond MAX_COLLATERAL."""
-        return chk.check_collateral(traffic, allowed)
+        return chk.check_collateral(traffic, allowed, samples)
 
     def restore(self) -> None:
         """The drill's cleanup: end it if it is still in force, and note what that took."""

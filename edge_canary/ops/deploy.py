@@ -1,11 +1,13 @@
 """`make deploy-canary` (edge-canary deploy-canary): turn the runbook's variables into one
-playbooks/deploy-canary.yml run, show the watcher's live lines while it judges the canary, then print
-the summary table. Exit code: the play's.
+playbooks/deploy-canary.yml run through ansible-runner (edge_canary.ops.play), show the watcher's live
+lines while it judges the canary, then print the summary table and its JSON line. Exit code: the
+play's (64 for a refused variable).
 
 Every setting comes from the environment (make passes its variables through): ARTIFACT, INVENTORY,
 CANARY_NODE, PEER_NODES, BATCH, CONFIG, SLI_WINDOW, SLI_PROBE_INTERVAL, PROM_URL,
-PROM_P95_THRESHOLD_S, PROM_ERR_RATE_THRESHOLD, ROLLBACK_BINARY, MIGRATIONS_DIR, ARTIFACT_SHA256, and
-the flags FORCE_MIGRATE, FORCE, CHECK (1/true/yes/on). Each is checked by edge_canary.ops.inputs
+PROM_P95_THRESHOLD_S, PROM_ERR_RATE_THRESHOLD, ROLLBACK_BINARY, MIGRATIONS_DIR, ARTIFACT_SHA256,
+APPROVE (1/0: wait for make approve after a promoted canary), APPROVAL_TIMEOUT (seconds), and the
+flags FORCE_MIGRATE, FORCE, CHECK (1/true/yes/on). Each is checked by edge_canary.ops.inputs
 (exit 64 with one line before anything runs) and reaches the play as an `!unsafe` extra var.
 Credentials (PROM_TOKEN, PROM_USER, PROM_PASSWORD, or user:password@ in PROM_URL) go to the play and
 its watcher through the environment only.
@@ -14,37 +16,24 @@ its watcher through the environment only.
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 import sys
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from edge_canary.ops import inputs
 from edge_canary.ops.play import run_play
-from edge_canary.ops.summary import summary_table
 from edge_canary.util import truthy
 from watcher.prom import split_userinfo
 
-Check = Callable[[str, str], object]
-
-# make/env variable -> (extra var, check); only the ones that are set are passed, so group_vars keep
-# the rest.
-VARIABLES: dict[str, tuple[str, Check]] = {
-    "ARTIFACT": ("deploy_artifact", inputs.path),
-    "CANARY_NODE": ("deploy_canary_node", inputs.node_name),
-    "PEER_NODES": ("deploy_peer_nodes", lambda n, v: ",".join(inputs.node_list(n, v, allow_all=False))),
-    "BATCH": ("deploy_batch", lambda n, v: inputs.whole(n, v, low=1, example="2")),
-    "CONFIG": ("deploy_config", inputs.config),
-    "SLI_WINDOW": ("sli_window", lambda n, v: inputs.positive(n, v, "300")),
-    "SLI_PROBE_INTERVAL": ("sli_probe_interval", lambda n, v: inputs.positive(n, v, "15")),
+# make/env variable -> (extra var, check): the one schema's (plugins/module_utils/operator_inputs.py), with
+# PROM_URL's user:password@ taken off (it goes to the play's environment, see play_env). Only the ones that
+# are set are passed, so group_vars keep the rest.
+VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
+    **inputs.rules.DEPLOY,
     "PROM_URL": ("prom_url", lambda n, v: split_userinfo(inputs.url(n, v))[0]),
-    "PROM_P95_THRESHOLD_S": ("prom_p95_threshold_s", lambda n, v: inputs.positive(n, v, "0.5")),
-    "PROM_ERR_RATE_THRESHOLD": ("prom_err_rate_threshold", lambda n, v: inputs.positive(n, v, "0.01")),
-    "ROLLBACK_BINARY": ("rollback_binary", inputs.path),
-    "MIGRATIONS_DIR": ("migrations_dir", inputs.path),
-    "ARTIFACT_SHA256": ("deploy_artifact_sha256", inputs.sha256),
+    # Set only when given: deploy_approval in group_vars stands otherwise (a flag, checked as the play's flags).
+    "APPROVE": ("deploy_approval", inputs.flag),
 }
 FLAGS = {"FORCE_MIGRATE": "force_migrate", "FORCE": "force_lock"}
 
@@ -77,8 +66,8 @@ def play_env(env: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def extra_vars(checked: Mapping[str, object], deploy_id: str, announce: Path) -> dict[str, object]:
-    return {"deploy_id": deploy_id, "deploy_announce_file": str(announce), **checked}
+def extra_vars(checked: Mapping[str, object], deploy_id: str) -> dict[str, object]:
+    return {"deploy_id": deploy_id, **checked}
 
 
 def watcher_log(run_dir: Path) -> list[tuple[str, Path]]:
@@ -94,11 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     except inputs.InputError as exc:
         print(f"deploy-canary: {exc}; nothing was changed", file=sys.stderr)
         return inputs.EXIT_USAGE
-    user = inputs.id_part(getpass.getuser())
-    deploy_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{user}-{os.urandom(3).hex()}"
-    return run_play("deploy-canary.yml", deploy_id, lambda announce: extra_vars(checked, deploy_id, announce),
-                    play_env(env),
-                    heading=f"deploy-canary: deploy {deploy_id}", logs=watcher_log, summary=summary_table,
-                    on_interrupt="deploy-canary: interrupted; letting the play stop cleanly (a started watcher "
-                                 "keeps watching and still reverts)")
-
+    deploy_id = inputs.rules.new_deploy_id()
+    return run_play(
+        "deploy-canary.yml",
+        deploy_id,
+        extra_vars(checked, deploy_id),
+        play_env(env),
+        heading=f"deploy-canary: deploy {deploy_id}",
+        logs=watcher_log,
+        on_interrupt="deploy-canary: interrupted; letting the play stop cleanly (a started watcher "
+        "keeps watching and still reverts)",
+    )

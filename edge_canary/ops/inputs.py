@@ -1,13 +1,12 @@
 """Operator input is data, never code or shell: the one schema of every make variable.
 
-Each variable an on-call command reads (deploy-canary, rollback, rollout) is checked here and
-turned into a typed value, or refused with one line saying what to give instead (InputError; the
-tools exit 64 before anything runs). The values then reach Ansible only through an extra-vars file
-written by `write_extra_vars`: every string tagged `!unsafe`, so Jinja never templates it, and no
-value ever passes through a shell or Ansible's `key=value` parser.
-
-Everything is ASCII and whole numbers are `[0-9]` only: `str.isdigit()` and `int()` accept `²` and
-Arabic-Indic digits, which must be refused, not crash or be silently converted.
+The rules live in the collection (plugins/module_utils/operator_inputs.py) so that the playbooks
+check their extra vars with them too (the edge.canary.operator_inputs action); this module gives the
+on-call tools the same checks under the make variables' names, with the watcher's full scrubber for
+the values a message quotes. A value is refused with one line saying what to give instead
+(InputError; the tools exit 64 before anything runs). The values then reach Ansible only through an
+extra-vars file written by `write_extra_vars`: every string tagged `!unsafe`, so Jinja never
+templates it, and no value ever passes through a shell or Ansible's `key=value` parser.
 """
 
 from __future__ import annotations
@@ -20,24 +19,30 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from watcher.decision_log import Scrubber
+from watcher.drain import module_utils
 
-EXIT_USAGE = 64
+module_utils("operator_inputs")  # the collection importable as Ansible names it
+from ansible_collections.edge.canary.plugins.module_utils import operator_inputs as rules  # noqa: E402
+from ansible_collections.edge.canary.plugins.module_utils.operator_inputs import (  # noqa: E402, F401
+    EXIT_USAGE,
+    NODE,
+    WHOLE,
+    InputError,
+    config,
+    flag,
+    node_list,
+    node_name,
+    path,
+    positive,
+    sha256,
+    shown,
+    url,
+    whole,
+)
 
-NODE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
-_SPLIT = re.compile(r"[, ]+")  # commas and spaces only: a newline or tab is refused
-WHOLE = re.compile(r"[0-9]{1,9}")
-_NUMBER = re.compile(r"[0-9]{0,9}\.?[0-9]{1,9}")
-# A path on the control host: printable ASCII without quotes, shell or template metacharacters.
-_PATH = re.compile(r"[A-Za-z0-9._+@%,:=/~ -]{1,4096}")
-_CONFIG_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
-_CONFIG_VALUE = re.compile(r"[A-Za-z0-9._:/@%+,~-]{0,1024}")
-# http(s)://[user:password@]host[:port][/path]; anything else in userinfo must be %-encoded.
-_URL = re.compile(r"https?://[A-Za-z0-9._~%+,=:@\[\]-]+(/[A-Za-z0-9._~%+,=:@/-]*)?")
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _VAR_NAME = re.compile(r"[a-z_][a-z0-9_]*")
-# What a run id (deploy, rollout) may hold: the watcher's revert passes it to ansible-runner as an extra
-# var, which Ansible templates, and the watcher refuses anything else (watcher.settings.RUN_ID).
-_NOT_IN_ID = re.compile(r"[^A-Za-z0-9._-]")
+# A deploy id as deploy-canary names it (20261202T012345Z-alice-1a2b3c): a folder name, never a path.
+_DEPLOY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # watcher.settings.RUN_ID
 
 
 def scrub(text: str) -> str:
@@ -47,110 +52,23 @@ def scrub(text: str) -> str:
     return Scrubber([os.environ.get("PROM_TOKEN", ""), os.environ.get("PROM_PASSWORD", "")]).text(text)
 
 
-def id_part(text: str) -> str:
-    """A part of a run id taken from the environment (the user, from $USER/$LOGNAME): every character
-    but A-Z a-z 0-9 . _ - replaced by '_', at most 32 of them; 'ops' when empty."""
-    return _NOT_IN_ID.sub("_", text)[:32] or "ops"
+rules.SCRUB[0] = scrub
 
 
-class InputError(ValueError):
-    """A make variable that cannot be used; the message is one line saying what to give instead."""
-
-
-def shown(value: str, limit: int = 80) -> str:
-    """The value as a message may quote it: credentials scrubbed, control characters escaped, short."""
-    text = scrub(value).encode("ascii", "backslashreplace").decode()
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _refuse(name: str, value: str, why: str) -> InputError:
-    return InputError(f"{name}={shown(value)} {why}")
-
-
-def node_name(name: str, value: str) -> str:
+def deploy_id(name: str, value: str) -> str:
+    """A deploy id (the name of its record folder, runs/<id>/), as the deploy printed it."""
     value = value.strip()
-    if not NODE.fullmatch(value):
-        raise _refuse(name, value, "is not a node name (letters, digits, . _ -); e.g. edge-2")
+    example = f"e.g. {name}=20261202T012345Z-alice-1a2b3c"
+    if not value:
+        raise InputError(f"{name} is not set: give the id the deploy printed, {example}")
+    if not _DEPLOY_ID.fullmatch(value):
+        raise InputError(f"{name}={shown(value)} is not a deploy id (letters, digits, . _ + -, no /); {example}")
     return value
-
-
-def node_list(name: str, value: str, *, allow_all: bool) -> list[str]:
-    """`edge-2,edge-3`, `edge-2 edge-3` (or `all` when allowed): each item a node name, no repeats."""
-    items = [item for item in _SPLIT.split(value.strip(" ")) if item]
-    example = "NODES=edge-2,edge-3 or NODES=all" if allow_all else f"{name}=edge-2,edge-3"
-    for item in items:
-        if not NODE.fullmatch(item):
-            raise _refuse(name, value, f"names {shown(item, 40)}, not a node name; give node names, e.g. {example}")
-    if "all" in items and (not allow_all or len(items) > 1):
-        raise _refuse(name, value, f"mixes 'all' with node names; e.g. {example}")
-    return list(dict.fromkeys(items))
-
-
-def whole(name: str, value: str, *, low: int = 0, high: int | None = None, example: str = "") -> int:
-    """A whole number written with ASCII digits, within [low, high]."""
-    value = value.strip()
-    bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
-    hint = f"; e.g. {name}={example or max(low, 1)}"
-    if not WHOLE.fullmatch(value) or int(value) < low or (high is not None and int(value) > high):
-        raise _refuse(name, value, f"is not a whole number {bound}{hint}")
-    return int(value)
-
-
-def positive(name: str, value: str, example: str = "30") -> str:
-    """A positive decimal number (seconds, ratio), kept as written."""
-    value = value.strip()
-    if not _NUMBER.fullmatch(value) or float(value) <= 0:
-        raise _refuse(name, value, f"is not a positive number; e.g. {name}={example}")
-    return value
-
-
-def path(name: str, value: str) -> str:
-    """An absolute path on the control host (relative to the current folder when given so)."""
-    value = value.strip()
-    if not _PATH.fullmatch(value):
-        raise _refuse(name, value, "is not a usable path: only letters, digits, spaces and . _ + @ % , : = / ~ -; "
-                                   "rename or link the file")
-    return os.path.abspath(value)
-
-
-def config(name: str, value: str) -> str:
-    """`key=value key2=value2`: keys like feature_x, values without spaces, quotes or braces."""
-    pairs = value.split()
-    for pair in pairs:
-        key, sep, val = pair.partition("=")
-        if not sep or not _CONFIG_KEY.fullmatch(key) or not _CONFIG_VALUE.fullmatch(val):
-            raise InputError(f"{name} entry '{shown(pair, 40)}' is not key=value (letters, digits, . _ : / @ % + , ~ -"
-                             f' in a value); e.g. {name}="rollout_pct=10 feature_x=on"')
-        if key == "rollout_pct":
-            whole(f"{name} rollout_pct", val, high=100, example="10")
-    keys = [pair.partition("=")[0] for pair in pairs]
-    if len(set(keys)) != len(keys):
-        raise _refuse(name, value, "gives a key twice; give each key once")
-    return " ".join(pairs)
-
-
-def url(name: str, value: str) -> str:
-    value = value.strip()
-    if not _URL.fullmatch(value):
-        raise _refuse(name, value, f"is not an http(s) URL (%-encode a user or password); e.g. {name}=http://prometheus:9090")
-    return value.rstrip("/")
-
-
-def sha256(name: str, value: str) -> str:
-    value = value.strip()
-    if not _SHA256.fullmatch(value):
-        raise _refuse(name, value, f"is not a sha256 (64 hex digits); e.g. {name}=$(sha256sum FILE | cut -c1-64)")
-    return value.lower()
 
 
 def inventory(env: Mapping[str, str]) -> str | None:
     """INVENTORY: an inventory path (as ansible-playbook's -i takes it), or unset (ansible.cfg's)."""
-    value = env.get("INVENTORY", "").strip()
-    if value and not _PATH.fullmatch(value):
-        raise _refuse("INVENTORY", value, "is not a usable inventory path: only letters, digits, spaces and "
-                                          ". _ + @ % , : = / ~ -")
-    return value or None
+    return rules.inventory_path("INVENTORY", env.get("INVENTORY", ""))
 
 
 # --- the extra-vars file --------------------------------------------------------------------

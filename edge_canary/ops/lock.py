@@ -4,6 +4,9 @@
   edge-lock --dir D release deploy|gameday --id ID
   edge-lock --dir D exec deploy -- ARGV...   join the lock held with $EDGE_CANARY_LOCK_TOKEN, then exec ARGV
   edge-lock --dir D show
+  edge-lock --dir D hold deploy --id ID --user U --controller HOST [--force] [--dry-run]
+      on the watch host, for a controller elsewhere (edge_canary.ops.lock_keeper): take the lock with
+      this process as its run, read the token from stdin, and keep it until stdin ends or it is released
 
 Every change is made under an exclusive flock of D/.locks.flock: reading the lock, judging its holder
 and writing the new one is one step, so two takers (or two recoveries of a stale lock) cannot both win.
@@ -18,6 +21,11 @@ name: two runs with the same ID are two holders.
 A run's watcher joins the lock (`exec`): the lock is held while the run or any of its watchers lives. A
 run that releases while its watcher still runs leaves the lock to the watcher until it ends. A lock
 whose holders are all gone is recovered with a message (logged in D/locks.log), as are forced takes.
+
+A controller that is not the watch host (inventory group edge_canary_watch) cannot be checked from it: its
+run is stood for by `hold`, a process on the watch host at the end of an SSH session that the controller's
+keeper keeps open exactly as long as the controller's run lives. The lock names that controller (host,
+user, id) to whoever is refused.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import secrets
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +54,19 @@ WATCHER_WAIT_S = 20.0
 
 
 @contextmanager
-def guarded(directory: Path) -> Iterator[None]:
-    """The one exclusive section every change of a lock file is made in (the guard file is never replaced)."""
-    fd = os.open(directory / GUARD, os.O_RDWR | os.O_CREAT, 0o600)
+def flocked(path: Path, mode: int = 0o600) -> Iterator[None]:
+    """An exclusive flock on `path` (made with `mode` if missing) for the block; never replace that file."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, mode)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # drops the flock
+
+
+def guarded(directory: Path) -> AbstractContextManager[None]:
+    """The one exclusive section every change of a lock file is made in."""
+    return flocked(directory / GUARD)
 
 
 def read(path: Path) -> dict[str, Any] | None:
@@ -97,10 +110,15 @@ def ours(lock: dict[str, Any], token: str) -> bool:
 
 
 def describe(kind: str, lock: dict[str, Any]) -> str:
-    text = f"{kind} {lock.get('id')} by {lock.get('user')} (pid {lock.get('pid')}, since {lock.get('since')})"
-    host = lock.get("host")
-    if host and host != process(os.getpid())["host"]:
-        text += f" on host {host}"
+    controller = lock.get("controller")
+    if isinstance(controller, dict):  # taken for a controller elsewhere (hold): name it, not the hold
+        text = (f"{kind} {lock.get('id')} by {lock.get('user')} on host {controller.get('host')} "
+                f"(pid {controller.get('pid')}, since {lock.get('since')})")
+    else:
+        text = f"{kind} {lock.get('id')} by {lock.get('user')} (pid {lock.get('pid')}, since {lock.get('since')})"
+        host = lock.get("host")
+        if host and host != process(os.getpid())["host"]:
+            text += f" on host {host}"
     watchers = live_watchers(lock)
     if watchers and (lock.get("released") or not alive(lock)):
         text += f", kept by its watcher (pid {', '.join(str(w.get('pid')) for w in watchers)}) until it ends"
@@ -127,9 +145,13 @@ def drill_refuses(directory: Path, lock_id: str, force: bool) -> bool:
     return False
 
 
-def try_take(directory: Path, kind: str, lock_id: str, force: bool, dry_run: bool, token: str) -> int | None:
-    """One attempt under the guard: 0 held, 1 refused, None when only a finishing watcher keeps it."""
+def try_take(directory: Path, kind: str, lock_id: str, force: bool, dry_run: bool, token: str,
+             holder: dict[str, Any] | None = None) -> int | None:
+    """One attempt under the guard: 0 held, 1 refused, None when only a finishing watcher keeps it.
+
+    `holder`: the run's record (default: this run, run_pid()) and who it is for ({"user", "controller"})."""
     path = directory / f"{kind}.lock"
+    holder = holder or {"user": getpass.getuser(), **process(run_pid())}
     with guarded(directory):
         current = read(path)
         if current is not None and held(current) and ours(current, token):
@@ -153,17 +175,17 @@ def try_take(directory: Path, kind: str, lock_id: str, force: bool, dry_run: boo
             print(f"edge-lock: recovered the stale lock of {describe(kind, current)}: that process is gone")
             log(directory, f"recovered stale {describe(kind, current)}")
         since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        write(path, {"id": lock_id, "user": getpass.getuser(), "since": since, **process(run_pid()),
+        write(path, {"id": lock_id, "since": since, **holder,
                      "token": token or secrets.token_hex(16), "released": False, "watchers": []})
         print(f"edge-lock: {kind} lock taken by {lock_id}")
         return 0
 
 
 def acquire(directory: Path, kind: str, lock_id: str, force: bool, dry_run: bool = False,
-            token: str = "", wait: float = WATCHER_WAIT_S) -> int:
+            token: str = "", wait: float = WATCHER_WAIT_S, holder: dict[str, Any] | None = None) -> int:
     deadline = time.monotonic() + wait
     while True:
-        outcome = try_take(directory, kind, lock_id, force, dry_run, token)
+        outcome = try_take(directory, kind, lock_id, force, dry_run, token, holder)
         if outcome is not None:
             return outcome
         current = read(directory / f"{kind}.lock") or {}
@@ -267,6 +289,14 @@ def main(argv: list[str] | None = None) -> int:
             cmd.add_argument("--dry-run", action="store_true", help="only say whether it could be taken")
             cmd.add_argument("--wait", type=float, default=WATCHER_WAIT_S,
                              help="seconds to wait for the watcher of a run that released the lock")
+    keep = sub.add_parser("hold", help="on the watch host, for a controller elsewhere (edge_canary.ops.lock_remote)")
+    keep.add_argument("kind", choices=["deploy"])
+    keep.add_argument("--id", required=True)
+    keep.add_argument("--user", required=True, help="the controller's user")
+    keep.add_argument("--controller", required=True, help="the controller's host name")
+    keep.add_argument("--controller-pid", type=int, required=True, help="the controller's run (ansible-playbook)")
+    keep.add_argument("--force", action="store_true")
+    keep.add_argument("--dry-run", action="store_true")
     run = sub.add_parser("exec")
     run.add_argument("kind", choices=["deploy"])
     run.add_argument("argv", nargs=argparse.REMAINDER)
@@ -276,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     token = os.environ.get(TOKEN_ENV, "")
     if args.command == "acquire":
         return acquire(args.dir, args.kind, args.id, args.force, args.dry_run, token, args.wait)
+    if args.command == "hold":
+        from edge_canary.ops.lock_remote import hold  # noqa: PLC0415 (it imports this module)
+
+        return hold(args.dir, args.kind, args.id, args.user, args.controller, args.controller_pid, args.force,
+                    args.dry_run)
     if args.command == "release":
         return release(args.dir, args.kind, args.id, token)
     if args.command == "exec":

@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--canary", default="")
     parser.add_argument("--release", default="")
     parser.add_argument("--verdict", default="")
+    parser.add_argument("--wave", default="", help="wave_done: which wave, e.g. 2/5")
     parser.add_argument("--reason", default="")
     parser.add_argument("--record", default="", help="path of the deploy's record")
     parser.add_argument("--runbook-base-url", default="")
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     notifier = Notifier(settings, log=lambda line: print(line, file=sys.stderr),
                         count=lambda outcome: count(args.state_dir, outcome))
     event = Event(args.event, args.deploy_id, canary=args.canary, release=args.release,
-                  verdict=args.verdict, reason=args.reason, record=args.record)
+                  verdict=args.verdict, reason=args.reason, record=args.record, wave=args.wave)
     if notifier.send(event):
         print(f"notify: {args.event} event of deploy {args.deploy_id} posted to {settings.url}")
     return 0

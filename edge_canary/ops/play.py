@@ -1,15 +1,25 @@
-"""What deploy-canary and rollout share: run one playbook in the foreground while printing the SLI
-watcher's live lines, let Ctrl-C reach the play without abandoning it, then free the play's lock.
+"""What deploy-canary, rollback and rollout share: run one playbook through ansible-runner's Python API,
+as AWX does, printing its events as they come and the SLI watcher's live lines, let Ctrl-C reach the
+play without abandoning it, print the summary (text and one JSON line) and free the play's lock.
 
 The extra vars reach ansible-playbook only as a file of `!unsafe` values (edge_canary.ops.inputs):
-never through a shell, never as `key=value` strings, never templated.
+never through a shell, never as `key=value` strings, never templated. The play checks them again
+itself (edge.canary.operator_inputs); a value it refuses makes the exit code 64, as the tools' own
+check does.
 
-The play announces its record folder (runs/<id>/) by writing the folder's path into a file the tool
-names in the extra vars; the watcher logs are found from there.
+The play announces its record folder (runs/<id>/) as a fact (deploy_run_dir, rollout_run_dir); the
+watcher logs are found from there. Credentials reach the play by its environment only: ansible-runner
+writes the environment of the job into its `command` artifact, so the private data folder is in
+memory when it can be (/dev/shm), readable by its owner only, that file is removed as soon as the play
+runs, and the folder when it ends.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,8 +28,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import ansible_runner
+
 from edge_canary.ops import inputs
+from edge_canary.ops.play_events import PlayEvents
 from edge_canary.util import truthy
+from watcher.owned import OWNER_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
@@ -28,20 +42,13 @@ ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 LogFinder = Callable[[Path], list[tuple[str, Path]]]
 
 
-def announced(announce: Path) -> Path | None:
-    """The run folder the play announced, once it has."""
-    try:
-        text = announce.read_text().strip()
-    except OSError:
-        return None
-    return Path(text) if text else None
+def follow(where: Callable[[], Path | None], logs: LogFinder, stop: threading.Event, interval: float = 0.5) -> None:
+    """Print the new lines of every watcher log as they come, `    <label> | <line>`, until `stop`.
 
-
-def follow(announce: Path, logs: LogFinder, stop: threading.Event, interval: float = 0.5) -> None:
-    """Print the new lines of every watcher log as they come, `    <label> | <line>`, until `stop`."""
+    `where` says the run folder once the play has announced it (None until then)."""
     positions: dict[Path, int] = {}
     while not stop.is_set():
-        run_dir = announced(announce)
+        run_dir = where()
         for label, log in logs(run_dir) if run_dir is not None else []:
             if not log.exists():
                 continue
@@ -53,55 +60,146 @@ def follow(announce: Path, logs: LogFinder, stop: threading.Event, interval: flo
         stop.wait(interval)
 
 
-def run_followed(argv: list[str], announce: Path, logs: LogFinder, on_interrupt: str,
-                 env: Mapping[str, str] | None = None) -> int:
-    """Run the play (cwd: the repository) while following its watcher logs; its exit code.
-
-    Ctrl-C reaches the play too (same process group): say `on_interrupt` and wait for it to stop."""
-    stop = threading.Event()
-    follower = threading.Thread(target=follow, args=(announce, logs, stop), daemon=True)
-    follower.start()
-    play = subprocess.Popen(argv, cwd=REPO, env=None if env is None else dict(env))
-    while True:
-        try:
-            code = play.wait()
-            break
-        except KeyboardInterrupt:
-            print(on_interrupt, flush=True)
-    stop.set()
-    follower.join(2)
-    return code
-
-
 def release_lock(run_dir: Path, lock_id: str) -> None:
     """A play that died mid-way leaves its lock to a dead process; free it now (a no-op when freed)."""
-    subprocess.run([sys.executable, "-m", "edge_canary", "lock", "--dir", str(run_dir.parent.parent),
-                    "release", "deploy", "--id", lock_id], capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_canary",
+            "lock",
+            "--dir",
+            str(run_dir.parent.parent),
+            "release",
+            "deploy",
+            "--id",
+            lock_id,
+        ],
+        capture_output=True,
+    )
 
 
-def run_play(playbook: str, run_id: str, extra_vars: Callable[[Path], dict[str, Any]], env: Mapping[str, str], *,
-             heading: str, logs: LogFinder, summary: Callable[[Path], str], on_interrupt: str) -> int:
-    """Run playbooks/<playbook> as an on-call tool does; the play's exit code.
+def private_dir(prefix: str) -> tempfile.TemporaryDirectory[str]:
+    """ansible-runner's private data folder: in memory when /dev/shm is usable, 0700 either way."""
+    shm = Path("/dev/shm")
+    where = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=where)
 
-    The extra vars (given the announce file they must name) go in a file; INVENTORY and CHECK come from
-    env, which is also the play's environment (credentials reach the watcher through it). Prints
-    `heading`, the watcher's lines while the play runs, then `summary` of the announced run
-    folder, and frees the lock `run_id` holds."""
+
+def interrupt(events: PlayEvents) -> None:
+    """Ctrl-C for the play: SIGINT to its process group, as a terminal sends it (the watcher has its own)."""
+    if events.pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(os.getpgid(events.pid), signal.SIGINT)
+
+
+def owned_playbook(folder: Path) -> str:
+    """An executable in `folder` that runs ansible-playbook under watcher.owned, Ctrl-C passed on: ansible-runner
+    starts it in a session of its own (a pty, SIGHUP ignored), out of reach of whoever kills this tool's process
+    group, and it would run on headless in its task; owned, it is stopped when this process dies."""
+    path = folder / "owned-ansible-playbook"
+    path.write_text(
+        f"#!{sys.executable}\nimport sys\nfrom watcher.owned import main\n"
+        f"sys.exit(main([{ANSIBLE_PLAYBOOK!r}, *sys.argv[1:]], pass_interrupt=True))\n"
+    )
+    path.chmod(0o700)
+    return str(path)
+
+
+def drive(
+    playbook: str,
+    cmdline: list[str],
+    env: Mapping[str, str],
+    data_dir: Path,
+    events: PlayEvents,
+    logs: LogFinder,
+    on_interrupt: str,
+) -> tuple[int, bool]:
+    """Run the play with ansible-runner while following its watcher logs: (its exit code, interrupted)."""
+    runner_env = {
+        **env,
+        "EDGE_CANARY_RUN_SUMMARY": "false",  # we print the summary ourselves
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.defpath)}",
+        OWNER_ENV: str(os.getpid()),  # the play lives no longer than this process (owned_playbook)
+    }
+    if not sys.stdout.isatty():  # the play writes to runner's pty: no colours in a log or a pipe
+        runner_env.setdefault("ANSIBLE_NOCOLOR", "1")
+
+    def status(status: Mapping[str, Any], runner_config: Any = None) -> None:
+        events.status_changed(status, runner_config)
+        if status.get("status") == "running":  # the environment (credentials too) was written there
+            for command in data_dir.glob("artifacts/*/command"):
+                command.unlink(missing_ok=True)
+
+    thread, runner = ansible_runner.run_async(
+        private_data_dir=str(data_dir),
+        project_dir=str(REPO),
+        playbook=str(REPO / "playbooks" / playbook),
+        # With a binary of its own, ansible-runner passes no playbook: it is the first argument.
+        binary=owned_playbook(data_dir),
+        cmdline=shlex.join([str(REPO / "playbooks" / playbook), *cmdline]),
+        envvars=runner_env,
+        quiet=True,
+        suppress_output_file=True,
+        suppress_env_files=True,
+        event_handler=events.event,
+        status_handler=status,
+        cancel_callback=lambda: False,
+    )  # Ctrl-C is ours to pass on (runner's own cancel kills the play)
+    stop = threading.Event()
+    follower = threading.Thread(target=follow, args=(events.run_dir, logs, stop), daemon=True)
+    follower.start()
+    interrupted = False
+    # Ctrl-C is ours to pass on even where SIGINT came in ignored (a background job): ansible-playbook,
+    # which got it before, sets its own handler too.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        while thread.is_alive():
+            try:
+                thread.join(0.5)
+            except KeyboardInterrupt:
+                interrupted = True
+                print(on_interrupt, flush=True)
+                interrupt(events)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    stop.set()
+    follower.join(2)
+    return (runner.rc if runner.rc is not None else 1), interrupted
+
+
+def run_play(
+    playbook: str,
+    run_id: str,
+    extra_vars: dict[str, Any],
+    env: Mapping[str, str],
+    *,
+    heading: str,
+    logs: LogFinder,
+    on_interrupt: str,
+) -> int:
+    """Run playbooks/<playbook> as an on-call tool does; the play's exit code (64 when it refused input).
+
+    The extra vars go in a file; INVENTORY and CHECK come from env, which is also the play's
+    environment (credentials reach the watcher through it). Prints `heading`, the play's events and
+    the watcher's lines while it runs, then the run's summary, and frees the lock `run_id` holds."""
     check = truthy(env.get("CHECK", ""))
-    with tempfile.TemporaryDirectory(prefix=f"edge-{Path(playbook).stem}-") as tmp:
-        announce = Path(tmp) / "run-dir"
+    with private_dir(f"edge-{Path(playbook).stem}-") as tmp:
         vars_file = Path(tmp) / "extra-vars.yml"
-        inputs.write_extra_vars(vars_file, extra_vars(announce))
-        argv = [ANSIBLE_PLAYBOOK, str(REPO / "playbooks" / playbook), "-e", f"@{vars_file}"]
+        inputs.write_extra_vars(vars_file, extra_vars)
+        cmdline = ["-e", f"@{vars_file}"]
         inventory = inputs.inventory(env)  # checked by the tool already
         if inventory is not None:
-            argv += ["-i", inventory]
+            cmdline += ["-i", os.path.abspath(inventory) if os.path.exists(inventory) else inventory]
         if check:
-            argv += ["--check", "--diff"]
+            cmdline += ["--check", "--diff"]
         print(f"{heading}{' (CHECK: nothing will change)' if check else ''}", flush=True)
-        code = run_followed(argv, announce, logs, on_interrupt, env)
-        run_dir = announced(announce)
-        if run_dir is not None:
-            print(summary(run_dir), flush=True)
+        events = PlayEvents()
+        (Path(tmp) / "runner").mkdir(mode=0o700)
+        code, interrupted = drive(playbook, cmdline, env, Path(tmp) / "runner", events, logs, on_interrupt)
+        print(events.summary(interrupted), flush=True)
+        run_dir = events.run_dir()
+        if run_dir is not None and run_id:
             release_lock(run_dir, run_id)
-    return code
+    return inputs.EXIT_USAGE if events.record.refused else code

@@ -23,16 +23,10 @@ from edge_canary.util import truthy
 def checked_vars(env: Mapping[str, str]) -> dict[str, object]:
     """The extra vars of the request; InputError on the first bad variable."""
     found: dict[str, object] = {}
-    nodes = env.get("NODES", "")
-    if nodes.strip():
-        found["rollback_nodes"] = ",".join(inputs.node_list("NODES", nodes, allow_all=True))
-    binary = env.get("ROLLBACK_BINARY", "")
-    if binary.strip():
-        found["rollback_binary"] = inputs.path("ROLLBACK_BINARY", binary)
-    for name, var in (("BATCH", "rollback_batch"), ("MAX_UNAVAILABLE", "rollback_max_unavailable")):
+    for name, (var, check) in inputs.rules.ROLLBACK.items():  # the one schema's
         value = env.get(name, "")
         if value.strip():
-            found[var] = inputs.whole(name, value, low=1, example="2")
+            found[var] = check(name, value)
     found["force_lock"] = truthy(env.get("FORCE", ""))
     inputs.inventory(env)
     return found
@@ -48,7 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rollback: {exc}; nothing was changed", file=sys.stderr)
         return inputs.EXIT_USAGE
     asked = str(found.get("rollback_nodes", "all"))
-    return run_play("rollback.yml", "", lambda _announce: found, env,
-                    heading=f"rollback: NODES={asked}", logs=lambda _run_dir: [], summary=lambda _run_dir: "",
-                    on_interrupt="rollback: interrupted; letting the play stop cleanly")
-
+    return run_play(
+        "rollback.yml",
+        "",
+        found,
+        env,
+        heading=f"rollback: NODES={asked}",
+        logs=lambda _run_dir: [],
+        on_interrupt="rollback: interrupted; letting the play stop cleanly",
+    )

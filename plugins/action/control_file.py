@@ -3,7 +3,8 @@
 The deploy record's files live on the control host. `ansible.builtin.copy` delegated to localhost
 costs two module runs (a remote stat, then the copy: two new Python processes) per node and per
 write; this writes the file directly (atomic rename), whatever the task's host or connection is.
-Arguments as copy's: dest, content, mode. Check mode writes nothing (set check_mode: false to write).
+Arguments as copy's: dest, content, mode; make_dirs creates the file's folder.
+Check mode writes nothing (set check_mode: false to write).
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import tempfile
 from typing import Any
 
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("dest", "content", "mode"))
+    _VALID_ARGS = frozenset(("dest", "content", "mode", "make_dirs"))
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         result = super().run(tmp, task_vars)
@@ -42,6 +44,8 @@ class ActionModule(ActionBase):
             return result
         directory = os.path.dirname(dest)
         try:
+            if boolean(self._task.args.get("make_dirs", False), strict=False):
+                os.makedirs(directory, mode=0o755, exist_ok=True)
             fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(dest)}.")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as out:

@@ -4,7 +4,7 @@ health check before ready and the waits after (sessions ended, server seen up)."
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ansible_collections.edge.canary.plugins.module_utils.haproxy_api import RuntimeApi, read_counts, read_state
@@ -16,6 +16,7 @@ from ansible_collections.edge.canary.plugins.module_utils.haproxy_plan import (
 )
 from ansible_collections.edge.canary.plugins.module_utils.haproxy_state import (
     HaproxyError,
+    ServerState,
     WaitTimeout,
     admin_level_error,
     check_set_response,
@@ -63,6 +64,29 @@ class Request:
     health: HealthCheck | None = None
     wait_up: bool = False
     wait_up_timeout: float = 30.0
+    ramp: float = 0.0  # seconds over which a server put back in rotation goes from a tenth to its full weight
+
+
+RAMP_STEP_S = 0.5  # one weight step every half second
+
+
+def ramp_weights(full: int, seconds: float) -> list[int]:
+    """The weights a server returning to rotation is given, one every RAMP_STEP_S: from about a tenth of
+    `full` up to `full`, linearly, over `seconds`. Empty when there is no ramp (no time, or a weight
+    below 2 that has no step between 1 and itself)."""
+    if seconds <= 0 or full < 2:
+        return []
+    steps = max(2, min(20, int(seconds / RAMP_STEP_S) + 1))
+    weights = [max(1, round(full * (0.1 + 0.9 * k / (steps - 1)))) for k in range(steps)]
+    return sorted(set(weights))
+
+
+def full_weight(req: Request, before: ServerState) -> int:
+    """The weight the ramp ends at: the asked one, else the configuration's (a ramp cut short earlier
+    leaves a lower runtime weight behind), else the current one."""
+    if req.weight is not None:
+        return req.weight
+    return before.initial_weight or before.weight
 
 
 def apply(api: RuntimeApi, req: Request, check_mode: bool) -> dict[str, Any]:
@@ -80,7 +104,10 @@ def apply(api: RuntimeApi, req: Request, check_mode: bool) -> dict[str, Any]:
             )
         if req.health is not None:
             check_health(req.health, req.server, str(api))
-    plan = plan_change(before, req.backend, req.state, req.weight)
+    # Put back in rotation: start at the ramp's first weight, raise it step by step once HAProxy sees it up.
+    ramp = ramp_weights(full_weight(req, before), req.ramp) if req.state == "ready" and not serves(before) else []
+    weight = ramp[0] if ramp else req.weight
+    plan = plan_change(before, req.backend, req.state, weight)
 
     result: dict[str, Any] = {
         "changed": plan.changed,
@@ -89,7 +116,7 @@ def apply(api: RuntimeApi, req: Request, check_mode: bool) -> dict[str, Any]:
         "server": req.server,
         "state": req.state,
         "haproxy_version": version,
-        "commands": plan.commands,
+        "commands": list(plan.commands),
         "before": before.as_result(),
         "waited": 0.0,
         "waited_up": 0.0,
@@ -101,7 +128,7 @@ def apply(api: RuntimeApi, req: Request, check_mode: bool) -> dict[str, Any]:
             check_set_response(command, api.run(command), str(api))
         after = read_state(api, req.backend, req.server) if plan.changed else before
         if after.forced_admin_state != req.state or (
-            req.weight is not None and after.weight != req.weight
+            weight is not None and after.weight != weight
         ):
             raise HaproxyError(
                 f"{req.backend}/{req.server} on {api} is {after.forced_admin_state} "
@@ -119,6 +146,10 @@ def apply(api: RuntimeApi, req: Request, check_mode: bool) -> dict[str, Any]:
                 f"(admin state {after.admin_state}) {req.wait_up_timeout:g} s after ready: HAProxy's "
                 "own health check does not pass; check the node and the backend's check settings"
             )
+    if ramp and not check_mode:
+        after = raise_weight(api, req, ramp, result)
+    elif ramp:
+        after = replace(after, weight=ramp[-1])
     result["after"] = after.as_result()
 
     counts = read_counts(api, req.backend, req.server)
@@ -145,6 +176,24 @@ def apply(api: RuntimeApi, req: Request, check_mode: bool) -> dict[str, Any]:
         f"{counts.sessions} session(s), {counts.queue} queued"
     )
     return result
+
+
+def raise_weight(api: RuntimeApi, req: Request, ramp: list[int], result: dict[str, Any]) -> ServerState:
+    """The ramp after ready: one `set server ... weight` every RAMP_STEP_S up to the full weight."""
+    target = f"{req.backend}/{req.server}"
+    started = time.monotonic()
+    for weight in ramp[1:]:
+        time.sleep(RAMP_STEP_S)
+        command = f"set server {target} weight {weight}"
+        check_set_response(command, api.run(command), str(api))
+        result["commands"].append(command)
+    result["ramp"] = {"weights": ramp, "seconds": round(time.monotonic() - started, 3)}
+    result["changed"] = True
+    after = read_state(api, req.backend, req.server)
+    if after.weight != ramp[-1]:
+        raise HaproxyError(f"{target} on {api} has weight {after.weight} after its ramp to {ramp[-1]}; "
+                           "something else changed it: check who else drives this load balancer")
+    return after
 
 
 def health_request(p: dict[str, Any]) -> HealthCheck | None:

@@ -121,6 +121,7 @@ class ServerState:
     admin_bits: int
     op_state: int
     weight: int
+    initial_weight: int = 0  # the weight of the server's configuration line (srv_iweight); 0 = not read
 
     @property
     def admin_state(self) -> str:
@@ -187,6 +188,7 @@ def parse_servers_state(
                 admin_bits=int(row["srv_admin_state"]),
                 op_state=int(row["srv_op_state"]),
                 weight=int(row["srv_uweight"]),
+                initial_weight=int(row.get("srv_iweight", "0")),
             )
         except (KeyError, ValueError) as exc:
             raise HaproxyError(

@@ -34,7 +34,8 @@ attributes:
     description: Runs on the control host only.
 options:
   dest:
-    description: Absolute path of the file on the control host; its folder must exist.
+    description: Absolute path of the file on the control host; its folder must exist unless
+      I(make_dirs) is true.
     type: path
     required: true
   content:
@@ -45,6 +46,10 @@ options:
     description: Octal permissions of the file, as a string like C("0644").
     type: str
     default: "0644"
+  make_dirs:
+    description: Create the file's folder (and its parents, mode 0755) when it is missing.
+    type: bool
+    default: false
 author:
   - edge-canary maintainers (@edge-canary)
 """

@@ -107,6 +107,25 @@ options:
       Ignored in check mode.
     type: bool
     default: false
+  in_force_url:
+    description:
+      - With C(state=configured), after the write, poll this URL (the service's metrics page, from
+        the node) until the gauge I(in_force_metric) shows the value just set for I(in_force_key),
+        at most I(in_force_timeout) seconds, and fail naming what it shows otherwise. The write and
+        its check are then one module run. Omitted means no wait. Skipped in check mode.
+    type: str
+  in_force_metric:
+    description: Unlabelled gauge on I(in_force_url) that shows the value in force of I(in_force_key).
+    type: str
+    default: edge_config_rollout_pct
+  in_force_key:
+    description: Config key (one of I(config)) whose value the gauge I(in_force_metric) shows.
+    type: str
+    default: rollout_pct
+  in_force_timeout:
+    description: Longest wait, in seconds, for the service to show the new value.
+    type: float
+    default: 30
 author:
   - edge-canary maintainers (@edge-canary)
 """
@@ -142,6 +161,10 @@ config:
   description: Config keys before and after.
   type: dict
   returned: pushed, reverted, configured
+in_force:
+  description: With I(in_force_url), what the service showed ({value, waited} in seconds).
+  type: dict
+  returned: configured with in_force_url
 first_deploy:
   description: True when the node had no binary before this push (no .previous is created).
   type: bool
@@ -162,6 +185,10 @@ from ansible_collections.edge.canary.plugins.module_utils.release_actions import
     push,
     revert,
     secret_keys,
+)
+from ansible_collections.edge.canary.plugins.module_utils.release_in_force import (  # noqa: E402
+    check_metric_name,
+    wait_in_force,
 )
 from ansible_collections.edge.canary.plugins.module_utils.release_plan import (  # noqa: E402
     ReleaseError,
@@ -203,6 +230,10 @@ def main() -> None:
             "good": {"type": "bool", "default": True},
             "secret_config_keys": {"type": "list", "elements": "str", "default": [], "no_log": False},
             "remove_staged": {"type": "bool", "default": False},
+            "in_force_url": {"type": "str"},
+            "in_force_metric": {"type": "str", "default": "edge_config_rollout_pct"},
+            "in_force_key": {"type": "str", "default": "rollout_pct", "no_log": False},
+            "in_force_timeout": {"type": "float", "default": 30},
         },
         supports_check_mode=True,
     )
@@ -229,7 +260,27 @@ def main() -> None:
     except OSError as exc:
         module.fail_json(msg=f"{exc}; fix the node's files or permissions and re-run (safe)",
                          invocation=invocation(p))
+    if p["state"] == "configured" and p["in_force_url"] and not module.check_mode:
+        check_in_force(module, result)
     module.exit_json(**result, invocation=invocation(p))
+
+
+def check_in_force(module: AnsibleModule, result: dict[str, Any]) -> None:
+    """Wait until the service shows the value just written for in_force_key; fail naming what it shows."""
+    p = module.params
+    key, metric = p["in_force_key"], p["in_force_metric"]
+    wanted = result.get("config", {}).get("after", {}).get(key)
+    problem = check_metric_name(metric) or (
+        None if wanted is not None else f"in_force_key {key!r} is not a config key of this node")
+    if problem:
+        module.fail_json(msg=f"{problem}; the config was written, its check was not made", **result,
+                         invocation=invocation(p))
+    seen = wait_in_force(p["in_force_url"], metric, str(wanted), p["in_force_timeout"])
+    result["in_force"] = {"value": seen.shown, "waited": seen.waited}
+    if not seen.done:
+        module.fail_json(msg=f"{key}={wanted} is written but not in force after {seen.waited:g} s: "
+                             f"{seen.error} ({p['in_force_url']}); check the service reads its config file",
+                         **result, invocation=invocation(p))
 
 
 if __name__ == "__main__":

@@ -96,6 +96,17 @@ options:
         every half second; then fail naming the state it is in. Ignored in check mode.
     type: bool
     default: false
+  ramp:
+    description:
+      - For C(ready), when the server is not already in rotation, seconds over which its weight
+        goes from about a tenth of its full weight to the full weight (O(weight), else the
+        weight of its configuration line); it is set ready at the low weight and raised one
+        step every half second once HAProxy sees it up, so a freshly restarted node is not
+        handed its full share of requests at once. 0 = no ramp. Needs a full weight of 2 or
+        more (give the servers C(weight 100) in HAProxy's configuration); with weight 1 there
+        is no step and nothing is ramped. Ignored in check mode.
+    type: float
+    default: 0
   wait_up_timeout:
     description: Longest wait for the server to be seen up and ready, in seconds.
     type: float
@@ -168,6 +179,10 @@ waited_up:
   description: Seconds spent waiting for the server to be seen up and ready (O(wait_up)).
   returned: always
   type: float
+ramp:
+  description: The weights set one after the other (O(ramp)) and the seconds the ramp took.
+  returned: when a server was put back in rotation with O(ramp)
+  type: dict
 """
 
 # Imports after the documentation: validate-modules (ansible-test sanity) asks for that order.
@@ -207,6 +222,7 @@ def main() -> None:
             "health_delay": {"type": "float", "default": 2.0},
             "wait_up": {"type": "bool", "default": False},
             "wait_up_timeout": {"type": "float", "default": 30.0},
+            "ramp": {"type": "float", "default": 0.0},
         },
         supports_check_mode=True,
     )
@@ -222,6 +238,7 @@ def main() -> None:
             health=health_request(p),
             wait_up=p["wait_up"],
             wait_up_timeout=validate_timeout("wait_up_timeout", p["wait_up_timeout"]),
+            ramp=max(0.0, p["ramp"]),
         )
         address = parse_socket_address(p["socket"])
         api = RuntimeApi(address, validate_timeout("socket_timeout", p["socket_timeout"]))

@@ -16,8 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.fleet import fleet_versions, reset_fleet, sha256
 from tests.helpers.lab import Lab
+from tests.helpers.netns_ports import loopback_ports_in
+from tests.helpers.paths import REPO
+from tests.helpers.runner_job import job_env, private_data_dir, run_here, run_on_node, short_control_dir
+from tests.helpers.watch_host import WatchHost
 from tests.integration.edge_canary.gameday import test_drills as test_gameday
+from tests.integration.lab import watch_host_cases
 from tests.integration.lab.test_lab_lifecycle import recap_changes
 from tests.integration.playbooks import test_deploy, test_rollback, test_status
 from tests.integration.watcher import test_lab as test_watcher_lab
@@ -220,3 +226,81 @@ def test_prometheus_partition_drill_the_blind_watcher_reverts_and_the_cut_is_hea
     rows = test_gameday.expectation_rows(test_gameday.report_of(tmp_path, "partition-prometheus"))
     assert rows["caught while Prometheus was cut off"] == "PASS"
     assert rows["no collateral failures"] == "PASS"
+
+
+# --- the watch host (inventory group edge_canary_watch) ------------------------------------------------
+
+
+@pytest.fixture
+def watch_host(hosts_lab: Lab) -> Iterator[WatchHost]:
+    """A watch host beside the hosts lab's nodes: its own sshd, supervisord and state folder."""
+    watch = WatchHost(hosts_lab)
+    watch.down()  # a crashed run's leftovers
+    watch.up()
+    try:
+        yield watch
+    finally:
+        watch.down()
+
+
+@ON_HOSTS
+def test_a_controller_killed_in_the_watch_window_leaves_the_watch_host_to_revert_and_release_the_lock(
+        fleet: Lab, watch_host: WatchHost, artifacts: dict[str, Path], tmp_path: Path) -> None:
+    watch_host_cases.controller_killed_in_the_watch_window_and_a_second_controller_refused(
+        fleet, watch_host, artifacts, tmp_path)
+
+
+@ON_HOSTS
+def test_prometheus_credentials_reach_the_watch_host_in_a_file_never_on_a_command_line(
+        fleet: Lab, watch_host: WatchHost, tmp_path: Path) -> None:
+    watch_host_cases.credentials_reach_the_watch_host_in_a_file_never_on_a_command_line(fleet, watch_host, tmp_path)
+
+
+# --- remote execution as AWX's mesh does it -----------------------------------------------------------
+
+
+def fleet_state(lab: Lab) -> dict[str, object]:
+    """What a deploy leaves: each node's served version, binary, .previous and release record, and its LB state."""
+    nodes = {}
+    for node in lab.settings.node_names():
+        home = lab.node_dir(node)
+        record = (home / "release.json").read_text() if (home / "release.json").exists() else "{}"
+        nodes[node] = {"serving": lab.node_version(node)["version"], "edge": sha256(home / "edge"),
+                       "previous": sha256(home / "edge.previous"),
+                       "recorded": json.loads(record).get("current", {}).get("version")}
+    return {"nodes": nodes, "lb": lab.lb_states()}
+
+
+@ON_HOSTS
+def test_a_deploy_run_through_transmit_worker_process_on_an_execution_node_ends_like_a_local_run(
+        fleet: Lab, artifacts: dict[str, Path], tmp_path: Path) -> None:
+    """The job streamed to edge-3's namespace over SSH (ansible-runner transmit | ssh worker | process), as
+    AWX's mesh runs it on an execution node, with the play's own id, checks and summary; then the same job
+    run here (ansible-runner run): the fleet ends the same. The lab's Prometheus and Alertmanager (the
+    control host's loopback) are reachable at the same address inside the execution node."""
+    s = fleet.settings
+    node, address = s.node_names()[-1], s.node_addresses()[-1]
+    keys = fleet.lab_dir / "ssh"
+    ssh_argv = ["ssh", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i", str(keys / "id_ed25519"),
+                "-o", f"UserKnownHostsFile={keys / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
+                f"root@{address}"]
+    # The canary and one peer (a peer roll over SSH is half a minute or more on a busy box; one shows it).
+    canary, peer = s.node_names()[:2]
+    fast = {"deploy_artifact": str(artifacts["v2"]), "deploy_canary_node": canary, "deploy_peer_nodes": peer,
+            "sli_window": "9", "sli_probe_interval": "3"}
+    with short_control_dir() as cp, loopback_ports_in(f"{s.link_prefix()}-{node}", [s.prom_port, s.prom_port + 3]):
+        remote_job = private_data_dir(tmp_path / "remote", REPO / "lab.hosts.py",
+                                      {**fast, "deploy_id": "mesh-remote-1"}, job_env(fleet.env, Path(cp)))
+        code, out, err = run_on_node(remote_job, "playbooks/deploy-canary.yml", ssh_argv, tmp_path / "remote")
+    assert code == 0, out[-5000:] + err[-3000:]
+    assert "EDGE_CANARY_SUMMARY " in out and '"status": "successful"' in out and "mesh-remote-1" in out, out[-3000:]
+    remote = fleet_state(fleet)
+    assert fleet_versions(fleet) == {n: "v2" if n in (canary, peer) else "v1" for n in s.node_names()}
+
+    reset_fleet(fleet, artifacts["v1"])
+    with short_control_dir() as cp:
+        local_job = private_data_dir(tmp_path / "local", REPO / "lab.hosts.py", {**fast, "deploy_id": "mesh-local-1"},
+                                     job_env(fleet.env, Path(cp)))
+        local = run_here(local_job, "playbooks/deploy-canary.yml")
+    assert local.returncode == 0, local.stdout[-5000:] + local.stderr[-2000:]
+    assert fleet_state(fleet) == remote

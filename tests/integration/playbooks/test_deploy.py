@@ -53,6 +53,11 @@ def test_green_deploy_puts_every_node_on_v2_keeping_v1_as_previous(fleet: Lab, a
     assert set(fleet.lb_states().values()) == {"READY"}
     assert "SLI verdict: PROMOTE" in result.stdout
     assert "edge-1  canary" in result.stdout  # the summary table
+    # and its JSON line, built from ansible-runner's events
+    line = next(line for line in result.stdout.splitlines() if line.startswith("EDGE_CANARY_SUMMARY "))
+    summary = json.loads(line.split(" ", 1)[1])
+    assert summary["status"] == "successful" and summary["verdict"] == "promote", summary
+    assert [row["after"] for row in summary["nodes"]] == ["v2", "v2", "v2"], summary["nodes"]
 
     # The same artifact again: nothing changes, .previous stays v1, no node restarts.
     files, before = node_files(fleet), pids(fleet)
@@ -60,7 +65,8 @@ def test_green_deploy_puts_every_node_on_v2_keeping_v1_as_previous(fleet: Lab, a
     assert again.returncode == 0, again.stdout[-5000:]
     assert node_files(fleet) == files
     assert pids(fleet) == before
-    assert again.stdout.count("already on the release") == 3
+    table = [line for line in again.stdout.splitlines() if not line.startswith("EDGE_CANARY_SUMMARY ")]
+    assert sum(line.count("already on the release") for line in table) == 3
 
 
 @pytest.mark.parametrize("bad", ["v2-unhealthy", "v2-crash"])

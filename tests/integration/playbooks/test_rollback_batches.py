@@ -68,4 +68,5 @@ def test_batch_alone_keeps_one_node_in_rotation(fleet: Lab) -> None:
 
 def test_a_bad_batch_is_refused_before_anything_changes(fleet: Lab) -> None:
     result = fleet.playbook("rollback.yml", "-e", json.dumps({"rollback_nodes": "all", "rollback_batch": "0"}))
-    assert result.returncode == 2 and "BATCH=0 is not a whole number of at least 1" in result.stdout, result.stdout
+    assert result.returncode == 2, result.stdout
+    assert "rollback_batch=0 is not a whole number of at least 1" in result.stdout, result.stdout

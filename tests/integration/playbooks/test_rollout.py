@@ -121,7 +121,7 @@ def test_the_playbook_itself_refuses_a_bad_pct_before_touching_any_node(fleet: L
     files = node_files(fleet)
     result = fleet.playbook("rollout.yml", "-e", '{"rollout_pct": "101"}')
     assert result.returncode != 0
-    assert "PCT=101: 101 is not a whole number from 0 to 100" in result.stdout, output(result)
+    assert "rollout_pct=101: 101 is not a whole number from 0 to 100" in result.stdout, output(result)
     assert "nothing was changed" in result.stdout
     assert node_files(fleet) == files
     assert_lock_free(fleet)

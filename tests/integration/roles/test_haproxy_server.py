@@ -251,3 +251,40 @@ def test_no_load_balancer_in_the_inventory_is_refused(fleet: Fleet):
     run = play(fleet, "drain", inventory=fleet.inventory(lbs=False))
     assert run.rc != 0 and "inventory group 'haproxy' lists no load balancer" in run.output
     assert fleet.states() == (0, 0)
+
+
+def test_ready_ramps_the_weight_of_a_node_put_back_in_rotation(fleet: Fleet):
+    """Slow start done by the tool: the node comes back at a tenth of its weight and climbs to the full
+    weight step by step (sampled through the admin socket while the play runs); a node already in
+    rotation is not ramped again."""
+    import threading
+    import time
+
+    succeeded(play(fleet, "drain"))
+    seen: list[tuple[int, int]] = []  # (admin bits, weight) on lb-a while the play runs
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            state = fleet.lb_a.server_state("edge-1")
+            seen.append((state.admin_bits, state.weight))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        ready = succeeded(play(fleet, "ready", extra_vars={"haproxy_server_weight": 100, "haproxy_server_ramp": 2}))
+    finally:
+        done.set()
+        sampler.join(5)
+    in_rotation = [weight for bits, weight in seen if bits == 0]
+    assert in_rotation and min(in_rotation) <= 20, seen  # back in rotation at a low weight first
+    assert in_rotation == sorted(in_rotation), seen  # only ever going up
+    assert len(set(in_rotation)) >= 3, seen  # in steps, not at once
+    assert fleet.lb_a.server_state("edge-1").weight == 100
+    assert fleet.lb_b.server_state("edge-1").weight == 100
+    for lb, result in ready.items():
+        assert result["ramp"]["weights"][0] <= 20 and result["ramp"]["weights"][-1] == 100, (lb, result)
+
+    again = succeeded(play(fleet, "ready", extra_vars={"haproxy_server_weight": 100, "haproxy_server_ramp": 2}))
+    assert all("ramp" not in r and not r["changed"] for r in again.values()), again

@@ -162,3 +162,15 @@ def test_ansible_runner_finds_the_ansible_playbook_beside_this_python(repo: Path
                   runner=runner).revert("x")  # fmt: skip
     first = runner.calls[0]["envvars"]["PATH"].split(os.pathsep)[0]
     assert (Path(first) / "ansible-playbook").exists()
+
+
+def test_an_outer_runner_jobs_display_settings_are_forgotten_before_the_revert() -> None:
+    from watcher.revert import forget_outer_runner_job
+
+    env = {"ANSIBLE_STDOUT_CALLBACK": "awx_display", "ORIGINAL_STDOUT_CALLBACK": "yaml",
+           "ANSIBLE_CALLBACK_PLUGINS": "/x/ansible_runner/display_callback", "PATH": "/bin"}
+    forget_outer_runner_job(env)
+    assert env == {"ANSIBLE_STDOUT_CALLBACK": "yaml", "PATH": "/bin"}
+    mine = {"ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_CALLBACK_PLUGINS": "/mine"}
+    forget_outer_runner_job(mine)
+    assert mine == {"ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_CALLBACK_PLUGINS": "/mine"}

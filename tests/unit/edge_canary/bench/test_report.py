@@ -11,6 +11,7 @@ import pytest
 
 from edge_canary.bench.report import (
     OpResult,
+    Pct0Result,
     Results,
     RevertResult,
     RollResult,
@@ -31,11 +32,12 @@ def results() -> Results:
     res = Results("full", "Linux, 2 CPUs", "2026-01-01 00:00 UTC", "make bench", {"runs": 3})
     res.ops = [op("green", 1, 0), op("green", 2, 0), op("green", 3, 1), op("naive", 1, 9), op("naive", 2, 12),
                op("naive", 3, 10, during=0.5)]
-    res.reverts = [RevertResult("v2-errors", 1, "reverted", 100.0, 112.0),
-                   RevertResult("v2-errors", 2, "reverted", 200.0, 210.0),
+    res.reverts = [RevertResult("v2-errors", 1, "reverted", 100.0, 112.0, last_bad_at=104.0),
+                   RevertResult("v2-errors", 2, "reverted", 200.0, 210.0, last_bad_at=202.0),
                    RevertResult("v2-slow", 1, "reverted", 300.0, None)]
-    res.rolls = [RollResult(3, 1, 3, 0, 90.0, 60.0, {"drain": 1.0, "push": 3.0}),
-                 RollResult(10, 5, 3, 0, 120.0, 75.0, {"drain": 1.5, "push": 4.0})]
+    res.rolls = [RollResult(3, 1, 3, 0, 90.0, 60.0, {"drain": 1.0, "push": 3.0}, 30.0, 11, 55),
+                 RollResult(10, 5, 3, 0, 120.0, 75.0, {"drain": 1.5, "push": 4.0}, 58.0, 10, 50)]
+    res.pct0 = [Pct0Result(1, 0, 2.5, 4.0, 3.0), Pct0Result(2, 0, 3.5, 5.0, 3.2), Pct0Result(3, 0, 2.0, 3.5, 2.9)]
     res.fit = Fit(5.0, 18.0, 1.25)
     res.watcher = {"elapsed_s": 300.0, "cpu_s": 1.5, "cpu_per_hour": 17.0, "peak_rss_mib": 33.0, "probes": 100,
                    "queries": 600, "queries_per_probe": 6.0}
@@ -45,12 +47,18 @@ def results() -> Results:
 def test_report_has_every_section_with_medians_and_per_run_values() -> None:
     text = markdown(results(), "METHOD TEXT", interval=3.0, floor=8.0)
     for heading in ("## Method", "## 1. Time to revert", "## 2–3. Requests dropped", "## 4. Roll time",
-                    "## 5. Watcher cost"):
+                    "## 5. Watcher cost", "## 6. `make rollout PCT=0`", "## 7. Controller cost per node"):
         assert heading in text
     assert "METHOD TEXT" in text and "- Reproduce: `make bench`" in text
     # v2-errors: 12 s and 10 s -> median 11 s, 3.67x the 3 s interval, 1.38x the 8 s floor
-    assert "| v2-errors | 2 | reverted, reverted | 11.0 s | 12.0, 10.0 | 3.67× | 1.38× |" in text
-    assert "| v2-slow | 1 | reverted | – | – | – | – |" in text
+    # exposure 4 s and 2 s -> median 3 s
+    assert "| v2-errors | 2 | reverted, reverted | 3.0 s | 4.0, 2.0 | 11.0 s | 12.0, 10.0 | 3.67× | 1.38× |" in text
+    assert "| v2-slow | 1 | reverted | – | – | – | – | – | – |" in text
+    # the off switch: medians of the in-force times, wall times and CPU seconds
+    assert "| 3 | 2.50 s | 2.50, 3.50, 2.00 | 4.00 s | 3.00 | 0, 0, 0 |" in text
+    # controller cost: 30 CPU-s at 3 nodes, 58 at 10 -> 4 CPU-s per extra node
+    assert "| 3 | 1 | 30.0 | 10.00 | 11 | 55 |" in text
+    assert "CPU seconds per extra node (least-squares slope over the fleet sizes): 4.00 s" in text
     # naive: 9, 12, 10 -> median 10; green 0, 0, 1 -> median 0
     assert "| 3 | 10 | 9, 12, 10 |" in text
     assert "1.5 s × nodes" not in text and "1.2 s × nodes" in text
@@ -96,7 +104,8 @@ def test_time_to_revert_is_broken_down_against_the_floor() -> None:
     result = RevertResult("v2-errors", 1, "reverted", 100.0, 145.0, 104.0, 110.0, 30.0)
     assert (result.seconds, result.until_watching, result.detection) == (45.0, 4.0, 6.0)
     row = revert_rows([result], interval=3.0, floor=8.0)[2]
-    assert row == ("| v2-errors | 1 | reverted | 45.0 s | 45.0 | 15.00× | 5.62× | 4.0 s | 6.0 s | 0.75× | 30.0 s |")
+    assert row == ("| v2-errors | 1 | reverted | – | – | 45.0 s | 45.0 | 15.00× | 5.62× | 4.0 s | 6.0 s | 0.75× "
+                   "| 30.0 s |")
     # a watcher already watching when the first bad answer comes: detection counts from the bad answer
     early = RevertResult("v2-slow", 1, "reverted", 100.0, 140.0, 90.0, 107.0, 30.0)
     assert early.detection == 7.0

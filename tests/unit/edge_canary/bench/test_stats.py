@@ -96,6 +96,22 @@ def test_first_bad_answer_is_a_failure_or_a_slow_answer_of_the_release() -> None
     assert st.first_bad_answer(requests, "v2-slow", slow_s=0.3) is None
 
 
+def test_last_bad_answer_ends_the_exposure() -> None:
+    requests = st.parse_requests([
+        line(12.2, 502, "v2-errors", 0.05),  # first bad, answered at 12.25
+        line(15.0, 502, "v2-errors", 0.10),  # last bad, answered at 15.1
+        line(16.0, 200, "v2-errors", 0.01),  # a good answer of the release after it: not exposure
+        line(17.0, 502, "v1", 0.01),  # not the release
+    ])
+    assert st.last_bad_answer(requests, "v2-errors", slow_s=0.3) == pytest.approx(15.1)
+    assert st.last_bad_answer(requests, "v2-slow", slow_s=0.3) is None
+
+
+def test_slope_is_the_least_squares_cost_per_node() -> None:
+    assert st.slope([(3.0, 30.0), (10.0, 58.0), (30.0, 138.0)]) == pytest.approx(4.0)
+    assert st.slope([(3.0, 30.0), (3.0, 31.0)]) is None  # one fleet size: no slope
+
+
 def test_first_seen_after_a_moment() -> None:
     samples: list[tuple[float, str | None]] = [(1.0, "v1"), (2.0, "v2"), (3.0, None), (4.0, "v1"), (5.0, "v1")]
     assert st.first_seen(samples, "v1", after=2.0) == 4.0

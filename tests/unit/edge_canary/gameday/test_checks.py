@@ -157,6 +157,24 @@ def test_collateral_is_allowed_up_to_the_limit_and_named() -> None:
     assert "503 from no edge node" in chk.check_collateral(t, 0).detail
 
 
+def test_collateral_while_the_drills_own_direct_reads_stalled_is_counted_apart() -> None:
+    ready = {"lb-1": {n: ServerState("READY", True) for n in ("edge-1", "edge-2")}}
+    t = chk.traffic(chk.parse_requests([req(50.0, 503, None), req(50.2, 503, None)]), "v2", 0.3)
+    prompt = {"edge-1": 0.003, "edge-2": 0.002, "lb-1": 0.001}
+    steady = [Sample(at, {}, ready, prompt) for at in (47.0, 48.0, 49.0, 50.0, 51.0, 52.0)]
+    charged = chk.check_collateral(t, 0, steady)
+    assert not charged.ok and charged.detail.startswith("2 failed request(s)")
+    assert "503 from no edge node" in charged.detail
+    stalled = [*steady[:3], Sample(50.1, {}, ready, {**prompt, "edge-1": 3.5}), *steady[4:]]
+    excused = chk.check_collateral(t, 0, stalled)
+    assert excused.ok, excused.detail
+    assert excused.detail == ("0 failed request(s) the release did not fail itself (allowed 0); 2 more while the "
+                              "lab machine itself stalled (edge-1 took 3.5 s to answer the drill directly)")
+    # A stall long after the failures excuses nothing.
+    late = [*steady, Sample(60.0, {}, ready, {**prompt, "lb-1": 4.0})]
+    assert not chk.check_collateral(t, 0, late).ok
+
+
 @pytest.mark.parametrize("expected, lines, ok", [
     ("failures", [req(1.0, 502, "v2")], True),
     ("failures", [req(1.0, 200, "v2")], False),

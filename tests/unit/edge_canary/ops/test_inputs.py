@@ -114,7 +114,7 @@ def test_the_run_id_user_part_is_letters_digits_dot_dash_underscore(
         seen.append(run_id)
         return 0
 
-    monkeypatch.setattr(module.getpass, "getuser", lambda: user)
+    monkeypatch.setattr(inputs.rules.getpass, "getuser", lambda: user)
     monkeypatch.setattr(module, "run_play", run_play)
     for name in ("ARTIFACT", "PROM_URL", "CONFIG", "INVENTORY", "STAGES", "ROLLOUT_HOLD"):
         monkeypatch.delenv(name, raising=False)

@@ -228,11 +228,11 @@ def test_a_watcher_without_the_token_runs_but_does_not_join(tmp_path: Path) -> N
 
 
 def test_two_deploys_in_the_same_second_get_two_ids(monkeypatch: pytest.MonkeyPatch) -> None:
-    from edge_canary.ops import deploy
+    from edge_canary.ops import deploy, inputs
 
     ids: list[str] = []
     frozen = time.gmtime(1_700_000_000)
-    monkeypatch.setattr(deploy.time, "gmtime", lambda *_: frozen)
+    monkeypatch.setattr(inputs.rules.time, "gmtime", lambda *_: frozen)
 
     def run_play(_playbook: str, run_id: str, *_args: Any, **_kwargs: Any) -> int:
         ids.append(run_id)

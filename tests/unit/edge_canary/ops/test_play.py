@@ -1,22 +1,18 @@
-"""edge_canary.ops.play: following the watcher logs of the run folder a play announces."""
+"""edge_canary.ops.play: following the watcher logs of the run folder a play announces (as a fact)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from edge_canary.ops.play import announced, follow
-
-
-def test_nothing_is_announced_until_the_file_says_where(tmp_path: Path) -> None:
-    announce = tmp_path / "run-dir"
-    assert announced(announce) is None
-    announce.write_text("")  # the play is writing it
-    assert announced(announce) is None
-    announce.write_text(f"{tmp_path / 'runs' / 'x'}\n")
-    assert announced(announce) == tmp_path / "runs" / "x"
+from edge_canary.ops.play import REPO, follow
 
 
 def test_follow_prints_each_logs_new_lines_once_under_its_label(tmp_path: Path,
@@ -24,8 +20,6 @@ def test_follow_prints_each_logs_new_lines_once_under_its_label(tmp_path: Path,
     run_dir = tmp_path / "runs" / "r1"
     (run_dir / "stage-1").mkdir(parents=True)
     (run_dir / "stage-1" / "watcher.log").write_text("probe 1 green\n")
-    announce = tmp_path / "run-dir"
-    announce.write_text(str(run_dir))
     stop = threading.Event()
     rounds: list[Path] = []
 
@@ -39,7 +33,7 @@ def test_follow_prints_each_logs_new_lines_once_under_its_label(tmp_path: Path,
         return [("watcher stage-1", run_dir / "stage-1" / "watcher.log"),
                 ("watcher stage-2", run_dir / "stage-2" / "watcher.log")]  # not there yet: skipped
 
-    follow(announce, logs, stop, interval=0)
+    follow(lambda: run_dir, logs, stop, interval=0)
     assert rounds == [run_dir] * 3
     assert capsys.readouterr().out.splitlines() == ["    watcher stage-1 | probe 1 green",
                                                     "    watcher stage-1 | probe 2 green"]
@@ -55,7 +49,58 @@ def test_follow_waits_for_the_announcement(tmp_path: Path, capsys: pytest.Captur
         called.append(run_dir)
         return []
 
-    follow(tmp_path / "run-dir", logs, stop, interval=0.05)
+    follow(lambda: None, logs, stop, interval=0.05)
     timer.join()
     assert called == []
     assert capsys.readouterr().out == ""
+
+
+def plays_of(marker: str) -> list[int]:
+    """The ansible-playbook processes whose command line names `marker`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if proc.name.isdigit() and marker.encode() in cmdline and b"ansible-playbook" in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+def test_a_killed_driver_takes_its_play_with_it(tmp_path: Path) -> None:
+    """ansible-runner starts ansible-playbook in a session of its own (a pty, SIGHUP ignored): a driver killed
+    with its process group (a controller gone, SIGKILL) must not leave the play running headless in its task."""
+    playbook = tmp_path / "long.yml"
+    playbook.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+                        "    - ansible.builtin.command: sleep 120\n")
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+                         f"      ansible_python_interpreter: {sys.executable}\n")
+    data = tmp_path / "runner"
+    data.mkdir()
+    driver = ("import sys; from pathlib import Path; from edge_canary.ops import play; "
+              "from edge_canary.ops.play_events import PlayEvents; "
+              f"play.drive({str(playbook)!r}, ['-i', {str(inventory)!r}], dict(__import__('os').environ), "
+              f"Path({str(data)!r}), PlayEvents(), lambda run_dir: [], '')")
+    proc = subprocess.Popen([sys.executable, "-c", driver], cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not plays_of(str(playbook)):
+            assert time.monotonic() < deadline and proc.poll() is None, "the play never started"
+            time.sleep(0.2)
+        time.sleep(3)  # in its task
+        assert proc.poll() is None and plays_of(str(playbook)), "the play did not stay in its task"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 15
+        while plays_of(str(playbook)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert plays_of(str(playbook)) == [], "the play outlived its killed driver"
+    finally:
+        for pid in plays_of(str(playbook)):
+            os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge_canary.ops import rollout as ro
+from edge_canary.ops.summary import rollout_summary
 
 
 @pytest.mark.parametrize(
@@ -53,11 +54,10 @@ def test_bad_requests_are_one_line_saying_what_to_give(pct: str, stages: str, ho
     assert words in str(err.value) and "\n" not in str(err.value)
 
 
-def test_extra_vars_pass_pct_or_stages_as_asked(tmp_path: Path) -> None:
-    single = ro.extra_vars(ro.parse_request("0", "", ""), "r1", tmp_path / "a", force=False)
-    assert single == {"rollout_id": "r1", "rollout_announce_file": str(tmp_path / "a"),
-                      "force_lock": False, "rollout_pct": "0"}
-    staged = ro.extra_vars(ro.parse_request("", "1 10", "5"), "r2", tmp_path / "a", force=True)
+def test_extra_vars_pass_pct_or_stages_as_asked() -> None:
+    single = ro.extra_vars(ro.parse_request("0", "", ""), "r1", force=False)
+    assert single == {"rollout_id": "r1", "force_lock": False, "rollout_pct": "0"}
+    staged = ro.extra_vars(ro.parse_request("", "1 10", "5"), "r2", force=True)
     assert staged["rollout_stages"] == "1 10" and staged["rollout_hold"] == "5"
     assert staged["force_lock"] is True and "rollout_pct" not in staged
 
@@ -68,7 +68,7 @@ def test_summary_says_how_each_stage_ended(tmp_path: Path) -> None:
         "stages": [{"stage": 1, "pct": 10, "hold": 5, "verdict": "promote", "reason": "3/3 green"},
                    {"stage": 2, "pct": 50, "hold": 5, "verdict": "reverted", "reason": "red"}],
         "stopped": {"pct": 50, "verdict": "reverted"}}))
-    text = ro.summary(tmp_path)
+    text = rollout_summary(tmp_path)
     assert "stage 1: 10 % held 5 s -> promote - 3/3 green" in text
     assert "stage 2: 50 % held 5 s -> reverted - red" in text
     assert "STOPPED at 50 % (reverted)" in text
@@ -76,4 +76,4 @@ def test_summary_says_how_each_stage_ended(tmp_path: Path) -> None:
 
 
 def test_summary_without_a_result_points_at_the_play_output(tmp_path: Path) -> None:
-    assert "no result" in ro.summary(tmp_path)
+    assert "no result" in rollout_summary(tmp_path)

@@ -114,3 +114,13 @@ class TestWait:
         assert not out.done and out.last == SessionCounts(3, 1)
         assert out.waited == pytest.approx(2.2)
         assert max(t.sleeps) <= 0.5 and len(calls) == 6  # 0, .5, 1, 1.5, 2, 2.2
+
+
+def test_ramp_weights_climb_from_a_tenth_to_the_full_weight_in_half_second_steps() -> None:
+    from ansible_collections.edge.canary.plugins.module_utils.haproxy_apply import ramp_weights
+
+    weights = ramp_weights(100, 4)
+    assert weights[0] == 10 and weights[-1] == 100 and len(weights) == 9
+    assert weights == sorted(set(weights))
+    assert ramp_weights(100, 0) == [] and ramp_weights(1, 4) == []  # no time, or no room for a step
+    assert ramp_weights(3, 4) == [1, 2, 3]

@@ -1,0 +1,79 @@
+"""`make approve DEPLOY_ID=<id>` / `make abort DEPLOY_ID=<id>` (edge-canary approve|abort): decide a
+deploy that waits for approval after its promoted canary (APPROVE=1 or deploy_approval).
+
+approve: the deploy rolls the peers. abort: the deploy's watcher reverts the canary to .previous
+(the rollback play, limited to the canary) and the deploy exits non-zero saying who aborted it.
+The decision goes into the deploy's record folder (runs/<id>/approval.json, edge_canary.ops.approval_state);
+the deploy and its watcher act on it within a second or two. Approving twice is a no-op; a deploy
+that is not waiting is left alone, saying what became of it. Exit: 0 done (or already so), 1 the
+deploy is not waiting, 64 a bad or unknown DEPLOY_ID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping
+
+from edge_canary.ops import approval_state as state
+from edge_canary.ops import inputs, runs
+
+EXIT_NOT_WAITING = 1
+
+
+def decide(action: str, env: Mapping[str, str]) -> int:
+    """approve or abort the deploy DEPLOY_ID names; the exit code. One line on stdout or stderr."""
+    prog = action
+    try:
+        deploy_id, run_dir = runs.run_dir(env)
+    except inputs.InputError as exc:
+        print(f"{prog}: {exc}; nothing was changed", file=sys.stderr)
+        return inputs.EXIT_USAGE
+    by = runs.operator(env)
+    to = state.APPROVED if action == "approve" else state.ABORTED
+    reason = f"{'approved' if to == state.APPROVED else 'aborted'} by {by} (make {action})"
+    result = state.decide(run_dir, to, by, reason)
+    record = result.record
+    if result.changed:
+        then = (
+            "the deploy now rolls the peers"
+            if to == state.APPROVED
+            else "the watcher now reverts the canary to .previous and the deploy stops"
+        )
+        print(f"{prog}: deploy {deploy_id} {to} by {by}: {then} (record: {run_dir / state.FILE})")
+        return 0
+    if record is not None and record.get("state") == to:
+        print(f"{prog}: deploy {deploy_id} was already {to} by {record.get('decided_by') or '?'}: nothing to do")
+        return 0
+    hint = (
+        ""
+        if record is None
+        else " (make rollback NODES=<canary> reverts a promoted canary)"
+        if record.get("state") == state.APPROVED
+        else ""
+    )
+    print(
+        f"{prog}: deploy {deploy_id} is not waiting for approval: {state.describe(record)}; nothing was changed{hint}",
+        file=sys.stderr,
+    )
+    return EXIT_NOT_WAITING
+
+
+def _main(action: str, argv: list[str] | None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=f"edge-canary {action}", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.parse_args(argv)  # DEPLOY_ID and INVENTORY come from the environment (make passes them)
+    return decide(action, dict(os.environ))
+
+
+def approve_main(argv: list[str] | None = None) -> int:
+    return _main("approve", argv)
+
+
+def abort_main(argv: list[str] | None = None) -> int:
+    return _main("abort", argv)
+
+
+main = approve_main

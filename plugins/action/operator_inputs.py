@@ -1,0 +1,108 @@
+"""Action plugin: check a play's operator input (its extra vars) with the one schema, name the run.
+
+The first task of deploy-canary.yml, rollback.yml and rollout.yml. The rules are
+plugins/module_utils/operator_inputs.py, the same the on-call tools apply to the make variables; here
+a value is named by its extra var (deploy_batch=x ...). Only extra vars are checked: they are what a
+person (make, ansible-playbook -e, an AWX survey) gave; group_vars are the fleet's own settings.
+A refused value fails the task with one line and `refused: true` (the edge-canary driver exits 64 on
+it), before anything is written or taken. Runs in the controller process: no module run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+from ansible_collections.edge.canary.plugins.module_utils import operator_inputs as rules
+
+Check = Callable[[str, str], object]
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+# Extra vars the plays take besides the make variables' ones.
+_RUN: dict[str, dict[str, Check]] = {
+    "deploy": {
+        "deploy_id": rules.run_id,
+        "deploy_resume_of": rules.run_id,  # make resume: the held deploy this one resumes
+        "deploy_announce_file": rules.path,
+        "prom_url": rules.url_without_credentials,  # credentials go by environment only
+    },
+    "rollback": {"edge_canary_lock_id": rules.run_id},
+    "rollout": {"rollout_id": rules.run_id, "rollout_announce_file": rules.path, "edge_canary_lock_id": rules.run_id},
+}
+# The extra vars a YAML list may give (the play reads the others as text).
+_LISTS = ("rollout_stages",)
+_FLAGS = {"deploy": ("force_lock", "force_migrate", "deploy_approval"), "rollback": ("force_lock",),
+          "rollout": ("force_lock",)}
+
+
+def _text(name: str, value: Any) -> str:
+    """An extra var as the rules read it: a string, a number (or, for rollout_stages, a list of them)."""
+    if isinstance(value, bool):
+        raise rules.InputError(f"{name}={str(value).lower()} is not a value for {name}; give text or a number")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    if (name in _LISTS and isinstance(value, list | tuple)
+            and all(isinstance(v, str | int) and not isinstance(v, bool) for v in value)):
+        return " ".join(str(v) for v in value)
+    raise rules.InputError(f"{name} is a {type(value).__name__}, not a value; give text or a number"
+                           + (", e.g. edge-2,edge-3" if name.endswith("nodes") else ""))
+
+
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in _TRUE + _FALSE:
+        raise rules.InputError(f"{name}={rules.shown(str(value))} is not true or false; e.g. {name}=true")
+    return text in _TRUE
+
+
+def check(request: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The checked request: `checked` (extra var -> value as the play uses it) and `run_id`."""
+    checks: dict[str, Check] = dict(rules.SCHEMAS.get(request, {}).values())
+    checks.update(_RUN[request])
+    checked: dict[str, Any] = {}
+    for var, chk in checks.items():
+        if var in given and given[var] is not None:
+            text = _text(var, given[var])
+            if text.strip():
+                checked[var] = chk(var, text)
+    for var in _FLAGS[request]:
+        if var in given:
+            checked[var] = _flag(var, given[var])
+    out: dict[str, Any] = {"checked": checked}
+    if request == "deploy":
+        out["run_id"] = checked.get("deploy_id") or rules.new_deploy_id()
+    elif request == "rollout":
+        pct = _text("rollout_pct", given.get("rollout_pct", "") if given.get("rollout_pct") is not None else "")
+        stages = _text("rollout_stages", given.get("rollout_stages") or "")
+        values, asked = rules.rollout_stages("rollout_pct", pct, "rollout_stages", stages)
+        hold = rules.hold_seconds("rollout_hold", _text("rollout_hold", given.get("rollout_hold") or ""))
+        out.update(
+            run_id=checked.get("rollout_id") or rules.new_rollout_id(), stages=list(values), asked=asked, hold=hold
+        )
+    return out
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset(("request",))
+
+    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        result = super().run(tmp, task_vars)
+        request = self._task.args.get("request")
+        if request not in _RUN:
+            raise AnsibleActionFail(f"operator_inputs: request must be one of {', '.join(_RUN)}, got {request!r}")
+        manager = self._task.get_variable_manager()
+        given = manager.extra_vars if manager is not None else (task_vars or {})
+        result["edge_canary_request"] = request  # for the run summary (run_summary callback, edge-canary)
+        try:
+            result.update(check(request, given), changed=False)
+        except rules.InputError as exc:
+            result.update(failed=True, refused=True, msg=f"{exc}; nothing was changed")
+        return result

@@ -1,0 +1,207 @@
+"""How a deploy, rollback or rollout ended: the lines and the JSON summary printed at its end.
+
+The same for every engine: the edge.canary.run_summary callback prints them at the end of a plain
+ansible-playbook, ansible-runner or AWX run, and `edge-canary` (edge_canary/ops/play.py) builds
+them from ansible-runner's events. Both feed a RunRecord with what the play reported (the record
+folder it announced as a fact, the refused input, each failure) and the play's per-host stats.
+
+A deploy's table comes from its record folder (runs/<deploy id>/): deploy.json (what was asked),
+nodes/<node>.json (what each node went through), verdict.json (the watcher's verdict, when it
+ran); a rollout's from result.json. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+SUMMARY_PREFIX = "EDGE_CANARY_SUMMARY "
+# The facts that announce a run's record folder, and the kind of run each names.
+RUN_DIR_FACTS = {"deploy_run_dir": "deploy", "rollout_run_dir": "rollout"}
+
+
+def load_record(path: Path) -> dict[str, Any]:
+    """A JSON object record; {} when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _durations(steps: list[dict[str, Any]]) -> str:
+    parts = []
+    for earlier, later in zip(steps, steps[1:], strict=False):
+        try:
+            parts.append(f"{later['step']} {float(later['at']) - float(earlier['at']):.1f}s")
+        except (KeyError, TypeError, ValueError):
+            continue
+    return ", ".join(parts) or "-"
+
+
+def _release_name(release: dict[str, Any] | None) -> str:
+    """A release's version, or its sha256 prefix when the node's record does not know the version."""
+    if not release or not release.get("sha256"):
+        return "-"
+    return str(release.get("version") or f"sha256:{str(release['sha256'])[:12]}")
+
+
+def node_rows(run_dir: Path) -> list[dict[str, str]]:
+    deploy = load_record(run_dir / "deploy.json")
+    verdict = load_record(run_dir / "verdict.json")
+    canary = deploy.get("canary")
+    rows = []
+    for node in ([canary] if canary else []) + list(deploy.get("peers", [])):
+        record = load_record(run_dir / "nodes" / f"{node}.json")
+        before = _release_name(record.get("before"))
+        result = record.get("result", "not started")
+        if result in ("ok", "already on the release"):
+            after = record.get("release", "?")
+        elif record.get("reverted_to"):
+            after = _release_name(record["reverted_to"])
+        elif result == "failed":
+            after = f"{record.get('release', '?')} (out of rotation)"
+        else:
+            after = before
+        if node == canary and verdict.get("verdict") == "reverted":
+            after, result = before, "reverted by the SLI watcher"
+        if result == "failed" and record.get("error"):
+            result = f"failed: {record['error']}"
+        rows.append(
+            {
+                "node": node,
+                "role": "canary" if node == canary else "peer",
+                "before": before,
+                "after": after,
+                "steps": _durations(record.get("steps", [])),
+                "result": result,
+            }
+        )
+    return rows
+
+
+def summary_table(run_dir: Path) -> str:
+    deploy = load_record(run_dir / "deploy.json")
+    verdict = load_record(run_dir / "verdict.json")
+    rows = node_rows(run_dir)
+    check = " — CHECK MODE, nothing changed" if deploy.get("check_mode") else ""
+    lines = [
+        f"\nDeploy {deploy.get('deploy_id', run_dir.name)} of {deploy.get('version', '?')} "
+        f"(sha256 {str(deploy.get('sha256', '?'))[:12]}){check}"
+    ]
+    if verdict:
+        lines.append(f"SLI verdict: {str(verdict.get('verdict')).upper()} — {verdict.get('reason', '')}")
+    if rows:
+        widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
+        lines.append("  ".join(key.ljust(widths[key]) for key in rows[0]))
+        lines += ["  ".join(row[key].ljust(widths[key]) for key in row) for row in rows]
+    lines.append(f"Record: {run_dir}")
+    return "\n".join(lines)
+
+
+def rollout_summary(run_dir: Path) -> str:
+    """How each stage ended, from the rollout's result.json."""
+    result = load_record(run_dir / "result.json")
+    if not result:
+        return f"rollout: no result in {run_dir} (the play stopped early; see its output above)"
+    lines = ["", f"rollout {result.get('rollout_id')}:"]
+    for stage in result.get("stages", []):
+        why = f" - {stage['reason']}" if stage.get("reason") else ""
+        lines.append(
+            f"  stage {stage.get('stage')}: {stage.get('pct')} % held {stage.get('hold')} s"
+            f" -> {stage.get('verdict')}{why}"
+        )
+    stopped = result.get("stopped")
+    if stopped:
+        lines.append(f"  STOPPED at {stopped.get('pct')} % ({stopped.get('verdict')})")
+    lines.append(f"  every node now at rollout_pct={result.get('rollout_pct')}; records in {run_dir}")
+    return "\n".join(lines)
+
+
+def _first_line(value: Any) -> str:
+    text = " ".join(str(value or "").split())
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+class RunRecord:
+    """What a run reported, gathered from its task results as they come."""
+
+    def __init__(self) -> None:
+        self.kind = ""  # deploy | rollback | rollout (from the operator_inputs task)
+        self.run_id = ""
+        self.run_dir: Path | None = None
+        self.refused = ""
+        self.failures: list[dict[str, str]] = []
+
+    def ok(self, result: Mapping[str, Any]) -> None:
+        """A task's result on one host (an ok, or a failure ignored)."""
+        if result.get("edge_canary_request"):
+            self.kind = str(result["edge_canary_request"])
+            self.run_id = str(result.get("run_id") or self.run_id)
+        items = result.get("results")
+        for facts in [result.get("ansible_facts")] + [
+            item.get("ansible_facts") for item in items or [] if isinstance(item, Mapping)
+        ]:
+            for fact, kind in RUN_DIR_FACTS.items():
+                if isinstance(facts, Mapping) and facts.get(fact):
+                    self.run_dir = Path(str(facts[fact]))
+                    self.kind = self.kind or kind
+
+    def failed(self, host: str, task: str, result: Mapping[str, Any]) -> None:
+        """A task that failed on `host` (not ignored)."""
+        msg = _first_line(result.get("msg") or result.get("stderr") or result.get("reason") or "failed")
+        if result.get("refused"):
+            self.kind = str(result.get("edge_canary_request") or self.kind)
+            self.refused = msg
+        self.failures.append({"host": host, "task": task, "msg": msg})
+
+    def status(self, hosts: Mapping[str, Mapping[str, int]], interrupted: bool = False) -> str:
+        if self.refused:
+            return "refused"
+        if interrupted:
+            return "interrupted"
+        bad = any(counts.get("failures") or counts.get("unreachable") for counts in hosts.values())
+        return "failed" if bad or self.failures else "successful"
+
+    def summary(self, hosts: Mapping[str, Mapping[str, int]], interrupted: bool = False) -> dict[str, Any]:
+        """The JSON summary: what ran, how it ended, each node's outcome, the failures."""
+        data: dict[str, Any] = {
+            "kind": self.kind or "play",
+            "id": self.run_id or None,
+            "status": self.status(hosts, interrupted),
+            "record": str(self.run_dir) if self.run_dir else None,
+        }
+        if self.refused:
+            data["refused"] = self.refused
+        if self.kind == "deploy" and self.run_dir is not None:
+            verdict = load_record(self.run_dir / "verdict.json")
+            data["verdict"] = verdict.get("verdict")
+            data["nodes"] = node_rows(self.run_dir)
+        if self.kind == "rollout" and self.run_dir is not None:
+            result = load_record(self.run_dir / "result.json")
+            data.update(
+                stages=result.get("stages", []), stopped=result.get("stopped"), rollout_pct=result.get("rollout_pct")
+            )
+        data["failures"] = self.failures[:20]
+        data["hosts"] = {host: dict(counts) for host, counts in sorted(hosts.items())}
+        return data
+
+    def lines(self, hosts: Mapping[str, Mapping[str, int]], interrupted: bool = False) -> str:
+        """The human summary, then one `EDGE_CANARY_SUMMARY {json}` line."""
+        data = self.summary(hosts, interrupted)
+        text = []
+        if self.refused:
+            text.append(f"{self.kind or 'play'}: refused: {self.refused}")
+        elif self.kind == "deploy" and self.run_dir is not None:
+            text.append(summary_table(self.run_dir))
+        elif self.kind == "rollout" and self.run_dir is not None:
+            text.append(rollout_summary(self.run_dir))
+        else:
+            text.append(
+                f"{self.kind or 'play'}: {data['status']}"
+                + "".join(f"\n  {f['host']}: {f['task']}: {f['msg']}" for f in self.failures[:5])
+            )
+        text.append(SUMMARY_PREFIX + json.dumps(data, sort_keys=True))
+        return "\n".join(text)

@@ -1,0 +1,223 @@
+"""Approval, abort, the time limit and resume (issue 19), on the real lab: make deploy-canary APPROVE=1
+stops after a promoted canary until make approve / make abort, the watcher judging on meanwhile; make
+resume finishes a held deploy. Each canary push costs minutes on a busy box, so few deploys, each asserting
+all it honestly can: a held deploy resumed with APPROVE=1 checks the resume, then the approval (the peers
+stay put while it waits, the events, the progress lines, idempotence); the abort deploy checks the
+APPROVAL_TIMEOUT it was given too (the time limit firing is tests/unit/watcher/test_awaiting.py's)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_canary.ops import approval_state
+from tests.helpers.fleet import fleet_versions, sha256
+from tests.helpers.lab import REPO, Lab
+from tests.integration.watcher.test_noise import set_noise
+from tests.integration.watcher.test_notify import Webhook, wait_for
+from tests.integration.watcher.test_notify import webhook as webhook  # noqa: F401  (the fixture)
+
+FAST = {"SLI_WINDOW": "9", "SLI_PROBE_INTERVAL": "3", "CANARY_NODE": "edge-1", "BATCH": "1"}
+
+
+class Deploy:
+    """make deploy-canary in the background: its output, its record folder, its approval record."""
+
+    def __init__(self, lab: Lab, artifact: Path | None, target: str = "deploy-canary", **env: str) -> None:
+        self.lab = lab
+        self.runs = lab.lab_dir / "control" / "runs"
+        self.before = set(self.runs.iterdir()) if self.runs.exists() else set()
+        self.proc = subprocess.Popen(
+            ["make", "--no-print-directory", target],
+            cwd=REPO,
+            text=True,
+            env={**lab.env, **({"ARTIFACT": str(artifact)} if artifact else {}), **FAST, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.stdout = ""
+
+    @property
+    def run_dir(self) -> Path:
+        new = sorted(set(self.runs.iterdir()) - self.before)
+        assert len(new) == 1, new
+        return new[0]
+
+    @property
+    def deploy_id(self) -> str:
+        return self.run_dir.name
+
+    def approval(self) -> dict[str, Any] | None:
+        new = set(self.runs.iterdir()) - self.before if self.runs.exists() else set()
+        return approval_state.read(next(iter(new))) if len(new) == 1 else None
+
+    def wait_awaiting(self, timeout: float = 240) -> dict[str, Any]:
+        wait_for(
+            lambda: (self.approval() or {}).get("state") == "waiting" or self.proc.poll() is not None,
+            timeout,
+            "the deploy to await approval",
+        )
+        record = self.approval()
+        assert record is not None and record["state"] == "waiting", self.finish()
+        return record
+
+    def finish(self, timeout: float = 600) -> str:
+        self.stdout, _ = self.proc.communicate(timeout=timeout)
+        return self.stdout
+
+
+def decide(lab: Lab, action: str, deploy_id: str) -> subprocess.CompletedProcess[str]:
+    return lab.make(action, extra_env={"DEPLOY_ID": deploy_id, "USER": "alice"}, timeout=120)
+
+
+MAKE_SAID = re.compile(r"make(\[\d+\])?: ")
+
+
+def said(result: subprocess.CompletedProcess[str]) -> str:
+    """What the tool wrote to stderr, without make's own `make: *** … Error N` line (`make[1]: …` when the
+    tests themselves run under make, as `make test` runs them)."""
+    return "".join(line for line in result.stderr.splitlines(keepends=True) if not MAKE_SAID.match(line))
+
+
+@pytest.fixture
+def deploys() -> Iterator[list[Deploy]]:
+    started: list[Deploy] = []
+    yield started
+    for d in started:  # a failed test never leaves a deploy behind
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.communicate()
+
+
+def test_abort_reverts_the_canary_and_fails_the_deploy_and_the_time_limit_is_the_one_asked(
+    fleet: Lab, artifacts: dict[str, Path], webhook: Webhook, deploys: list[Deploy]
+) -> None:  # noqa: F811
+    run = Deploy(fleet, artifacts["v2"], APPROVE="1", APPROVAL_TIMEOUT="900")
+    deploys.append(run)
+    waiting = run.wait_awaiting()
+    # APPROVAL_TIMEOUT reached the watcher: its time limit (what it does then: tests/unit/watcher/test_awaiting.py).
+    opened, deadline = (datetime.fromisoformat(waiting[k]) for k in ("opened_at", "deadline_at"))
+    assert waiting["timeout"] == 900 and abs((deadline - opened).total_seconds() - 900) <= 1, waiting
+    aborted = decide(fleet, "abort", run.deploy_id)
+    assert aborted.returncode == 0 and "aborted by alice" in aborted.stdout, aborted
+    out = run.finish()
+    assert run.proc.returncode != 0
+    assert "SLI gate: ABORTED" in out and "aborted by alice (make abort)" in out, out[-4000:]
+    assert fleet_versions(fleet) == {"edge-1": "v1", "edge-2": "v1", "edge-3": "v1"}
+    assert set(fleet.lb_states().values()) == {"READY"}
+    record = approval_state.read(run.run_dir)
+    assert record is not None and record["state"] == "aborted" and record["done"] and record["revert"]["ok"]
+    wait_for(lambda: webhook.notifications(run.deploy_id, "aborted"), 30, "the aborted event")
+    again = decide(fleet, "approve", run.deploy_id)
+    assert again.returncode != 0 and "was aborted (by alice" in said(again), again
+
+    # Bad or unknown ids: one line, exit 64, nothing changed.
+    for bad in ("../runs", "no-such-deploy", ""):
+        refused = decide(fleet, "approve", bad)
+        assert refused.returncode != 0 and said(refused).strip().count("\n") == 0, refused
+        assert "DEPLOY_ID" in said(refused) and "nothing was changed" in said(refused)
+
+
+def test_a_canary_red_while_awaiting_approval_is_reverted(
+    fleet: Lab, artifacts: dict[str, Path], deploys: list[Deploy]
+) -> None:
+    run = Deploy(fleet, artifacts["v2"], APPROVE="1")
+    deploys.append(run)
+    run.wait_awaiting()
+    # The canary alone turns bad: a third of its answers 503 (the lab's noise, read live).
+    conf = fleet.node_dir("edge-1") / "edge.conf"
+    conf.write_text(conf.read_text() + "noise_errors=0.3\n")
+    out = run.finish()
+    assert run.proc.returncode != 0 and "SLI gate: REVERTED" in out, out[-4000:]
+    assert fleet_versions(fleet) == {"edge-1": "v1", "edge-2": "v1", "edge-3": "v1"}
+    record = approval_state.read(run.run_dir)
+    assert record is not None and (record["state"], record["decided_by"]) == ("reverted", "watcher")
+    verdict = json.loads((run.run_dir / "verdict.json").read_text())
+    assert (verdict["verdict"], verdict["window_verdict"]) == ("reverted", "promote")
+    assert "canary red" in verdict["reason"]
+
+
+def test_a_held_deploy_resumed_with_approve_waits_for_make_approve_then_rolls_the_peers_not_the_canary(
+    fleet: Lab,
+    artifacts: dict[str, Path],
+    webhook: Webhook,  # noqa: F811
+    deploys: list[Deploy],
+) -> None:
+    set_noise(fleet, "0.04", "0.02")  # every node at 4 %: a fleet-wide breach, the canary not blamed
+    held = fleet.make(
+        "deploy-canary",
+        extra_env={"ARTIFACT": str(artifacts["v2"]), **FAST, "SLI_WINDOW": "21", "CANARY_NODE": "edge-2"},
+    )
+    assert held.returncode != 0 and "SLI verdict: HOLD" in held.stdout, held.stdout[-4000:]
+    held_id = Path(held.stdout.split("Record: ")[-1].split()[0]).name
+    assert fleet_versions(fleet) == {"edge-1": "v1", "edge-2": "v2", "edge-3": "v1"}
+    pid_before = fleet.node_version("edge-2").get("pid")
+    set_noise(fleet, "0", "0")
+
+    # A copy of the held record naming another release: the canary does not run it, refused.
+    other = fleet.lab_dir / "control" / "runs" / f"{held_id}-other"
+    other.mkdir()
+    asked = json.loads((fleet.lab_dir / "control" / "runs" / held_id / "deploy.json").read_text())
+    (other / "deploy.json").write_text(
+        json.dumps({**asked, "artifact": str(artifacts["v2-slow"]), "sha256": sha256(artifacts["v2-slow"])})
+    )
+    (other / "verdict.json").write_text(json.dumps({"verdict": "hold"}))
+    refused = fleet.make("resume", extra_env={"DEPLOY_ID": other.name})
+    assert refused.returncode != 0 and "resume refused: canary edge-2 no longer runs v2-slow" in refused.stdout
+    assert fleet_versions(fleet) == {"edge-1": "v1", "edge-2": "v2", "edge-3": "v1"}
+
+    # The held deploy resumed with APPROVE=1: a fresh SLI gate on the canary, then the wait for make approve.
+    run = Deploy(fleet, None, "resume", DEPLOY_ID=held_id, APPROVE="1", SLI_WINDOW="9")
+    deploys.append(run)
+    record = run.wait_awaiting()
+    deploy_id = run.deploy_id
+    assert record["canary"] == "edge-2" and record["on_timeout"] == "abort"
+    # While it waits the peers stay where they were, and the watcher goes on judging the canary.
+    samples = []
+    for _ in range(5):
+        samples.append(fleet_versions(fleet))
+        time.sleep(1)
+    assert all(s == {"edge-1": "v1", "edge-2": "v2", "edge-3": "v1"} for s in samples), samples
+    wait_for(
+        lambda: '"phase": "awaiting_approval"' in (run.run_dir / "decisions.jsonl").read_text(),
+        30,
+        "a probe while awaiting approval",
+    )
+
+    approved = decide(fleet, "approve", deploy_id)
+    assert approved.returncode == 0 and f"deploy {deploy_id} approved by alice" in approved.stdout, approved
+    again = decide(fleet, "approve", deploy_id)
+    assert again.returncode == 0 and "already approved by alice" in again.stdout, again
+    out = run.finish()
+    assert run.proc.returncode == 0, out[-4000:]
+    assert f"resumes held deploy {held_id}" in out and "SLI verdict: PROMOTE" in out
+    assert fleet_versions(fleet) == {"edge-1": "v2", "edge-2": "v2", "edge-3": "v2"}
+    assert fleet.node_version("edge-2").get("pid") == pid_before  # not pushed (or restarted) again
+    assert json.loads((run.run_dir / "deploy.json").read_text())["resumed_from"] == held_id
+    # Progress while waiting: who to ask, the exact commands.
+    assert f"make approve DEPLOY_ID={deploy_id}" in out and f"make abort DEPLOY_ID={deploy_id}" in out
+    assert "ask the release owner or the edge on-call" in out
+    # Too late to abort: said so, in one line, nothing changed.
+    late = decide(fleet, "abort", deploy_id)
+    assert late.returncode != 0 and "is not waiting for approval" in said(late), late
+    assert (said(late).strip().count("\n"), fleet_versions(fleet)["edge-2"]) == (0, "v2")
+    # The events, each through Alertmanager: awaiting, approved, then one wave done per peer batch.
+    for event, count in (("awaiting_approval", 1), ("approved", 1), ("wave_done", 2)):
+        wait_for(lambda e=event, c=count: len(webhook.notifications(deploy_id, e)) >= c, 30, f"{count} {event}")
+    [awaiting] = webhook.notifications(deploy_id, "awaiting_approval")
+    assert f"make approve DEPLOY_ID={deploy_id}" in awaiting["annotations"]["reason"]
+    waves = {(a["labels"]["wave"], a["annotations"]["reason"]) for a in webhook.notifications(deploy_id, "wave_done")}
+    assert waves == {("1/2", "wave 1/2 done: edge-1 on v2"), ("2/2", "wave 2/2 done: edge-3 on v2")}
+
+    # Only a held deploy resumes: the promoted one is refused, in one line.
+    again = fleet.make("resume", extra_env={"DEPLOY_ID": deploy_id})
+    assert again.returncode != 0 and "was not held (its SLI verdict: promote)" in said(again), again
+    assert said(again).strip().count("\n") == 0

@@ -1,0 +1,52 @@
+"""The operator_inputs action's check: a play's extra vars against the one schema, named by extra var."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from ansible_collections.edge.canary.plugins.action.operator_inputs import check
+from ansible_collections.edge.canary.plugins.module_utils.operator_inputs import InputError
+
+DEPLOY_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9_.-]+-[0-9a-f]{6}")
+
+
+def test_a_deploy_without_an_id_gets_one_and_its_values_as_the_play_uses_them() -> None:
+    out = check("deploy", {"deploy_artifact": "/srv/edge-v2", "deploy_batch": 2,
+                           "deploy_peer_nodes": "edge-2 edge-3", "deploy_artifact_sha256": "AB" * 32,
+                           "force_lock": "yes", "unrelated": {"x": 1}})
+    assert DEPLOY_ID.fullmatch(out["run_id"])
+    assert out["checked"] == {"deploy_artifact": "/srv/edge-v2", "deploy_batch": 2,
+                              "deploy_peer_nodes": "edge-2,edge-3", "deploy_artifact_sha256": "ab" * 32,
+                              "force_lock": True}
+    assert check("deploy", {"deploy_id": "given-1"})["run_id"] == "given-1"
+
+
+@pytest.mark.parametrize(("request_", "given", "words"), [
+    ("deploy", {"deploy_batch": "²"}, "deploy_batch=\\xb2 is not a whole number of at least 1; e.g. deploy_batch=2"),
+    ("deploy", {"deploy_batch": True}, "deploy_batch=true is not a value for deploy_batch"),
+    # (the password masked: alone, or with the user when edge_canary.ops.inputs' scrubber is loaded)
+    ("deploy", {"prom_url": "http://u:pw@prom:9090"}, "***@prom:9090 carries a user or password"),
+    ("deploy", {"deploy_id": "a/b"}, "deploy_id=a/b is not a usable id"),
+    ("deploy", {"force_migrate": "maybe"}, "force_migrate=maybe is not true or false"),
+    ("deploy", {"deploy_config": {"a": 1}}, "deploy_config is a dict, not a value"),
+    ("rollback", {"rollback_nodes": ["edge-1"]}, "rollback_nodes is a list, not a value; give text or a number, e.g."),
+    ("rollback", {"rollback_nodes": "all,edge-1"}, "rollback_nodes=all,edge-1 mixes 'all' with node names"),
+    ("rollout", {}, 'give rollout_pct=N (0-100) or rollout_stages="1 10 50 100"'),
+    ("rollout", {"rollout_pct": 5, "rollout_stages": "1 10"}, "give rollout_pct or rollout_stages, not both"),
+    ("rollout", {"rollout_pct": "10", "rollout_hold": "2h"}, "rollout_hold=2h is not a whole number of seconds"),
+])
+def test_a_bad_value_is_refused_in_one_line_naming_the_extra_var(request_: str, given: dict[str, object],
+                                                                 words: str) -> None:
+    with pytest.raises(InputError) as err:
+        check(request_, given)
+    assert words in str(err.value) and "\n" not in str(err.value), str(err.value)
+    assert "pw@" not in str(err.value)
+
+
+def test_a_rollout_takes_a_pct_of_0_or_a_list_of_stages() -> None:
+    zero = check("rollout", {"rollout_pct": 0})
+    assert zero["stages"] == [0] and zero["asked"] == "rollout_pct=0" and zero["hold"] is None
+    assert zero["run_id"].startswith("rollout-")
+    staged = check("rollout", {"rollout_stages": [1, 10, 50], "rollout_hold": "5", "rollout_id": "r-1"})
+    assert staged["stages"] == [1, 10, 50] and staged["hold"] == 5 and staged["run_id"] == "r-1"

@@ -1,0 +1,64 @@
+"""run_summary.RunRecord: what a run reported, gathered from its task results, as its summary says it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ansible_collections.edge.canary.plugins.module_utils.run_summary import SUMMARY_PREFIX, RunRecord
+
+HOSTS = {"localhost": {"ok": 3, "changed": 1, "failures": 0, "unreachable": 0}}
+
+
+def json_line(text: str) -> dict[str, object]:
+    lines = [line for line in text.splitlines() if line.startswith(SUMMARY_PREFIX)]
+    assert len(lines) == 1, text
+    data: dict[str, object] = json.loads(lines[0].removeprefix(SUMMARY_PREFIX))
+    return data
+
+
+def test_a_deploy_is_summarised_from_the_record_folder_it_announced(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "d1"
+    (run_dir / "nodes").mkdir(parents=True)
+    (run_dir / "deploy.json").write_text(json.dumps({"deploy_id": "d1", "version": "v2", "sha256": "ab" * 32,
+                                                     "canary": "edge-1", "peers": []}))
+    (run_dir / "nodes" / "edge-1.json").write_text(json.dumps({"result": "ok", "release": "v2",
+                                                               "before": {"version": "v1", "sha256": "c" * 64}}))
+    (run_dir / "verdict.json").write_text(json.dumps({"verdict": "promote", "reason": "green"}))
+    record = RunRecord()
+    record.ok({"edge_canary_request": "deploy", "run_id": "d1"})
+    record.ok({"ansible_facts": {"deploy_id": "d1", "deploy_run_dir": str(run_dir)}})
+    text = record.lines(HOSTS)
+    assert "SLI verdict: PROMOTE" in text and "edge-1  canary" in text
+    data = json_line(text)
+    assert data["kind"] == "deploy" and data["id"] == "d1" and data["status"] == "successful"
+    assert data["verdict"] == "promote" and data["record"] == str(run_dir)
+    assert data["nodes"] == [{"node": "edge-1", "role": "canary", "before": "v1", "after": "v2", "steps": "-",
+                              "result": "ok"}]
+
+
+def test_a_refusal_is_one_line_and_status_refused() -> None:
+    record = RunRecord()
+    record.failed("localhost", "Check", {"edge_canary_request": "rollback", "refused": True,
+                                         "msg": "rollback_batch=0 is not a whole number; nothing was changed"})
+    text = record.lines({"localhost": {"ok": 0, "failures": 1}})
+    assert text.splitlines()[0] == "rollback: refused: rollback_batch=0 is not a whole number; nothing was changed"
+    assert json_line(text)["status"] == "refused"
+
+
+def test_a_rollout_folder_set_in_a_loop_is_found_and_a_failure_fails_the_run(tmp_path: Path) -> None:
+    (tmp_path / "result.json").write_text(json.dumps({"rollout_id": "r1", "rollout_pct": 0, "stages": [],
+                                                      "stopped": {"pct": 10, "verdict": "reverted"}}))
+    record = RunRecord()
+    record.ok({"results": [{"ansible_facts": {"rollout_run_dir": str(tmp_path)}}, "not a mapping"]})
+    record.failed("edge-1", "Say how the rollout ended", {"msg": "ROLLOUT STOPPED\nat 10 %"})
+    data = json_line(record.lines({"edge-1": {"ok": 5, "failures": 1}}))
+    assert data["kind"] == "rollout" and data["status"] == "failed" and data["rollout_pct"] == 0
+    assert data["failures"] == [{"host": "edge-1", "task": "Say how the rollout ended",
+                                 "msg": "ROLLOUT STOPPED at 10 %"}]
+
+
+def test_an_interrupted_run_says_so() -> None:
+    record = RunRecord()
+    record.ok({"edge_canary_request": "deploy", "run_id": "d2"})
+    assert json_line(record.lines(HOSTS, interrupted=True))["status"] == "interrupted"

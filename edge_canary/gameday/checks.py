@@ -32,8 +32,16 @@ class Traffic:
     served_by_release: int
     slow_by_release: int  # answered by the release above the p95 limit
     first_bad_at: float | None  # epoch time of the first failed or slow answer of the release
-    collateral_examples: tuple[str, ...]
-    collateral_requests: tuple[Request, ...] = ()
+    collateral_requests: tuple[Request, ...]
+
+    @property
+    def collateral_examples(self) -> tuple[str, ...]:
+        return tuple(describe(r) for r in self.collateral_requests[:5])
+
+
+def describe(request: Request) -> str:
+    """A failed request in a report's words: what it got, and from which release."""
+    return f"{request.status or request.error} from {request.version or 'no edge node'}"
 
 
 def blame(request: Request, release: str, variant: str | None) -> bool:
@@ -51,12 +59,10 @@ def traffic(requests: list[Request], release: str, p95_threshold: float, variant
     slow = [r for r in by_release if not r.failed and (r.latency_s or 0.0) > p95_threshold]
     collateral = [r for r in sent if r.failed and not blame(r, release, variant)]
     bad = sorted(r.start for r in failed_by_release + slow)
-    examples = tuple(f"{r.status or r.error} from {r.version or 'no edge node'}" for r in collateral[:5])
     return Traffic(
         sent=len(sent), failed=sum(r.failed for r in sent), failed_by_release=len(failed_by_release),
         collateral=len(collateral), not_sent=len(requests) - len(sent), served_by_release=len(by_release),
-        slow_by_release=len(slow), first_bad_at=bad[0] if bad else None, collateral_examples=examples,
-        collateral_requests=tuple(collateral),
+        slow_by_release=len(slow), first_bad_at=bad[0] if bad else None, collateral_requests=tuple(collateral),
     )
 
 
@@ -154,17 +160,15 @@ def check_rollout_off(after: dict[str, NodeFiles]) -> Check:
 def check_collateral(t: Traffic, allowed: int, samples: list[Sample] | None = None) -> Check:
     """No more than `allowed` failures the release did not cause itself, except those while the drill's own
     direct reads show the whole lab machine stalled (counted and named apart, as for a cut node)."""
-    judged = [(r, lab_stalled(samples or [], r.start - LOOK_BACK_S, (r.answered_at or r.start) + 1.0, None))
-              for r in t.collateral_requests]
+    judged = [(r, stall_during(r, samples, None)) for r in t.collateral_requests]
     excused = [stall for _, stall in judged if stall]
-    charged = t.collateral - len(excused)
-    detail = f"{charged} failed request(s) the release did not fail itself (allowed {allowed})"
+    charged = [r for r, stall in judged if not stall]
+    detail = f"{len(charged)} failed request(s) the release did not fail itself (allowed {allowed})"
     if excused:
         detail += f"; {len(excused)} more while the lab machine itself stalled ({excused[0]})"
-    examples = [f"{r.status or r.error} from {r.version or 'no edge node'}" for r, stall in judged if not stall]
-    if charged and (examples or t.collateral_examples):
-        detail += ": " + ", ".join(examples[:5] or t.collateral_examples)
-    return Check("no collateral failures", charged <= allowed, detail)
+    if charged:
+        detail += ": " + ", ".join(describe(r) for r in charged[:5])
+    return Check("no collateral failures", len(charged) <= allowed, detail)
 
 
 # Reading a live node's /version or an LB's admin socket directly takes milliseconds on a healthy lab: a read
@@ -187,8 +191,7 @@ def check_routed_around(requests: list[Request], release: str, cut_at: float | N
     if cut_at is None:
         return Check("HAProxy routed around the cut node", False, "the node was never cut off")
     outside = [r for r in failed if not cut_at - 1.0 <= r.start <= cut_at + grace]
-    judged = [(r, lab_stalled(samples or [], r.start - LOOK_BACK_S, (r.answered_at or r.start) + 1.0, cut_node))
-              for r in outside]
+    judged = [(r, stall_during(r, samples, cut_node)) for r in outside]
     charged = [r for r, stall in judged if not stall]
     excused = [stall for _, stall in judged if stall]
     detail = (f"{len(failed) - len(outside)} request(s) failed within {grace:g} s of the cut, {len(charged)} "
@@ -202,6 +205,12 @@ def check_routed_around(requests: list[Request], release: str, cut_at: float | N
         if seen:
             detail += f"; at {first - cut_at:+.1f} s {seen}"
     return Check("HAProxy routed around the cut node", len(charged) <= allowed, detail)
+
+
+def stall_during(request: Request, samples: list[Sample] | None, cut_node: str | None) -> str:
+    """lab_stalled over the request's life, from LOOK_BACK_S before it was sent to just after its end."""
+    return lab_stalled(samples or [], request.start - LOOK_BACK_S, (request.answered_at or request.start) + 1.0,
+                       cut_node)
 
 
 def lab_stalled(samples: list[Sample], start: float, end: float, cut_node: str | None) -> str:

@@ -301,8 +301,8 @@ def heal_prometheus(s: LabSettings) -> list[str]:
     record = read_record(s)
     # The kernel is asked too: a lab folder removed during a cut loses its record, not the rule, and a new
     # lab at the same path (the same table name) could never reach its Prometheus.
-    table = record.pop("prometheus_cut", None) or (
-        prometheus_table(s) if prometheus_table(s) in nft_tables() else None)
+    ours = prometheus_table(s)
+    table = record.pop("prometheus_cut", None) or (ours if ours in nft_tables() else None)
     if not table:
         return []
     nft(drop_table(table))

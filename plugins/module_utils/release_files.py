@@ -188,10 +188,13 @@ def write_record(path: str, record: dict[str, Any]) -> None:
 
 def checkpoint(step: str) -> None:
     wanted, _sep, signame = os.environ.get(KILL_AFTER_ENV, "").partition(":")
-    if wanted == step:
-        if signame == "INT":  # as Ctrl-C reaches a module Python started with SIGINT not ignored
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-        os.kill(os.getpid(), signal.SIGINT if signame == "INT" else signal.SIGKILL)
+    if wanted != step:
+        return
+    if signame == "INT":  # as Ctrl-C reaches a module Python started with SIGINT not ignored
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.kill(os.getpid(), signal.SIGINT)
+    else:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def now_iso() -> str:

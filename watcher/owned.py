@@ -5,12 +5,15 @@ ansible-runner starts ansible-playbook in a session of its own (a pty), out of r
 the watcher's process group. The watcher's revert runs it through this wrapper instead: the kernel
 sends it SIGTERM when its parent (the watcher) dies (PR_SET_PDEATHSIG), and it stops the whole group
 (SIGTERM, then SIGKILL after a grace), so no rollback play outlives the watcher beside the deploy's
-own revert. The deploy tools (edge_canary.ops.play) run their play through it too, with Ctrl-C passed
+own revert. ansible-playbook's workers run in sessions of their own (setsid): it forwards SIGTERM to
+them, but a play too slow to do so within the grace would orphan them, so the wrapper is their
+subreaper and SIGKILLs every descendant left, whatever its group. The deploy tools (edge_canary.ops.play) run their play through it too, with Ctrl-C passed
 on: a tool killed with its process group (a controller gone) must not leave the play running headless.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -18,27 +21,61 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 OWNER_ENV = "EDGE_CANARY_OWNER_PID"  # the pid that must stay our parent
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 GRACE = 3.0
+
+
+def prctl(option: int, value: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
 
 
 def set_parent_death_signal(sig: int) -> None:
     """Ask Linux to send `sig` to this process when its parent dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    prctl(PR_SET_PDEATHSIG, sig)
+
+
+def descendants(root: int) -> list[int]:
+    """Every live process under `root`, from /proc (orphans included once we are their subreaper)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def stop_own_group(grace: float = GRACE) -> None:
-    """SIGTERM to our process group (ourselves excepted), SIGKILL after `grace`."""
+    """SIGTERM to our process group (ourselves excepted), SIGKILL after `grace` to it and to every
+    descendant in a session of its own."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         os.killpg(0, signal.SIGTERM)
         time.sleep(grace)
     finally:
+        kill_all(descendants(os.getpid()))
         os.killpg(0, signal.SIGKILL)
 
 
@@ -48,6 +85,7 @@ def main(argv: Sequence[str], pass_interrupt: bool = False) -> int:
     it, and the command ends by itself: this process only waits for it)."""
     owner = int(os.environ.get(OWNER_ENV) or 0)
     set_parent_death_signal(signal.SIGTERM)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphaned descendants stay ours to find (stop_own_group)
     if owner and os.getppid() != owner:  # the owner died before the line above
         print(f"watcher.owned: owner {owner} is gone; not starting {argv[0]}", file=sys.stderr)
         return 143

@@ -1,0 +1,65 @@
+"""watcher.owned: the command it runs, and everything that command started, dies with the owner."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from tests.helpers.lab import REPO
+from watcher.owned import OWNER_ENV
+
+# A stand-in for ansible-playbook under a starved machine: its worker is in a session of its own (setsid,
+# as ansible's WorkerProcess) and it does not pass SIGTERM on before the wrapper's grace runs out.
+SLOW_PLAY = textwrap.dedent("""
+    import os, signal, sys, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if os.fork() == 0:
+        os.setsid()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        open(sys.argv[1], "w").write(str(os.getpid()))
+        time.sleep(120)
+        os._exit(0)
+    time.sleep(120)
+""")
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_worker_in_its_own_session_dies_with_the_owner(tmp_path: Path) -> None:
+    pidfile = tmp_path / "worker.pid"
+    wrapper = f"import sys; from watcher.owned import main; sys.exit(main({[sys.executable, '-c', SLOW_PLAY, str(pidfile)]!r}))"
+    owner_code = textwrap.dedent(f"""
+        import os, subprocess, sys, time
+        subprocess.Popen([sys.executable, "-c", {wrapper!r}], env={{**os.environ, {OWNER_ENV!r}: str(os.getpid())}})
+        time.sleep(120)
+    """)
+    owner = subprocess.Popen([sys.executable, "-c", owner_code], cwd=REPO, start_new_session=True)
+    worker = 0
+    try:
+        deadline = time.monotonic() + 30
+        while not pidfile.exists() or not pidfile.read_text():
+            assert time.monotonic() < deadline, "the worker never started"
+            time.sleep(0.1)
+        worker = int(pidfile.read_text())
+        owner.kill()  # SIGKILL: the owner does nothing on its way out
+        owner.wait(10)
+        deadline = time.monotonic() + 20
+        while alive(worker):
+            assert time.monotonic() < deadline, f"worker {worker} (own session) outlived its owner"
+            time.sleep(0.1)
+    finally:
+        if worker and alive(worker):
+            os.kill(worker, signal.SIGKILL)
+        if owner.poll() is None:
+            os.killpg(owner.pid, signal.SIGKILL)
+            owner.wait()

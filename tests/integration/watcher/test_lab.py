@@ -89,13 +89,17 @@ def test_healthy_canary_is_promoted_five_times_out_of_five(fleet: Lab, artifacts
                                                           tmp_path: Path) -> None:
     fleet.install("edge-3", artifacts["v2"])
     fleet.wait_until(lambda: fleet.server_stats()["edge-3"]["status"] == "UP", 30, "edge-3 UP")
-    verdicts = []
+    verdicts, reasons = [], []
     for run in range(5):
         out = tmp_path / f"run{run}"
         out.mkdir()
         result = watcher(fleet, out, "edge-3", "--window", "12", "--revert-action", "none")
-        verdicts.append((result.returncode, json.loads((out / "verdict.json").read_text())["verdict"]))
-    assert verdicts == [(0, "promote")] * 5
+        verdict = json.loads((out / "verdict.json").read_text())
+        verdicts.append((result.returncode, verdict["verdict"]))
+        probes = [e for e in events(out / "decisions.jsonl") if e["event"] == "probe"]
+        reasons.append(f"run {run}: {verdict['verdict']}: {verdict.get('reason')}; probes: "
+                       + " | ".join(f"{p['state']} {p.get('reasons')}" for p in probes))
+    assert verdicts == [(0, "promote")] * 5, "\n".join(reasons)
 
 
 def test_shadow_mode_touches_nothing_and_says_what_it_would_have_done(fleet: Lab, artifacts: dict[str, Path],

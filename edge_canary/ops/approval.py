@@ -3,7 +3,8 @@ deploy that waits for approval after its promoted canary (APPROVE=1 or deploy_ap
 
 approve: the deploy rolls the peers. abort: the deploy's watcher reverts the canary to .previous
 (the rollback play, limited to the canary) and the deploy exits non-zero saying who aborted it.
-The decision goes into the deploy's record folder (runs/<id>/approval.json, edge_canary.ops.approval_state);
+The decision goes into the deploy's record folder (runs/<id>/approval.json, edge_canary.ops.approval_state;
+a deploy across points of presence waits again after each wave's canary: its latest wave's wave-<n>/);
 the deploy and its watcher act on it within a second or two. Approving twice is a no-op; a deploy
 that is not waiting is left alone, saying what became of it. Exit: 0 done (or already so), 1 the
 deploy is not waiting, 64 a bad or unknown DEPLOY_ID.
@@ -33,6 +34,7 @@ def decide(action: str, env: Mapping[str, str]) -> int:
     by = runs.operator(env)
     to = state.APPROVED if action == "approve" else state.ABORTED
     reason = f"{'approved' if to == state.APPROVED else 'aborted'} by {by} (make {action})"
+    run_dir = state.current_gate(run_dir)
     result = state.decide(run_dir, to, by, reason)
     record = result.record
     if result.changed:

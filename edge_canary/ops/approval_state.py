@@ -40,6 +40,14 @@ def now_iso(at: float | None = None) -> str:
     return datetime.fromtimestamp(time.time() if at is None else at, UTC).isoformat(timespec="seconds")
 
 
+def current_gate(run_dir: Path) -> Path:
+    """The folder of the deploy's latest approval record: its latest wave's (runs/<id>/wave-<n>/, a deploy
+    across points of presence waits again after each wave's canary) once one has one, else its own."""
+    waves = [folder for folder in run_dir.glob("wave-*")
+             if folder.name.removeprefix("wave-").isdigit() and (folder / FILE).is_file()]
+    return max(waves, key=lambda folder: int(folder.name.removeprefix("wave-")), default=run_dir)
+
+
 def read(run_dir: Path) -> dict[str, Any] | None:
     """The approval record, or None when this deploy never waited for approval."""
     try:

@@ -48,10 +48,21 @@ def _release_name(release: dict[str, Any] | None) -> str:
     return str(release.get("version") or f"sha256:{str(release['sha256'])[:12]}")
 
 
+def wave_gates(run_dir: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each later wave (deploy.json's waves after the first) and its canary's verdict (wave-<n>/verdict.json)."""
+    waves = load_record(run_dir / "deploy.json").get("waves") or []
+    return [(wave, load_record(run_dir / f"wave-{wave.get('wave')}" / "verdict.json"))
+            for wave in waves[1:] if isinstance(wave, dict)]
+
+
 def node_rows(run_dir: Path) -> list[dict[str, str]]:
     deploy = load_record(run_dir / "deploy.json")
-    verdict = load_record(run_dir / "verdict.json")
     canary = deploy.get("canary")
+    verdicts = {canary: load_record(run_dir / "verdict.json")}
+    roles = {canary: "canary"}
+    for wave, verdict in wave_gates(run_dir):
+        verdicts[wave.get("canary")] = verdict
+        roles[wave.get("canary")] = f"wave {wave.get('wave')} canary"
     rows = []
     for node in ([canary] if canary else []) + list(deploy.get("peers", [])):
         record = load_record(run_dir / "nodes" / f"{node}.json")
@@ -65,14 +76,14 @@ def node_rows(run_dir: Path) -> list[dict[str, str]]:
             after = f"{record.get('release', '?')} (out of rotation)"
         else:
             after = before
-        if node == canary and verdict.get("verdict") == "reverted":
+        if verdicts.get(node, {}).get("verdict") == "reverted":
             after, result = before, "reverted by the SLI watcher"
         if result == "failed" and record.get("error"):
             result = f"failed: {record['error']}"
         rows.append(
             {
                 "node": node,
-                "role": "canary" if node == canary else "peer",
+                "role": roles.get(node, "peer"),
                 "before": before,
                 "after": after,
                 "steps": _durations(record.get("steps", [])),
@@ -93,6 +104,10 @@ def summary_table(run_dir: Path) -> str:
     ]
     if verdict:
         lines.append(f"SLI verdict: {str(verdict.get('verdict')).upper()} — {verdict.get('reason', '')}")
+    for wave, wave_verdict in wave_gates(run_dir):
+        if wave_verdict:
+            lines.append(f"SLI verdict of wave {wave.get('wave')} ({wave.get('pop')}, canary {wave.get('canary')}): "
+                         f"{str(wave_verdict.get('verdict')).upper()} — {wave_verdict.get('reason', '')}")
     if rows:
         widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
         lines.append("  ".join(key.ljust(widths[key]) for key in rows[0]))
@@ -179,6 +194,10 @@ class RunRecord:
             verdict = load_record(self.run_dir / "verdict.json")
             data["verdict"] = verdict.get("verdict")
             data["nodes"] = node_rows(self.run_dir)
+            waves = wave_gates(self.run_dir)
+            if waves:
+                data["waves"] = [{"wave": wave.get("wave"), "pop": wave.get("pop"), "canary": wave.get("canary"),
+                                  "verdict": verdict.get("verdict")} for wave, verdict in waves]
         if self.kind == "rollout" and self.run_dir is not None:
             result = load_record(self.run_dir / "result.json")
             data.update(

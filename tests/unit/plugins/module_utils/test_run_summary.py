@@ -62,3 +62,33 @@ def test_an_interrupted_run_says_so() -> None:
     record = RunRecord()
     record.ok({"edge_canary_request": "deploy", "run_id": "d2"})
     assert json_line(record.lines(HOSTS, interrupted=True))["status"] == "interrupted"
+
+
+def test_a_deploy_in_waves_says_each_waves_verdict_and_its_reverted_canary(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "d2"
+    (run_dir / "nodes").mkdir(parents=True)
+    (run_dir / "wave-2").mkdir()
+    waves = [{"wave": 1, "pop": "pop1", "canary": "edge-1", "rest": ["edge-2"]},
+             {"wave": 2, "pop": "pop2", "canary": "edge-3", "rest": ["edge-4"]}]
+    (run_dir / "deploy.json").write_text(json.dumps({"deploy_id": "d2", "version": "v2", "sha256": "ab" * 32,
+                                                     "canary": "edge-1", "peers": ["edge-2", "edge-3", "edge-4"],
+                                                     "waves": waves}))
+    v1 = {"version": "v1", "sha256": "c" * 64}
+    for node in ("edge-1", "edge-2", "edge-3"):
+        (run_dir / "nodes" / f"{node}.json").write_text(json.dumps({"result": "ok", "release": "v2", "before": v1}))
+    (run_dir / "verdict.json").write_text(json.dumps({"verdict": "promote", "reason": "green"}))
+    (run_dir / "wave-2" / "verdict.json").write_text(json.dumps({"verdict": "reverted", "reason": "errors red"}))
+    record = RunRecord()
+    record.ok({"edge_canary_request": "deploy", "run_id": "d2"})
+    record.ok({"ansible_facts": {"deploy_run_dir": str(run_dir)}})
+    text = record.lines({"localhost": {"ok": 3, "failures": 1}})
+    assert "SLI verdict: PROMOTE — green" in text
+    assert "SLI verdict of wave 2 (pop2, canary edge-3): REVERTED — errors red" in text
+    data = json_line(text)
+    assert data["verdict"] == "promote" and data["status"] == "failed"
+    assert data["waves"] == [{"wave": 2, "pop": "pop2", "canary": "edge-3", "verdict": "reverted"}]
+    rows = {row["node"]: row for row in data["nodes"]}  # type: ignore[attr-defined]
+    assert rows["edge-3"]["role"] == "wave 2 canary" and rows["edge-3"]["after"] == "v1"
+    assert rows["edge-3"]["result"] == "reverted by the SLI watcher"
+    assert rows["edge-2"]["role"] == "peer" and rows["edge-2"]["after"] == "v2"
+    assert rows["edge-4"]["result"] == "not started" and rows["edge-4"]["after"] == "-"

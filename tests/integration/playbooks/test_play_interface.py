@@ -6,6 +6,7 @@ without make or edge-canary around them. Real ansible-playbook, HAProxy and edge
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -100,3 +101,22 @@ def test_a_plain_deploy_names_itself_and_ends_with_its_summary_and_exit_status(f
     assert fleet_versions(fleet) == {node: "v1" for node in fleet.settings.node_names()}
     # A play that failed before its last play leaves its lock to a run that is gone: the next run recovers it.
     assert lock_free(fleet) or deploy_lock(fleet).endswith("[stale]"), deploy_lock(fleet)
+
+
+def test_a_deploy_over_nodes_with_and_without_a_pop_is_refused_naming_them(fleet: Lab, tmp_path: Path,
+                                                                           artifacts: dict[str, Path]) -> None:
+    """Waves go PoP by PoP (edge_pop): a node left out of every PoP is named, nothing is touched."""
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    os.symlink(REPO / "lab.hosts.py", inventory / "lab.hosts.py")
+    os.symlink(REPO / "group_vars", inventory / "group_vars")
+    (inventory / "pops.yml").write_text(
+        "all:\n  children:\n    edge:\n      children:\n"
+        "        edge_pop_ams:\n          hosts: {edge-1: {}, edge-2: {}}\n          vars: {edge_pop: ams}\n")
+    files, pids = node_files(fleet), node_pids(fleet)
+    result = fleet.playbook("deploy-canary.yml", "-i", str(inventory),
+                            "-e", json.dumps({"deploy_artifact": str(artifacts["v2"])}))
+    assert result.returncode != 0
+    assert "edge-3 has no edge_pop while other nodes of this deploy have one" in result.stdout, result.stdout[-3000:]
+    assert node_files(fleet) == files and node_pids(fleet) == pids
+    assert lock_free(fleet)

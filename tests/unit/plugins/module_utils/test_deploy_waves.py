@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ansible_collections.edge.canary.plugins.module_utils.deploy_waves import missing_pops, plan_waves
 
 POPS = {"edge-1": "ams", "edge-2": "ams", "edge-3": "ams", "edge-4": "fra", "edge-5": "fra", "edge-6": "fra",

@@ -13,4 +13,5 @@ from ansible_collections.edge.canary.plugins.module_utils.run_summary import (  
     node_rows,
     rollout_summary,
     summary_table,
+    wave_gates,
 )

@@ -238,3 +238,17 @@ def test_approval_and_wave_events_are_alerts_of_their_own() -> None:
     assert "wave" not in Event("approved", "d1").alert("", now)["labels"]
     assert Event("awaiting_approval", "d1").alert("https://x/RUNBOOK.md", now)["annotations"]["runbook_url"] == (
         "https://x/RUNBOOK.md#approve-abort-resume")
+
+
+def test_a_deploy_held_at_a_later_wave_is_resumed_and_one_reverted_there_is_not(run_dir: Path) -> None:
+    asked = json.loads((run_dir / "deploy.json").read_text())
+    asked["waves"] = [{"wave": 1, "pop": "ams", "canary": "edge-1", "rest": []},
+                      {"wave": 2, "pop": "fra", "canary": "edge-2", "rest": []}]
+    (run_dir / "deploy.json").write_text(json.dumps(asked))
+    (run_dir / "verdict.json").write_text(json.dumps({"verdict": "promote"}))
+    (run_dir / "wave-2").mkdir()
+    (run_dir / "wave-2" / "verdict.json").write_text(json.dumps({"verdict": "hold"}))
+    assert resume.resumed_env({}, run_dir)["CANARY_NODE"] == "edge-1"
+    (run_dir / "wave-2" / "verdict.json").write_text(json.dumps({"verdict": "reverted"}))
+    with pytest.raises(inputs.InputError, match="was not held .its SLI verdict: reverted"):
+        resume.resumed_env({}, run_dir)

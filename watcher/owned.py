@@ -7,8 +7,9 @@ sends it SIGTERM when its parent (the watcher) dies (PR_SET_PDEATHSIG), and it s
 (SIGTERM, then SIGKILL after a grace), so no rollback play outlives the watcher beside the deploy's
 own revert. ansible-playbook's workers run in sessions of their own (setsid): it forwards SIGTERM to
 them, but a play too slow to do so within the grace would orphan them, so the wrapper is their
-subreaper and SIGKILLs every descendant left, whatever its group. The deploy tools (edge_canary.ops.play) run their play through it too, with Ctrl-C passed
-on: a tool killed with its process group (a controller gone) must not leave the play running headless.
+subreaper and SIGKILLs every descendant left, whatever its group. The deploy tools (edge_canary.ops.play)
+run their play through it too, with Ctrl-C passed on: a tool killed with its process group (a controller
+gone) must not leave the play running headless.
 """
 
 from __future__ import annotations

@@ -37,7 +37,8 @@ def alive(pid: int) -> bool:
 
 def test_a_worker_in_its_own_session_dies_with_the_owner(tmp_path: Path) -> None:
     pidfile = tmp_path / "worker.pid"
-    wrapper = f"import sys; from watcher.owned import main; sys.exit(main({[sys.executable, '-c', SLOW_PLAY, str(pidfile)]!r}))"
+    play = [sys.executable, "-c", SLOW_PLAY, str(pidfile)]
+    wrapper = f"import sys; from watcher.owned import main; sys.exit(main({play!r}))"
     owner_code = textwrap.dedent(f"""
         import os, subprocess, sys, time
         subprocess.Popen([sys.executable, "-c", {wrapper!r}], env={{**os.environ, {OWNER_ENV!r}: str(os.getpid())}})

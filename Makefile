@@ -36,7 +36,7 @@ test: setup ## Run the whole test suite (brings its own lab up and down)
 lint: setup ## ruff, mypy, yamllint, ansible-lint, ansible-test sanity
 	@bash scripts/lint.sh
 
-lab-up: setup ## Start the local lab (LAB_NODES, LAB_TRAFFIC_RPS, LAB_NOISE_ERRORS, LAB_NOISE_LATENCY, LAB_*_PORT, LAB_MODE, LAB_SUBNET)
+lab-up: setup ## Start the local lab (LAB_NODES, LAB_POPS, LAB_TRAFFIC_RPS, LAB_NOISE_ERRORS, LAB_NOISE_LATENCY, LAB_*_PORT, LAB_MODE, LAB_SUBNET)
 	@bash scripts/lab-up.sh
 
 lab-down: setup ## Stop every lab process (state is kept; lab-clean removes it)

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Inventory of the local lab: edge-1..edge-N, one load balancer, everything on loopback; or, with
 LAB_MODE=hosts, every edge node its own host (network namespace, address, sshd) reached over SSH.
+With LAB_POPS=P > 1 the nodes are split into PoPs pop1..popP (groups edge_popK), each behind its own
+load balancer lb-K (group haproxy_popK), which the PoP's nodes name as their haproxy_server_group.
 
 A script rather than a YAML file because the node count and ports follow LAB_NODES and friends (or what
 the running lab was brought up with). It lives at the root so the top-level group_vars/ apply to it.
@@ -9,7 +11,7 @@ the running lab was brought up with). It lives at the root so the top-level grou
 import json
 import sys
 
-from edge_canary.lab.settings import LabSettings, SettingsError, load
+from edge_canary.lab.settings import LabSettings, LoadBalancer, SettingsError, load
 
 
 def ssh_node(s: LabSettings, name: str, address: str, port: int) -> dict[str, object]:
@@ -32,6 +34,32 @@ def ssh_node(s: LabSettings, name: str, address: str, port: int) -> dict[str, ob
     }
 
 
+def load_balancer(s: LabSettings, lb: LoadBalancer) -> dict[str, object]:
+    """An LB of a lab with PoPs: its own HAProxy (folder, program, ports), for the lab roles and for the
+    roles that drain and ready nodes on it (haproxy_server_socket)."""
+    home = f"{s.lab_dir}/{lb.dir_name}"
+    return {
+        "edge_pop": lb.pop,
+        "haproxy_server_socket": f"{home}/admin.sock",
+        "lab_haproxy_dir": home,
+        "lab_haproxy_program": lb.program,
+        "lab_haproxy_port": lb.port,
+        "lab_haproxy_admin_tcp_port": lb.admin_tcp_port,
+        "lab_haproxy_exporter_port": lb.exporter_port,
+        "lab_traffic_program": lb.traffic_program,
+    }
+
+
+def pop_groups(s: LabSettings) -> dict[str, dict[str, object]]:
+    """edge_popK (the PoP's nodes, which drain and ready on haproxy_popK only) and haproxy_popK (lb-K)."""
+    groups: dict[str, dict[str, object]] = {}
+    for lb in s.load_balancers():
+        groups[f"edge_{lb.pop}"] = {"hosts": list(lb.nodes),
+                                    "vars": {"edge_pop": lb.pop, "haproxy_server_group": f"haproxy_{lb.pop}"}}
+        groups[f"haproxy_{lb.pop}"] = {"hosts": [lb.name]}
+    return groups
+
+
 def inventory() -> dict[str, object]:
     s = load()
     local = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
@@ -44,6 +72,15 @@ def inventory() -> dict[str, object]:
         nodes = {
             name: {**local, "edge_port": port}
             for name, port in zip(s.node_names(), s.edge_ports(), strict=True)
+        }
+    lbs: dict[str, dict[str, object]] = {"lb-1": dict(local)}
+    groups: dict[str, dict[str, object]] = {"edge": {"hosts": list(nodes)}, "haproxy": {"hosts": ["lb-1"]}}
+    if s.pops > 1:
+        lbs = {lb.name: {**local, **load_balancer(s, lb)} for lb in s.load_balancers()}
+        groups = {
+            "edge": {"hosts": list(nodes), "children": [f"edge_{pop}" for pop in s.pop_names()]},
+            "haproxy": {"hosts": list(lbs), "children": [f"haproxy_{pop}" for pop in s.pop_names()]},
+            **pop_groups(s),
         }
     return {
         "all": {"children": ["lab"]},
@@ -65,10 +102,9 @@ def inventory() -> dict[str, object]:
                 "lab_noise_latency": s.noise_latency,
             },
         },
-        "edge": {"hosts": list(nodes)},
-        "haproxy": {"hosts": ["lb-1"]},
+        **groups,
         "control": {"hosts": ["localhost"]},
-        "_meta": {"hostvars": {**nodes, "lb-1": dict(local), "localhost": dict(local)}},
+        "_meta": {"hostvars": {**nodes, **lbs, "localhost": dict(local)}},
     }
 
 

@@ -18,6 +18,8 @@ PORT_NAMES = {
     "exporter_port": "LAB_EXPORTER_PORT",
     "prom_port": "LAB_PROM_PORT",
 }
+# The setting each port of lb-2..lb-P is derived from (LoadBalancer.ports() names).
+LB_PORT_SETTINGS = {"frontend": "LAB_HAPROXY_PORT", "admin TCP": "LAB_ADMIN_TCP_PORT", "exporter": "LAB_EXPORTER_PORT"}
 
 
 def lab_running(settings: LabSettings) -> bool:
@@ -61,14 +63,17 @@ def check(settings: LabSettings) -> str | None:
         return (f"the lab in {settings.lab_dir} was brought up in {was} mode, not {settings.mode}; "
                 f"make lab-clean first (it removes that lab's state) or use another LAB_DIR")
     owned = owned_ports(settings)
-    named = {getattr(settings, field): env for field, env in PORT_NAMES.items()}
+    named = {getattr(settings, field): (env, env) for field, env in PORT_NAMES.items()}
+    for lb in settings.load_balancers()[1:]:
+        named.update({port: (f"{lb.name}'s {what}, from {LB_PORT_SETTINGS[what]}", LB_PORT_SETTINGS[what])
+                      for what, port in lb.ports().items()})
     # In hosts mode the nodes serve on their own addresses, not on this machine's loopback.
     node_ports = settings.edge_ports() if settings.mode == "loopback" else []
     for port in sorted(settings.fixed_ports) + node_ports:
         if port in owned or port_free(port):
             continue
-        env = named.get(port, "LAB_EDGE_BASE_PORT")
-        what = env if port in named else f"edge node port, from {env}={settings.edge_base_port}"
+        what, env = named.get(port, (f"edge node port, from LAB_EDGE_BASE_PORT={settings.edge_base_port}",
+                                     "LAB_EDGE_BASE_PORT"))
         return (f"port 127.0.0.1:{port} ({what}) is already in use by another program; "
                 f"stop it or move the lab, e.g. {env}=<free port>")
     return None
@@ -90,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lab-up: {problem}", file=sys.stderr)
         return 2
     where = f" on {settings.subnet} over SSH" if settings.mode == "hosts" else ""
-    print(f"lab-up: {settings.nodes} node(s){where}, HAProxy 127.0.0.1:{settings.haproxy_port}, "
+    if settings.pops > 1:
+        where += f" in {settings.pops} PoPs"
+    frontends = ", ".join(f"127.0.0.1:{lb.port}" for lb in settings.load_balancers())
+    print(f"lab-up: {settings.nodes} node(s){where}, HAProxy {frontends}, "
           f"Prometheus 127.0.0.1:{settings.prom_port}, state in {settings.lab_dir}")
     if settings.noise_errors or settings.noise_latency or 0 < settings.traffic_rps < 10:
         print(f"lab-up: traffic {settings.traffic_rps:g} req/s; noise on every node: "

@@ -16,6 +16,14 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_NODES = 200
+# Points of presence (LAB_POPS): edge-1..N split into contiguous PoPs pop1..popP, each behind its own
+# HAProxy lb-K. lb-1 is the single-PoP lab's HAProxy as it always was (its folder, program, ports);
+# lb-K (K >= 2) takes each of LAB_HAPROXY_PORT, LAB_ADMIN_TCP_PORT and LAB_EXPORTER_PORT minus K-1
+# (defaults: 18079/18098/18403 for lb-2 .. 18077/18096/18401 for lb-4). Downwards, so that nothing
+# lands on the node ports above LAB_EDGE_BASE_PORT, Prometheus's neighbours (+1 watcher, +3/+4
+# Alertmanager) or the next test slot's ports (+500, +1000); the loopback node ports skip the LB ports
+# like every other lab port (18096..18098 sit in a 30-node lab's range).
+MAX_POPS = 4
 MODES = ("loopback", "hosts")
 DEFAULT_SUBNET = "10.213.0.0/24"
 # In hosts mode every node is its own host: the same port on each node's own address.
@@ -29,6 +37,35 @@ PORT_SETTINGS = {
     "LAB_PROM_PORT": ("prom_port", 19090),
     "LAB_EDGE_BASE_PORT": ("edge_base_port", 18081),
 }
+
+
+@dataclass(frozen=True)
+class LoadBalancer:
+    """One lab HAProxy: lb-K, serving popK's nodes (every node in a single-PoP lab)."""
+
+    name: str
+    pop: str
+    nodes: tuple[str, ...]
+    port: int
+    admin_tcp_port: int
+    exporter_port: int
+    # Beside lb-1's own names (haproxy/, lab-haproxy, lab-traffic): "" for lb-1, "-lb-K" for the others.
+    suffix: str
+
+    @property
+    def dir_name(self) -> str:
+        return f"haproxy{self.suffix}"
+
+    @property
+    def program(self) -> str:
+        return f"lab-haproxy{self.suffix}"
+
+    @property
+    def traffic_program(self) -> str:
+        return f"lab-traffic{self.suffix}"
+
+    def ports(self) -> dict[str, int]:
+        return {"frontend": self.port, "admin TCP": self.admin_tcp_port, "exporter": self.exporter_port}
 
 
 class SettingsError(ValueError):
@@ -51,10 +88,36 @@ class LabSettings:
     # a background share of 5xx answers and the median of a heavy-tailed (lognormal) added delay.
     noise_errors: float = 0.0
     noise_latency: float = 0.0
+    pops: int = 1
 
     @property
     def fixed_ports(self) -> set[int]:
-        return {self.haproxy_port, self.admin_tcp_port, self.exporter_port, self.prom_port}
+        lbs = {port for lb in self.load_balancers() for port in lb.ports().values()}
+        return lbs | {self.prom_port}
+
+    def pop_names(self) -> list[str]:
+        return [f"pop{k}" for k in range(1, self.pops + 1)]
+
+    def pop_nodes(self) -> dict[str, list[str]]:
+        """The nodes of each PoP: contiguous runs, as even as can be (the first PoPs take one more)."""
+        names, (size, extra) = self.node_names(), divmod(self.nodes, self.pops)
+        runs, start = {}, 0
+        for k, pop in enumerate(self.pop_names()):
+            end = start + size + (1 if k < extra else 0)
+            runs[pop] = names[start:end]
+            start = end
+        return runs
+
+    def load_balancers(self) -> list[LoadBalancer]:
+        return [
+            LoadBalancer(name=f"lb-{k}", pop=pop, nodes=tuple(nodes), port=self.haproxy_port - (k - 1),
+                         admin_tcp_port=self.admin_tcp_port - (k - 1), exporter_port=self.exporter_port - (k - 1),
+                         suffix="" if k == 1 else f"-lb-{k}")
+            for k, (pop, nodes) in enumerate(self.pop_nodes().items(), start=1)
+        ]
+
+    def load_balancer_of(self, node: str) -> LoadBalancer:
+        return next(lb for lb in self.load_balancers() if node in lb.nodes)
 
     def edge_ports(self) -> list[int]:
         """Node ports from the base upwards, skipping the lab's other ports (18099 sits in the range).
@@ -62,12 +125,12 @@ class LabSettings:
         if self.mode == "hosts":
             return [HOSTS_EDGE_PORT] * self.nodes
         ports: list[int] = []
-        port = self.edge_base_port
+        port, fixed = self.edge_base_port, self.fixed_ports
         while len(ports) < self.nodes:
             if port > 65535:
                 raise SettingsError(f"LAB_EDGE_BASE_PORT={self.edge_base_port} leaves no room for "
                                     f"{self.nodes} nodes; choose a lower base port")
-            if port not in self.fixed_ports:
+            if port not in fixed:
                 ports.append(port)
             port += 1
         return ports
@@ -185,7 +248,27 @@ def load(env: dict[str, str] | None = None) -> LabSettings:
         raise SettingsError(f"LAB_MODE={mode!r} is not a lab mode; use LAB_MODE=loopback (one machine, loopback "
                             "ports) or LAB_MODE=hosts (a network namespace and sshd per node)")
     subnet = _subnet_setting(str(pick("LAB_SUBNET", "subnet", DEFAULT_SUBNET)), nodes)
+    most_pops = min(MAX_POPS, nodes)
+    pops = _int_setting("LAB_POPS", pick("LAB_POPS", "pops", 1), 1, most_pops,
+                        f"use 1 to {most_pops} PoPs (at most {MAX_POPS}, and at most LAB_NODES={nodes}), "
+                        "e.g. LAB_POPS=1")
     settings = LabSettings(lab_dir=str(lab_dir), nodes=nodes, traffic_rps=rps, mode=mode, subnet=subnet,
-                           noise_errors=noise_errors, noise_latency=noise_latency, **ports)
+                           noise_errors=noise_errors, noise_latency=noise_latency, pops=pops, **ports)
+    _check_lb_ports(settings)
     settings.edge_ports()  # validates the range
     return settings
+
+
+def _check_lb_ports(settings: LabSettings) -> None:
+    """lb-2..lb-P's ports are derived (settings' ports minus K-1): they must be ports, and nobody else's."""
+    taken = {settings.prom_port: "LAB_PROM_PORT"}
+    for lb in settings.load_balancers():
+        for what, port in lb.ports().items():
+            if port < 1024:
+                raise SettingsError(f"LAB_POPS={settings.pops} puts {lb.name}'s {what} port at {port}, below 1024 "
+                                    "(lb-K takes each LB port setting minus K-1); use higher LAB_*_PORT values")
+            if port in taken:
+                raise SettingsError(f"LAB_POPS={settings.pops} gives {lb.name}'s {what} port {port}, which is "
+                                    f"{taken[port]}'s too (lb-K takes each LB port setting minus K-1); "
+                                    "use LAB_*_PORT values further apart")
+            taken[port] = f"{lb.name}'s {what}"

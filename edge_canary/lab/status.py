@@ -70,9 +70,12 @@ def collect() -> dict[str, Any]:
     s = load()
     lab_dir = Path(s.lab_dir)
     progs = programs(lab_dir / "supervisord.conf")
-    lb = haproxy_servers(lab_dir / "haproxy" / "admin.sock")
+    lbs = s.load_balancers()
+    views = {lb.name: haproxy_servers(lab_dir / lb.dir_name / "admin.sock") for lb in lbs}
     nodes = []
     for name, (address, port) in s.endpoints().items():
+        own = s.load_balancer_of(name).name  # a node is in its own PoP's LB only
+        lb = views[own]
         node_progs = progs if s.mode == "loopback" else programs(s.supervisor_conf(name))
         try:
             version = http_json(f"http://{address}:{port}/version").get("version")
@@ -81,13 +84,14 @@ def collect() -> dict[str, Any]:
         nodes.append({
             "node": name, "address": address, "port": port, "process": node_progs.get(name, "absent"),
             "version": version, "health": http_status(f"http://{address}:{port}/health"),
-            "haproxy": lb.get(name, {}).get("status", "unknown"),
+            "lb": own, "haproxy": lb.get(name, {}).get("status", "unknown"),
             "sessions": lb.get(name, {}).get("sessions"),
         })
     prom = f"http://127.0.0.1:{s.prom_port}"
     try:
         targets = http_json(f"{prom}/api/v1/targets")["data"]["activeTargets"]
-        target_health = {t["labels"].get("node") or t["labels"]["job"]: t["health"] for t in targets}
+        target_health = {t["labels"].get("node") or t["labels"].get("lb") or t["labels"]["job"]: t["health"]
+                         for t in targets}
         targets_problem = "" if target_health else "none active yet"
     except (OSError, ValueError, KeyError) as exc:
         target_health = {}
@@ -96,17 +100,26 @@ def collect() -> dict[str, Any]:
         "lab_dir": str(lab_dir),
         "mode": s.mode,
         "supervisord": "running" if progs else "stopped",
-        "haproxy": {"process": progs.get("lab-haproxy", "absent"), "frontend": f"127.0.0.1:{s.haproxy_port}",
-                    "admin_socket": "answers" if lb else "no answer"},
+        "haproxy": [{"lb": lb.name, "pop": lb.pop, "process": progs.get(lb.program, "absent"),
+                     "frontend": f"127.0.0.1:{lb.port}", "admin_socket": "answers" if views[lb.name] else "no answer"}
+                    for lb in lbs],
         "prometheus": {"process": progs.get("lab-prometheus", "absent"), "url": prom,
                        "targets": target_health, "targets_problem": targets_problem},
         # Not part of healthy(): notifications never hold up the lab or a deploy.
         "alertmanager": {"process": progs.get("lab-alertmanager", "absent"),
                          "url": f"http://127.0.0.1:{s.prom_port + 3}"},
-        "traffic": {"process": progs.get("lab-traffic", "off" if s.traffic_rps == 0 else "absent"),
+        "traffic": {"process": traffic_process(progs, [lb.traffic_program for lb in lbs], s.traffic_rps),
                     "rps": s.traffic_rps},
         "nodes": nodes,
     }
+
+
+def traffic_process(progs: dict[str, str], names: list[str], rps: float) -> str:
+    """The traffic sources' state: one per load balancer, RUNNING only when every one runs."""
+    if rps == 0:
+        return "off"
+    states = [progs.get(name, "absent") for name in names]
+    return next((state for state in states if state != "RUNNING"), "RUNNING")
 
 
 def healthy(status: dict[str, Any]) -> bool:
@@ -114,7 +127,7 @@ def healthy(status: dict[str, Any]) -> bool:
                    for n in status["nodes"])
     # The watcher's target is up only while a deploy watches a canary: its absence is normal.
     targets = {name: h for name, h in status["prometheus"]["targets"].items() if name != WATCHER_JOB}
-    return (nodes_ok and status["haproxy"]["process"] == "RUNNING"
+    return (nodes_ok and all(lb["process"] == "RUNNING" for lb in status["haproxy"])
             and status["prometheus"]["process"] == "RUNNING"
             and bool(targets) and all(h == "up" for h in targets.values())
             and status["traffic"]["process"] in ("RUNNING", "off"))
@@ -124,8 +137,8 @@ def render(status: dict[str, Any]) -> str:
     lines = [
         f"lab:        {status['lab_dir']} ({status['mode']} mode)",
         f"supervisord {status['supervisord']}",
-        f"haproxy     {status['haproxy']['process']:<9} frontend {status['haproxy']['frontend']}, "
-        f"admin socket {status['haproxy']['admin_socket']}",
+        *(f"{'haproxy' if len(status['haproxy']) == 1 else 'haproxy ' + lb['lb']:<11} {lb['process']:<9} "
+          f"frontend {lb['frontend']}, admin socket {lb['admin_socket']}" for lb in status["haproxy"]),
         f"prometheus  {status['prometheus']['process']:<9} {status['prometheus']['url']}, targets "
         + (", ".join(f"{k}={v}" for k, v in sorted(status["prometheus"]["targets"].items()))
            or status["prometheus"].get("targets_problem", "")),

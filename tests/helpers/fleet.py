@@ -34,7 +34,7 @@ def reset_fleet(lab: Lab, artifact: Path) -> None:
         current = home / "edge"
         if not current.exists() or sha256(current) != wanted or not _serving(lab, node, wanted, artifact):
             lab.install(node, artifact)
-        lab.haproxy(f"set server edge/{node} state ready")
+        lab.haproxy(f"set server edge/{node} state ready", lab.lb_of(node))
     for lock in (lab.lab_dir / "control").glob("*.lock"):
         lock.unlink()
     lab.wait_until(lambda: all(row["status"] == "UP" for row in lab.server_stats().values()), 60,

@@ -17,15 +17,17 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from edge_canary.lab.settings import LabSettings, load
+from edge_canary.lab.settings import LabSettings, LoadBalancer, load
 from edge_canary.lab.settings import SettingsError as SettingsError  # re-exported for the tests of the settings
 from tests.helpers.paths import REPO  # noqa: E402  (re-exported for the tests)
 
 VENV_BIN = Path(sys.executable).parent
+T = TypeVar("T")
 
 
 def run(argv: list[str], env: dict[str, str], timeout: float = 600, check: bool = False,
@@ -115,21 +117,36 @@ class Lab:
         return run(["make", "--no-print-directory", *args], env, timeout=timeout)
 
     # --- reading the fleet's state directly -------------------------------------------------------
+    # A lab with PoPs has an HAProxy per PoP (lb-1, lb-2, ...): `lb` names one; lb-1 is the lab's only one
+    # otherwise. Reads without an `lb` show each node as its own PoP's LB sees it.
     @property
     def admin_socket(self) -> Path:
-        return self.lab_dir / "haproxy" / "admin.sock"
+        return self.admin_socket_of("lb-1")
 
-    def haproxy(self, command: str) -> str:
-        return admin_command(self.admin_socket, command)
+    def admin_socket_of(self, lb: str) -> Path:
+        return self.lab_dir / self.load_balancer(lb).dir_name / "admin.sock"
 
-    def server_stats(self) -> dict[str, dict[str, str]]:
-        rows = csv.DictReader(io.StringIO(self.haproxy("show stat").lstrip("# ")))
+    def load_balancer(self, lb: str) -> LoadBalancer:
+        return next(each for each in self.settings.load_balancers() if each.name == lb)
+
+    def lb_of(self, node: str) -> str:
+        return self.settings.load_balancer_of(node).name
+
+    def haproxy(self, command: str, lb: str = "lb-1") -> str:
+        return admin_command(self.admin_socket_of(lb), command)
+
+    def server_stats(self, lb: str | None = None) -> dict[str, dict[str, str]]:
+        if lb is None:
+            return self._own_lbs_view(self.server_stats)
+        rows = csv.DictReader(io.StringIO(self.haproxy("show stat", lb).lstrip("# ")))
         return {r["svname"]: r for r in rows
                 if r["pxname"] == "edge" and r["svname"] not in ("FRONTEND", "BACKEND")}
 
-    def lb_states(self) -> dict[str, str]:
+    def lb_states(self, lb: str | None = None) -> dict[str, str]:
         """Admin view per node: READY, DRAIN or MAINT, from `show servers state`."""
-        lines = self.haproxy("show servers state edge").splitlines()
+        if lb is None:
+            return self._own_lbs_view(self.lb_states)
+        lines = self.haproxy("show servers state edge", lb).splitlines()
         header = next(line for line in lines if line.startswith("# be_id")).lstrip("# ").split()
         states = {}
         for line in lines:
@@ -141,6 +158,13 @@ class Lab:
             states[row["srv_name"]] = ("MAINT" if admin & 0x67 else "DRAIN" if admin & 0x18
                                        else "READY")
         return states
+
+    def _own_lbs_view(self, read: Callable[[str], dict[str, T]]) -> dict[str, T]:
+        """What each LB says of the nodes of its own PoP, merged."""
+        merged: dict[str, T] = {}
+        for lb in self.settings.load_balancers():
+            merged.update({node: row for node, row in read(lb.name).items() if node in lb.nodes})
+        return merged
 
     def node_dir(self, node: str) -> Path:
         return self.lab_dir / "nodes" / node
@@ -166,8 +190,8 @@ class Lab:
         with urllib.request.urlopen(url, timeout=10) as resp:
             return list(json.loads(resp.read())["data"]["result"])
 
-    def frontend_url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.settings.haproxy_port}{path}"
+    def frontend_url(self, path: str = "/", lb: str = "lb-1") -> str:
+        return f"http://127.0.0.1:{self.load_balancer(lb).port}{path}"
 
     def install(self, node: str, artifact: Path, config: str | None = None) -> None:
         """Put an artifact on a node by hand (no deploy tool) and restart it: test set-up only."""

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -75,14 +76,16 @@ def hosts_mode_unavailable() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def hosts_lab() -> Iterator[Lab]:
+@contextmanager
+def hosts_lab_up(lab_dir: Path, settings: dict[str, str]) -> Iterator[Lab]:
+    """A hosts-mode lab in lab_dir with these LAB_* settings, from scratch, taken down afterwards; skipped
+    where hosts mode cannot run. Its down leaves nothing: no namespace, link or process of it."""
     reason = hosts_mode_unavailable()
     if reason:
         pytest.skip(reason)
-    the_lab = Lab(HOSTS_LAB_DIR, dict(HOSTS_LAB_SETTINGS))
+    the_lab = Lab(lab_dir, dict(settings))
     the_lab.down()
-    shutil.rmtree(HOSTS_LAB_DIR, ignore_errors=True)
+    shutil.rmtree(lab_dir, ignore_errors=True)
     result = the_lab.up()
     if result.returncode != 0:
         the_lab.down()
@@ -94,7 +97,13 @@ def hosts_lab() -> Iterator[Lab]:
         down = the_lab.down()
         # lab-down removes exactly what the lab made: no namespace, link or process of it is left.
         assert down.returncode == 0, down.stdout + down.stderr
-        assert net_leftovers(prefix) == [] and lab_processes(HOSTS_LAB_DIR) == []
+        assert net_leftovers(prefix) == [] and lab_processes(lab_dir) == []
+
+
+@pytest.fixture(scope="session")
+def hosts_lab() -> Iterator[Lab]:
+    with hosts_lab_up(HOSTS_LAB_DIR, HOSTS_LAB_SETTINGS) as the_lab:
+        yield the_lab
 
 
 @pytest.fixture

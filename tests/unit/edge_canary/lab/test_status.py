@@ -10,7 +10,8 @@ from edge_canary.lab.status import healthy, render
 def status(targets: dict[str, str], problem: str = "") -> dict[str, Any]:
     return {
         "lab_dir": "/lab", "mode": "hosts", "supervisord": "running",
-        "haproxy": {"process": "RUNNING", "frontend": "127.0.0.1:1", "admin_socket": "answers"},
+        "haproxy": [{"lb": "lb-1", "pop": "pop1", "process": "RUNNING", "frontend": "127.0.0.1:1",
+                     "admin_socket": "answers"}],
         "prometheus": {"process": "RUNNING", "url": "http://127.0.0.1:2", "targets": targets,
                        "targets_problem": problem},
         "alertmanager": {"process": "RUNNING", "url": "http://127.0.0.1:5"},

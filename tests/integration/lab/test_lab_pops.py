@@ -1,0 +1,123 @@
+"""A lab with two points of presence (LAB_POPS=2), in hosts mode: edge-1..3 behind lb-1, edge-4..6 behind
+lb-2, each LB its own HAProxy. Each LB serves its own PoP only, Prometheus tells the PoPs apart, and the
+plays that touch a node's load balancers (rollback, status) use the node's own PoP's.
+
+One lab for the whole file (a few minutes): its folder, ports (+250 above the slot's) and subnet are its own,
+so it runs beside the slot's other labs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.fleet import fleet_versions, node_pids, reset_fleet, sha256
+from tests.helpers.lab import REPO, Lab
+from tests.integration.conftest import TEST_LAB_PORTS, TEST_SLOT, hosts_lab_up
+
+POPS_LAB_DIR = REPO / (f".lab-test-pops-{TEST_SLOT}" if TEST_SLOT else ".lab-test-pops")
+POPS_LAB_SETTINGS = {**{name: str(port + 1000 * TEST_SLOT + 250) for name, port in TEST_LAB_PORTS.items()},
+                     "LAB_MODE": "hosts", "LAB_SUBNET": f"10.215.{TEST_SLOT}.0/24",
+                     "LAB_NODES": "6", "LAB_POPS": "2", "LAB_TRAFFIC_RPS": "10"}
+POP1, POP2 = ["edge-1", "edge-2", "edge-3"], ["edge-4", "edge-5", "edge-6"]
+
+
+@pytest.fixture(scope="module")
+def pops_lab() -> Iterator[Lab]:
+    with hosts_lab_up(POPS_LAB_DIR, POPS_LAB_SETTINGS) as the_lab:
+        yield the_lab
+
+
+@pytest.fixture
+def pops(pops_lab: Lab, artifacts: dict[str, Path]) -> Iterator[Lab]:
+    """The two-PoP lab's fleet on v1, and put back there afterwards."""
+    reset_fleet(pops_lab, artifacts["v1"])
+    yield pops_lab
+    reset_fleet(pops_lab, artifacts["v1"])
+
+
+def nodes_reached(lab: Lab, lb: str, requests: int = 15) -> set[str]:
+    """The nodes that answered requests sent through one LB's frontend (each node's pid is its own)."""
+    by_pid = {pid: node for node, pid in node_pids(lab).items()}
+    reached = set()
+    for _ in range(requests):
+        with urllib.request.urlopen(lab.frontend_url("/version", lb=lb), timeout=5) as resp:
+            reached.add(by_pid[json.loads(resp.read())["pid"]])
+    return reached
+
+
+def test_each_lb_serves_its_own_pops_nodes_only(pops: Lab) -> None:
+    assert pops.settings.pop_nodes() == {"pop1": POP1, "pop2": POP2}
+    assert set(pops.lb_states("lb-1")) == set(POP1) and set(pops.lb_states("lb-2")) == set(POP2)
+    assert nodes_reached(pops, "lb-1") == set(POP1)
+    assert nodes_reached(pops, "lb-2") == set(POP2)
+    # The merged view reports each node from its own PoP's LB.
+    assert pops.lb_states() == dict.fromkeys(POP1 + POP2, "READY")
+    status = pops.make("lab-status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert [line.split()[:3] for line in status.stdout.splitlines() if line.startswith("haproxy")] == [
+        ["haproxy", "lb-1", "RUNNING"], ["haproxy", "lb-2", "RUNNING"]]
+
+
+def test_prometheus_labels_the_nodes_and_the_lbs_with_their_pop(pops: Lab) -> None:
+    def up(query: str) -> dict[str, str]:
+        return {row["metric"].get("node") or row["metric"]["lb"]: row["value"][1] for row in pops.prom_query(query)}
+
+    assert up('up{job="edge",pop="pop1"}') == dict.fromkeys(POP1, "1")
+    assert up('up{job="edge",pop="pop2"}') == dict.fromkeys(POP2, "1")
+    assert up('up{job="haproxy"}') == {"lb-1": "1", "lb-2": "1"}
+    # Both frontends take the lab's traffic: every node is sent requests.
+    served = pops.prom_query('sum by (node) (increase(edge_http_requests_total{job="edge"}[30s])) > 0')
+    assert sorted(row["metric"]["node"] for row in served) == POP1 + POP2
+
+
+def server_lines(lab: Lab, lb: str) -> dict[str, tuple[str, ...]]:
+    """Each server's operational and admin state and weights on one LB (no timers or counters)."""
+    lines = lab.haproxy("show servers state edge", lb).splitlines()
+    header = next(line for line in lines if line.startswith("# be_id")).lstrip("# ").split()
+    rows = [dict(zip(header, line.split(), strict=False)) for line in lines
+            if line and not line.startswith("#") and len(line.split()) >= len(header)]
+    keep = ("srv_op_state", "srv_admin_state", "srv_uweight", "srv_iweight")
+    return {row["srv_name"]: tuple(row[key] for key in keep) for row in rows}
+
+
+def test_rollback_of_a_pop2_node_drains_and_readies_it_on_lb2_only(pops: Lab, artifacts: dict[str, Path]) -> None:
+    pops.install("edge-5", artifacts["v2"])
+    pops.wait_until(lambda: fleet_versions(pops)["edge-5"] == "v2" and pops.server_stats()["edge-5"]["status"] == "UP",
+                    60, "edge-5 serving v2, UP on lb-2")
+    lb1_before = server_lines(pops, "lb-1")
+    seen_on_lb2: set[str] = set()
+    stop = threading.Event()
+
+    def watch_lb2() -> None:
+        while not stop.is_set():
+            seen_on_lb2.add(pops.lb_states("lb-2")["edge-5"])
+            stop.wait(0.1)
+
+    watcher = threading.Thread(target=watch_lb2)
+    watcher.start()
+    try:
+        result = pops.make("rollback", extra_env={"NODES": "edge-5"})
+    finally:
+        stop.set()
+        watcher.join()
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    assert fleet_versions(pops) == dict.fromkeys(POP1 + POP2, "v1")
+    assert sha256(pops.node_dir("edge-5") / "edge") == sha256(artifacts["v1"])
+    assert {"DRAIN", "READY"} <= seen_on_lb2 and pops.lb_states("lb-2") == dict.fromkeys(POP2, "READY")
+    # lb-1 was never asked: not one of its servers changed (state, weight), and no step named it.
+    assert server_lines(pops, "lb-1") == lb1_before
+    lb_steps = [line for line in result.stdout.splitlines() if "edge-5 -> lb-" in line]
+    assert lb_steps and all("edge-5 -> lb-2" in line for line in lb_steps), lb_steps
+
+
+def test_status_asks_each_node_its_own_pops_lb(pops: Lab) -> None:
+    result = pops.make("status", extra_env={"JSON": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    rows = {row["node"]: row for row in json.loads(result.stdout)["nodes"]}
+    assert {node: [(lb["lb"], lb["admin_state"]) for lb in row["lbs"]] for node, row in rows.items()} == {
+        **{node: [("lb-1", "ready")] for node in POP1}, **{node: [("lb-2", "ready")] for node in POP2}}

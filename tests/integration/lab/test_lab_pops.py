@@ -1,6 +1,8 @@
 """A lab with two points of presence (LAB_POPS=2), in hosts mode: edge-1..3 behind lb-1, edge-4..6 behind
 lb-2, each LB its own HAProxy. Each LB serves its own PoP only, Prometheus tells the PoPs apart, and the
-plays that touch a node's load balancers (rollback, status) use the node's own PoP's.
+plays that touch a node's load balancers (rollback, status) use the node's own PoP's. A deploy goes wave by
+wave (issue 17): each PoP's canary judged against the rest of its PoP, a red wave reverted by its watcher
+(on a watch host) with the rest of its PoP untouched.
 
 One lab for the whole file (a few minutes): its folder, ports (+250 above the slot's) and subnet are its own,
 so it runs beside the slot's other labs."""
@@ -8,6 +10,8 @@ so it runs beside the slot's other labs."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -15,8 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.edge import build_artifact
 from tests.helpers.fleet import fleet_versions, node_pids, reset_fleet, sha256
 from tests.helpers.lab import REPO, Lab
+from tests.helpers.watch_host import WatchHost
 from tests.integration.conftest import TEST_LAB_PORTS, TEST_SLOT, hosts_lab_up
 
 POPS_LAB_DIR = REPO / (f".lab-test-pops-{TEST_SLOT}" if TEST_SLOT else ".lab-test-pops")
@@ -121,3 +127,105 @@ def test_status_asks_each_node_its_own_pops_lb(pops: Lab) -> None:
     rows = {row["node"]: row for row in json.loads(result.stdout)["nodes"]}
     assert {node: [(lb["lb"], lb["admin_state"]) for lb in row["lbs"]] for node, row in rows.items()} == {
         **{node: [("lb-1", "ready")] for node in POP1}, **{node: [("lb-2", "ready")] for node in POP2}}
+
+
+# --- waves across the PoPs (docs/ARCHITECTURE.md, Waves) ----------------------------------------------
+
+FAST = {"SLI_WINDOW": "9", "SLI_PROBE_INTERVAL": "3", "BATCH": "2"}
+
+
+@pytest.fixture
+def pops_watch(pops: Lab) -> Iterator[WatchHost]:
+    """A watch host beside the two PoPs: the watchers, the lock and the records live there."""
+    watch = WatchHost(pops)
+    watch.down()  # a crashed run's leftovers
+    watch.up()
+    try:
+        yield watch
+    finally:
+        watch.down()
+
+
+def record_of(result: subprocess.CompletedProcess[str]) -> Path:
+    return Path(result.stdout.split("Record: ")[-1].split()[0])
+
+
+def started(run_dir: Path, node: str) -> float:
+    steps = json.loads((run_dir / "nodes" / f"{node}.json").read_text())["steps"]
+    return float(steps[0]["at"])
+
+
+def test_a_green_deploy_goes_wave_by_wave_each_canary_judged_against_its_own_pop(
+        pops: Lab, artifacts: dict[str, Path]) -> None:
+    result = pops.make("deploy-canary", extra_env={"ARTIFACT": str(artifacts["v2"]), "CANARY_NODE": "edge-2", **FAST})
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert set(fleet_versions(pops).values()) == {"v2"}
+    assert pops.lb_states() == dict.fromkeys(POP1 + POP2, "READY")
+    run_dir = record_of(result)
+    assert json.loads((run_dir / "deploy.json").read_text())["waves"] == [
+        {"wave": 1, "pop": "pop1", "canary": "edge-2", "rest": ["edge-1", "edge-3"]},
+        {"wave": 2, "pop": "pop2", "canary": "edge-4", "rest": ["edge-5", "edge-6"]},
+    ]
+    # Each canary has its own watcher, judged against the rest of its own PoP.
+    assert json.loads((run_dir / "watcher.json").read_text())["control_selector"] == \
+        'job="edge",pop="pop1",node!="edge-2"'
+    assert json.loads((run_dir / "wave-2" / "watcher.json").read_text())["control_selector"] == \
+        'job="edge",pop="pop2",node!="edge-4"'
+    control_seen = [e for e in map(json.loads, (run_dir / "wave-2" / "decisions.jsonl").read_text().splitlines())
+                    if e["event"] == "probe" and e.get("control")]
+    assert control_seen, "wave 2's canary was never compared with the rest of pop2"
+    assert "SLI verdict of wave 2 (pop2, canary edge-4): PROMOTE" in result.stdout
+    # Wave by wave: pop2's canary after every pop1 node, the rest of pop2 after its verdict.
+    wave2_verdict = (run_dir / "wave-2" / "verdict.json").stat().st_mtime
+    assert started(run_dir, "edge-4") > max(started(run_dir, node) for node in POP1)
+    assert min(started(run_dir, "edge-5"), started(run_dir, "edge-6")) > wave2_verdict
+
+
+def test_a_red_wave_is_reverted_by_its_watcher_on_the_watch_host_and_the_rest_of_its_pop_is_untouched(
+        pops: Lab, pops_watch: WatchHost, artifacts: dict[str, Path], tmp_path: Path) -> None:
+    """A release whose new code path fails, enabled in pop2 only (rollout_pct=100 there): pop1's gate is
+    green, pop2's canary goes red and its watcher (on the watch host) reverts it; edge-5 and edge-6 are
+    never touched."""
+    newpath = build_artifact(tmp_path / "edge-v2-newpath", "v2-newpath", "errors=0.3:502,scope=new")
+    for node in POP2:
+        (pops.node_dir(node) / "edge.conf").write_text("rollout_pct=100\n")
+    untouched = {node: sha256(pops.node_dir(node) / "edge") for node in ("edge-5", "edge-6")}
+    pids = node_pids(pops)
+    result = subprocess.run(["make", "--no-print-directory", "deploy-canary"], cwd=REPO, capture_output=True,
+                            text=True, timeout=900, env={**pops_watch.env, "ARTIFACT": str(newpath),
+                                                         "CANARY_NODE": "edge-1", **FAST})
+    assert result.returncode != 0
+    assert "SLI gate of wave 2 (pop2): REVERTED" in result.stdout, result.stdout[-4000:]
+    assert fleet_versions(pops) == {**dict.fromkeys(POP1, "v2-newpath"), **dict.fromkeys(POP2, "v1")}
+    assert sha256(pops.node_dir("edge-4") / "edge.rolled-back") == sha256(newpath)
+    assert {node: sha256(pops.node_dir(node) / "edge") for node in ("edge-5", "edge-6")} == untouched
+    assert {node: node_pids(pops)[node] for node in ("edge-5", "edge-6")} == {n: pids[n] for n in ("edge-5", "edge-6")}
+    assert pops.lb_states() == dict.fromkeys(POP1 + POP2, "READY")
+    deploy_id = record_of(result).name
+    verdict = json.loads((pops_watch.state / "runs" / deploy_id / "wave-2" / "verdict.json").read_text())
+    assert verdict["verdict"] == "reverted" and "errors" in verdict["reason"]
+    lock = subprocess.run([sys.executable, "-m", "edge_canary", "lock", "--dir", str(pops_watch.state), "show"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert lock.stdout.startswith("deploy: free"), lock.stdout
+
+
+def test_a_red_first_wave_leaves_the_other_pop_untouched(pops: Lab, artifacts: dict[str, Path]) -> None:
+    before = {node: sha256(pops.node_dir(node) / "edge") for node in POP1 + POP2}
+    result = pops.make("deploy-canary", extra_env={"ARTIFACT": str(artifacts["v2-errors"]), "CANARY_NODE": "edge-3",
+                                                   **FAST})
+    assert result.returncode != 0 and "SLI verdict: REVERTED" in result.stdout, result.stdout[-4000:]
+    assert set(fleet_versions(pops).values()) == {"v1"}
+    assert {node: sha256(pops.node_dir(node) / "edge") for node in POP1 + POP2 if node != "edge-3"} == \
+        {node: sha for node, sha in before.items() if node != "edge-3"}
+    assert not (record_of(result) / "wave-2").exists()
+
+
+def test_a_fleet_wide_rollback_never_takes_a_whole_pop_out_of_rotation(pops: Lab) -> None:
+    """BATCH=10 without MAX_UNAVAILABLE: the batches are cut to the smallest PoP's nodes but one (check mode
+    prints the plan and changes nothing)."""
+    pids = node_pids(pops)
+    result = pops.make("rollback", extra_env={"NODES": "all", "BATCH": "10", "CHECK": "1"})
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "rollback batch 1/3: edge-1, edge-2" in result.stdout, result.stdout[-3000:]
+    assert "at most 2 out of rotation at once" in result.stdout
+    assert node_pids(pops) == pids

@@ -8,11 +8,13 @@ of the controller's reaches it through SSH; nothing the watcher does is a child 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,3 +112,15 @@ class WatchHost:
             while pid_file.exists() and time.monotonic() < deadline:
                 time.sleep(0.2)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_watch_host(lab: Lab) -> Iterator[WatchHost]:
+    """A watch host beside the lab's nodes for the block, down afterwards (a crashed run's leftovers first)."""
+    watch = WatchHost(lab)
+    watch.down()
+    watch.up()
+    try:
+        yield watch
+    finally:
+        watch.down()

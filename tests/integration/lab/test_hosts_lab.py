@@ -21,7 +21,7 @@ from tests.helpers.lab import Lab
 from tests.helpers.netns_ports import loopback_ports_in
 from tests.helpers.paths import REPO
 from tests.helpers.runner_job import job_env, private_data_dir, run_here, run_on_node, short_control_dir
-from tests.helpers.watch_host import WatchHost
+from tests.helpers.watch_host import WatchHost, running_watch_host
 from tests.integration.edge_canary.gameday import test_drills as test_gameday
 from tests.integration.lab import watch_host_cases
 from tests.integration.lab.test_lab_lifecycle import recap_changes
@@ -234,13 +234,8 @@ def test_prometheus_partition_drill_the_blind_watcher_reverts_and_the_cut_is_hea
 @pytest.fixture
 def watch_host(hosts_lab: Lab) -> Iterator[WatchHost]:
     """A watch host beside the hosts lab's nodes: its own sshd, supervisord and state folder."""
-    watch = WatchHost(hosts_lab)
-    watch.down()  # a crashed run's leftovers
-    watch.up()
-    try:
+    with running_watch_host(hosts_lab) as watch:
         yield watch
-    finally:
-        watch.down()
 
 
 @ON_HOSTS

@@ -22,7 +22,7 @@ import pytest
 from tests.helpers.edge import build_artifact
 from tests.helpers.fleet import fleet_versions, node_pids, reset_fleet, sha256
 from tests.helpers.lab import REPO, Lab
-from tests.helpers.watch_host import WatchHost
+from tests.helpers.watch_host import WatchHost, running_watch_host
 from tests.integration.conftest import TEST_LAB_PORTS, TEST_SLOT, hosts_lab_up
 
 POPS_LAB_DIR = REPO / (f".lab-test-pops-{TEST_SLOT}" if TEST_SLOT else ".lab-test-pops")
@@ -140,13 +140,8 @@ FAST = {"SLI_WINDOW": "9", "SLI_PROBE_INTERVAL": "3", "BATCH": "2"}
 @pytest.fixture
 def pops_watch(pops: Lab) -> Iterator[WatchHost]:
     """A watch host beside the two PoPs: the watchers, the lock and the records live there."""
-    watch = WatchHost(pops)
-    watch.down()  # a crashed run's leftovers
-    watch.up()
-    try:
+    with running_watch_host(pops) as watch:
         yield watch
-    finally:
-        watch.down()
 
 
 def record_of(result: subprocess.CompletedProcess[str]) -> Path:

@@ -100,7 +100,9 @@ def hosts_lab_up(lab_dir: Path, settings: dict[str, str]) -> Iterator[Lab]:
         assert net_leftovers(prefix) == [] and lab_processes(lab_dir) == []
 
 
-@pytest.fixture(scope="session")
+# Module scope: only test_hosts_lab.py uses it (one worker runs the whole file, --dist loadfile), and its
+# nodes, HAProxy, Prometheus and traffic would otherwise load the machine for the rest of that worker's run.
+@pytest.fixture(scope="module")
 def hosts_lab() -> Iterator[Lab]:
     with hosts_lab_up(HOSTS_LAB_DIR, HOSTS_LAB_SETTINGS) as the_lab:
         yield the_lab

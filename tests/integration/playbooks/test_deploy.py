@@ -220,7 +220,9 @@ def test_an_interrupted_deploys_lock_stays_with_its_watcher_until_it_ends(
     control = fleet.lab_dir / "control"
     earlier = set(control.glob("runs/*/watcher.json"))
     proc = subprocess.Popen(["make", "--no-print-directory", "deploy-canary"], cwd=REPO,
-                            env={**fleet.env, "ARTIFACT": str(artifacts["v2"]), **FAST},
+                            env={**fleet.env, "ARTIFACT": str(artifacts["v2"]), **FAST,
+                                 # long enough for the watcher to outlive the interrupted play on a busy machine
+                                 "SLI_WINDOW": "30"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     fleet.wait_until(lambda: set(control.glob("runs/*/watcher.json")) - earlier, timeout=300,
                      what="the deploy reaching its SLI gate")

@@ -70,8 +70,9 @@ def kill_all(pids: list[int]) -> None:
 
 def stop_own_group(grace: float = GRACE) -> None:
     """SIGTERM to our process group (ourselves excepted), SIGKILL after `grace` to it and to every
-    descendant in a session of its own."""
+    descendant in a session of its own. Further SIGTERM and SIGHUP are ignored: nothing interrupts it."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         os.killpg(0, signal.SIGTERM)
         time.sleep(grace)
@@ -94,7 +95,10 @@ def main(argv: Sequence[str], pass_interrupt: bool = False) -> int:
         os.setpgid(0, 0)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        print(f"watcher.owned: signal {signum}: stopping {argv[0]} and its process group", file=sys.stderr)
+        # Started on a pty (ansible-runner), our stderr is the owner's terminal, hung up once it died:
+        # writing there fails (EIO), and that must not keep us from stopping the group.
+        with contextlib.suppress(OSError):
+            print(f"watcher.owned: signal {signum}: stopping {argv[0]} and its process group", file=sys.stderr)
         stop_own_group()
 
     for sig in (signal.SIGTERM, signal.SIGHUP) if pass_interrupt else (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):

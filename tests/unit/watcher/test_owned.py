@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.lab import REPO
 from watcher.owned import OWNER_ENV
 
@@ -35,15 +37,24 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_a_worker_in_its_own_session_dies_with_the_owner(tmp_path: Path) -> None:
+# How the owner starts the wrapper: a plain child, or as ansible-runner (pexpect) does, on a pty of its own
+# whose hang-up reaches the wrapper as SIGHUP, its stderr that hung-up terminal, when the owner dies.
+START_PLAIN = """
+    subprocess.Popen([sys.executable, "-c", WRAPPER], env={**os.environ, OWNER_ENV: str(os.getpid())})
+"""
+START_ON_A_PTY = """
+    if pty.fork()[0] == 0:
+        os.execve(sys.executable, [sys.executable, "-c", WRAPPER], {**os.environ, OWNER_ENV: str(os.getppid())})
+"""
+
+
+@pytest.mark.parametrize("start", [START_PLAIN, START_ON_A_PTY], ids=["plain child", "on a pty"])
+def test_a_worker_in_its_own_session_dies_with_the_owner(tmp_path: Path, start: str) -> None:
     pidfile = tmp_path / "worker.pid"
     play = [sys.executable, "-c", SLOW_PLAY, str(pidfile)]
     wrapper = f"import sys; from watcher.owned import main; sys.exit(main({play!r}))"
-    owner_code = textwrap.dedent(f"""
-        import os, subprocess, sys, time
-        subprocess.Popen([sys.executable, "-c", {wrapper!r}], env={{**os.environ, {OWNER_ENV!r}: str(os.getpid())}})
-        time.sleep(120)
-    """)
+    owner_code = (f"import os, pty, subprocess, sys, time\nWRAPPER = {wrapper!r}\nOWNER_ENV = {OWNER_ENV!r}\n"
+                  + textwrap.dedent(start) + "time.sleep(120)\n")
     owner = subprocess.Popen([sys.executable, "-c", owner_code], cwd=REPO, start_new_session=True)
     worker = 0
     try:

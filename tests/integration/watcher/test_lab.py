@@ -89,6 +89,13 @@ def test_healthy_canary_is_promoted_five_times_out_of_five(fleet: Lab, artifacts
                                                           tmp_path: Path) -> None:
     fleet.install("edge-3", artifacts["v2"])
     fleet.wait_until(lambda: fleet.server_stats()["edge-3"]["status"] == "UP", 30, "edge-3 UP")
+    # Back UP, edge-3 gets a small share while HAProxy's slowstart ramps its weight: a 12 s window
+    # started then has too few requests in its first probe to promote (stop 18's CI). A deploy's
+    # window is long enough to absorb that; this test is about the judge on a canary in full service.
+    fleet.wait_until(lambda: fleet.server_stats()["edge-3"]["weight"] == "100", 30, "edge-3 at full weight")
+    fleet.wait_until(lambda: any(float(r["value"][1]) > 0 for r in
+                                 fleet.prom_query('rate(edge_http_requests_total{node="edge-3"}[5s])')),
+                     30, "edge-3's requests in Prometheus")
     verdicts, reasons = [], []
     for run in range(5):
         out = tmp_path / f"run{run}"

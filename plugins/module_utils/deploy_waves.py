@@ -19,8 +19,9 @@ def plan_waves(canary: str, peers: Sequence[str], pops: Mapping[str, str], batch
 
     Returns {'waves': [{'wave', 'pop', 'canary', 'rest'}] ([] for a single wave), 'first_peers' (the
     peers rolled after the deploy's own canary), 'later' (the nodes of waves 2..n in roll order),
-    'later_canaries', and 'serial' (the batch sizes of the later nodes: each wave's canary alone, then
-    its rest in batches of `batch`, so no batch spans two waves)."""
+    'serial' (the batch sizes of the later nodes: each wave's canary alone, then its rest in batches of
+    `batch`, so no batch spans two waves) and 'without_pop' (the nodes without a PoP when others have
+    one: a mixed deploy is refused by the caller, not guessed; it plans as one wave)."""
     if batch < 1:
         raise ValueError(f"batch {batch} is not at least 1")
     order: list[str] = []
@@ -31,8 +32,9 @@ def plan_waves(canary: str, peers: Sequence[str], pops: Mapping[str, str], batch
             order.append(pop)
             members[pop] = []
         members[pop].append(node)
-    if len(order) < 2 or "" in members:
-        return {"waves": [], "first_peers": list(peers), "later": [], "later_canaries": [], "serial": [1]}
+    without_pop = members[""] if "" in members and len(order) > 1 else []
+    if len(order) < 2 or without_pop:
+        return {"waves": [], "first_peers": list(peers), "later": [], "serial": [1], "without_pop": without_pop}
     waves = [{"wave": 1, "pop": order[0], "canary": canary, "rest": members[order[0]][1:]}]
     later: list[str] = []
     serial: list[int] = []
@@ -45,13 +47,6 @@ def plan_waves(canary: str, peers: Sequence[str], pops: Mapping[str, str], batch
         "waves": waves,
         "first_peers": waves[0]["rest"],
         "later": later,
-        "later_canaries": [wave["canary"] for wave in waves[1:]],
         "serial": serial,
+        "without_pop": [],
     }
-
-
-def missing_pops(nodes: Sequence[str], pops: Mapping[str, str]) -> list[str]:
-    """The nodes without a PoP when some have one: a mixed inventory is refused, not guessed."""
-    if not any(pops.get(node) for node in nodes):
-        return []
-    return [node for node in nodes if not pops.get(node)]

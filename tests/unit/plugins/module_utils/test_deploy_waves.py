@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from ansible_collections.edge.canary.plugins.module_utils.deploy_waves import missing_pops, plan_waves
+from ansible_collections.edge.canary.plugins.module_utils.deploy_waves import plan_waves
 
 POPS = {"edge-1": "ams", "edge-2": "ams", "edge-3": "ams", "edge-4": "fra", "edge-5": "fra", "edge-6": "fra",
         "edge-7": "lhr"}
@@ -24,7 +24,6 @@ def test_the_canarys_pop_is_wave_one_and_each_further_pop_a_wave_with_its_first_
     ]
     assert plan["first_peers"] == ["edge-1", "edge-3"]
     assert plan["later"] == ["edge-4", "edge-5", "edge-6", "edge-7"]
-    assert plan["later_canaries"] == ["edge-4", "edge-7"]
     assert plan["serial"] == [1, 2, 1]
 
 
@@ -40,7 +39,8 @@ def test_no_batch_spans_two_waves() -> None:
         batches.append(plan["later"][at:at + size])
         at += size
     assert all(len({pops[node] for node in batch}) == 1 for batch in batches)
-    assert [batch[0] for batch in batches if batch[0] in plan["later_canaries"]] == plan["later_canaries"]
+    canaries = [wave["canary"] for wave in plan["waves"][1:]]
+    assert [batch[0] for batch in batches if batch[0] in canaries] == canaries
 
 
 def test_a_bad_batch_is_refused() -> None:
@@ -49,5 +49,7 @@ def test_a_bad_batch_is_refused() -> None:
 
 
 def test_nodes_without_a_pop_are_named_when_others_have_one() -> None:
-    assert missing_pops(["edge-1", "edge-8"], {"edge-1": "ams"}) == ["edge-8"]
-    assert missing_pops(["edge-1", "edge-8"], {}) == []
+    assert plan_waves("edge-1", ["edge-8", "edge-4", "edge-9"], POPS, 1)["without_pop"] == ["edge-8", "edge-9"]
+    assert plan_waves("edge-8", ["edge-1"], POPS, 1)["without_pop"] == ["edge-8"]
+    assert plan_waves("edge-1", ["edge-8"], {}, 1)["without_pop"] == []
+    assert plan_waves("edge-1", ["edge-2", "edge-4"], POPS, 1)["without_pop"] == []

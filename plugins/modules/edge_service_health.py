@@ -1,7 +1,8 @@
 #!/usr/bin/python
 """Ansible module edge_service_health: the shell (documentation, arguments, messages).
 
-The GETs and the wait are module_utils.http_health's, shared with haproxy_server's check before ready.
+The GETs and the wait are module_utils.http_health's, shared with haproxy_server's check before ready;
+the restart's commands are module_utils.service_restart's.
 """
 
 from __future__ import annotations
@@ -9,17 +10,19 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: edge_service_health
-short_description: Wait until the edge node answers its health check, then check its version
+short_description: Restart the edge service if asked, wait until it answers its health check, check its version
 description:
-  - GETs I(health_url) every I(interval) seconds until it answers 200, for at most I(timeout)
+  - With I(restart), first restarts the edge service under I(manager) (supervisor stop then start,
+    or systemd reset-failed then restart; see module_utils/service_restart.py for why).
+  - Then GETs I(health_url) every I(interval) seconds until it answers 200, for at most I(timeout)
     seconds, then, when I(expected_version) is given, GETs I(version_url) once and requires its
     JSON C(version) to be that.
-  - One module run polls as often as it likes, where a C(uri) task with retries starts a new
-    Python process per attempt.
+  - One module run restarts and polls as often as it likes, where a C(command) task and a C(uri)
+    task with retries start a new Python process each, per attempt.
 attributes:
   check_mode:
     support: full
-    description: Read-only, so it runs the same in check mode.
+    description: The restart is only reported (changed), not done; the health check runs as usual.
   diff_mode:
     support: none
     description: Changes nothing, so there is no diff.
@@ -29,10 +32,25 @@ attributes:
     description: Runs where the URLs are reachable (the node itself in the roles); Python standard
       library only.
 options:
-  health_url:
-    description: The node's health URL.
+  restart:
+    description: Restart the service before the health check.
+    type: bool
+    default: false
+  manager:
+    description: Process manager that runs the edge binary (with I(restart)).
     type: str
-    required: true
+    choices: [supervisor, systemd]
+    default: systemd
+  service_name:
+    description: The supervisor program or systemd unit (without C(.service)) to restart; required with I(restart).
+    type: str
+  supervisor_conf:
+    description: supervisord configuration file to talk to (I(manager=supervisor)).
+    type: str
+    default: /etc/supervisor/supervisord.conf
+  health_url:
+    description: The node's health URL; required unless I(restart) (then no health check when omitted).
+    type: str
   timeout:
     description: Longest wait for a 200 from I(health_url), in seconds.
     type: float
@@ -56,6 +74,15 @@ author:
 """
 
 EXAMPLES = r"""
+- name: Restart the edge unit, wait for its health check, then check it serves v2
+  edge.canary.edge_service_health:
+    restart: true
+    manager: systemd
+    service_name: edge
+    health_url: http://127.0.0.1:8080/health
+    version_url: http://127.0.0.1:8080/version
+    expected_version: v2
+
 - name: Wait for the node's health check, then check it serves v2
   edge.canary.edge_service_health:
     health_url: http://127.0.0.1:8080/health
@@ -65,17 +92,22 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+restarted:
+  description: The restart's commands and what each answered (only with I(restart), not in check mode).
+  returned: with restart
+  type: list
+  elements: dict
 status:
   description: HTTP status of the last health attempt (0 when there was no answer).
   returned: always
   type: int
 attempts:
   description: Health attempts made.
-  returned: always
+  returned: with health_url
   type: int
 waited:
   description: Seconds spent waiting for the health check.
-  returned: always
+  returned: with health_url
   type: float
 version:
   description: Version the node reported (only when I(expected_version) is given).
@@ -88,26 +120,55 @@ from typing import Any  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.edge.canary.plugins.module_utils.http_health import served_version, wait_healthy  # noqa: E402
+from ansible_collections.edge.canary.plugins.module_utils.service_restart import (  # noqa: E402
+    MANAGERS,
+    restart_steps,
+    step_failed,
+)
+
+
+def restart(module: AnsibleModule) -> list[dict[str, Any]]:
+    """Run the restart's commands (argv, no shell); fail the module on the first that counts and failed."""
+    p = module.params
+    done = []
+    for step in restart_steps(p["manager"], p["service_name"], p["supervisor_conf"]):
+        argv = [module.get_bin_path(step.argv[0], required=True), *step.argv[1:]]
+        rc, stdout, stderr = module.run_command(argv)
+        done.append({"argv": argv, "rc": rc, "stdout": stdout.strip(), "stderr": stderr.strip()})
+        if step.counts and step_failed(p["manager"], rc, stdout):
+            module.fail_json(msg=f"restarting {p['service_name']} under {p['manager']} failed: {' '.join(step.argv)} "
+                                 f"answered {(stdout.strip() or stderr.strip() or f'exit {rc}').splitlines()[-1]}; "
+                                 "see the service's log", changed=True, restarted=done)
+    return done
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "health_url": {"type": "str", "required": True},
+            "restart": {"type": "bool", "default": False},
+            "manager": {"type": "str", "choices": list(MANAGERS), "default": "systemd"},
+            "service_name": {"type": "str"},
+            "supervisor_conf": {"type": "str", "default": "/etc/supervisor/supervisord.conf"},
+            "health_url": {"type": "str"},
             "timeout": {"type": "float", "default": 60.0},
             "interval": {"type": "float", "default": 0.5},
             "request_timeout": {"type": "float", "default": 2.0},
             "version_url": {"type": "str"},
             "expected_version": {"type": "str"},
         },
+        required_if=[("restart", True, ["service_name"]), ("restart", False, ["health_url"])],
         supports_check_mode=True,
     )
     p = module.params
     if p["timeout"] < 0 or p["interval"] <= 0 or p["request_timeout"] <= 0:
         module.fail_json(msg="timeout must be 0 or more, interval and request_timeout above 0 (seconds)")
+    result: dict[str, Any] = {"changed": bool(p["restart"])}
+    if p["restart"] and not module.check_mode:
+        result["restarted"] = restart(module)
+    if not p["health_url"]:
+        module.exit_json(msg=f"restarted {p['service_name']}", **result)
     health = wait_healthy(p["health_url"], p["timeout"], p["interval"], p["request_timeout"])
-    result: dict[str, Any] = {"changed": False, "status": health.status, "attempts": health.attempts,
-                              "waited": health.waited}
+    result.update(status=health.status, attempts=health.attempts, waited=health.waited)
     if not health.healthy:
         module.fail_json(msg=f"the node did not answer 200 at {p['health_url']} within {p['timeout']:g} s "
                              f"({health.error} after {health.attempts} attempts); see its service log",
@@ -122,7 +183,7 @@ def main() -> None:
             module.fail_json(msg=f"the node serves {version or '?'} at {p['version_url']}, not {expected}"
                                  + (f" ({error})" if error else "") + "; the new binary is not the one running",
                              **result)
-    module.exit_json(msg=f"healthy after {health.waited:g} s", **result)
+    module.exit_json(msg=("restarted, " if p["restart"] else "") + f"healthy after {health.waited:g} s", **result)
 
 
 if __name__ == "__main__":

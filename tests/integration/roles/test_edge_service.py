@@ -44,7 +44,7 @@ RESTART = """\
 """
 
 
-def play(tmp_path: Path, text: str, *extra: str, env: dict[str, str] | None = None) -> str:
+def play(tmp_path: Path, text: str, *extra: str, env: dict[str, str] | None = None, ok: bool = True) -> str:
     playbook, inventory = tmp_path / "play.yml", tmp_path / "inventory.yml"
     playbook.write_text(text)
     inventory.write_text(json.dumps({"all": {"hosts": {"localhost": {
@@ -52,7 +52,7 @@ def play(tmp_path: Path, text: str, *extra: str, env: dict[str, str] | None = No
     done = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inventory), str(playbook), *extra],
                           capture_output=True, text=True, cwd=REPO, timeout=300,
                           env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), **(env or {})})
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert (done.returncode == 0) == ok, done.stdout[-3000:] + done.stderr[-2000:]
     return done.stdout
 
 
@@ -92,3 +92,28 @@ esac
     (fake / "systemctl").chmod(0o755)
     play(tmp_path, RESTART, env={"PATH": f"{fake}:{os.environ['PATH']}"})
     assert calls.read_text().splitlines() == ["reset-failed edge.service", "restart edge.service"]
+
+
+def fake_systemctl(tmp_path: Path, restart_answer: str = "exit 0") -> dict[str, str]:
+    """A systemctl on PATH that logs its arguments; its restart does `restart_answer`."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "systemctl").write_text(f"""#!/bin/sh
+echo "$*" >> {tmp_path}/systemctl.log
+case "$1" in restart) {restart_answer} ;; esac
+""")
+    (fake / "systemctl").chmod(0o755)
+    return {"PATH": f"{fake}:{os.environ['PATH']}"}
+
+
+def test_a_failed_restart_fails_the_task_with_what_systemctl_said(tmp_path: Path) -> None:
+    env = fake_systemctl(tmp_path, 'echo "Job for edge.service failed because the control process exited" >&2; exit 1')
+    out = play(tmp_path, RESTART, env=env, ok=False)
+    assert ("restarting edge under systemd failed: systemctl restart edge.service answered Job for edge.service "
+            "failed because the control process exited") in out, out[-3000:]
+
+
+def test_check_mode_restarts_nothing(tmp_path: Path) -> None:
+    env = fake_systemctl(tmp_path)
+    play(tmp_path, RESTART, "--check", env=env)
+    assert not (tmp_path / "systemctl.log").exists()

@@ -120,3 +120,33 @@ def test_a_deploy_over_nodes_with_and_without_a_pop_is_refused_naming_them(fleet
     assert "edge-3 has no edge_pop while other nodes of this deploy have one" in result.stdout, result.stdout[-3000:]
     assert node_files(fleet) == files and node_pids(fleet) == pids
     assert lock_free(fleet)
+
+
+def test_a_later_waves_node_is_checked_before_anything_changes(fleet: Lab, tmp_path: Path,
+                                                              artifacts: dict[str, Path]) -> None:
+    """Preflight covers every wave, not only the canary's PoP: a node of a later wave with nothing to roll
+    back to is refused before the canary is touched."""
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    os.symlink(REPO / "lab.hosts.py", inventory / "lab.hosts.py")
+    os.symlink(REPO / "group_vars", inventory / "group_vars")
+    (inventory / "pops.yml").write_text(
+        "all:\n  children:\n    edge:\n      children:\n"
+        "        edge_pop_ams:\n          hosts: {edge-1: {}, edge-2: {}}\n          vars: {edge_pop: ams}\n"
+        "        edge_pop_fra:\n          hosts: {edge-3: {}}\n          vars: {edge_pop: fra}\n")
+    previous = fleet.node_dir("edge-3") / "edge.previous"
+    kept = tmp_path / "edge.previous"
+    if previous.exists():
+        previous.rename(kept)
+    try:
+        files, pids = node_files(fleet), node_pids(fleet)
+        result = fleet.playbook("deploy-canary.yml", "-i", str(inventory),
+                                "-e", json.dumps({"deploy_artifact": str(artifacts["v2"])}))
+        assert result.returncode != 0
+        assert f"edge-3 has no {previous} to roll back to" in result.stdout, result.stdout[-3000:]
+        assert node_files(fleet) == files and node_pids(fleet) == pids
+        # Refused after the lock was taken: left to a run that is gone, the next run recovers it.
+        assert lock_free(fleet) or deploy_lock(fleet).endswith("[stale]"), deploy_lock(fleet)
+    finally:
+        if kept.exists():
+            kept.rename(previous)

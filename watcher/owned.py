@@ -70,12 +70,15 @@ def kill_all(pids: list[int]) -> None:
 
 def stop_own_group(grace: float = GRACE) -> None:
     """SIGTERM to our process group (ourselves excepted), SIGKILL after `grace` to it and to every
-    descendant in a session of its own. Further SIGTERM and SIGHUP are ignored: nothing interrupts it."""
+    descendant in a session of its own; done as soon as none is left (a play that ends at once must not
+    keep its lock, held in our name, for the whole grace). Further SIGTERM and SIGHUP are ignored."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         os.killpg(0, signal.SIGTERM)
-        time.sleep(grace)
+        deadline = time.monotonic() + grace
+        while descendants(os.getpid()) and time.monotonic() < deadline:
+            time.sleep(0.1)
     finally:
         kill_all(descendants(os.getpid()))
         os.killpg(0, signal.SIGKILL)

@@ -31,6 +31,8 @@ CONTROLLER_ONLY = frozenset({
     "ansible.builtin.meta", "ansible.builtin.include_tasks", "ansible.builtin.include_role",
     "ansible.builtin.include_vars", "ansible.builtin.add_host", "ansible.builtin.group_by",
     "ansible.builtin.pause", "ansible.builtin.set_stats", "ansible.builtin.validate_argument_spec",
+    # Our action plugins that do their work in the controller process and start no module.
+    "edge.canary.control_file", "edge.canary.operator_inputs",
 })
 
 

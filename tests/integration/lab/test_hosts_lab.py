@@ -86,8 +86,8 @@ def test_partition_drills_are_refused_on_the_loopback_lab(lab: Lab, tmp_path: Pa
 
 
 @ON_HOSTS
-def test_green_deploy_over_ssh(fleet: Lab, artifacts: dict[str, Path]) -> None:
-    test_deploy.test_green_deploy_puts_every_node_on_v2_keeping_v1_as_previous(fleet, artifacts)
+def test_green_deploy_over_ssh(fleet: Lab, artifacts: dict[str, Path], tmp_path: Path) -> None:
+    test_deploy.test_green_deploy_puts_every_node_on_v2_keeping_v1_as_previous(fleet, artifacts, tmp_path)
 
 
 @ON_HOSTS

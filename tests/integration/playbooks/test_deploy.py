@@ -42,9 +42,19 @@ def assert_untouched(lab: Lab, files: dict[str, str], before_pids: dict[str, int
     assert set(lab.lb_states().values()) == {"READY"}
 
 
-def test_green_deploy_puts_every_node_on_v2_keeping_v1_as_previous(fleet: Lab, artifacts: dict[str, Path]) -> None:
-    result = deploy(fleet, artifacts["v2"], BATCH="2")
+def test_green_deploy_puts_every_node_on_v2_keeping_v1_as_previous(fleet: Lab, artifacts: dict[str, Path],
+                                                                    tmp_path: Path) -> None:
+    cost = tmp_path / "task_cost.json"  # the bench's callback: task results and module runs per host
+    result = deploy(fleet, artifacts["v2"], BATCH="2",
+                    ANSIBLE_CALLBACK_PLUGINS=str(REPO / "edge_canary/bench/callbacks"),
+                    ANSIBLE_CALLBACKS_ENABLED="edge.canary.run_summary,task_cost", EDGE_CANARY_TASK_COST=str(cost))
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr
+    # What a peer costs the controller (issue 16): its preflight read, drain, artifact copy, push,
+    # restart+health, serving record and ready; no second read of the node, no separate restart. The
+    # batch's run_once Alertmanager post counts on one of its peers.
+    hosts = json.loads(cost.read_text())["hosts"]
+    peer_runs = sorted(hosts[peer]["module_runs"] for peer in ("edge-2", "edge-3"))
+    assert peer_runs[0] == 7 and peer_runs[1] <= 8, hosts
     assert fleet_versions(fleet) == {node: "v2" for node in fleet.settings.node_names()}
     for node in fleet.settings.node_names():
         assert sha256(fleet.node_dir(node) / "edge.previous") == sha256(artifacts["v1"])
@@ -233,16 +243,20 @@ def test_an_interrupted_deploys_lock_stays_with_its_watcher_until_it_ends(
     held = json.loads((control / "deploy.lock").read_text())
     watcher = held["watchers"][0]["pid"]
     assert alive(held["watchers"][0]), "the watcher ended before the play: nothing left to check"
-    shown = subprocess.run([sys.executable, "-m", "edge_canary", "lock", "--dir", str(control), "show"],
-                           capture_output=True, text=True, check=True).stdout
-    assert f"kept by its watcher (pid {watcher})" in shown, (shown, out[-3000:])
+
+    def lock_shown() -> str:
+        return subprocess.run([sys.executable, "-m", "edge_canary", "lock", "--dir", str(control), "show"],
+                              capture_output=True, text=True, check=True).stdout
+
+    # The run's own process (watcher.owned around ansible-playbook, the lock's holder) may take a moment
+    # after make returns to stop what is left of its group; then the lock is the watcher's.
+    fleet.wait_until(lambda: f"kept by its watcher (pid {watcher})" in lock_shown(), 10,
+                     "the lock kept by the watcher")
     refused = deploy(fleet, artifacts["v2"], CHECK="1")
     assert refused.returncode != 0
     assert f"another deploy {held['id']} by" in refused.stdout
     fleet.wait_until(lambda: not alive(held["watchers"][0]), timeout=300, what="the watcher ending")
-    shown = subprocess.run([sys.executable, "-m", "edge_canary", "lock", "--dir", str(control), "show"],
-                           capture_output=True, text=True, check=True).stdout
-    assert shown.startswith("deploy: free"), shown
+    assert lock_shown().startswith("deploy: free"), lock_shown()
 
 
 def test_a_game_day_drill_holds_off_deploys_unless_forced(fleet: Lab, artifacts: dict[str, Path]) -> None:

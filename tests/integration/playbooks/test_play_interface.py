@@ -42,6 +42,16 @@ def lock_free(lab: Lab) -> bool:
     return deploy_lock(lab) == "deploy: free"
 
 
+def pop_inventory(tmp_path: Path, pop_groups: str) -> Path:
+    """The lab's inventory plus PoP groups under edge (`pop_groups`: YAML indented as children of edge)."""
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    os.symlink(REPO / "lab.hosts.py", inventory / "lab.hosts.py")
+    os.symlink(REPO / "group_vars", inventory / "group_vars")
+    (inventory / "pops.yml").write_text("all:\n  children:\n    edge:\n      children:\n" + pop_groups)
+    return inventory
+
+
 def test_bad_extra_vars_are_refused_in_one_line_before_anything_changes(fleet: Lab, tmp_path: Path,
                                                                          artifacts: dict[str, Path]) -> None:
     marker = tmp_path / "templated"
@@ -106,13 +116,8 @@ def test_a_plain_deploy_names_itself_and_ends_with_its_summary_and_exit_status(f
 def test_a_deploy_over_nodes_with_and_without_a_pop_is_refused_naming_them(fleet: Lab, tmp_path: Path,
                                                                            artifacts: dict[str, Path]) -> None:
     """Waves go PoP by PoP (edge_pop): a node left out of every PoP is named, nothing is touched."""
-    inventory = tmp_path / "inventory"
-    inventory.mkdir()
-    os.symlink(REPO / "lab.hosts.py", inventory / "lab.hosts.py")
-    os.symlink(REPO / "group_vars", inventory / "group_vars")
-    (inventory / "pops.yml").write_text(
-        "all:\n  children:\n    edge:\n      children:\n"
-        "        edge_pop_ams:\n          hosts: {edge-1: {}, edge-2: {}}\n          vars: {edge_pop: ams}\n")
+    inventory = pop_inventory(tmp_path, "        edge_pop_ams:\n          hosts: {edge-1: {}, edge-2: {}}\n"
+                                        "          vars: {edge_pop: ams}\n")
     files, pids = node_files(fleet), node_pids(fleet)
     result = fleet.playbook("deploy-canary.yml", "-i", str(inventory),
                             "-e", json.dumps({"deploy_artifact": str(artifacts["v2"])}))
@@ -126,14 +131,10 @@ def test_a_later_waves_node_is_checked_before_anything_changes(fleet: Lab, tmp_p
                                                               artifacts: dict[str, Path]) -> None:
     """Preflight covers every wave, not only the canary's PoP: a node of a later wave with nothing to roll
     back to is refused before the canary is touched."""
-    inventory = tmp_path / "inventory"
-    inventory.mkdir()
-    os.symlink(REPO / "lab.hosts.py", inventory / "lab.hosts.py")
-    os.symlink(REPO / "group_vars", inventory / "group_vars")
-    (inventory / "pops.yml").write_text(
-        "all:\n  children:\n    edge:\n      children:\n"
-        "        edge_pop_ams:\n          hosts: {edge-1: {}, edge-2: {}}\n          vars: {edge_pop: ams}\n"
-        "        edge_pop_fra:\n          hosts: {edge-3: {}}\n          vars: {edge_pop: fra}\n")
+    inventory = pop_inventory(tmp_path, "        edge_pop_ams:\n          hosts: {edge-1: {}, edge-2: {}}\n"
+                                        "          vars: {edge_pop: ams}\n"
+                                        "        edge_pop_fra:\n          hosts: {edge-3: {}}\n"
+                                        "          vars: {edge_pop: fra}\n")
     previous = fleet.node_dir("edge-3") / "edge.previous"
     kept = tmp_path / "edge.previous"
     if previous.exists():

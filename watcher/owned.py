@@ -7,7 +7,9 @@ sends it SIGTERM when its parent (the watcher) dies (PR_SET_PDEATHSIG), and it s
 (SIGTERM, then SIGKILL after a grace), so no rollback play outlives the watcher beside the deploy's
 own revert. ansible-playbook's workers run in sessions of their own (setsid): it forwards SIGTERM to
 them, but a play too slow to do so within the grace would orphan them, so the wrapper is their
-subreaper and SIGKILLs every descendant left, whatever its group. The deploy tools
+subreaper and SIGKILLs every descendant left, whatever its group, except what the play detached on
+purpose to outlive it (the SLI watcher, started with EDGE_CANARY_DETACHED=1: it must go on judging and
+reverting the canary when the deploy's controller is gone). The deploy tools
 (edge_canary.ops.play) run their play through it too, with Ctrl-C passed on: a tool killed with its
 process group (a controller gone) must not leave the play running headless.
 """
@@ -26,6 +28,7 @@ from pathlib import Path
 from types import FrameType
 
 OWNER_ENV = "EDGE_CANARY_OWNER_PID"  # the pid that must stay our parent
+DETACHED_ENV = "EDGE_CANARY_DETACHED"  # =1 in the environment of a process meant to outlive the play
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 GRACE = 3.0
@@ -42,8 +45,17 @@ def set_parent_death_signal(sig: int) -> None:
     prctl(PR_SET_PDEATHSIG, sig)
 
 
+def detached(pid: int) -> bool:
+    """Whether the process was started to outlive the play (DETACHED_ENV=1 in its environment)."""
+    try:
+        return f"{DETACHED_ENV}=1".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
 def descendants(root: int) -> list[int]:
-    """Every live process under `root`, from /proc (orphans included once we are their subreaper)."""
+    """Every live process under `root`, from /proc (orphans included once we are their subreaper), but
+    for detached ones and what runs under them."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -52,7 +64,7 @@ def descendants(root: int) -> list[int]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if fields[0] != "Z":
+        if fields[0] != "Z" and not detached(int(entry.name)):
             children.setdefault(int(fields[1]), []).append(int(entry.name))
     found, todo = [], list(children.get(root, []))
     while todo:
@@ -108,5 +120,6 @@ def main(argv: Sequence[str], pass_interrupt: bool = False) -> int:
         signal.signal(sig, on_signal)
     if pass_interrupt:  # a handler, not SIG_IGN: the command must not inherit an ignored SIGINT
         signal.signal(signal.SIGINT, lambda signum, frame: None)
-    child = subprocess.Popen(list(argv))
+    # Run by a detached watcher (its revert), the play must not inherit the mark that spares the watcher.
+    child = subprocess.Popen(list(argv), env={k: v for k, v in os.environ.items() if k != DETACHED_ENV})
     return child.wait()

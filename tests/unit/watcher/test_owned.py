@@ -75,3 +75,58 @@ def test_a_worker_in_its_own_session_dies_with_the_owner(tmp_path: Path, start: 
         if owner.poll() is None:
             os.killpg(owner.pid, signal.SIGKILL)
             owner.wait()
+
+
+# A play that, like a deploy's, starts the SLI watcher detached (setsid, EDGE_CANARY_DETACHED=1) from a task
+# that then ends: the watcher is orphaned, and the wrapper, as subreaper, inherits it.
+PLAY_WITH_A_WATCHER = textwrap.dedent("""
+    import os, sys, time
+    if os.fork() == 0:
+        if os.fork() == 0:
+            os.setsid()
+            open(sys.argv[1] + ".tmp", "w").write(str(os.getpid()))
+            os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+            os.execve(sys.executable, [sys.executable, "-c", "import time; time.sleep(120)"],
+                      {**os.environ, "EDGE_CANARY_DETACHED": "1"})
+        os._exit(0)
+    os.wait()
+    time.sleep(120)
+""")
+
+
+def test_the_watcher_the_play_detached_outlives_the_owner(tmp_path: Path) -> None:
+    marker = tmp_path / "watcher.pid"
+    play = [sys.executable, "-c", PLAY_WITH_A_WATCHER, str(marker)]
+    wrapper = f"import sys; from watcher.owned import main; sys.exit(main({play!r}))"
+    owner_code = (f"import os, pty, subprocess, sys, time\nWRAPPER = {wrapper!r}\nOWNER_ENV = {OWNER_ENV!r}\n"
+                  + textwrap.dedent(START_ON_A_PTY) + "time.sleep(120)\n")
+    owner = subprocess.Popen([sys.executable, "-c", owner_code], cwd=REPO, start_new_session=True)
+    watchers: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            assert time.monotonic() < deadline, "the play never started its watcher"
+            time.sleep(0.1)
+        watchers = [int(marker.read_text())]
+        deadline = time.monotonic() + 10
+        while b"EDGE_CANARY_DETACHED=1" not in environ(watchers[0]):  # until its exec
+            assert time.monotonic() < deadline, "the detached watcher never started"
+            time.sleep(0.1)
+        owner.kill()
+        owner.wait(10)
+        time.sleep(6)  # longer than the wrapper's grace
+        assert all(alive(pid) for pid in watchers), "the owner's end took the detached watcher with it"
+    finally:
+        for pid in watchers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if owner.poll() is None:
+            os.killpg(owner.pid, signal.SIGKILL)
+            owner.wait()
+
+
+def environ(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return b""

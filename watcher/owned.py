@@ -64,11 +64,13 @@ def descendants(root: int) -> list[int]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if fields[0] != "Z" and not detached(int(entry.name)):
+        if fields[0] != "Z":
             children.setdefault(int(fields[1]), []).append(int(entry.name))
     found, todo = [], list(children.get(root, []))
     while todo:
         pid = todo.pop()
+        if detached(pid):  # read for our own tree only, not for every process of the machine
+            continue
         found.append(pid)
         todo.extend(children.get(pid, []))
     return found

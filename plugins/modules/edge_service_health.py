@@ -99,7 +99,7 @@ restarted:
   elements: dict
 status:
   description: HTTP status of the last health attempt (0 when there was no answer).
-  returned: always
+  returned: with health_url
   type: int
 attempts:
   description: Health attempts made.

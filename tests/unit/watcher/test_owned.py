@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.lab import REPO
-from watcher.owned import OWNER_ENV
+from watcher.owned import OWNER_ENV, detached
 
 # A stand-in for ansible-playbook under a starved machine: its worker is in a session of its own (setsid,
 # as ansible's WorkerProcess) and it does not pass SIGTERM on before the wrapper's grace runs out.
@@ -48,14 +48,20 @@ START_ON_A_PTY = """
 """
 
 
-@pytest.mark.parametrize("start", [START_PLAIN, START_ON_A_PTY], ids=["plain child", "on a pty"])
-def test_a_worker_in_its_own_session_dies_with_the_owner(tmp_path: Path, start: str) -> None:
-    pidfile = tmp_path / "worker.pid"
-    play = [sys.executable, "-c", SLOW_PLAY, str(pidfile)]
+def start_owner(play_code: str, pidfile: Path, start: str) -> subprocess.Popen[bytes]:
+    """An owner process (its own session) that starts watcher.owned around `play_code` (given `pidfile`)
+    the way `start` says."""
+    play = [sys.executable, "-c", play_code, str(pidfile)]
     wrapper = f"import sys; from watcher.owned import main; sys.exit(main({play!r}))"
     owner_code = (f"import os, pty, subprocess, sys, time\nWRAPPER = {wrapper!r}\nOWNER_ENV = {OWNER_ENV!r}\n"
                   + textwrap.dedent(start) + "time.sleep(120)\n")
-    owner = subprocess.Popen([sys.executable, "-c", owner_code], cwd=REPO, start_new_session=True)
+    return subprocess.Popen([sys.executable, "-c", owner_code], cwd=REPO, start_new_session=True)
+
+
+@pytest.mark.parametrize("start", [START_PLAIN, START_ON_A_PTY], ids=["plain child", "on a pty"])
+def test_a_worker_in_its_own_session_dies_with_the_owner(tmp_path: Path, start: str) -> None:
+    pidfile = tmp_path / "worker.pid"
+    owner = start_owner(SLOW_PLAY, pidfile, start)
     worker = 0
     try:
         deadline = time.monotonic() + 30
@@ -70,12 +76,17 @@ def test_a_worker_in_its_own_session_dies_with_the_owner(tmp_path: Path, start: 
             assert time.monotonic() < deadline, f"worker {worker} (own session) outlived its owner"
             time.sleep(0.1)
     finally:
-        if worker and alive(worker):
-            os.kill(worker, signal.SIGKILL)
-        if owner.poll() is None:
-            os.killpg(owner.pid, signal.SIGKILL)
-            owner.wait()
+        clean_up(owner, worker)
 
+
+
+def clean_up(owner: subprocess.Popen[bytes], pid: int) -> None:
+    """Whatever a failed test left: the process it watched (0: none yet) and the owner's session."""
+    if pid and alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    if owner.poll() is None:
+        os.killpg(owner.pid, signal.SIGKILL)
+        owner.wait()
 
 # A play that, like a deploy's, starts the SLI watcher detached (setsid, EDGE_CANARY_DETACHED=1) from a task
 # that then ends: the watcher is orphaned, and the wrapper, as subreaper, inherits it.
@@ -95,38 +106,23 @@ PLAY_WITH_A_WATCHER = textwrap.dedent("""
 
 
 def test_the_watcher_the_play_detached_outlives_the_owner(tmp_path: Path) -> None:
-    marker = tmp_path / "watcher.pid"
-    play = [sys.executable, "-c", PLAY_WITH_A_WATCHER, str(marker)]
-    wrapper = f"import sys; from watcher.owned import main; sys.exit(main({play!r}))"
-    owner_code = (f"import os, pty, subprocess, sys, time\nWRAPPER = {wrapper!r}\nOWNER_ENV = {OWNER_ENV!r}\n"
-                  + textwrap.dedent(START_ON_A_PTY) + "time.sleep(120)\n")
-    owner = subprocess.Popen([sys.executable, "-c", owner_code], cwd=REPO, start_new_session=True)
-    watchers: list[int] = []
+    pidfile = tmp_path / "watcher.pid"
+    owner = start_owner(PLAY_WITH_A_WATCHER, pidfile, START_ON_A_PTY)
+    watcher = 0
     try:
         deadline = time.monotonic() + 30
-        while not marker.exists():
+        while not pidfile.exists():
             assert time.monotonic() < deadline, "the play never started its watcher"
             time.sleep(0.1)
-        watchers = [int(marker.read_text())]
+        watcher = int(pidfile.read_text())
         deadline = time.monotonic() + 10
-        while b"EDGE_CANARY_DETACHED=1" not in environ(watchers[0]):  # until its exec
+        while not detached(watcher):  # until its exec
             assert time.monotonic() < deadline, "the detached watcher never started"
             time.sleep(0.1)
         owner.kill()
         owner.wait(10)
         time.sleep(6)  # longer than the wrapper's grace
-        assert all(alive(pid) for pid in watchers), "the owner's end took the detached watcher with it"
+        assert alive(watcher), "the owner's end took the detached watcher with it"
     finally:
-        for pid in watchers:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        if owner.poll() is None:
-            os.killpg(owner.pid, signal.SIGKILL)
-            owner.wait()
+        clean_up(owner, watcher)
 
-
-def environ(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return b""

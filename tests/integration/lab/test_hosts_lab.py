@@ -25,8 +25,7 @@ from tests.helpers.watch_host import WatchHost, running_watch_host
 from tests.integration.edge_canary.gameday import test_drills as test_gameday
 from tests.integration.lab import watch_host_cases
 from tests.integration.lab.test_lab_lifecycle import recap_changes
-from tests.integration.playbooks import test_deploy, test_rollback, test_status
-from tests.integration.watcher import test_lab as test_watcher_lab
+from tests.integration.playbooks import test_deploy, test_status
 
 ON_HOSTS = pytest.mark.parametrize("fleet", ["hosts_lab"], indirect=True)
 
@@ -86,24 +85,13 @@ def test_partition_drills_are_refused_on_the_loopback_lab(lab: Lab, tmp_path: Pa
 
 
 @ON_HOSTS
-def test_green_deploy_over_ssh(fleet: Lab, artifacts: dict[str, Path], tmp_path: Path) -> None:
-    test_deploy.test_green_deploy_puts_every_node_on_v2_keeping_v1_as_previous(fleet, artifacts, tmp_path)
+def test_green_deploy_and_rollback_over_ssh(fleet: Lab, artifacts: dict[str, Path], tmp_path: Path) -> None:
+    test_deploy.test_green_deploy_keeps_v1_as_previous_and_a_rollback_brings_it_back(fleet, artifacts, tmp_path)
 
 
 @ON_HOSTS
 def test_unhealthy_canary_is_put_back_over_ssh(fleet: Lab, artifacts: dict[str, Path]) -> None:
     test_deploy.test_canary_that_fails_its_health_is_put_back_on_v1(fleet, artifacts, "v2-unhealthy")
-
-
-@ON_HOSTS
-def test_watcher_reverts_an_errors_canary_over_ssh(fleet: Lab, artifacts: dict[str, Path], tmp_path: Path) -> None:
-    test_watcher_lab.test_errors_canary_is_reverted_within_two_probe_intervals(fleet, artifacts, tmp_path)
-
-
-@ON_HOSTS
-def test_rollback_over_ssh(fleet: Lab, artifacts: dict[str, Path]) -> None:
-    test_rollback.test_rollback_after_a_green_deploy_brings_every_node_back_to_v1_and_twice_is_a_no_op(
-        fleet, artifacts)
 
 
 @ON_HOSTS

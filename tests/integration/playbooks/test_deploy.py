@@ -17,6 +17,7 @@ import pytest
 from edge_canary.ops.lock_holder import alive
 from tests.helpers.fleet import fleet_versions, sha256
 from tests.helpers.lab import REPO, Lab
+from tests.integration.playbooks import test_rollback
 
 FAST = {"SLI_WINDOW": "9", "SLI_PROBE_INTERVAL": "3"}
 
@@ -42,8 +43,8 @@ def assert_untouched(lab: Lab, files: dict[str, str], before_pids: dict[str, int
     assert set(lab.lb_states().values()) == {"READY"}
 
 
-def test_green_deploy_puts_every_node_on_v2_keeping_v1_as_previous(fleet: Lab, artifacts: dict[str, Path],
-                                                                    tmp_path: Path) -> None:
+def test_green_deploy_keeps_v1_as_previous_and_a_rollback_brings_it_back(fleet: Lab, artifacts: dict[str, Path],
+                                                                         tmp_path: Path) -> None:
     cost = tmp_path / "task_cost.json"  # the bench's callback: task results and module runs per host
     result = deploy(fleet, artifacts["v2"], BATCH="2",
                     ANSIBLE_CALLBACK_PLUGINS=str(REPO / "edge_canary/bench/callbacks"),
@@ -77,6 +78,8 @@ def test_green_deploy_puts_every_node_on_v2_keeping_v1_as_previous(fleet: Lab, a
     assert pids(fleet) == before
     table = [line for line in again.stdout.splitlines() if not line.startswith("EDGE_CANARY_SUMMARY ")]
     assert sum(line.count("already on the release") for line in table) == 3
+
+    test_rollback.assert_rollback_brings_every_node_back_to_v1_and_twice_is_a_no_op(fleet, artifacts)
 
 
 @pytest.mark.parametrize("bad", ["v2-unhealthy", "v2-crash"])
@@ -179,45 +182,34 @@ def test_a_second_deploy_is_refused_while_one_holds_the_lock(fleet: Lab, artifac
     assert "stale lock of deploy 20260101T000000Z-alice" in result.stdout
 
 
-def test_two_real_deploys_at_once_the_second_is_refused(fleet: Lab, artifacts: dict[str, Path]) -> None:
-    """Two on-call engineers run `make deploy-canary` at the same moment: the lock must name a process that
-    lives as long as the first deploy (not a per-task worker), so the second is refused while the first
-    is anywhere in its run, including the SLI gate."""
+def test_two_deploys_at_once_one_proceeds_and_every_other_is_refused_until_it_ends(
+        fleet: Lab, artifacts: dict[str, Path]) -> None:
+    """Two operators (the same user) start `make deploy-canary` in the same second: one deploy id each, and a
+    lock that no name can re-enter, so exactly one runs and the other is refused naming the holder. The lock
+    names a process that lives as long as the winning deploy (not a per-task worker): a third deploy started
+    while the winner is at its SLI gate is refused too."""
     control = fleet.lab_dir / "control"
     lock = control / "deploy.lock"
     earlier = set(control.glob("runs/*/watcher.json"))
-    first = subprocess.Popen(["make", "--no-print-directory", "deploy-canary"], cwd=REPO,
-                             env={**fleet.env, "ARTIFACT": str(artifacts["v2"]), **FAST},
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        fleet.wait_until(lambda: set(control.glob("runs/*/watcher.json")) - earlier, timeout=300,
-                         what="the first deploy reaching its SLI gate")
-        holder = json.loads(lock.read_text())
-        second = deploy(fleet, artifacts["v2-errors"])
-        assert second.returncode != 0
-        assert f"another deploy {holder['id']}" in second.stdout
-        assert json.loads(lock.read_text())["id"] == holder["id"]
-    finally:
-        out, _ = first.communicate(timeout=900)
-    assert first.returncode == 0, out[-5000:]
-    assert fleet_versions(fleet) == {node: "v2" for node in fleet.settings.node_names()}
-    assert not lock.exists()
-
-
-def test_two_deploys_started_in_the_same_second_one_proceeds_the_other_is_refused(
-        fleet: Lab, artifacts: dict[str, Path]) -> None:
-    """Two operators (the same user) start `make deploy-canary` at the same moment: one deploy id each, and
-    a lock that no name can re-enter, so exactly one runs and the other is refused naming the holder."""
-    lock = fleet.lab_dir / "control" / "deploy.lock"
     time.sleep(1.05 - time.time() % 1)  # both in one UTC second: the ids they had before would collide
     runs = [subprocess.Popen(["make", "--no-print-directory", "deploy-canary"], cwd=REPO,
                              env={**fleet.env, "ARTIFACT": str(artifacts["v2"]), **FAST},
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
-    outs = [run.communicate(timeout=900)[0] for run in runs]
+    try:
+        fleet.wait_until(lambda: set(control.glob("runs/*/watcher.json")) - earlier, timeout=300,
+                         what="the winning deploy reaching its SLI gate")
+        holder = json.loads(lock.read_text())
+        third = deploy(fleet, artifacts["v2-errors"])
+        assert third.returncode != 0
+        assert f"another deploy {holder['id']}" in third.stdout
+        assert json.loads(lock.read_text())["id"] == holder["id"]
+    finally:
+        outs = [run.communicate(timeout=900)[0] for run in runs]
     ids = [out.split("deploy-canary: deploy ", 1)[1].split()[0] for out in outs]
     assert ids[0] != ids[1]
     assert sorted(run.returncode != 0 for run in runs) == [False, True], outs
     winner = next(n for n, run in enumerate(runs) if run.returncode == 0)
+    assert ids[winner] == holder["id"]
     assert f"another deploy {ids[winner]} by" in outs[1 - winner], outs[1 - winner][-3000:]
     assert fleet_versions(fleet) == {node: "v2" for node in fleet.settings.node_names()}
     assert not lock.exists()

@@ -44,7 +44,7 @@ def test_errors_canary_is_reverted_within_two_probe_intervals(fleet: Lab, artifa
                                                               tmp_path: Path) -> None:
     requests = tmp_path / "requests.jsonl"
     load = subprocess.Popen([sys.executable, "-m", "edge_canary", "loadgen", "--url", fleet.frontend_url("/"),
-                             "--rps", "40", "--duration", "900", "--out", str(requests)],
+                             "--rps", "50", "--duration", "900", "--out", str(requests)],
                             stdout=subprocess.PIPE, text=True)
     try:
         result = fleet.make("deploy-canary", extra_env={
@@ -73,6 +73,15 @@ def test_errors_canary_is_reverted_within_two_probe_intervals(fleet: Lab, artifa
     exposure = by_canary[-1] - bad[0]
     assert exposure <= 2 * INTERVAL + 1.5 + verdict["revert"]["seconds"], (
         f"the canary served the bad release for {exposure:.1f}s after its first bad response")
+
+    # The fast path on red (issue 16): the watcher drains the canary on every load balancer through the
+    # admin socket itself, before its rollback play starts: no request reaches it a second after the verdict.
+    decided = next(e for e in events(run_dir / "decisions.jsonl") if e["event"] == "probe" and e.get("decision"))
+    revert = next(e for e in events(run_dir / "decisions.jsonl") if e["event"] == "revert")
+    assert revert["extra"]["drain"]["ok"], revert["extra"]["drain"]
+    late = by_canary[-1] - ts(decided["ts"])
+    assert late <= 1.0, f"a request reached the canary {late:.2f}s after the red verdict"
+    assert revert["extra"]["drain"]["seconds"] < 1.0  # long before the rollback play could have drained it
 
 
 def test_slow_canary_is_reverted(fleet: Lab, artifacts: dict[str, Path]) -> None:

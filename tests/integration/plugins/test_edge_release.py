@@ -42,7 +42,8 @@ PLAYBOOK = """\
 """
 
 REGISTER = {"push": "edge_release_result", "revert": "edge_release_result",
-            "inspect": "edge_release_inspect", "serving": "edge_release_serving_result"}
+            "inspect": "edge_release_inspect", "serving": "edge_release_serving_result",
+            "configure": "edge_release_configure_result"}
 
 
 def sha(data: bytes) -> str:
@@ -351,3 +352,26 @@ def test_inspect_and_serving_report_and_record_the_node_state(fleet: Fleet) -> N
     assert result["current"]["sha256"] == sha(V2) and result["current"]["version"] == "v2"
     assert result["previous"]["sha256"] == sha(V1) and result["has_previous"] is True
     assert result["config"] == {"rollout_pct": "10"} and result["serving_current"] is True
+
+
+# inspect, serving and configure leave the path checks to the module (no task of their own per node);
+# push copies under the install dir first, so it checks them in a task before the copy.
+@pytest.mark.parametrize("tasks", ["inspect", "serving", "configure", "push"])
+def test_a_relative_install_dir_is_refused_with_nothing_changed(fleet: Fleet, tasks: str) -> None:
+    fleet.install("n1", V1, V0, "rollout_pct=0\n")
+    before = fleet.snapshot()
+    bad = fleet.play(tasks, {"edge_install_dir": "nodes/n1", "edge_release_config": {"rollout_pct": "5"},
+                             "edge_release_artifact": str(fleet.artifacts / "v2")}, hosts=ONE)
+    assert bad.rc != 0
+    assert "must be an absolute path" in bad.output, bad.output[-3000:]
+    assert fleet.snapshot() == before
+    assert not (fleet.root / "nodes" / "nodes").exists()
+
+
+def test_config_keys_on_a_node_without_a_config_file_are_refused_with_nothing_changed(fleet: Fleet) -> None:
+    fleet.install("n1", V1, V0, "rollout_pct=0\n")
+    before = fleet.snapshot()
+    bad = fleet.play("configure", {"edge_config_path": "", "edge_release_config": {"rollout_pct": "5"}}, hosts=ONE)
+    assert bad.rc != 0
+    assert "no config_path; set edge_config_path" in bad.output, bad.output[-3000:]
+    assert fleet.snapshot() == before

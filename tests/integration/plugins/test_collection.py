@@ -17,7 +17,8 @@ import yaml
 from tests.helpers.paths import REPO
 
 BIN = Path(sys.executable).parent
-MODULES = ("edge_release", "haproxy_server", "edge_service_health", "control_file", "haproxy_servers_info")
+MODULES = ("edge_release", "haproxy_server", "edge_service_health", "control_file", "haproxy_servers_info",
+           "deploy_lock")
 # What the tarball must never carry: local state, the Python sources pip installs, the other tests.
 LEFT_OUT = (".venv/", ".lab", ".git/", "collections/", "edge_canary/", "watcher/", "lab/", "scripts/",
             "tests/unit/", "tests/integration/", "tests/helpers/", "__pycache__/", "ansible.cfg")

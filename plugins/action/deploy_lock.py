@@ -21,8 +21,6 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
-KINDS = ("deploy",)
-
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False

@@ -17,21 +17,13 @@ description:
     localhost costs two module runs (a remote stat, then the copy) per node and per write; this
     action plugin writes the file in the controller process, with no module run.
   - Reports C(changed) only when the file's content differs.
+extends_documentation_fragment:
+  - edge.canary.controller_action
 attributes:
-  action:
-    support: full
-    description: An action plugin; this file holds only its documentation.
   check_mode:
     support: full
     description: Reports whether the file would change and writes nothing (set C(check_mode) to
       false on the task to write anyway).
-  diff_mode:
-    support: none
-    description: No diff is returned.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on the control host only.
 options:
   dest:
     description: Absolute path of the file on the control host; its folder must exist unless

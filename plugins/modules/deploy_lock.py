@@ -19,21 +19,13 @@ description:
     C(edge-canary lock-keep) takes the watch host's lock over SSH and keeps it while the run lives.
   - No module run either way; the task never fails by itself (the result's I(rc) says whether the lock is
     this run's); the role C(edge.canary.deploy_lock) stops the play on a refusal.
+extends_documentation_fragment:
+  - edge.canary.controller_action
 attributes:
-  action:
-    support: full
-    description: An action plugin; this file holds only its documentation.
   check_mode:
     support: none
     description: Give I(dry_run) (the play's C(ansible_check_mode)) to only ask whether the lock could be
       taken; set C(check_mode) to false on the task.
-  diff_mode:
-    support: none
-    description: No diff is returned.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on the control host only.
 options:
   state:
     description: C(acquired) takes the lock, C(released) gives back a lock this run (or its I(id) once its

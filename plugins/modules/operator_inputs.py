@@ -22,20 +22,12 @@ description:
     before anything is written or locked.
   - Names the run when no id is given, C(<UTC>-<user>-<6 hex>) for a deploy, C(rollout-<UTC>-<user>)
     for a rollout.
+extends_documentation_fragment:
+  - edge.canary.controller_action
 attributes:
-  action:
-    support: full
-    description: An action plugin; this file holds only its documentation.
   check_mode:
     support: full
     description: Checks in check mode too; it never changes anything.
-  diff_mode:
-    support: none
-    description: No diff is returned.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs in the controller process.
 options:
   request:
     description: Which play's extra vars to check.

@@ -144,6 +144,9 @@ def say(msg: str, changed: bool, check_mode: bool, notes: list[str] | None = Non
     return msg
 
 
+NOT_COPIED = "src not copied to the node in check mode: sha256 not verified there"
+
+
 def verify_artifact(path: str, expected: str | None, check_mode: bool, what: str) -> list[str]:
     """Refuse a missing artifact or one whose sha256 on the node is not the expected one.
 
@@ -166,13 +169,14 @@ def push(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
     if not SHA256_RE.match(expected):
         raise ReleaseError("sha256 must be the 64-hex-digit sha256 of the artifact")
     staged = p.get("staged")
-    if not staged:
-        raise ReleaseError("staged (the artifact's path on the node) is required with state=pushed")
+    if not staged and not (check_mode and p.get("src")):
+        raise ReleaseError("state=pushed needs src (the artifact on the control host) or staged (already "
+                           "copied to the node)")
     updates = normalize_config(p.get("config") or {})
     if updates and not paths.config:
         raise ReleaseError("config keys were given but no config_path; set edge_config_path")
 
-    notes = verify_artifact(staged, expected, check_mode, "staged artifact")
+    notes = verify_artifact(staged, expected, check_mode, "staged artifact") if staged else [NOT_COPIED]
     state = read_state(paths)
     plan = plan_push(state, expected, updates)
     if plan.changed and state.previous.exists and plan.previous_after_sha256 != state.previous.sha256 \
@@ -215,6 +219,8 @@ def push(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
         prepare_dirs(paths)
         tmp = None
         if plan.write_binary:
+            if not staged:
+                raise AssertionError("outside check mode the action plugin always stages src")
             tmp, digest = write_temp(paths.binary, staged, state.binary, DEFAULT_BINARY_MODE)
             if digest != expected:
                 os.unlink(tmp)
@@ -290,14 +296,18 @@ def push(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
 
 def revert(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
     rollback_path = p.get("rollback_binary")
+    not_copied = check_mode and bool(p.get("src")) and not rollback_path
     rollback = None
     notes: list[str] = []
-    if rollback_path:
+    if rollback_path or not_copied:
         expected = (p.get("sha256") or "").strip().lower() or None
         if expected is not None and not SHA256_RE.match(expected):
             raise ReleaseError("sha256 must be the 64-hex-digit sha256 of the rollback binary")
-        notes = verify_artifact(rollback_path, expected, check_mode, "rollback_binary")
-        rollback = file_state(rollback_path)
+        if rollback_path:
+            notes = verify_artifact(rollback_path, expected, check_mode, "rollback_binary")
+            rollback = file_state(rollback_path)
+        else:
+            notes, rollback = [NOT_COPIED], FileState()
         if not rollback.exists and expected is not None:  # check mode: not copied to the node
             rollback = FileState(sha256=expected)
     state = read_state(paths)

@@ -27,10 +27,15 @@ description:
   - An interrupted push or revert (killed between any two steps) can be re-run and ends
     consistent; the last-known-good binary is never lost.
 attributes:
+  action:
+    support: full
+    description: An action plugin copies I(src) into I(staging_dir) on the node, then runs the module there
+      (one module run).
   check_mode:
     support: full
     description: Reads the node and reports what would change (the release record it would write
-      included); writes nothing. A staged artifact that is not on the node is only noted.
+      included); writes nothing. I(src) is not copied, and a staged artifact that is not on the node
+      is only noted.
   diff_mode:
     support: partial
     description: Returns a diff of the config file for C(state=configured) only (values of
@@ -65,11 +70,23 @@ options:
   record_path:
     description: JSON release record; defaults to I(install_dir)/release.json.
     type: path
+  src:
+    description:
+      - Path on the control host of the artifact (C(state=pushed)) or of the rollback binary
+        (C(state=reverted)). The action plugin copies it into I(staging_dir) on the node and passes that
+        copy as I(staged) or I(rollback_binary); the copy is removed once installed, the folder after a
+        failure.
+      - Without I(sha256), the sha256 the node must find is computed on the control host.
+    type: path
+  staging_dir:
+    description: Folder on the node that I(src) is copied into (made owner-only if missing). Required with
+      I(src).
+    type: path
   staged:
-    description: Path on the node of the already-copied artifact (C(state=pushed)).
+    description: Path on the node of an already-copied artifact (C(state=pushed) without I(src)).
     type: path
   sha256:
-    description: Expected sha256 of the staged artifact, computed on the control host.
+    description: Expected sha256 of the artifact, computed on the control host.
     type: str
   version:
     description: Version of the artifact pushed (or of I(rollback_binary)), kept in the record.
@@ -131,13 +148,13 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Push the staged artifact and set rollout_pct
+- name: Push an artifact from the control host and set rollout_pct
   edge.canary.edge_release:
     state: pushed
     install_dir: /opt/edge
     config_path: /etc/edge/edge.conf
-    staged: /opt/edge/.staging/0f1e...
-    sha256: 0f1e...
+    src: /srv/releases/edge-v2
+    staging_dir: /opt/edge/.staging
     version: v2
     config:
       rollout_pct: 10
@@ -220,6 +237,8 @@ def main() -> None:
             "binary_name": {"type": "str", "default": "edge"},
             "config_path": {"type": "path"},
             "record_path": {"type": "path"},
+            "src": {"type": "path"},
+            "staging_dir": {"type": "path"},
             "staged": {"type": "path"},
             "sha256": {"type": "str"},
             "version": {"type": "str"},

@@ -375,3 +375,32 @@ def test_config_keys_on_a_node_without_a_config_file_are_refused_with_nothing_ch
     assert bad.rc != 0
     assert "no config_path; set edge_config_path" in bad.output, bad.output[-3000:]
     assert fleet.snapshot() == before
+
+
+# The action plugin copies the artifact itself: no copy or stat module run before the install.
+def test_a_push_copies_through_the_staging_folder_in_one_module_run_and_leaves_nothing_behind(
+        fleet: Fleet) -> None:
+    fleet.install("n1", V1, V0, "rollout_pct=0\n")
+    play = fleet.push("v2", hosts=ONE, env={"ANSIBLE_VERBOSITY": "3"})  # -vvv shows each command run
+    assert play.rc == 0, play.output
+    python_runs = [line for line in play.output.splitlines() if line.startswith("<n1> EXEC") and "python" in line]
+    assert len(python_runs) == 1, python_runs
+    assert fleet.read("n1", "edge") == V2 and fleet.read("n1", "edge.previous") == V1
+    assert not (fleet.nodes["n1"] / ".staging").exists()
+    # the sha256 the node verified was computed on the control host, the task gave none
+    assert play.results["n1"]["current"]["after"]["sha256"] == sha(V2)
+
+
+def test_a_staging_folder_that_cannot_be_made_fails_the_push_naming_it_then_a_rerun_pushes(
+        fleet: Fleet) -> None:
+    fleet.install("n1", V1, V0, "rollout_pct=0\n")
+    before = fleet.snapshot()
+    (fleet.nodes["n1"] / ".staging").write_text("in the way\n")
+    play = fleet.push("v2", hosts=ONE)
+    assert play.rc != 0
+    assert f"cannot make the staging folder {fleet.nodes['n1']}/.staging" in play.output, play.output[-3000:]
+    assert "UNREACHABLE" not in play.output  # a failed task: the deploy's rescue runs for it
+    assert fleet.snapshot() == before  # the file in the way is gone, the node's files untouched
+    rerun = fleet.push("v2", hosts=ONE)
+    assert rerun.rc == 0, rerun.output
+    assert fleet.read("n1", "edge") == V2

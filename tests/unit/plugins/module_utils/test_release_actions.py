@@ -358,6 +358,26 @@ def test_check_mode_push_without_staged_copy_still_reports(node: Node) -> None:
     assert node.snapshot() == before
 
 
+# In check mode the action plugin copies nothing and hands src on: the module notes it and plans anyway.
+@pytest.mark.parametrize("state", ["pushed", "reverted"])
+def test_check_mode_with_src_not_copied_reports_what_would_change(node: Node, state: str) -> None:
+    deployed(node)
+    before = node.snapshot()
+    run = node.run({"state": state, "src": "/on/the/control/host/edge-v3", "sha256": sha(V3)}, check=True)
+    assert run.rc == 0 and run.result["changed"], run.result
+    assert "src not copied to the node in check mode" in run.result["msg"]
+    assert run.result["current"]["after"]["sha256"] == sha(V3)
+    assert node.snapshot() == before
+
+
+def test_a_push_with_neither_staged_nor_src_is_refused(node: Node) -> None:
+    deployed(node)
+    before = node.snapshot()
+    run = node.run({"state": "pushed", "sha256": sha(V2)})
+    assert run.rc != 0 and "needs src (the artifact on the control host) or staged" in run.result["msg"]
+    assert node.snapshot() == before
+
+
 def test_check_mode_revert_changes_nothing(node: Node) -> None:
     deployed(node)
     before = node.snapshot()

@@ -3,6 +3,8 @@ derived from them."""
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +102,8 @@ def lab_inventory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    for name in [n for n in os.environ if n.startswith("LAB_")]:  # a second lab's LAB_*_PORT in the shell
+        monkeypatch.delenv(name)
     monkeypatch.setenv("LAB_DIR", str(tmp_path))
     for name, value in env.items():
         monkeypatch.setenv(name, value)

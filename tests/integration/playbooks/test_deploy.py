@@ -280,12 +280,9 @@ def test_migration_check_refuses_and_force_bypasses(fleet: Lab, artifacts: dict[
     assert "DROP COLUMN" in refused.stdout
     assert_untouched(fleet, files, before)
 
+    # A clean migrations folder passes the same check: tests/unit/edge_canary/ops/test_migrations.py.
     forced = deploy(fleet, artifacts["v2"], MIGRATIONS_DIR=str(migrations), FORCE_MIGRATE="1", CHECK="1")
     assert forced.returncode == 0, forced.stdout[-3000:]
-
-    (migrations / "0002_drop.sql").write_text("ALTER TABLE users ADD COLUMN nickname text;\n")
-    clean = deploy(fleet, artifacts["v2"], MIGRATIONS_DIR=str(migrations), CHECK="1")
-    assert clean.returncode == 0, clean.stdout[-3000:]
 
 
 def test_interrupted_push_then_rerun_ends_consistent(fleet: Lab, artifacts: dict[str, Path]) -> None:

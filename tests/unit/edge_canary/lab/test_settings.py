@@ -4,7 +4,6 @@ derived from them."""
 from __future__ import annotations
 
 import os
-
 from pathlib import Path
 from typing import Any
 

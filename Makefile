@@ -11,9 +11,8 @@ export PATH := $(VENV)/bin:$(subst $(VENV)/bin:,,$(PATH))
 
 ARTIFACTS_DIR ?= $(CURDIR)/artifacts
 PYTEST_ARGS ?=
-# Three test labs side by side: much of a deploy test is waiting (SLI windows, health checks). On 2 CPUs
-# the whole suite took 59 min with two workers and 49 min with three (the CPUs then ~90 % busy).
-TEST_WORKERS ?= 3
+# Two test labs side by side: most of a deploy test is waiting (SLI windows, health checks), not CPU.
+TEST_WORKERS ?= 2
 JSON ?=
 
 .PHONY: help setup demo test lint lab-up lab-down lab-clean lab-status artifacts

@@ -3,7 +3,8 @@
 The deploy record's files live on the control host. `ansible.builtin.copy` delegated to localhost
 costs two module runs (a remote stat, then the copy: two new Python processes) per node and per
 write; this writes the file directly (atomic rename), whatever the task's host or connection is.
-Arguments as copy's: dest, content, mode; make_dirs creates the file's folder.
+Arguments as copy's: dest, content, mode; make_dirs creates the file's folder; state=absent removes
+dest instead (as the file module's).
 Check mode writes nothing (set check_mode: false to write).
 """
 
@@ -20,7 +21,7 @@ from ansible.plugins.action import ActionBase
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("dest", "content", "mode", "make_dirs"))
+    _VALID_ARGS = frozenset(("dest", "content", "mode", "make_dirs", "state"))
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         result = super().run(tmp, task_vars)
@@ -28,6 +29,14 @@ class ActionModule(ActionBase):
         mode = str(self._task.args.get("mode", "0644"))
         if not isinstance(dest, str) or not os.path.isabs(dest):
             raise AnsibleActionFail(f"control_file: dest must be an absolute path on the control host, got {dest!r}")
+        state = self._task.args.get("state", "file")
+        if state not in ("file", "absent"):
+            raise AnsibleActionFail(f"control_file: state must be file or absent, got {state!r}")
+        if state == "absent":
+            return self._remove(result, dest)
+        if isinstance(content, (int, float)) and not isinstance(content, bool):
+            # "{{ now().timestamp() }}\n" renders to a float (Jinja's native types): its text, one line.
+            content = f"{content}\n"
         if not isinstance(content, str):
             raise AnsibleActionFail("control_file: content must be a string (use to_nice_json for data)")
         try:
@@ -58,4 +67,16 @@ class ActionModule(ActionBase):
         except OSError as exc:
             raise AnsibleActionFail(f"control_file: cannot write {dest}: {exc.strerror or exc}; check the "
                                     f"folder exists and is writable on the control host") from exc
+        return result
+
+    def _remove(self, result: dict[str, Any], dest: str) -> dict[str, Any]:
+        result.update(changed=os.path.lexists(dest), dest=dest)
+        if result["changed"] and not self._task.check_mode:
+            try:
+                os.unlink(dest)
+            except FileNotFoundError:
+                result["changed"] = False
+            except OSError as exc:
+                raise AnsibleActionFail(f"control_file: cannot remove {dest}: {exc.strerror or exc}; check the "
+                                        f"folder is writable on the control host") from exc
         return result

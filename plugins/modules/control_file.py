@@ -16,7 +16,8 @@ description:
   - The deploy record's files live on the control host. C(ansible.builtin.copy) delegated to
     localhost costs two module runs (a remote stat, then the copy) per node and per write; this
     action plugin writes the file in the controller process, with no module run.
-  - Reports C(changed) only when the file's content differs.
+  - Reports C(changed) only when the file's content differs (or, with I(state=absent), when the
+    file was there).
 extends_documentation_fragment:
   - edge.canary.controller_action
 attributes:
@@ -31,13 +32,19 @@ options:
     type: path
     required: true
   content:
-    description: The whole text of the file (use C(to_nice_json) for data).
+    description: The whole text of the file (use C(to_nice_json) for data); required unless
+      I(state=absent). A number (a template that renders to one) is written as its text and a newline.
     type: str
-    required: true
   mode:
     description: Octal permissions of the file, as a string like C("0644").
     type: str
     default: "0644"
+  state:
+    description: C(file) writes I(content); C(absent) removes I(dest) (changed only when it was
+      there).
+    type: str
+    choices: [file, absent]
+    default: file
   make_dirs:
     description: Create the file's folder (and its parents, mode 0755) when it is missing.
     type: bool

@@ -65,3 +65,45 @@ def test_refuses_a_relative_dest_and_a_missing_folder_in_one_line(tmp_path: Path
     assert relative.returncode != 0 and "dest must be an absolute path on the control host" in relative.stdout
     missing = play(tmp_path, str(tmp_path / "nowhere" / "edge-1.json"))
     assert missing.returncode != 0 and "cannot write" in missing.stdout and "check the folder exists" in missing.stdout
+
+
+REMOVE_PLAY = """\
+- name: Remove a file on the control host, and write a number
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Remove the file
+      edge.canary.control_file:
+        dest: "{{ dest }}"
+        state: absent
+      register: removed
+    - name: Write a number (a template that renders to a float)
+      edge.canary.control_file:
+        dest: "{{ dest }}.at"
+        content: "{{ 1234.5 }}\\n"
+    - name: Show the result
+      ansible.builtin.debug:
+        msg: "REMOVED={{ removed.changed }}"
+"""
+
+
+def test_state_absent_removes_the_file_once_and_a_number_is_written_as_its_text(tmp_path: Path) -> None:
+    dest = tmp_path / "canary-ready"
+    dest.write_text("1\n")
+    (tmp_path / "play.yml").write_text(REMOVE_PLAY)
+    (tmp_path / "inventory.yml").write_text(INVENTORY)
+
+    def remove(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(ANSIBLE_PLAYBOOK), "-i", "inventory.yml", "play.yml", "-e", f"dest={dest}", *extra],
+            capture_output=True, text=True, cwd=tmp_path, timeout=120,
+            env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS), "ANSIBLE_NOCOLOR": "1",
+                 "ANSIBLE_LOCALHOST_WARNING": "false"})
+
+    checked = remove("--check")
+    assert checked.returncode == 0 and "REMOVED=True" in checked.stdout and dest.exists(), checked.stdout
+    first = remove()
+    assert first.returncode == 0 and "REMOVED=True" in first.stdout and not dest.exists(), first.stdout
+    assert (tmp_path / "canary-ready.at").read_text() == "1234.5\n"
+    again = remove()
+    assert again.returncode == 0 and "REMOVED=False" in again.stdout

@@ -1,5 +1,5 @@
-"""Attributes shared by the documentation of the collection's action plugins (control_file, deploy_lock,
-operator_inputs): each works in the controller process, with no module run and no diff."""
+"""Attributes shared by the documentation of the collection's action plugins (control_file, deploy_event,
+deploy_lock, operator_inputs): each works in the controller process, with no module run and no diff."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from tests.helpers.paths import REPO
 
 BIN = Path(sys.executable).parent
 MODULES = ("edge_release", "haproxy_server", "edge_service_health", "control_file", "haproxy_servers_info",
-           "deploy_lock")
+           "deploy_lock", "deploy_event")
 # What the tarball must never carry: local state, the Python sources pip installs, the other tests.
 LEFT_OUT = (".venv/", ".lab", ".git/", "collections/", "edge_canary/", "watcher/", "lab/", "scripts/",
             "tests/unit/", "tests/integration/", "tests/helpers/", "__pycache__/", "ansible.cfg")

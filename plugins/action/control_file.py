@@ -4,7 +4,8 @@ The deploy record's files live on the control host. `ansible.builtin.copy` deleg
 costs two module runs (a remote stat, then the copy: two new Python processes) per node and per
 write; this writes the file directly (atomic rename), whatever the task's host or connection is.
 Arguments as copy's: dest, content, mode; make_dirs creates the file's folder; state=absent removes
-dest instead (as the file module's).
+dest instead, state=directory creates dest as a folder (mode, default 0755, and its parents), as the
+file module's.
 Check mode writes nothing (set check_mode: false to write).
 """
 
@@ -30,10 +31,12 @@ class ActionModule(ActionBase):
         if not isinstance(dest, str) or not os.path.isabs(dest):
             raise AnsibleActionFail(f"control_file: dest must be an absolute path on the control host, got {dest!r}")
         state = self._task.args.get("state", "file")
-        if state not in ("file", "absent"):
-            raise AnsibleActionFail(f"control_file: state must be file or absent, got {state!r}")
+        if state not in ("file", "absent", "directory"):
+            raise AnsibleActionFail(f"control_file: state must be file, absent or directory, got {state!r}")
         if state == "absent":
             return self._remove(result, dest)
+        if state == "directory":
+            return self._make_dir(result, dest, str(self._task.args.get("mode", "0755")))
         if isinstance(content, (int, float)) and not isinstance(content, bool):
             # "{{ now().timestamp() }}\n" renders to a float (Jinja's native types): its text, one line.
             content = f"{content}\n"
@@ -79,4 +82,23 @@ class ActionModule(ActionBase):
             except OSError as exc:
                 raise AnsibleActionFail(f"control_file: cannot remove {dest}: {exc.strerror or exc}; check the "
                                         f"folder is writable on the control host") from exc
+        return result
+
+    def _make_dir(self, result: dict[str, Any], dest: str, mode: str) -> dict[str, Any]:
+        try:
+            mode_bits = int(mode, 8)
+        except ValueError:
+            raise AnsibleActionFail(f"control_file: mode {mode!r} is not an octal mode like '0755'") from None
+        if os.path.isdir(dest):
+            result.update(changed=False, dest=dest)
+            return result
+        result.update(changed=True, dest=dest)
+        if self._task.check_mode:
+            return result
+        try:
+            os.makedirs(dest, mode=0o755, exist_ok=True)
+            os.chmod(dest, mode_bits)
+        except OSError as exc:
+            raise AnsibleActionFail(f"control_file: cannot create the folder {dest}: {exc.strerror or exc}; check "
+                                    f"its parent is writable on the control host") from exc
         return result

@@ -36,14 +36,16 @@ options:
       I(state=absent). A number (a template that renders to one) is written as its text and a newline.
     type: str
   mode:
-    description: Octal permissions of the file, as a string like C("0644").
+    description: Octal permissions of the file, as a string like C("0644") (of the folder with
+      I(state=directory), default C("0755")).
     type: str
     default: "0644"
   state:
     description: C(file) writes I(content); C(absent) removes I(dest) (changed only when it was
-      there).
+      there); C(directory) creates I(dest) as a folder with its parents (changed only when it was
+      not there; I(mode) defaults to C(0755) then).
     type: str
-    choices: [file, absent]
+    choices: [file, absent, directory]
     default: file
   make_dirs:
     description: Create the file's folder (and its parents, mode 0755) when it is missing.

@@ -32,7 +32,7 @@ CONTROLLER_ONLY = frozenset({
     "ansible.builtin.include_vars", "ansible.builtin.add_host", "ansible.builtin.group_by",
     "ansible.builtin.pause", "ansible.builtin.set_stats", "ansible.builtin.validate_argument_spec",
     # Our action plugins that do their work in the controller process and start no module.
-    "edge.canary.control_file", "edge.canary.operator_inputs",
+    "edge.canary.control_file", "edge.canary.operator_inputs", "edge.canary.deploy_event", "edge.canary.deploy_lock",
 })
 
 

@@ -68,7 +68,7 @@ def test_refuses_a_relative_dest_and_a_missing_folder_in_one_line(tmp_path: Path
 
 
 REMOVE_PLAY = """\
-- name: Remove a file on the control host, and write a number
+- name: Remove a file on the control host, write a number, create a folder
   hosts: localhost
   gather_facts: false
   tasks:
@@ -81,13 +81,20 @@ REMOVE_PLAY = """\
       edge.canary.control_file:
         dest: "{{ dest }}.at"
         content: "{{ 1234.5 }}\\n"
+    - name: Create a folder and its parent
+      edge.canary.control_file:
+        dest: "{{ dest }}.d/stage-1"
+        state: directory
+        mode: "0750"
+      register: made
     - name: Show the result
       ansible.builtin.debug:
-        msg: "REMOVED={{ removed.changed }}"
+        msg: "REMOVED={{ removed.changed }} MADE={{ made.changed }}"
 """
 
 
-def test_state_absent_removes_the_file_once_and_a_number_is_written_as_its_text(tmp_path: Path) -> None:
+def test_state_absent_removes_once_a_number_is_written_as_its_text_and_a_folder_is_made_once(
+        tmp_path: Path) -> None:
     dest = tmp_path / "canary-ready"
     dest.write_text("1\n")
     (tmp_path / "play.yml").write_text(REMOVE_PLAY)
@@ -101,9 +108,11 @@ def test_state_absent_removes_the_file_once_and_a_number_is_written_as_its_text(
                  "ANSIBLE_LOCALHOST_WARNING": "false"})
 
     checked = remove("--check")
-    assert checked.returncode == 0 and "REMOVED=True" in checked.stdout and dest.exists(), checked.stdout
+    assert checked.returncode == 0 and "REMOVED=True MADE=True" in checked.stdout, checked.stdout
+    assert dest.exists() and not (tmp_path / "canary-ready.d").exists()
     first = remove()
-    assert first.returncode == 0 and "REMOVED=True" in first.stdout and not dest.exists(), first.stdout
+    assert first.returncode == 0 and "REMOVED=True MADE=True" in first.stdout and not dest.exists(), first.stdout
     assert (tmp_path / "canary-ready.at").read_text() == "1234.5\n"
+    assert oct((tmp_path / "canary-ready.d" / "stage-1").stat().st_mode & 0o777) == "0o750"
     again = remove()
-    assert again.returncode == 0 and "REMOVED=False" in again.stdout
+    assert again.returncode == 0 and "REMOVED=False MADE=False" in again.stdout

@@ -10,12 +10,11 @@ command it never fails the play: Alertmanager unreachable is a line in stderr an
 
 from __future__ import annotations
 
-import contextlib
-import io
 from typing import Any
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
+from ansible_collections.edge.canary.plugins.plugin_utils.project_code import ops_module, run_captured
 
 # Option name -> the edge-canary notify flag it is passed as (event is the positional argument).
 FLAGS = {"url": "--url", "timeout": "--timeout", "deploy_id": "--deploy-id", "canary": "--canary",
@@ -38,22 +37,11 @@ class ActionModule(ActionBase):
         if self._task.check_mode:
             result.update(rc=0, stdout="", stderr="", skipped=True, msg="check mode: no event posted")
             return result
-        try:
-            from edge_canary.ops import notify  # noqa: PLC0415 - the project's package, not the collection's
-        except ImportError as exc:
-            raise AnsibleActionFail(
-                f"deploy_event: the controller's Python cannot import edge_canary ({exc}); "
-                "install the project into the environment that runs ansible-playbook"
-            ) from exc
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                rc = notify.main(argv)
-            except SystemExit as exc:  # argparse: an event or a value it does not take
-                rc = exc.code if isinstance(exc.code, int) else 64
-        result.update(rc=rc, stdout=out.getvalue(), stderr=err.getvalue(), changed=False,
-                      stdout_lines=out.getvalue().splitlines(), posted=rc == 0 and bool(out.getvalue()))
+        notify = ops_module("deploy_event", "notify")
+        rc, stdout, stderr = run_captured(lambda: notify.main(argv))
+        result.update(rc=rc, stdout=stdout, stderr=stderr, changed=False, stdout_lines=stdout.splitlines(),
+                      posted=rc == 0 and bool(stdout))
         if rc:
             result.update(failed=True, msg=f"deploy_event: edge-canary notify refused its arguments (rc {rc}): "
-                                           f"{err.getvalue().strip()[-300:]}")
+                                           f"{stderr.strip()[-300:]}")
         return result

@@ -10,16 +10,16 @@ it holds the watch host's lock over SSH while the run lives), still with no modu
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+from ansible_collections.edge.canary.plugins.plugin_utils.project_code import ops_module, run_captured
 
 
 class ActionModule(ActionBase):
@@ -46,33 +46,22 @@ class ActionModule(ActionBase):
         directory = args.get("dir")
         if not isinstance(directory, str) or not directory.startswith("/"):
             raise AnsibleActionFail(f"deploy_lock: dir must be an absolute path on the control host, got {directory!r}")
-        try:
-            from edge_canary.ops import lock  # noqa: PLC0415 - the project's package, not the collection's
-        except ImportError as exc:
-            raise AnsibleActionFail(
-                f"deploy_lock: the controller's Python cannot import edge_canary ({exc}); "
-                "install the project into the environment that runs ansible-playbook"
-            ) from exc
-        out, err = io.StringIO(), io.StringIO()
+        lock = ops_module("deploy_lock", "lock")
         path = Path(directory)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+
+        def take_or_release() -> int:
             try:
                 path.mkdir(parents=True, exist_ok=True)
                 if state == "acquired":
-                    rc = lock.acquire(
-                        path,
-                        "deploy",
-                        lock_id,
-                        boolean(args.get("force", False), strict=False),
-                        boolean(args.get("dry_run", False), strict=False),
-                        token,
-                    )
-                else:
-                    rc = lock.release(path, "deploy", lock_id, token)
+                    return int(lock.acquire(path, "deploy", lock_id, boolean(args.get("force", False), strict=False),
+                                            boolean(args.get("dry_run", False), strict=False), token))
+                return int(lock.release(path, "deploy", lock_id, token))
             except OSError as exc:
-                print(f"edge-lock: cannot use the lock folder {directory}: {exc}", file=err)
-                rc = 1
-        return self._done(result, rc, out.getvalue(), err.getvalue())
+                print(f"edge-lock: cannot use the lock folder {directory}: {exc}", file=sys.stderr)
+                return 1
+
+        rc, stdout, stderr = run_captured(take_or_release)
+        return self._done(result, rc, stdout, stderr)
 
     @staticmethod
     def _done(result: dict[str, Any], rc: int, stdout: str, stderr: str) -> dict[str, Any]:

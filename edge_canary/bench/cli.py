@@ -235,6 +235,15 @@ class Bench:
     # --- the phases ------------------------------------------------------------------------------------
     def green(self, run: int) -> None:
         self.ensure_v1()
+        # Its check-mode twin first, under the same load: the same plays from the same controller, no node
+        # drained, pushed or restarted. Its p99 rise is the lab machine's contention, not the deploy's.
+        checked, requests = self.under_load(f"green-check-{run}", lambda: lab_io.deploy(
+            self.lab, f"green-check-{run}", self.artifacts["v2"], CANARY, 1, self.green_window, LAB_INTERVAL_S, 5,
+            check=True), baseline=GREEN_BASELINE_S)
+        self.op_result("green-check", run, checked.code, checked.started, checked.ended, requests)
+        if checked.code != 0:
+            self.fail(f"check-mode deploy run {run} exited {checked.code}; "
+                      f"see {self.lab.log(f'green-check-{run}.log')}")
         # A 30 s baseline (1500 requests at 50 rps): the p99 of a 5 s one is its 3rd slowest request, too
         # noisy to hold the deploy's p99 against.
         deployed, requests = self.under_load(f"green-{run}", lambda: lab_io.deploy(

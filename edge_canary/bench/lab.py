@@ -175,9 +175,9 @@ class DeployRun:
 
 
 def deploy(lab: LabHandle, label: str, artifact: Path, canary: str, batch: int, window: float,
-           interval: float, min_requests: int) -> DeployRun:
-    """playbooks/deploy-canary.yml as `edge-canary deploy-canary` runs it, with the junit callback on for
-    per-task times; the lock is released afterwards as deploy-canary does."""
+           interval: float, min_requests: int, check: bool = False) -> DeployRun:
+    """playbooks/deploy-canary.yml as `edge-canary deploy-canary` runs it (check: as CHECK=1 does), with the
+    junit callback on for per-task times; the lock is released afterwards as deploy-canary does."""
     deploy_id = f"bench-{label}-{time.strftime('%H%M%S')}-{os.getpid()}"
     junit = lab.work / "junit" / deploy_id
     junit.mkdir(parents=True, exist_ok=True)
@@ -189,7 +189,8 @@ def deploy(lab: LabHandle, label: str, artifact: Path, canary: str, batch: int, 
     cost_file = junit / "task_cost.json"
     started, cpu = time.time(), children_cpu()
     code = lab.run([str(VENV_BIN / "ansible-playbook"), str(REPO / "playbooks/deploy-canary.yml"),
-                    "-e", f"@{vars_file}"], f"{label}.log", 1800, cost_env(junit, cost_file))
+                    "-e", f"@{vars_file}", *(["--check", "--diff"] if check else [])], f"{label}.log", 1800,
+                   cost_env(junit, cost_file))
     ended, cpu = time.time(), children_cpu() - cpu
     run_dir = lab.lab_dir / "control" / "runs" / deploy_id
     release_lock(run_dir, deploy_id)

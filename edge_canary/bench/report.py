@@ -21,6 +21,9 @@ on a few seconds after it ends.
   could not send because 64 were already in flight are counted as dropped (the fleet stalled) and shown apart.
 - **p99 before / during**: nearest-rank p99 latency of answered requests in the baseline and in the operation's
   window; for the auto-reverts the slow release's own answers are left out of "during".
+- **Check-mode twin**: before each green deploy, the same deploy with `--check --diff` (as `CHECK=1` runs it)
+  under the same load: the controller does the same plays on the same machine and no node is drained, pushed
+  or restarted, so its p99 rise is the lab machine's own contention, not the deploy's.
 - **Green deploy / rollback / auto-revert**: the real `playbooks/deploy-canary.yml` (canary edge-1, SLI gate by
   the real watcher, peers in batches) and `playbooks/rollback.yml`, run as `make deploy-canary` runs them.
 - **Naive deploy**: done by hand by the bench, not by our playbooks: for each node in turn, copy the new binary
@@ -167,6 +170,7 @@ def times(value: float | None) -> str:
 
 OP_TITLES = {
     "green": "green deploy of the fleet (drain, push, restart, health, ready)",
+    "green-check": "the same deploy in check mode (the controller's plays, no node touched)",
     "rollback": "manual rollback of the fleet, batch 1 (make rollback NODES=all)",
     "rollback-batch": "manual rollback of the fleet, every node but one in one batch (make rollback NODES=all BATCH=n)",
     "naive": "naive deploy (binary swapped + service restarted, no drain)",
@@ -204,6 +208,23 @@ def naive_ratio_line(ops: Sequence[OpResult]) -> str:
         return (f"Naive vs drained: the naive deploy dropped {naive:g} requests (median) where the drained "
                 f"deploy dropped {green:g}: the ratio is unbounded (∞ : 0).")
     return f"Naive vs drained: {naive:g} vs {green:g} dropped requests (medians), a ratio of {r:.1f}×."
+
+
+def contention_line(ops: Sequence[OpResult]) -> str:
+    """How much of the green deploy's p99 rise the lab machine's contention explains: its check-mode twin
+    runs the same plays on the same two CPUs and touches no node."""
+    green = [o for o in ops if o.op == "green"]
+    check = [o for o in ops if o.op == "green-check"]
+    if not green or not check:
+        return "Deploy vs its check-mode twin: not measured in this run."
+    real = median(ratio(o.p99_during_s, o.p99_before_s) for o in green)
+    controller = median(ratio(o.p99_during_s, o.p99_before_s) for o in check)
+    if real is None or not controller:
+        return "Deploy vs its check-mode twin: no p99 to compare."
+    return (f"Deploy vs its check-mode twin: p99 during / before is {real:.2f}× for the green deploy and "
+            f"{controller:.2f}× for the same plays in check mode, which drain, push and restart nothing: "
+            f"{real / controller:.2f}× is the deploy's own share, the rest is the controller's CPU on the lab "
+            "machine the nodes and HAProxy share.")
 
 
 def revert_rows(reverts: Sequence[RevertResult], interval: float, floor: float) -> list[str]:
@@ -304,6 +325,8 @@ def markdown(res: Results, method: str, interval: float, floor: float) -> str:
         *op_rows(res.ops),
         "",
         naive_ratio_line(res.ops),
+        "",
+        contention_line(res.ops),
         "",
         "## 4. Roll time as the fleet grows",
         "",

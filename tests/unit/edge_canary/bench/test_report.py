@@ -15,6 +15,7 @@ from edge_canary.bench.report import (
     Results,
     RevertResult,
     RollResult,
+    contention_line,
     markdown,
     naive_ratio_line,
     revert_rows,
@@ -24,7 +25,7 @@ from edge_canary.bench.stats import Fit
 from tests.helpers.paths import REPO
 
 
-def op(name: str, run: int, dropped: int, before: float = 0.01, during: float = 0.02) -> OpResult:
+def op(name: str, run: int, dropped: int, before: float | None = 0.01, during: float | None = 0.02) -> OpResult:
     return OpResult(name, run, 0, 30.0, 1500, dropped, 0, 0, before, during)
 
 
@@ -109,3 +110,17 @@ def test_time_to_revert_is_broken_down_against_the_floor() -> None:
     # a watcher already watching when the first bad answer comes: detection counts from the bad answer
     early = RevertResult("v2-slow", 1, "reverted", 100.0, 140.0, 90.0, 107.0, 30.0)
     assert early.detection == 7.0
+
+
+def test_the_deploys_own_share_of_its_p99_rise_is_its_ratio_over_its_check_mode_twins() -> None:
+    ops = [op("green", 1, 0, 0.002, 0.006), op("green", 2, 0, 0.002, 0.005), op("green", 3, 0, 0.002, 0.004),
+           op("green-check", 1, 0, 0.002, 0.004), op("green-check", 2, 0, 0.002, 0.005)]
+    line = contention_line(ops)
+    # medians: green 2.50x, check-mode (2.00x, 2.50x) 2.25x -> the deploy's own 1.11x
+    assert "2.50× for the green deploy and 2.25× for the same plays in check mode" in line
+    assert "1.11× is the deploy's own share" in line
+
+
+def test_no_check_mode_twin_is_said_so() -> None:
+    assert "not measured" in contention_line([op("green", 1, 0)])
+    assert "no p99" in contention_line([op("green", 1, 0, None, 0.01), op("green-check", 1, 0)])

@@ -25,9 +25,9 @@ import sys
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from edge_canary.bench import lab as lab_io
 from edge_canary.bench import pct0 as off
@@ -84,6 +84,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.runs, args.fleets = 1, [(3, [1, 2])]
         args.watcher_seconds = min(args.watcher_seconds, 30.0)
     return args
+
+
+# Which phase measures each operation of the report (an earlier run's are kept unless that phase runs again).
+OP_PHASES = {"green": "green", "green-check": "green", "rollback": "rollback", "rollback-batch": "rollbackn",
+             "naive": "naive", "revert-v2-errors": "revert", "revert-v2-slow": "revert"}
+
+
+def kept_rolls(old: list[dict[str, Any]], phases: Collection[str],
+               fleets: Sequence[tuple[int, Sequence[int]]]) -> list[dict[str, Any]]:
+    """An earlier run's rolls this run does not redo: all of them without the roll phase, else those of
+    other fleet sizes and batches (a 100-node roll then joins the earlier 3-, 10- and 30-node ones in the fit)."""
+    redone = {(nodes, batch) for nodes, batches in fleets for batch in batches} if "roll" in phases else set()
+    return [roll for roll in old if (roll["nodes"], roll["batch"]) not in redone]
 
 
 def parse_fleets(text: str) -> list[tuple[int, list[int]]]:
@@ -406,16 +419,13 @@ class Bench:
         """Carry over an earlier run's results for the phases this run does not measure again."""
         old = json.loads(path.read_text())
         phases = set(self.args.phases)
-        ops = {"green": "green", "rollback": "rollback", "naive": "naive", "revert-v2-errors": "revert",
-               "revert-v2-slow": "revert"}
-        ops["rollback-batch"] = "rollbackn"
-        self.results.ops += [OpResult(**o) for o in old.get("ops", []) if ops.get(o["op"]) not in phases]
+        self.results.ops += [OpResult(**o) for o in old.get("ops", []) if OP_PHASES.get(o["op"]) not in phases]
         if "pct0" not in phases:
             self.results.pct0 += [Pct0Result(**r) for r in old.get("pct0", [])]
         if "revert" not in phases:
             self.results.reverts += [RevertResult(**r) for r in old.get("reverts", [])]
+        self.results.rolls += [RollResult(**r) for r in kept_rolls(old.get("rolls", []), phases, self.args.fleets)]
         if "roll" not in phases:
-            self.results.rolls += [RollResult(**r) for r in old.get("rolls", [])]
             self.results.slow_tasks = [(str(name), float(secs)) for name, secs in old.get("slow_tasks", [])]
         if "watcher" not in phases:
             self.results.watcher = old.get("watcher", {})

@@ -334,7 +334,11 @@ def test_decision_log_parses_and_holds_no_secret(fleet: Fleet, start: Starter) -
               "--prom-url", fleet.prom.url.replace("http://", f"http://watch:{password}@")),
     ]  # fmt: skip
     for watch in runs:
-        assert watch.finish() == 0, read_text(watch.out)
+        # The credentials worked: no probe was blind and one judged the canary green. Promote or hold is not
+        # this test's point: on a loaded machine the first of two probes can come before the canary has 20
+        # requests in Prometheus (inconclusive), and 1 green of 2 is a hold.
+        code, verdict = watch.finish(), watch.verdict()
+        assert code in (0, 2) and verdict["blind"] == 0 and verdict["green"] >= 1, read_text(watch.out)
         records = watch.records()  # every line parses as JSON
         assert [r["event"] for r in records][0] == "start"
         assert records[-1]["event"] == "verdict"

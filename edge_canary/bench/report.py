@@ -179,6 +179,11 @@ OP_TITLES = {
 }
 
 
+def p99_rise(ops: Sequence[OpResult]) -> float | None:
+    """p99 during / p99 before, the median over these runs of one operation."""
+    return median(ratio(o.p99_during_s, o.p99_before_s) for o in ops)
+
+
 def op_rows(ops: Sequence[OpResult]) -> list[str]:
     rows = ["| operation | runs | dropped (median) | dropped per run | of which not sent | the broken binary's "
             "own failures (not counted) | requests in the window | p99 before | p99 during | p99 during / before "
@@ -193,7 +198,7 @@ def op_rows(ops: Sequence[OpResult]) -> list[str]:
             f"| {OP_TITLES[op]} | {len(mine)} | {fmt(median(o.dropped for o in mine))} | "
             f"{', '.join(str(o.dropped) for o in mine)} | {', '.join(str(o.not_sent) for o in mine)} | "
             f"{', '.join(str(o.by_release) for o in mine)} | {fmt(median(o.sent for o in mine), digits=0)} | "
-            f"{ms(before)} | {ms(during)} | {times(median(ratio(o.p99_during_s, o.p99_before_s) for o in mine))} | "
+            f"{ms(before)} | {ms(during)} | {times(p99_rise(mine))} | "
             f"{fmt(median(o.seconds for o in mine))} |")
     return rows
 
@@ -217,8 +222,7 @@ def contention_line(ops: Sequence[OpResult]) -> str:
     check = [o for o in ops if o.op == "green-check"]
     if not green or not check:
         return "Deploy vs its check-mode twin: not measured in this run."
-    real = median(ratio(o.p99_during_s, o.p99_before_s) for o in green)
-    controller = median(ratio(o.p99_during_s, o.p99_before_s) for o in check)
+    real, controller = p99_rise(green), p99_rise(check)
     if real is None or not controller:
         return "Deploy vs its check-mode twin: no p99 to compare."
     return (f"Deploy vs its check-mode twin: p99 during / before is {real:.2f}× for the green deploy and "

@@ -53,9 +53,9 @@ class ActionModule(ActionBase):
             try:
                 path.mkdir(parents=True, exist_ok=True)
                 if state == "acquired":
-                    return int(lock.acquire(path, "deploy", lock_id, boolean(args.get("force", False), strict=False),
-                                            boolean(args.get("dry_run", False), strict=False), token))
-                return int(lock.release(path, "deploy", lock_id, token))
+                    return lock.acquire(path, "deploy", lock_id, boolean(args.get("force", False), strict=False),
+                                        boolean(args.get("dry_run", False), strict=False), token)
+                return lock.release(path, "deploy", lock_id, token)
             except OSError as exc:
                 print(f"edge-lock: cannot use the lock folder {directory}: {exc}", file=sys.stderr)
                 return 1

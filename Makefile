@@ -11,9 +11,9 @@ export PATH := $(VENV)/bin:$(subst $(VENV)/bin:,,$(PATH))
 
 ARTIFACTS_DIR ?= $(CURDIR)/artifacts
 PYTEST_ARGS ?=
-# Three test labs side by side on two CPUs: most of a deploy test is waiting (SLI windows, health
-# checks), not CPU. Measured on one 2-CPU machine: the suite in 47 min with three, 68 min with two.
-TEST_WORKERS ?= 3
+# Two test labs side by side on two CPUs. Three looked faster on a shared machine, but in CI each
+# three-worker run was the slower: 4317 s and 4236 s, against 3522, 3523 and 3527 s with two.
+TEST_WORKERS ?= 2
 JSON ?=
 
 .PHONY: help setup demo test lint lab-up lab-down lab-clean lab-status artifacts

@@ -177,8 +177,8 @@ class Lab:
         address, port = self.settings.endpoints()[node]
         return f"http://{address}:{port}{path}"
 
-    def node_version(self, node: str) -> dict[str, Any]:
-        with urllib.request.urlopen(self.node_url(node, "/version"), timeout=5) as resp:
+    def node_version(self, node: str, timeout: float = 5) -> dict[str, Any]:
+        with urllib.request.urlopen(self.node_url(node, "/version"), timeout=timeout) as resp:
             return dict(json.loads(resp.read()))
 
     def supervisorctl(self, *args: str) -> subprocess.CompletedProcess[str]:

@@ -36,6 +36,15 @@ CONTROLLER_ONLY = frozenset({
 })
 
 
+def module_runs(result: dict[str, Any], retried: bool) -> int:
+    """Module runs behind one task result: one per loop item, and per `until` attempt when the task retries.
+    Without `until`, an `attempts` key is the module's own (edge_service_health counts its health polls in it)."""
+    items = result.get("results")
+    if not isinstance(items, list):
+        items = [result]
+    return sum(int(item.get("attempts", 1)) if retried and isinstance(item, dict) else 1 for item in items)
+
+
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "aggregate"
@@ -73,8 +82,7 @@ class CallbackModule(CallbackBase):
         if skipped:
             host["skipped"] += 1
         elif task.action not in CONTROLLER_ONLY:
-            loops = result._result.get("results")
-            host["module_runs"] += len(loops) if isinstance(loops, list) else int(result._result.get("attempts", 1))
+            host["module_runs"] += module_runs(result._result, retried=bool(task.until))
 
     def v2_runner_on_ok(self, result: Any) -> None:
         self._result(result)

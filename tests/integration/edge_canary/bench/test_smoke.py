@@ -12,21 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers.fleet import fleet_versions
 from tests.helpers.lab import REPO, Lab
 
 
-def node_versions(lab: Lab) -> dict[str, str]:
-    import urllib.request
-
-    versions = {}
-    for node, port in zip(lab.settings.node_names(), lab.settings.edge_ports(), strict=True):
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/version", timeout=5) as answer:
-            versions[node] = json.loads(answer.read())["version"]
-    return versions
-
-
 def test_bench_smoke_measures_the_naive_deploy_and_the_watcher(lab: Lab, tmp_path: Path) -> None:
-    before = node_versions(lab)
+    before = fleet_versions(lab)
     report, raw = tmp_path / "BENCHMARKS.md", tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "-m", "edge_canary", "bench", "--use-running-lab", "--phases", "naive,watcher", "--runs", "1",
@@ -55,4 +46,4 @@ def test_bench_smoke_measures_the_naive_deploy_and_the_watcher(lab: Lab, tmp_pat
     assert "naive deploy (binary swapped + service restarted, no drain)" in text
     assert "## 5. Watcher cost" in text and "- Reproduce:" in text
     # the bench put every node back on the binary it ran before
-    assert node_versions(lab) == before
+    assert fleet_versions(lab) == before

@@ -2,7 +2,8 @@
 """Ansible module edge_service_health: the shell (documentation, arguments, messages).
 
 The GETs and the wait are module_utils.http_health's, shared with haproxy_server's check before ready;
-the restart's commands are module_utils.service_restart's.
+the restart's commands are module_utils.service_restart's; the record, module_utils.release_status's
+(edge_release's own state=serving).
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ description:
   - Then GETs I(health_url) every I(interval) seconds until it answers 200, for at most I(timeout)
     seconds, then, when I(expected_version) is given, GETs I(version_url) once and requires its
     JSON C(version) to be that.
+  - With I(record_serving), once the node is healthy (and serves I(expected_version)), records in
+    the node's release record that the service serves its current binary, as edge_release
+    C(state=serving) does (same code), without a module run of its own.
   - One module run restarts and polls as often as it likes, where a C(command) task and a C(uri)
     task with retries start a new Python process each, per attempt.
 attributes:
   check_mode:
     support: full
-    description: The restart is only reported (changed), not done; the health check runs as usual.
+    description: The restart and the record are only reported (changed), not done; the health check
+      runs as usual.
   diff_mode:
     support: none
     description: Changes nothing, so there is no diff.
@@ -69,6 +74,29 @@ options:
   expected_version:
     description: Version the node must report; omitted or empty means the version is not checked.
     type: str
+  record_serving:
+    description:
+      - After a passed health (and version) check, record in the release record that the service
+        serves the binary at I(binary) (its sha256); nothing is recorded when the check fails.
+      - Requires I(health_url).
+    type: dict
+    suboptions:
+      binary:
+        description: Absolute path of the edge binary the service runs.
+        type: path
+        required: true
+      config:
+        description: Absolute path of the edge config file, if the node has one.
+        type: path
+      record:
+        description: Absolute path of the node's release record.
+        type: path
+        required: true
+      good:
+        description: The served release also becomes the node's last-known-good (a canary's only
+          once promoted).
+        type: bool
+        default: true
 author:
   - edge-canary maintainers (@edge-canary)
 """
@@ -82,6 +110,17 @@ EXAMPLES = r"""
     health_url: http://127.0.0.1:8080/health
     version_url: http://127.0.0.1:8080/version
     expected_version: v2
+
+- name: Restart, check health and version, then record that the node serves its binary
+  edge.canary.edge_service_health:
+    restart: true
+    service_name: edge
+    health_url: http://127.0.0.1:8080/health
+    version_url: http://127.0.0.1:8080/version
+    expected_version: v2
+    record_serving:
+      binary: /opt/edge/edge
+      record: /opt/edge/release.json
 
 - name: Wait for the node's health check, then check it serves v2
   edge.canary.edge_service_health:
@@ -113,13 +152,21 @@ version:
   description: Version the node reported (only when I(expected_version) is given).
   returned: when checked
   type: str
+serving:
+  description: What the record step did (edge_release C(state=serving)'s C(action), C(msg) and C(record)).
+  returned: with record_serving, once healthy
+  type: dict
 """
 
 # Imports after the documentation: validate-modules (ansible-test sanity) asks for that order.
+import os  # noqa: E402
 from typing import Any  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.edge.canary.plugins.module_utils.http_health import served_version, wait_healthy  # noqa: E402
+from ansible_collections.edge.canary.plugins.module_utils.release_actions import Paths  # noqa: E402
+from ansible_collections.edge.canary.plugins.module_utils.release_plan import ReleaseError  # noqa: E402
+from ansible_collections.edge.canary.plugins.module_utils.release_status import serving  # noqa: E402
 from ansible_collections.edge.canary.plugins.module_utils.service_restart import (  # noqa: E402
     MANAGERS,
     restart_steps,
@@ -142,6 +189,21 @@ def restart(module: AnsibleModule) -> list[dict[str, Any]]:
     return done
 
 
+def record_serving(module: AnsibleModule, result: dict[str, Any]) -> None:
+    """The node is healthy on its binary: record it as served (and last-known-good when `good`)."""
+    rec = module.params["record_serving"]
+    binary = rec["binary"] or ""
+    try:
+        paths = Paths.from_params({"install_dir": os.path.dirname(binary), "binary_name": os.path.basename(binary),
+                                   "config_path": rec["config"], "record_path": rec["record"]})
+        done = serving({"good": rec["good"]}, paths, module.check_mode)
+    except (ReleaseError, OSError) as exc:
+        module.fail_json(msg=f"the node is healthy, but recording that it serves {binary} failed: {exc}; "
+                             "fix the node's files and re-run (safe)", **result)
+    result["serving"] = {key: done[key] for key in ("action", "msg", "record")}
+    result["changed"] = result["changed"] or done["changed"]
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -155,8 +217,15 @@ def main() -> None:
             "request_timeout": {"type": "float", "default": 2.0},
             "version_url": {"type": "str"},
             "expected_version": {"type": "str"},
+            "record_serving": {"type": "dict", "options": {
+                "binary": {"type": "path", "required": True},
+                "config": {"type": "path"},
+                "record": {"type": "path", "required": True},
+                "good": {"type": "bool", "default": True},
+            }},
         },
         required_if=[("restart", True, ["service_name"]), ("restart", False, ["health_url"])],
+        required_by={"record_serving": "health_url"},
         supports_check_mode=True,
     )
     p = module.params
@@ -183,7 +252,11 @@ def main() -> None:
             module.fail_json(msg=f"the node serves {version or '?'} at {p['version_url']}, not {expected}"
                                  + (f" ({error})" if error else "") + "; the new binary is not the one running",
                              **result)
-    module.exit_json(msg=("restarted, " if p["restart"] else "") + f"healthy after {health.waited:g} s", **result)
+    if p["record_serving"]:
+        record_serving(module, result)
+    restarted = "restarted, " if p["restart"] else ""
+    served = f", {result['serving']['msg']}" if "serving" in result else ""
+    module.exit_json(msg=f"{restarted}healthy after {health.waited:g} s{served}", **result)
 
 
 if __name__ == "__main__":

@@ -52,16 +52,16 @@ def test_green_deploy_keeps_v1_as_previous_and_a_rollback_brings_it_back(fleet: 
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr
     # What a peer costs the controller (issue 16): preflight's read, the roll's read (its reachability
     # check before the drain), drain, push (the artifact's copy is a file transfer of the same task),
-    # restart+health in one run, serving record and ready. The batch's run_once Alertmanager post is no
-    # module run (edge.canary.deploy_event works in the controller).
+    # restart, health check and serving record in one run, and ready. The batch's run_once Alertmanager
+    # post is no module run (edge.canary.deploy_event works in the controller).
     hosts = json.loads(cost.read_text())["hosts"]
     peer_runs = sorted(hosts[peer]["module_runs"] for peer in ("edge-2", "edge-3"))
-    assert peer_runs == [7, 7], hosts
+    assert peer_runs == [6, 6], hosts
     # The canary's also: the watcher's start (its folder, settings and ready file are written in the
     # controller, one shell starts it) and the promote's serving record. The control host's: the
     # artifact's stat and version, Prometheus' check and the wait for the verdict; the record folder and
     # the Alertmanager posts are no module runs.
-    assert hosts["edge-1"]["module_runs"] <= 10 and hosts["localhost"]["module_runs"] <= 4, hosts
+    assert hosts["edge-1"]["module_runs"] <= 9 and hosts["localhost"]["module_runs"] <= 4, hosts
     assert fleet_versions(fleet) == {node: "v2" for node in fleet.settings.node_names()}
     for node in fleet.settings.node_names():
         assert sha256(fleet.node_dir(node) / "edge.previous") == sha256(artifacts["v1"])

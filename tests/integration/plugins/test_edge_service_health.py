@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -26,10 +27,10 @@ def node() -> Iterator[HealthNode]:
         yield server
 
 
-def run(tmp_path: Path, **args: Any) -> tuple[int, dict[str, Any]]:
+def run(tmp_path: Path, *flags: str, **args: Any) -> tuple[int, dict[str, Any]]:
     proc = subprocess.run(
         [str(ANSIBLE), "localhost", "-m", "edge.canary.edge_service_health", "-a", json.dumps(args),
-         "-e", f"ansible_python_interpreter={sys.executable}"],
+         "-e", f"ansible_python_interpreter={sys.executable}", *flags],
         capture_output=True, text=True, cwd=tmp_path, timeout=120,
         env={**os.environ, "ANSIBLE_STDOUT_CALLBACK": "default", "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
              "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
@@ -61,3 +62,34 @@ def test_fails_when_the_node_serves_another_version(node: HealthNode, tmp_path: 
     rc, result = run(tmp_path, health_url=node.url("/health"), version_url=node.url("/version"),
                      expected_version="v2", timeout=5)
     assert rc != 0 and "serves v1" in result["msg"] and "not v2" in result["msg"]
+
+
+def test_records_the_served_binary_once_healthy_in_the_same_run(node: HealthNode, tmp_path: Path) -> None:
+    binary, record = tmp_path / "opt" / "edge", tmp_path / "opt" / "release.json"
+    binary.parent.mkdir()
+    binary.write_bytes(b"v2 binary")
+    record.write_text(json.dumps({"good_sha256": "a" * 64}))
+    served = hashlib.sha256(b"v2 binary").hexdigest()
+    rc, result = run(tmp_path, health_url=node.url("/health"), version_url=node.url("/version"), expected_version="v2",
+                     timeout=10, record_serving={"binary": str(binary), "record": str(record), "good": False})
+    assert rc == 0, result
+    assert json.loads(record.read_text())["serving_sha256"] == served
+    assert json.loads(record.read_text())["good_sha256"] == "a" * 64  # a canary: good only once promoted
+    assert result["changed"] is True and result["serving"]["action"] == "serving"
+
+    rc, result = run(tmp_path, health_url=node.url("/health"), timeout=10,
+                     record_serving={"binary": str(binary), "record": str(record)})
+    assert rc == 0 and json.loads(record.read_text())["good_sha256"] == served, result
+
+
+def test_records_nothing_when_the_check_fails_or_in_check_mode(node: HealthNode, tmp_path: Path) -> None:
+    binary, record = tmp_path / "edge", tmp_path / "release.json"
+    binary.write_bytes(b"v2 binary")
+    node.version = "v1"
+    rc, result = run(tmp_path, health_url=node.url("/health"), version_url=node.url("/version"), expected_version="v2",
+                     timeout=5, record_serving={"binary": str(binary), "record": str(record)})
+    assert rc != 0 and "not v2" in result["msg"] and not record.exists()
+
+    rc, result = run(tmp_path, "--check", health_url=node.url("/health"),
+                     record_serving={"binary": str(binary), "record": str(record)})
+    assert rc == 0 and result["changed"] is True and not record.exists(), result

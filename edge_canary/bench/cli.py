@@ -348,7 +348,7 @@ class Bench:
         runs, results = lab_io.task_cost(deployed.cost_file, CANARY)
         result = RollResult(nodes, batch, st.batches(nodes - 1, batch), deployed.code,
                             deployed.ended - deployed.started, roll, {k: st.median(v) or 0.0 for k, v in steps.items()},
-                            deployed.cpu_s, runs, results)
+                            deployed.cpu_s, runs, results, deployed.module_cpu_s)
         if deployed.code == 0 and roll is not None:
             self.results.rolls.append(result)
         self.last_junit = deployed.junit_dir

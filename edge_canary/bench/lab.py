@@ -19,13 +19,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_canary.bench.stats import cpu_seconds, peak_rss_kib
+from edge_canary.bench.stats import cpu_seconds, peak_rss_kib, times_children_seconds
 from edge_canary.lab.settings import REPO, LabSettings, load
 from edge_canary.ops.play import release_lock
 from edge_canary.procgroup import stop_group
 
 VENV_BIN = Path(sys.executable).parent
 CALLBACKS = Path(__file__).parent / "callbacks"
+MODULE_CPU = Path(__file__).parent / "module_cpu.sh"
 
 
 def children_cpu() -> float:
@@ -172,6 +173,7 @@ class DeployRun:
     junit_dir: Path
     cpu_s: float = 0.0  # CPU seconds of ansible-playbook and every process it ran
     cost_file: Path | None = None  # the task_cost callback's JSON
+    module_cpu_s: float | None = None  # the part of cpu_s that is module runs (local lab only)
 
 
 def deploy(lab: LabHandle, label: str, artifact: Path, canary: str, batch: int, window: float,
@@ -187,14 +189,21 @@ def deploy(lab: LabHandle, label: str, artifact: Path, canary: str, batch: int, 
     vars_file = lab.work / f"{deploy_id}.json"
     vars_file.write_text(json.dumps(extra))
     cost_file = junit / "task_cost.json"
+    module_cpu = junit / "module_cpu.txt"
+    # On the loopback lab every module run is a process of this machine: each goes through module_cpu.sh,
+    # which logs its CPU. Over SSH (hosts mode) they are sshd's, not counted in cpu_s at all.
+    wrap = lab.settings.mode != "hosts"
     started, cpu = time.time(), children_cpu()
     code = lab.run([str(VENV_BIN / "ansible-playbook"), str(REPO / "playbooks/deploy-canary.yml"),
-                    "-e", f"@{vars_file}", *(["--check", "--diff"] if check else [])], f"{label}.log", 1800,
-                   cost_env(junit, cost_file))
+                    "-e", f"@{vars_file}", *(["-e", f"ansible_python_interpreter={MODULE_CPU}"] if wrap else []),
+                    *(["--check", "--diff"] if check else [])], f"{label}.log", 1800,
+                   {**cost_env(junit, cost_file), **({"EDGE_CANARY_MODULE_CPU": str(module_cpu),
+                                                      "EDGE_CANARY_MODULE_PYTHON": sys.executable} if wrap else {})})
     ended, cpu = time.time(), children_cpu() - cpu
     run_dir = lab.lab_dir / "control" / "runs" / deploy_id
     release_lock(run_dir, deploy_id)
-    return DeployRun(code, started, ended, run_dir, junit, cpu, cost_file)
+    modules = times_children_seconds(module_cpu.read_text()) if wrap and module_cpu.exists() else None
+    return DeployRun(code, started, ended, run_dir, junit, cpu, cost_file, modules)
 
 
 def rollback(lab: LabHandle, label: str, nodes: str, batch: int = 1, binary: Path | None = None,

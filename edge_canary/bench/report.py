@@ -34,7 +34,9 @@ on a few seconds after it ends.
   `BATCH=n` with n = every node but one (one batch; one node keeps serving), from a fleet deployed to v2 first.
 - **Off switch**: `make rollout PCT=0` from rollout_pct=40 on every node, until every node's gauge shows 0.
 - **Controller cost**: CPU seconds of each deploy's ansible-playbook and every process it ran (getrusage of the
-  bench's waited-for children), with module runs and task results per peer counted by the bench's callback.
+  bench's waited-for children), split into the module runs' own CPU (each run logs it through
+  edge_canary/bench/module_cpu.sh) and the rest (Ansible's controller: ansible-playbook and its workers), with
+  module runs and task results per peer counted by the bench's callback.
 - **Time to revert**: from the first bad answer the canary served (the first answer with the release's version
   that failed or took longer than the lab's p95 SLO, 0.3 s; the answer's own time, start + latency) to the first
   time the canary's own `/version`, polled directly every 0.2 s, answers the previous version again.
@@ -116,6 +118,7 @@ class RollResult:
     cpu_s: float | None = None  # CPU seconds of ansible-playbook and everything it ran (its module runs too)
     module_runs_per_peer: float | None = None  # median over the peers, from the task_cost callback
     results_per_peer: float | None = None
+    module_cpu_s: float | None = None  # the part of cpu_s that is module runs (their processes and children)
 
 
 @dataclass(frozen=True)
@@ -282,16 +285,23 @@ def cost_rows(rolls: Sequence[RollResult]) -> list[str]:
     measured = [r for r in rolls if r.cpu_s is not None]
     if not measured:
         return ["Not measured in this run."]
-    rows = ["| nodes | batch | CPU seconds of the deploy | CPU seconds / node | module runs per peer "
-            "| task results per peer |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| nodes | batch | CPU seconds of the deploy | CPU seconds / node | of it, module runs / node "
+            "| of it, Ansible's controller / node | module runs per peer | task results per peer |",
+            "|---|---|---|---|---|---|---|---|"]
     for r in measured:
+        ansible = None if r.module_cpu_s is None or r.cpu_s is None else r.cpu_s - r.module_cpu_s
         rows.append(f"| {r.nodes} | {r.batch} | {fmt(r.cpu_s)} | {fmt(ratio(r.cpu_s, r.nodes), digits=2)} | "
+                    f"{fmt(ratio(r.module_cpu_s, r.nodes), digits=2)} | {fmt(ratio(ansible, r.nodes), digits=2)} | "
                     f"{fmt(r.module_runs_per_peer, digits=0)} | {fmt(r.results_per_peer, digits=0)} |")
     per_node = slope([(float(r.nodes), float(r.cpu_s or 0.0)) for r in measured])
     rows += ["", f"CPU seconds per extra node (least-squares slope over the fleet sizes): {fmt(per_node, ' s', 2)}"
              if per_node is not None else "CPU seconds per extra node: one fleet size only; the per-node column is "
              "the whole deploy's CPU divided by its nodes (preflight and the SLI gate included)."]
+    split = [r for r in measured if r.module_cpu_s is not None and r.cpu_s is not None]
+    ansible_per_node = slope([(float(r.nodes), float((r.cpu_s or 0.0) - (r.module_cpu_s or 0.0))) for r in split])
+    if ansible_per_node is not None:
+        rows.append(f"Of it, Ansible's controller (ansible-playbook and its workers, without the module runs, which "
+                    f"in production run on the nodes and load balancers): {fmt(ansible_per_node, ' s', 2)}")
     return rows
 
 
@@ -359,8 +369,9 @@ def markdown(res: Results, method: str, interval: float, floor: float) -> str:
         "## 7. Controller cost per node",
         "",
         "CPU seconds (user + system) of ansible-playbook and every process it ran, per deploy (the lab nodes' "
-        "module runs are processes of the same machine); module runs and task results per peer from the bench's "
-        "task_cost callback (edge_canary/bench/callbacks).",
+        "module runs are processes of the same machine); of it, the module runs' own (each logged by "
+        "edge_canary/bench/module_cpu.sh, the lab hosts' Python for the bench) and the rest, Ansible's controller; "
+        "module runs and task results per peer from the bench's task_cost callback (edge_canary/bench/callbacks).",
         "",
         *cost_rows(res.rolls),
         "",

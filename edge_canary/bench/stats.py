@@ -187,6 +187,18 @@ def cpu_seconds(proc_stat: str, ticks_per_second: int) -> float:
     return (utime + stime + cutime + cstime) / ticks_per_second
 
 
+def times_children_seconds(times_output: str) -> float:
+    """CPU seconds of the children in the output of sh's `times`, appended once per run: each run's two
+    lines are the shell's own user and system time, then its children's ("0m0.310000s 0m0.100000s")."""
+    total = 0.0
+    lines = [line.split() for line in times_output.splitlines() if line.strip()]
+    for children in lines[1::2]:
+        for value in children:
+            minutes, _, seconds = value.rstrip("s").partition("m")
+            total += int(minutes) * 60 + float(seconds)
+    return total
+
+
 def peak_rss_kib(proc_status: str) -> int | None:
     for line in proc_status.splitlines():
         if line.startswith("VmHWM:"):

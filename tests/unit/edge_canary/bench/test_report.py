@@ -36,8 +36,8 @@ def results() -> Results:
     res.reverts = [RevertResult("v2-errors", 1, "reverted", 100.0, 112.0, last_bad_at=104.0),
                    RevertResult("v2-errors", 2, "reverted", 200.0, 210.0, last_bad_at=202.0),
                    RevertResult("v2-slow", 1, "reverted", 300.0, None)]
-    res.rolls = [RollResult(3, 1, 3, 0, 90.0, 60.0, {"drain": 1.0, "push": 3.0}, 30.0, 11, 55),
-                 RollResult(10, 5, 3, 0, 120.0, 75.0, {"drain": 1.5, "push": 4.0}, 58.0, 10, 50)]
+    res.rolls = [RollResult(3, 1, 3, 0, 90.0, 60.0, {"drain": 1.0, "push": 3.0}, 30.0, 11, 55, 12.0),
+                 RollResult(10, 5, 3, 0, 120.0, 75.0, {"drain": 1.5, "push": 4.0}, 58.0, 10, 50, 26.0)]
     res.pct0 = [Pct0Result(1, 0, 2.5, 4.0, 3.0), Pct0Result(2, 0, 3.5, 5.0, 3.2), Pct0Result(3, 0, 2.0, 3.5, 2.9)]
     res.fit = Fit(5.0, 18.0, 1.25)
     res.watcher = {"elapsed_s": 300.0, "cpu_s": 1.5, "cpu_per_hour": 17.0, "peak_rss_mib": 33.0, "probes": 100,
@@ -57,9 +57,12 @@ def test_report_has_every_section_with_medians_and_per_run_values() -> None:
     assert "| v2-slow | 1 | reverted | – | – | – | – | – | – |" in text
     # the off switch: medians of the in-force times, wall times and CPU seconds
     assert "| 3 | 2.50 s | 2.50, 3.50, 2.00 | 4.00 s | 3.00 | 0, 0, 0 |" in text
-    # controller cost: 30 CPU-s at 3 nodes, 58 at 10 -> 4 CPU-s per extra node
-    assert "| 3 | 1 | 30.0 | 10.00 | 11 | 55 |" in text
+    # controller cost: 30 CPU-s at 3 nodes, 58 at 10 -> 4 CPU-s per extra node; of it module runs 12 and 26
+    # (2 per extra node), so Ansible's own 18 and 32 (2 per extra node)
+    assert "| 3 | 1 | 30.0 | 10.00 | 4.00 | 6.00 | 11 | 55 |" in text
+    assert "| 10 | 5 | 58.0 | 5.80 | 2.60 | 3.20 | 10 | 50 |" in text
     assert "CPU seconds per extra node (least-squares slope over the fleet sizes): 4.00 s" in text
+    assert "Of it, Ansible's controller (ansible-playbook and its workers" in text and "load balancers): 2.00 s" in text
     # naive: 9, 12, 10 -> median 10; green 0, 0, 1 -> median 0
     assert "| 3 | 10 | 9, 12, 10 |" in text
     assert "1.5 s × nodes" not in text and "1.2 s × nodes" in text

@@ -190,3 +190,10 @@ def test_watcher_timeline_of_a_promote_has_no_red_and_no_revert() -> None:
                                     {"ts": "bad", "event": "probe", "state": "green"}])
     assert timeline.started_at is not None
     assert (timeline.red_at, timeline.revert_s) == (None, None)
+
+
+def test_times_children_seconds_sums_the_childrens_line_of_each_run() -> None:
+    times = ("0m0.000000s 0m0.001000s\n0m0.310000s 0m0.100000s\n"
+             "0m0.000000s 0m0.000000s\n1m2.500000s 0m0.090000s\n")
+    assert st.times_children_seconds(times) == pytest.approx(0.41 + 62.59)
+    assert st.times_children_seconds("") == 0.0

@@ -1,6 +1,6 @@
 """`make bench` (edge-canary bench): measure time to revert, requests dropped under load (our deploy vs
-the naive way), roll time as the fleet grows and the watcher's cost on a lab of its own, and write
-docs/BENCHMARKS.md.
+the naive way), roll time and whole-fleet rollback time as the fleet grows and the watcher's cost on a
+lab of its own, and write docs/BENCHMARKS.md.
 
     edge-canary bench [--runs 3] [--quick] [--fleets "3:1,2 10:1,5,9 30:10"] [--out docs/BENCHMARKS.md]
 
@@ -32,7 +32,16 @@ from typing import Any, TypeVar
 from edge_canary.bench import lab as lab_io
 from edge_canary.bench import pct0 as off
 from edge_canary.bench import stats as st
-from edge_canary.bench.report import METHOD, OpResult, Pct0Result, Results, RevertResult, RollResult, markdown
+from edge_canary.bench.report import (
+    METHOD,
+    FleetRollbackResult,
+    OpResult,
+    Pct0Result,
+    Results,
+    RevertResult,
+    RollResult,
+    markdown,
+)
 from edge_canary.lab.settings import REPO
 
 T = TypeVar("T")
@@ -40,7 +49,7 @@ T = TypeVar("T")
 # so that `make bench` never takes down the lab a developer has running (.lab, ports 18080…).
 OWN_LAB = {"LAB_DIR": str(REPO / ".lab-bench"), "LAB_HAPROXY_PORT": "24080", "LAB_ADMIN_TCP_PORT": "24099",
            "LAB_EXPORTER_PORT": "24404", "LAB_PROM_PORT": "24090", "LAB_EDGE_BASE_PORT": "24101"}
-PHASES = ("pct0", "green", "rollback", "rollbackn", "naive", "revert", "roll", "watcher")
+PHASES = ("pct0", "green", "rollback", "rollbackn", "naive", "revert", "roll", "fleetrollback", "watcher")
 RELEASES = {"v1": "", "v2": "", "v2-errors": "errors=0.2:502", "v2-slow": "latency=0.6"}
 CANARY = "edge-1"
 LAB_SLOW_S = 0.3  # group_vars/lab.yml prom_p95_threshold_s: an answer slower than this is a bad answer
@@ -56,8 +65,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="repetitions of each measurement (default 3)")
     parser.add_argument("--quick", action="store_true", help="one run, 3 nodes, shorter windows")
     parser.add_argument("--fleets", default="3:1,2 10:1,5,9 30:10",
-                        help='fleet sizes and batch sizes for the roll times, e.g. "3:1,2 10:1,5"')
-    parser.add_argument("--roll-runs", type=int, default=0, help="repetitions of each roll (default: --runs)")
+                        help='fleet sizes and batch sizes for the roll and fleet-rollback times, e.g. "3:1,2 10:1,5"')
+    parser.add_argument("--roll-runs", type=int, default=0,
+                        help="repetitions of each roll and fleet rollback (default: --runs)")
     parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {PHASES}")
     parser.add_argument("--rps", type=float, default=50.0, help="steady load through HAProxy (default 50)")
     parser.add_argument("--watcher-seconds", type=float, default=300.0, help="how long the watcher is measured")
@@ -382,6 +392,22 @@ class Bench:
                 tasks = lab_io.junit_task_times(self.last_junit)
             self.results.slow_tasks = [(name, secs) for name, secs in tasks.most_common(12)]
 
+    def fleet_rollbacks(self) -> None:
+        """make rollback NODES=all BATCH=n at each fleet size and batch of --fleets, --roll-runs times each."""
+        for nodes, batch_sizes in self.args.fleets:
+            self.ensure_lab(nodes)
+            for batch in batch_sizes:
+                for run in range(1, self.args.roll_runs + 1):
+                    version = "v1" if lab_io.wait_serving(self.lab, "v2", 5) else "v2"
+                    label = f"fleet-rollback-{nodes}x{batch}-{run}"
+                    self.say(f"{label}: rolling every node back to the {version} artifact in batches of {batch}")
+                    code, start, end = lab_io.rollback(self.lab, label, "all", batch=batch,
+                                                       binary=self.artifacts[version], version=version)
+                    self.results.fleet_rollbacks.append(FleetRollbackResult(nodes, batch, run, code, end - start))
+                    self.say(f"{label}: exit {code}, {end - start:.1f} s")
+                    if code != 0:
+                        self.fail(f"{label} exited {code}; see {self.lab.log(label + '.log')}")
+
     def pct0(self, run: int) -> None:
         result = off.off_switch(self.lab, run)
         self.results.pct0.append(result)
@@ -429,10 +455,12 @@ class Bench:
             self.results.slow_tasks = [(str(name), float(secs)) for name, secs in old.get("slow_tasks", [])]
         if "watcher" not in phases:
             self.results.watcher = old.get("watcher", {})
+        if "fleetrollback" not in phases:
+            self.results.fleet_rollbacks += [FleetRollbackResult(**r) for r in old.get("fleet_rollbacks", [])]
         measured = {"pct0": ("rollout PCT=0",), "green": ("green deploy", "roll-"), "roll": ("roll-",),
                     "revert": ("auto-revert",), "rollback": ("rollback run",),
                     "rollbackn": ("rollback-batch", "rollbackn"), "naive": ("naive",),
-                    "watcher": ("watcher", "the watcher")}
+                    "watcher": ("watcher", "the watcher"), "fleetrollback": ("fleet-rollback", "fleet rollbacks")}
         redone = tuple(prefix for phase in phases for prefix in measured.get(phase, ()))
         kept = [f for f in old.get("failures", []) if not f.startswith(redone)]
         self.failures += kept
@@ -462,6 +490,8 @@ class Bench:
             if "watcher" in phases:
                 self.say(f"watcher cost over {self.args.watcher_seconds:g} s")
                 self.guarded("watcher cost", self.watcher)
+            if "fleetrollback" in phases:
+                self.guarded("fleet rollbacks", self.fleet_rollbacks)
             if "roll" in phases:
                 self.guarded("roll times", self.rolls)
                 points = [(r.batches, r.nodes, r.roll_s) for r in self.results.rolls if r.roll_s is not None]

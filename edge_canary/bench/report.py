@@ -44,6 +44,8 @@ on a few seconds after it ends.
   roll plus the span of the peers' rolls, i.e. without preflight and without the SLI gate (whose length is a
   setting). Deploys alternate between v2 and v1 so every one rolls the whole fleet. Per-task times come from
   ansible-core's junit callback.
+- **Fleet rollback**: `make rollback NODES=all BATCH=n` at each fleet size, timed from the command's start to its
+  end, ROLLBACK_BINARY set to v1 and v2 in turn so that every run restores every node.
 - **Watcher cost**: `python -m watcher` in shadow mode (`--revert-action none`) watching edge-1 against the rest
   under load, its CPU (utime+stime) and peak RSS (VmHWM) read from /proc while it runs, its Prometheus queries
   counted by a pass-through proxy the bench puts in front of Prometheus.
@@ -132,6 +134,18 @@ class Pct0Result:
     cpu_s: float  # CPU seconds of the command and everything it ran
 
 
+@dataclass(frozen=True)
+class FleetRollbackResult:
+    """`make rollback NODES=all BATCH=n` of a whole fleet, with ROLLBACK_BINARY (v1 and v2 in turn), so that
+    every run restores every node without a deploy in between."""
+
+    nodes: int
+    batch: int
+    run: int
+    code: int
+    wall_s: float  # the command's start → its end
+
+
 @dataclass
 class Results:
     mode: str
@@ -146,6 +160,7 @@ class Results:
     slow_tasks: list[tuple[str, float]] = field(default_factory=list)
     watcher: dict[str, float | int | None] = field(default_factory=dict)
     pct0: list[Pct0Result] = field(default_factory=list)
+    fleet_rollbacks: list[FleetRollbackResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -280,6 +295,23 @@ def pct0_rows(runs: Sequence[Pct0Result]) -> list[str]:
             f"{fmt(median(r.cpu_s for r in runs), digits=2)} | {', '.join(str(r.code) for r in runs)} |"]
 
 
+def fleet_rollback_rows(runs: Sequence[FleetRollbackResult]) -> list[str]:
+    """Median wall time per (nodes, batch), and its multiple of the smallest fleet's (its smallest batch)."""
+    if not runs:
+        return ["Not measured in this run."]
+    keys = sorted({(r.nodes, r.batch) for r in runs})
+    walls = {key: median(r.wall_s for r in runs if (r.nodes, r.batch) == key) for key in keys}
+    base = walls[keys[0]]
+    rows = [f"| nodes | batch | runs | wall time (median) | per run | exit codes | × the {keys[0][0]}-node "
+            f"rollback (batch {keys[0][1]}) |", "|---|---|---|---|---|---|---|"]
+    for key in keys:
+        mine = [r for r in runs if (r.nodes, r.batch) == key]
+        rows.append(f"| {key[0]} | {key[1]} | {len(mine)} | {fmt(walls[key], ' s')} | "
+                    f"{', '.join(fmt(r.wall_s) for r in mine)} | {', '.join(str(r.code) for r in mine)} | "
+                    f"{times(ratio(walls[key], base))} |")
+    return rows
+
+
 def cost_rows(rolls: Sequence[RollResult]) -> list[str]:
     """Controller cost per node: CPU seconds over nodes (least-squares slope), module runs and task results."""
     measured = [r for r in rolls if r.cpu_s is not None]
@@ -374,6 +406,15 @@ def markdown(res: Results, method: str, interval: float, floor: float) -> str:
         "module runs and task results per peer from the bench's task_cost callback (edge_canary/bench/callbacks).",
         "",
         *cost_rows(res.rolls),
+        "",
+        "## 8. Rollback of the whole fleet as it grows",
+        "",
+        "`make rollback NODES=all BATCH=n` as the command runs it (playbooks/rollback.yml), with ROLLBACK_BINARY "
+        "set to v1 and v2 in turn so that every run drains, restores, restarts, health-checks and readies every "
+        "node (a rollback to `.previous` does the same steps, the binary coming from the node instead of the "
+        "control host); no load.",
+        "",
+        *fleet_rollback_rows(res.fleet_rollbacks),
         "",
     ]
     lines += [

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge_canary.bench.report import (
+    FleetRollbackResult,
     OpResult,
     Pct0Result,
     Results,
@@ -127,3 +128,15 @@ def test_the_deploys_own_share_of_its_p99_rise_is_its_ratio_over_its_check_mode_
 def test_no_check_mode_twin_is_said_so() -> None:
     assert "not measured" in contention_line([op("green", 1, 0)])
     assert "no p99" in contention_line([op("green", 1, 0, None, 0.01), op("green-check", 1, 0)])
+
+
+def test_fleet_rollbacks_as_multiples_of_the_smallest_fleet() -> None:
+    res = results()
+    res.fleet_rollbacks = [FleetRollbackResult(3, 1, 1, 0, 20.0), FleetRollbackResult(3, 1, 2, 0, 24.0),
+                           FleetRollbackResult(30, 10, 1, 0, 70.0), FleetRollbackResult(30, 10, 2, 0, 90.0),
+                           FleetRollbackResult(30, 10, 3, 2, 80.0)]
+    text = markdown(res, "METHOD", interval=3.0, floor=8.0)
+    assert "## 8. Rollback of the whole fleet as it grows" in text
+    assert "| 3 | 1 | 2 | 22.0 s | 20.0, 24.0 | 0, 0 | 1.00× |" in text
+    assert "| 30 | 10 | 3 | 80.0 s | 70.0, 90.0, 80.0 | 0, 0, 2 | 3.64× |" in text
+    assert "Not measured in this run." in markdown(results(), "METHOD", interval=3.0, floor=8.0).split("## 8.")[1]

@@ -47,3 +47,22 @@ def test_bench_smoke_measures_the_naive_deploy_and_the_watcher(lab: Lab, tmp_pat
     assert "## 5. Watcher cost" in text and "- Reproduce:" in text
     # the bench put every node back on the binary it ran before
     assert fleet_versions(lab) == before
+
+
+def test_bench_smoke_times_whole_fleet_rollbacks(fleet: Lab, tmp_path: Path) -> None:
+    """Two runs of the fleetrollback phase on the fleet (on v1): every node to the v2 artifact, then back."""
+    report, raw = tmp_path / "BENCHMARKS.md", tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_canary", "bench", "--use-running-lab", "--phases", "fleetrollback",
+         "--fleets", "3:2", "--roll-runs", "2", "--out", str(report), "--json", str(raw),
+         "--work", str(tmp_path / "work")],
+        cwd=REPO, env=fleet.env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert "to the v2 artifact in batches of 2" in done.stdout and "to the v1 artifact in batches of 2" in done.stdout
+
+    runs = json.loads(raw.read_text())["fleet_rollbacks"]
+    assert [(r["nodes"], r["batch"], r["run"], r["code"]) for r in runs] == [(3, 2, 1, 0), (3, 2, 2, 0)]
+    assert all(r["wall_s"] > 0 for r in runs)
+    assert "## 8. Rollback of the whole fleet as it grows" in report.read_text()
+    assert "| 3 | 2 | 2 |" in report.read_text()
+    assert fleet_versions(fleet) == {node: "v1" for node in fleet.settings.node_names()}

@@ -192,7 +192,7 @@ def restart(module: AnsibleModule) -> list[dict[str, Any]]:
 def record_serving(module: AnsibleModule, result: dict[str, Any]) -> None:
     """The node is healthy on its binary: record it as served (and last-known-good when `good`)."""
     rec = module.params["record_serving"]
-    binary = rec["binary"] or ""
+    binary = rec["binary"]  # required by the argument spec
     try:
         paths = Paths.from_params({"install_dir": os.path.dirname(binary), "binary_name": os.path.basename(binary),
                                    "config_path": rec["config"], "record_path": rec["record"]})

@@ -9,16 +9,20 @@ from pathlib import Path
 
 from edge_canary.bench.lab import MODULE_CPU
 from edge_canary.bench.stats import times_children_seconds
+from tests.helpers.paths import REPO
 
 ANSIBLE = Path(sys.executable).with_name("ansible")
 
 
 def test_each_module_run_logs_its_cpu_and_keeps_its_result(tmp_path: Path) -> None:
     log = tmp_path / "module_cpu.txt"
-    env = {**os.environ, "EDGE_CANARY_MODULE_CPU": str(log), "EDGE_CANARY_MODULE_PYTHON": sys.executable,
-           "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
+    # The project's ansible.cfg, as under `make` and in the bench: it parses only script and YAML inventories.
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n")
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+           "EDGE_CANARY_MODULE_CPU": str(log), "EDGE_CANARY_MODULE_PYTHON": sys.executable}
     for args in (["-m", "ansible.builtin.ping"], ["-m", "ansible.builtin.command", "-a", "false"]):
-        proc = subprocess.run([str(ANSIBLE), "localhost", "-i", "localhost,", "-c", "local", *args,
+        proc = subprocess.run([str(ANSIBLE), "localhost", "-i", str(inventory), *args,
                                "-e", f"ansible_python_interpreter={MODULE_CPU}"],
                               capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
         assert ("SUCCESS" in proc.stdout) == (args[1] == "ansible.builtin.ping"), proc.stdout + proc.stderr

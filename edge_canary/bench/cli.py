@@ -49,6 +49,13 @@ T = TypeVar("T")
 # so that `make bench` never takes down the lab a developer has running (.lab, ports 18080…).
 OWN_LAB = {"LAB_DIR": str(REPO / ".lab-bench"), "LAB_HAPROXY_PORT": "24080", "LAB_ADMIN_TCP_PORT": "24099",
            "LAB_EXPORTER_PORT": "24404", "LAB_PROM_PORT": "24090", "LAB_EDGE_BASE_PORT": "24101"}
+# Hosts mode (a network namespace and sshd per node, every playbook over SSH): its own lab folder, subnet and
+# ports, so it can stand beside the loopback one. It measures the auto-reverts (section 1's "hosts (SSH)"
+# rows); sections 2-8 stay the loopback lab's.
+OWN_HOSTS_LAB = {"LAB_DIR": str(REPO / ".lab-bench-hosts"), "LAB_MODE": "hosts", "LAB_SUBNET": "10.212.0.0/24",
+                 "LAB_HAPROXY_PORT": "24580", "LAB_ADMIN_TCP_PORT": "24599", "LAB_EXPORTER_PORT": "24904",
+                 "LAB_PROM_PORT": "24590", "LAB_EDGE_BASE_PORT": "24601"}
+HOSTS_PHASES = ("revert",)
 PHASES = ("pct0", "green", "rollback", "rollbackn", "naive", "revert", "roll", "fleetrollback", "watcher")
 RELEASES = {"v1": "", "v2": "", "v2-errors": "errors=0.2:502", "v2-slow": "latency=0.6"}
 CANARY = "edge-1"
@@ -71,6 +78,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {PHASES}")
     parser.add_argument("--rps", type=float, default=50.0, help="steady load through HAProxy (default 50)")
     parser.add_argument("--watcher-seconds", type=float, default=300.0, help="how long the watcher is measured")
+    parser.add_argument("--lab-mode", choices=("loopback", "hosts"), default="loopback",
+                        help="the bench lab's mode (hosts: every node over SSH; phases " + ",".join(HOSTS_PHASES) + ")")
     parser.add_argument("--use-running-lab", action="store_true", help="use the lab that is up; leave it up")
     parser.add_argument("--out", default=str(REPO / "docs/BENCHMARKS.md"), help="the report to write")
     parser.add_argument("--json", default="", help="also write the raw results as JSON to this file")
@@ -82,6 +91,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = sorted(set(phases) - set(PHASES))
     if unknown:
         parser.error(f"unknown phase(s) {', '.join(unknown)}; choose from {', '.join(PHASES)}")
+    if args.lab_mode == "hosts" and set(phases) - set(HOSTS_PHASES):
+        parser.error(f"--lab-mode hosts measures only {', '.join(HOSTS_PHASES)}; "
+                     f"drop {', '.join(sorted(set(phases) - set(HOSTS_PHASES)))} from --phases")
     args.phases = phases
     args.roll_runs = args.roll_runs or args.runs
     if not 1 <= args.runs <= 20:
@@ -107,6 +119,12 @@ def kept_rolls(old: list[dict[str, Any]], phases: Collection[str],
     other fleet sizes and batches (a 100-node roll then joins the earlier 3-, 10- and 30-node ones in the fit)."""
     redone = {(nodes, batch) for nodes, batches in fleets for batch in batches} if "roll" in phases else set()
     return [roll for roll in old if (roll["nodes"], roll["batch"]) not in redone]
+
+
+def kept_reverts(old: list[dict[str, Any]], phases: Collection[str], mode: str) -> list[dict[str, Any]]:
+    """An earlier run's auto-reverts this run does not redo: a revert measured on the other kind of lab
+    (loopback, hosts) is a row of its own, kept even when this run measures reverts."""
+    return [r for r in old if "revert" not in phases or r.get("lab", "loopback") != mode]
 
 
 def parse_fleets(text: str) -> list[tuple[int, list[int]]]:
@@ -153,7 +171,7 @@ class Bench:
         work = Path(args.work) if args.work else None
         self.lab = lab_io.lab_handle(work or Path("."))
         if not args.use_running_lab and not self.lab.env.get("LAB_DIR"):
-            self.lab.env.update(OWN_LAB)
+            self.lab.env.update(OWN_HOSTS_LAB if args.lab_mode == "hosts" else OWN_LAB)
         self.lab.work = work or self.lab.lab_dir / "bench"
         self.lab.work.mkdir(parents=True, exist_ok=True)
         self.window = 20.0 if args.quick else LAB_WINDOW_S
@@ -178,8 +196,9 @@ class Bench:
         fleets = " ".join(f"{n}:{','.join(map(str, b))}" for n, b in a.fleets)
         phases = "" if list(a.phases) == list(PHASES) else f"--phases {','.join(a.phases)} "
         merge = f" --merge {a.merge}" if a.merge else ""
-        return (f"make bench BENCH_RUNS={a.runs} BENCH_ARGS='{phases}--roll-runs {a.roll_runs} --fleets \"{fleets}\" "
-                f"--watcher-seconds {a.watcher_seconds:g}{merge}'")
+        mode = "--lab-mode hosts " if a.lab_mode == "hosts" else ""
+        return (f"make bench BENCH_RUNS={a.runs} BENCH_ARGS='{mode}{phases}--roll-runs {a.roll_runs} "
+                f"--fleets \"{fleets}\" --watcher-seconds {a.watcher_seconds:g}{merge}'")
 
     def say(self, line: str) -> None:
         print(f"bench | {time.strftime('%H:%M:%S')} {line}", flush=True)
@@ -212,7 +231,7 @@ class Bench:
         self.lab.up(nodes)
 
     def lab_is_up(self) -> bool:
-        return all(lab_io.node_version(p) is not None for p in self.lab.node_ports().values())
+        return all(lab_io.node_version(url) is not None for url in self.lab.node_urls().values())
 
     def ensure_v1(self) -> None:
         """Every measurement starts from a fleet serving v1. The nodes that are not are rolled back to the v1
@@ -222,7 +241,7 @@ class Bench:
         for attempt in (1, 2):
             if lab_io.wait_serving(self.lab, "v1", 5):
                 return
-            others = [n for n, p in self.lab.node_ports().items() if lab_io.node_version(p) != "v1"]
+            others = [n for n, url in self.lab.node_urls().items() if lab_io.node_version(url) != "v1"]
             self.say(f"{', '.join(others)} not on v1: rolling back to the v1 artifact (not measured, try {attempt})")
             code, _, _ = lab_io.rollback(self.lab, f"restore-v1-{attempt}", ",".join(others),
                                          batch=max(1, len(others)), binary=self.artifacts["v1"], version="v1")
@@ -250,7 +269,8 @@ class Bench:
         drops = st.count_drops(window, release)
         result = OpResult(op, run, code, end - start, drops.sent, drops.dropped, drops.not_sent, drops.by_release,
                           st.p99(st.between(requests, first + 1.0, start)), st.p99(window, exclude_version=release))
-        self.results.ops.append(result)
+        if self.lab.settings.mode == "loopback":  # sections 2-3 are the loopback lab's; hosts mode only logs them
+            self.results.ops.append(result)
         self.say(f"{op} run {run}: exit {code}, {drops.dropped} dropped of {drops.sent} "
                  f"({drops.not_sent} not sent, {drops.by_release} the release's own), {end - start:.1f} s")
         return result
@@ -291,7 +311,7 @@ class Bench:
                 self.lab, f"to-v2-{run}", self.artifacts["v2"], CANARY, 5, self.green_window, LAB_INTERVAL_S, 5))
         if not lab_io.wait_serving(self.lab, "v2", 30):
             raise lab_io.BenchError(f"rollback BATCH=n run {run}: the fleet is not on v2; see {self.lab.work}/logs")
-        self.rollback_in_batches(run, max(1, len(self.lab.node_ports()) - 1), "rollback-batch")
+        self.rollback_in_batches(run, max(1, len(self.lab.node_urls()) - 1), "rollback-batch")
 
     def rollback_in_batches(self, run: int, batch: int, op: str) -> None:
         label = f"{op}-{run}"
@@ -302,7 +322,7 @@ class Bench:
             self.fail(f"{op} run {run} exited {code}; see {self.lab.log(f'{label}.log')}")
 
     def naive(self, run: int) -> None:
-        before = {node: lab_io.node_version(port) for node, port in self.lab.node_ports().items()}
+        before = {node: lab_io.node_version(url) for node, url in self.lab.node_urls().items()}
         saved = lab_io.save_binaries(self.lab, self.lab.work / "saved-binaries")
         new = {node: self.artifacts["v2"] for node in saved}
         (start, end), requests = self.under_load(f"naive-{run}", lambda: lab_io.naive_swap(self.lab, new))
@@ -313,7 +333,7 @@ class Bench:
 
     def revert(self, run: int, release: str) -> None:
         self.ensure_v1()
-        poller = lab_io.VersionPoller(self.lab.node_ports()[CANARY]).start()
+        poller = lab_io.VersionPoller(self.lab.node_urls()[CANARY]).start()
 
         def act() -> tuple[lab_io.DeployRun, float]:
             deployed = lab_io.deploy(self.lab, f"revert-{release}-{run}", self.artifacts[release], CANARY, 1,
@@ -334,7 +354,8 @@ class Bench:
             verdict = str(json.loads((deployed.run_dir / "verdict.json").read_text()).get("verdict", "?"))
         timeline = st.watcher_timeline(lab_io.decision_records(deployed.run_dir))
         result = RevertResult(release, run, verdict, first_bad, restored, timeline.started_at, timeline.red_at,
-                              timeline.revert_s, st.last_bad_answer(requests, release, LAB_SLOW_S))
+                              timeline.revert_s, st.last_bad_answer(requests, release, LAB_SLOW_S),
+                              self.lab.settings.mode)
         self.results.reverts.append(result)
         self.say(f"revert {release} run {run}: verdict {verdict}, time to revert {result.seconds}")
         if result.seconds is None or verdict != "reverted":
@@ -445,11 +466,12 @@ class Bench:
         """Carry over an earlier run's results for the phases this run does not measure again."""
         old = json.loads(path.read_text())
         phases = set(self.args.phases)
-        self.results.ops += [OpResult(**o) for o in old.get("ops", []) if OP_PHASES.get(o["op"]) not in phases]
+        mode = self.lab.settings.mode
+        self.results.ops += [OpResult(**o) for o in old.get("ops", [])
+                             if mode == "hosts" or OP_PHASES.get(o["op"]) not in phases]
         if "pct0" not in phases:
             self.results.pct0 += [Pct0Result(**r) for r in old.get("pct0", [])]
-        if "revert" not in phases:
-            self.results.reverts += [RevertResult(**r) for r in old.get("reverts", [])]
+        self.results.reverts += [RevertResult(**r) for r in kept_reverts(old.get("reverts", []), phases, mode)]
         self.results.rolls += [RollResult(**r) for r in kept_rolls(old.get("rolls", []), phases, self.args.fleets)]
         if "roll" not in phases:
             self.results.slow_tasks = [(str(name), float(secs)) for name, secs in old.get("slow_tasks", [])]
@@ -461,7 +483,7 @@ class Bench:
                     "revert": ("auto-revert",), "rollback": ("rollback run",),
                     "rollbackn": ("rollback-batch", "rollbackn"), "naive": ("naive",),
                     "watcher": ("watcher", "the watcher"), "fleetrollback": ("fleet-rollback", "fleet rollbacks")}
-        redone = tuple(prefix for phase in phases for prefix in measured.get(phase, ()))
+        redone = tuple(prefix for phase in phases for prefix in measured.get(phase, ()) if mode != "hosts")
         kept = [f for f in old.get("failures", []) if not f.startswith(redone)]
         self.failures += kept
         self.results.notes += [f"FAILED (earlier run): {f}" for f in kept]
@@ -472,8 +494,11 @@ class Bench:
         started = time.time()
         if self.args.merge:
             self.merge(Path(self.args.merge))
-        self.build_artifacts()
         phases = self.args.phases
+        if self.lab.settings.mode == "hosts" and set(phases) - set(HOSTS_PHASES):
+            raise SystemExit(f"edge-canary bench: the lab in {self.lab.lab_dir} is in hosts mode, which measures "
+                             f"only {', '.join(HOSTS_PHASES)}; choose --phases among them")
+        self.build_artifacts()
         first_fleet = self.args.fleets[0][0]
         try:
             self.ensure_lab(3 if not self.args.use_running_lab else first_fleet)

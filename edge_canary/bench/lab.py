@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_canary.bench.stats import cpu_seconds, peak_rss_kib, times_children_seconds
+from edge_canary.gameday import fleet
 from edge_canary.lab.settings import REPO, LabSettings, load
 from edge_canary.ops.play import release_lock
 from edge_canary.procgroup import stop_group
@@ -63,9 +64,9 @@ class LabHandle:
     def lb_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.haproxy_port}/api"
 
-    def node_ports(self) -> dict[str, int]:
-        s = self.settings
-        return dict(zip(s.node_names(), s.edge_ports(), strict=True))
+    def node_urls(self) -> dict[str, str]:
+        """Each node's own base URL, straight to the node (its address in hosts mode), not through HAProxy."""
+        return {node: f"http://{address}:{port}" for node, (address, port) in self.settings.endpoints().items()}
 
     def log(self, name: str) -> Path:
         return self.work / "logs" / name
@@ -125,19 +126,16 @@ class Load:
 # --- node versions --------------------------------------------------------------------------------------
 
 
-def node_version(port: int, timeout: float = 1.0) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/version", timeout=timeout) as answer:
-            return str(json.loads(answer.read()).get("version"))
-    except (OSError, ValueError):
-        return None
+def node_version(url: str) -> str | None:
+    """What the node at base URL `url` says it runs (None: no answer)."""
+    return fleet.node_version(f"{url}/version", timeout=1.0)
 
 
 @dataclass
 class VersionPoller:
     """Asks one node's /version directly every `every` seconds: when it really serves what."""
 
-    port: int
+    url: str
     every: float = 0.2
     samples: list[tuple[float, str | None]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -150,7 +148,7 @@ class VersionPoller:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            version = node_version(self.port)
+            version = node_version(self.url)
             self.samples.append((time.time(), version))
             self._stop.wait(self.every)
 
@@ -290,7 +288,7 @@ def naive_swap(lab: LabHandle, binaries: dict[str, Path]) -> tuple[float, float]
 def save_binaries(lab: LabHandle, folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     saved = {}
-    for node in lab.node_ports():
+    for node in lab.node_urls():
         saved[node] = folder / node
         shutil.copy2(lab.lab_dir / "nodes" / node / "edge", saved[node])
     return saved
@@ -299,7 +297,7 @@ def save_binaries(lab: LabHandle, folder: Path) -> dict[str, Path]:
 def wait_serving(lab: LabHandle, version: str, timeout: float = 120) -> bool:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if all(node_version(port) == version for port in lab.node_ports().values()):
+        if all(node_version(url) == version for url in lab.node_urls().values()):
             return True
         time.sleep(0.5)
     return False
@@ -402,10 +400,10 @@ def watcher_cost(lab: LabHandle, window: float, interval: float, canary: str) ->
 
 def wait_versions(lab: LabHandle, wanted: dict[str, str | None], timeout: float = 60) -> bool:
     """Wait until every node answers /version with the version it is wanted to serve."""
-    ports = lab.node_ports()
+    urls = lab.node_urls()
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if all(node_version(ports[node]) == version for node, version in wanted.items()):
+        if all(node_version(urls[node]) == version for node, version in wanted.items()):
             return True
         time.sleep(0.5)
     return False

@@ -18,9 +18,9 @@ from edge_canary.lab.settings import REPO
 _GAUGE = re.compile(r"(?m)^edge_config_rollout_pct (\d+)")
 
 
-def in_force(port: int) -> int | None:
+def in_force(url: str) -> int | None:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as answer:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=1) as answer:
             found = _GAUGE.search(answer.read().decode())
     except OSError:
         return None
@@ -29,13 +29,13 @@ def in_force(port: int) -> int | None:
 
 def set_by_hand(lab: LabHandle, pct: int, timeout: float = 30) -> None:
     """Every node's config file to rollout_pct=pct (atomic rename), then wait until each serves with it."""
-    for node in lab.node_ports():
+    for node in lab.node_urls():
         conf = lab.lab_dir / "nodes" / node / "edge.conf"
         staging = conf.with_name(".edge.conf.bench")
         staging.write_text(f"rollout_pct={pct}\n")
         os.replace(staging, conf)
     deadline = time.time() + timeout
-    while any(in_force(port) != pct for port in lab.node_ports().values()):
+    while any(in_force(url) != pct for url in lab.node_urls().values()):
         if time.time() > deadline:
             raise BenchError(f"the nodes did not show rollout_pct={pct} within {timeout:g} s of a hand edit")
         time.sleep(0.1)
@@ -44,7 +44,7 @@ def set_by_hand(lab: LabHandle, pct: int, timeout: float = 30) -> None:
 def off_switch(lab: LabHandle, run: int) -> Pct0Result:
     """From rollout_pct=40 everywhere: run the off switch, poll every node's gauge every 50 ms."""
     set_by_hand(lab, 40)
-    ports = list(lab.node_ports().values())
+    urls = list(lab.node_urls().values())
     env = {**lab.env, "PCT": "0", "STAGES": "", "ROLLOUT_HOLD": "", "FORCE": ""}
     log = lab.log(f"pct0-{run}.log")
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +55,7 @@ def off_switch(lab: LabHandle, run: int) -> Pct0Result:
                                 stdout=out, stderr=subprocess.STDOUT)
         seen: float | None = None
         while proc.poll() is None or seen is None:
-            if seen is None and all(in_force(port) == 0 for port in ports):
+            if seen is None and all(in_force(url) == 0 for url in urls):
                 seen = time.monotonic() - started
             if proc.poll() is not None and seen is None and time.monotonic() - started > 60:
                 break

@@ -29,7 +29,8 @@ on a few seconds after it ends.
 - **Naive deploy**: done by hand by the bench, not by our playbooks: for each node in turn, copy the new binary
   over the old one and `supervisorctl restart` it, with no drain and no health wait.
 - **Exposure**: from the first bad answer the canary served through HAProxy to the last one (what users saw of
-  the broken release).
+  the broken release). The "hosts (SSH)" rows come from a hosts-mode lab (`--lab-mode hosts`: a network
+  namespace and sshd per node, every play over real SSH), the same deploys and the same watcher.
 - **Rollback batch 1 / batch n**: `make rollback NODES=all` after a green deploy, one node at a time; and
   `BATCH=n` with n = every node but one (one batch; one node keeps serving), from a fleet deployed to v2 first.
 - **Off switch**: `make rollout PCT=0` from rollout_pct=40 on every node, until every node's gauge shows 0.
@@ -83,6 +84,7 @@ class RevertResult:
     red_at: float | None = None
     revert_play_s: float | None = None
     last_bad_at: float | None = None
+    lab: str = "loopback"  # the lab's mode: loopback, or hosts (every node over SSH)
 
     @property
     def exposure(self) -> float | None:
@@ -249,17 +251,20 @@ def contention_line(ops: Sequence[OpResult]) -> str:
             "machine the nodes and HAProxy share.")
 
 
+LAB_NAMES = {"loopback": "loopback", "hosts": "hosts (SSH)"}
+
+
 def revert_rows(reverts: Sequence[RevertResult], interval: float, floor: float) -> list[str]:
-    rows = ["| release | runs | verdicts | exposure: first bad answer → last bad answer served | per run "
+    rows = ["| lab | release | runs | verdicts | exposure: first bad answer → last bad answer served | per run "
             "| time to revert: → canary serving .previous (median) | per run | × probe interval | × floor "
             "| first bad answer → watcher starts | detection: → first red probe | detection × floor "
             "| rollback play |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for release in sorted({r.release for r in reverts}):
-        mine = [r for r in reverts if r.release == release]
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for lab, release in sorted({(r.lab, r.release) for r in reverts}, key=lambda k: (k[0] != "loopback", k)):
+        mine = [r for r in reverts if (r.lab, r.release) == (lab, release)]
         secs = median(r.seconds for r in mine)
         detection = median(r.detection for r in mine)
-        rows.append(f"| {release} | {len(mine)} | {', '.join(r.verdict for r in mine)} | "
+        rows.append(f"| {LAB_NAMES.get(lab, lab)} | {release} | {len(mine)} | {', '.join(r.verdict for r in mine)} | "
                     f"{fmt(median(r.exposure for r in mine), ' s')} | {', '.join(fmt(r.exposure) for r in mine)} | "
                     f"{fmt(secs, ' s')} | "
                     f"{', '.join(fmt(r.seconds) for r in mine)} | {times(ratio(secs, interval))} | "

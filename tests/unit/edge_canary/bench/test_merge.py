@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_canary.bench.cli import OP_PHASES, kept_rolls
+from edge_canary.bench.cli import OP_PHASES, kept_reverts, kept_rolls
 from edge_canary.bench.report import OP_TITLES
 
 EARLIER = [{"nodes": 3, "batch": 1}, {"nodes": 10, "batch": 5}, {"nodes": 30, "batch": 10}]
@@ -24,3 +24,12 @@ def test_every_operation_the_report_prints_belongs_to_a_phase() -> None:
     # an operation missing here would be carried over from the earlier run and measured again: twice
     assert set(OP_PHASES) == set(OP_TITLES)
     assert OP_PHASES["green-check"] == "green"
+
+
+REVERTS = [{"release": "v2-errors", "run": 1}, {"release": "v2-errors", "run": 1, "lab": "hosts"}]
+
+
+def test_reverts_measured_again_replace_those_of_the_same_lab_only() -> None:
+    assert kept_reverts(REVERTS, {"revert"}, "hosts") == [REVERTS[0]]  # an earlier run has no "lab": loopback
+    assert kept_reverts(REVERTS, {"revert"}, "loopback") == [REVERTS[1]]
+    assert kept_reverts(REVERTS, {"roll"}, "loopback") == REVERTS

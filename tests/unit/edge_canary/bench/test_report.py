@@ -54,8 +54,9 @@ def test_report_has_every_section_with_medians_and_per_run_values() -> None:
     assert "METHOD TEXT" in text and "- Reproduce: `make bench`" in text
     # v2-errors: 12 s and 10 s -> median 11 s, 3.67x the 3 s interval, 1.38x the 8 s floor
     # exposure 4 s and 2 s -> median 3 s
-    assert "| v2-errors | 2 | reverted, reverted | 3.0 s | 4.0, 2.0 | 11.0 s | 12.0, 10.0 | 3.67× | 1.38× |" in text
-    assert "| v2-slow | 1 | reverted | – | – | – | – | – | – |" in text
+    assert ("| loopback | v2-errors | 2 | reverted, reverted | 3.0 s | 4.0, 2.0 | 11.0 s | 12.0, 10.0 | 3.67× "
+            "| 1.38× |") in text
+    assert "| loopback | v2-slow | 1 | reverted | – | – | – | – | – | – |" in text
     # the off switch: medians of the in-force times, wall times and CPU seconds
     assert "| 3 | 2.50 s | 2.50, 3.50, 2.00 | 4.00 s | 3.00 | 0, 0, 0 |" in text
     # controller cost: 30 CPU-s at 3 nodes, 58 at 10 -> 4 CPU-s per extra node; of it module runs 12 and 26
@@ -88,6 +89,7 @@ def test_naive_ratio_when_not_measured() -> None:
     (["--fleets", "10:1,x"], "is not NODES:BATCH"),
     (["--fleets", "3:3"], "batch sizes from 1 to nodes-1"),
     (["--runs", "0"], "--runs 0 is out of range"),
+    (["--lab-mode", "hosts", "--phases", "revert,pct0"], "--lab-mode hosts measures only revert; drop pct0"),
 ])
 def test_bad_arguments_say_what_is_wrong_and_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
     out = tmp_path / "BENCHMARKS.md"
@@ -109,11 +111,21 @@ def test_time_to_revert_is_broken_down_against_the_floor() -> None:
     result = RevertResult("v2-errors", 1, "reverted", 100.0, 145.0, 104.0, 110.0, 30.0)
     assert (result.seconds, result.until_watching, result.detection) == (45.0, 4.0, 6.0)
     row = revert_rows([result], interval=3.0, floor=8.0)[2]
-    assert row == ("| v2-errors | 1 | reverted | – | – | 45.0 s | 45.0 | 15.00× | 5.62× | 4.0 s | 6.0 s | 0.75× "
-                   "| 30.0 s |")
+    assert row == ("| loopback | v2-errors | 1 | reverted | – | – | 45.0 s | 45.0 | 15.00× | 5.62× | 4.0 s | 6.0 s "
+                   "| 0.75× | 30.0 s |")
     # a watcher already watching when the first bad answer comes: detection counts from the bad answer
     early = RevertResult("v2-slow", 1, "reverted", 100.0, 140.0, 90.0, 107.0, 30.0)
     assert early.detection == 7.0
+
+
+def test_reverts_over_ssh_are_rows_of_their_own_after_the_loopback_ones() -> None:
+    loopback = RevertResult("v2-errors", 1, "reverted", 100.0, 110.0, last_bad_at=103.0)
+    over_ssh = [RevertResult("v2-errors", run, "reverted", 100.0, 120.0, last_bad_at=100.0 + run, lab="hosts")
+                for run in (1, 2, 3)]
+    rows = revert_rows([*over_ssh, loopback], interval=3.0, floor=8.0)[2:]
+    assert [row.split(" | ")[:3] for row in rows] == [["| loopback", "v2-errors", "1"],
+                                                      ["| hosts (SSH)", "v2-errors", "3"]]
+    assert rows[1].split(" | ")[4:6] == ["2.0 s", "1.0, 2.0, 3.0"]  # the exposure of the hosts runs alone
 
 
 def test_the_deploys_own_share_of_its_p99_rise_is_its_ratio_over_its_check_mode_twins() -> None:

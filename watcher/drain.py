@@ -38,12 +38,18 @@ def module_utils(name: str) -> ModuleType:
     try:
         return importlib.import_module(f"{_UTILS}.{name}")
     except ImportError:
-        from ansible import constants
         from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
 
         # The repository's collections/ link, else where Ansible installs collections (an execution
-        # environment: the packages pip-installed, the collection ansible-galaxy-installed).
-        paths = [str(REPO_ROOT / "collections"), *constants.COLLECTIONS_PATHS]
+        # environment: the packages pip-installed, the collection ansible-galaxy-installed). Ansible's
+        # configuration is read only in the second case: loading it costs every command ~0.15 s.
+        bundled = REPO_ROOT / "collections"
+        if bundled.is_dir():
+            paths = [str(bundled)]
+        else:
+            from ansible import constants
+
+            paths = list(constants.COLLECTIONS_PATHS)
         _AnsibleCollectionFinder(paths=paths)._install()
         return importlib.import_module(f"{_UTILS}.{name}")
 

@@ -355,7 +355,7 @@ class Bench:
         timeline = st.watcher_timeline(lab_io.decision_records(deployed.run_dir))
         result = RevertResult(release, run, verdict, first_bad, restored, timeline.started_at, timeline.red_at,
                               timeline.revert_s, st.last_bad_answer(requests, release, LAB_SLOW_S),
-                              self.lab.settings.mode)
+                              self.lab.settings.mode, timeline.verdict_at)
         self.results.reverts.append(result)
         self.say(f"revert {release} run {run}: verdict {verdict}, time to revert {result.seconds}")
         if result.seconds is None or verdict != "reverted":

@@ -29,8 +29,10 @@ on a few seconds after it ends.
 - **Naive deploy**: done by hand by the bench, not by our playbooks: for each node in turn, copy the new binary
   over the old one and `supervisorctl restart` it, with no drain and no health wait.
 - **Exposure**: from the first bad answer the canary served through HAProxy to the last one (what users saw of
-  the broken release). The "hosts (SSH)" rows come from a hosts-mode lab (`--lab-mode hosts`: a network
-  namespace and sshd per node, every play over real SSH), the same deploys and the same watcher.
+  the broken release), and from the watcher's red verdict (the probe that decided, in its decision log) to
+  that last bad answer: how long the canary stayed in rotation once the watcher knew. The "hosts (SSH)" rows
+  come from a hosts-mode lab (`--lab-mode hosts`: a network namespace and sshd per node, every play over real
+  SSH), the same deploys and the same watcher.
 - **Rollback batch 1 / batch n**: `make rollback NODES=all` after a green deploy, one node at a time; and
   `BATCH=n` with n = every node but one (one batch; one node keeps serving), from a fleet deployed to v2 first.
 - **Off switch**: `make rollout PCT=0` from rollout_pct=40 on every node, until every node's gauge shows 0.
@@ -85,11 +87,17 @@ class RevertResult:
     revert_play_s: float | None = None
     last_bad_at: float | None = None
     lab: str = "loopback"  # the lab's mode: loopback, or hosts (every node over SSH)
+    verdict_at: float | None = None  # the watcher's red verdict (the probe that decided)
 
     @property
     def exposure(self) -> float | None:
         """First bad answer → the last bad answer the release served (through HAProxy)."""
         return _diff(self.last_bad_at, self.first_bad_at)
+
+    @property
+    def served_after_verdict(self) -> float | None:
+        """The red verdict → the last bad answer served: how long the canary stayed in rotation after it."""
+        return _diff(self.last_bad_at, self.verdict_at)
 
     @property
     def until_watching(self) -> float | None:
@@ -256,17 +264,19 @@ LAB_NAMES = {"loopback": "loopback", "hosts": "hosts (SSH)"}
 
 def revert_rows(reverts: Sequence[RevertResult], interval: float, floor: float) -> list[str]:
     rows = ["| lab | release | runs | verdicts | exposure: first bad answer → last bad answer served | per run "
+            "| red verdict → last bad answer served | per run "
             "| time to revert: → canary serving .previous (median) | per run | × probe interval | × floor "
             "| first bad answer → watcher starts | detection: → first red probe | detection × floor "
             "| rollback play |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for lab, release in sorted({(r.lab, r.release) for r in reverts}, key=lambda k: (k[0] != "loopback", k)):
         mine = [r for r in reverts if (r.lab, r.release) == (lab, release)]
         secs = median(r.seconds for r in mine)
         detection = median(r.detection for r in mine)
         rows.append(f"| {LAB_NAMES.get(lab, lab)} | {release} | {len(mine)} | {', '.join(r.verdict for r in mine)} | "
                     f"{fmt(median(r.exposure for r in mine), ' s')} | {', '.join(fmt(r.exposure) for r in mine)} | "
-                    f"{fmt(secs, ' s')} | "
+                    f"{fmt(median(r.served_after_verdict for r in mine), ' s')} | "
+                    f"{', '.join(fmt(r.served_after_verdict) for r in mine)} | {fmt(secs, ' s')} | "
                     f"{', '.join(fmt(r.seconds) for r in mine)} | {times(ratio(secs, interval))} | "
                     f"{times(ratio(secs, floor))} | {fmt(median(r.until_watching for r in mine), ' s')} | "
                     f"{fmt(detection, ' s')} | {times(ratio(detection, floor))} | "

@@ -213,6 +213,7 @@ class WatcherTimeline:
     started_at: float | None  # the watcher's first line: it starts once the canary is rolled
     red_at: float | None  # the first red probe
     revert_s: float | None  # how long the rollback play it ran took
+    verdict_at: float | None = None  # the probe that decided: the red verdict (the fast-path drain follows)
 
 
 def _epoch(value: object) -> float | None:
@@ -223,14 +224,16 @@ def _epoch(value: object) -> float | None:
 
 
 def watcher_timeline(records: Iterable[dict[str, object]]) -> WatcherTimeline:
-    started = red = revert = None
+    started = red = revert = verdict = None
     for record in records:
         event = record.get("event")
         if event == "start" and started is None:
             started = _epoch(record.get("ts"))
         elif event == "probe" and record.get("state") == "red" and red is None:
             red = _epoch(record.get("ts"))
+        if event == "probe" and record.get("decision") and verdict is None:
+            verdict = _epoch(record.get("ts"))
         elif event == "revert" and revert is None:
             seconds = record.get("seconds")
             revert = float(seconds) if isinstance(seconds, int | float) else None
-    return WatcherTimeline(started, red, revert)
+    return WatcherTimeline(started, red, revert, verdict)

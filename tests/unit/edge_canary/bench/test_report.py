@@ -54,8 +54,8 @@ def test_report_has_every_section_with_medians_and_per_run_values() -> None:
     assert "METHOD TEXT" in text and "- Reproduce: `make bench`" in text
     # v2-errors: 12 s and 10 s -> median 11 s, 3.67x the 3 s interval, 1.38x the 8 s floor
     # exposure 4 s and 2 s -> median 3 s
-    assert ("| loopback | v2-errors | 2 | reverted, reverted | 3.0 s | 4.0, 2.0 | 11.0 s | 12.0, 10.0 | 3.67× "
-            "| 1.38× |") in text
+    assert ("| loopback | v2-errors | 2 | reverted, reverted | 3.0 s | 4.0, 2.0 | – | –, – | 11.0 s | 12.0, 10.0 "
+            "| 3.67× | 1.38× |") in text
     assert "| loopback | v2-slow | 1 | reverted | – | – | – | – | – | – |" in text
     # the off switch: medians of the in-force times, wall times and CPU seconds
     assert "| 3 | 2.50 s | 2.50, 3.50, 2.00 | 4.00 s | 3.00 | 0, 0, 0 |" in text
@@ -111,8 +111,8 @@ def test_time_to_revert_is_broken_down_against_the_floor() -> None:
     result = RevertResult("v2-errors", 1, "reverted", 100.0, 145.0, 104.0, 110.0, 30.0)
     assert (result.seconds, result.until_watching, result.detection) == (45.0, 4.0, 6.0)
     row = revert_rows([result], interval=3.0, floor=8.0)[2]
-    assert row == ("| loopback | v2-errors | 1 | reverted | – | – | 45.0 s | 45.0 | 15.00× | 5.62× | 4.0 s | 6.0 s "
-                   "| 0.75× | 30.0 s |")
+    assert row == ("| loopback | v2-errors | 1 | reverted | – | – | – | – | 45.0 s | 45.0 | 15.00× | 5.62× | 4.0 s "
+                   "| 6.0 s | 0.75× | 30.0 s |")
     # a watcher already watching when the first bad answer comes: detection counts from the bad answer
     early = RevertResult("v2-slow", 1, "reverted", 100.0, 140.0, 90.0, 107.0, 30.0)
     assert early.detection == 7.0
@@ -126,6 +126,17 @@ def test_reverts_over_ssh_are_rows_of_their_own_after_the_loopback_ones() -> Non
     assert [row.split(" | ")[:3] for row in rows] == [["| loopback", "v2-errors", "1"],
                                                       ["| hosts (SSH)", "v2-errors", "3"]]
     assert rows[1].split(" | ")[4:6] == ["2.0 s", "1.0, 2.0, 3.0"]  # the exposure of the hosts runs alone
+
+
+def test_the_time_in_rotation_after_the_red_verdict_is_its_own_column() -> None:
+    # first bad answer at 100, red verdict at 104, last bad answer at 104.6 / 103.9 (none after the verdict)
+    runs = [RevertResult("v2-slow", 1, "reverted", 100.0, 112.0, last_bad_at=104.6, verdict_at=104.0),
+            RevertResult("v2-slow", 2, "reverted", 100.0, 112.0, last_bad_at=103.9, verdict_at=104.0),
+            RevertResult("v2-slow", 3, "reverted", 100.0, 112.0, last_bad_at=105.0, verdict_at=104.0)]
+    header, _, row = revert_rows(runs, interval=3.0, floor=8.0)
+    assert header.split(" | ")[6] == "red verdict → last bad answer served"
+    assert row.split(" | ")[6:8] == ["0.6 s", "0.6, -0.1, 1.0"]
+    assert header.count("|") == row.count("|")
 
 
 def test_the_deploys_own_share_of_its_p99_rise_is_its_ratio_over_its_check_mode_twins() -> None:

@@ -175,7 +175,7 @@ def test_watcher_timeline_from_the_decision_log() -> None:
         {"ts": "2026-11-22T01:19:41.500+00:00", "event": "start"},
         {"ts": "2026-11-22T01:19:44.500+00:00", "event": "probe", "state": "green"},
         {"ts": "2026-11-22T01:19:47.500+00:00", "event": "probe", "state": "red"},
-        {"ts": "2026-11-22T01:19:50.500+00:00", "event": "probe", "state": "red"},
+        {"ts": "2026-11-22T01:19:50.500+00:00", "event": "probe", "state": "red", "decision": {"action": "revert"}},
         {"ts": "2026-11-22T01:20:30.000+00:00", "event": "revert", "seconds": 42.5},
         {"ts": "2026-11-22T01:20:30.100+00:00", "event": "verdict", "verdict": "reverted"},
     ]
@@ -183,13 +183,14 @@ def test_watcher_timeline_from_the_decision_log() -> None:
     assert timeline.red_at is not None and timeline.started_at is not None
     assert timeline.red_at - timeline.started_at == pytest.approx(6.0)
     assert timeline.revert_s == 42.5
+    assert timeline.verdict_at is not None and timeline.verdict_at - timeline.red_at == pytest.approx(3.0)
 
 
 def test_watcher_timeline_of_a_promote_has_no_red_and_no_revert() -> None:
     timeline = st.watcher_timeline([{"ts": "2026-11-22T01:19:41+00:00", "event": "start"},
                                     {"ts": "bad", "event": "probe", "state": "green"}])
     assert timeline.started_at is not None
-    assert (timeline.red_at, timeline.revert_s) == (None, None)
+    assert (timeline.red_at, timeline.revert_s, timeline.verdict_at) == (None, None, None)
 
 
 def test_times_children_seconds_sums_the_childrens_line_of_each_run() -> None:

@@ -378,8 +378,10 @@ def markdown(res: Results, method: str, interval: float, floor: float) -> str:
         "floor is one interval higher than shown): the earliest any Prometheus-fed judge can call it. The "
         "breakdown shows where the rest goes: the canary serves its first bad answer as soon as HAProxy puts "
         "it back in rotation, but the watcher only starts after the canary's roll finishes and the SLI gate "
-        "sets up; after the red probe, the watcher runs the rollback play (drain, restore .previous, restart, "
-        "health, ready), whose length is Ansible's, not the judge's.",
+        "sets up; on its red verdict the watcher drains the canary on every load balancer itself (the admin "
+        "socket, no Ansible start), so the canary stops serving within the verdict column's time, then runs "
+        "the rollback play (drain, restore .previous, restart, health, ready), whose length is Ansible's, not "
+        "the judge's.",
         "",
         "## 2–3. Requests dropped under steady load, and the naive way",
         "",

@@ -18,9 +18,9 @@ from edge_canary.ops.inputs import write_extra_vars
 from tests.helpers.authprom import protected_prometheus
 from tests.helpers.fleet import node_files, node_pids
 from tests.helpers.lab import Lab
+from tests.helpers.watch_window import PROMOTING_WINDOW
 
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
-FAST = {"SLI_WINDOW": "9", "SLI_PROBE_INTERVAL": "3"}
 
 
 def payload(marker: Path) -> str:
@@ -82,7 +82,7 @@ def test_hostile_make_variables_run_nothing_and_change_nothing(fleet: Lab, artif
         ("rollout", {"STAGES": f"1 {shell}"}, "is not a whole number"),
     ]
     for target, env, words in cases:
-        result = fleet.make(target, extra_env={**FAST, **env})
+        result = fleet.make(target, extra_env={**PROMOTING_WINDOW, **env})
         assert result.returncode != 0, (target, env, output(result))
         assert words in result.stderr and "nothing was changed" in result.stderr, (target, env, output(result))
         assert "Traceback" not in output(result) and "PLAY [" not in result.stdout, (target, env)
@@ -155,7 +155,7 @@ def test_credentials_reach_preflight_and_the_watcher_and_no_file(fleet: Lab, art
     upstream = f"http://127.0.0.1:{fleet.env['LAB_PROM_PORT']}"
     token, password = "tok-3f9a1c77e2", "pw-8d2b6e41"
     with protected_prometheus(token=token, user="alice", password=password, upstream=upstream) as (url, seen):
-        result = fleet.make("deploy-canary", extra_env={"ARTIFACT": str(artifacts["v2"]), **FAST,
+        result = fleet.make("deploy-canary", extra_env={"ARTIFACT": str(artifacts["v2"]), **PROMOTING_WINDOW,
                                                         "PROM_URL": url, "PROM_TOKEN": token})
         assert result.returncode == 0, output(result)
         assert "SLI verdict: PROMOTE" in result.stdout

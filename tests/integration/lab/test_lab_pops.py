@@ -23,6 +23,7 @@ from tests.helpers.edge import build_artifact
 from tests.helpers.fleet import fleet_versions, node_pids, reset_fleet, sha256
 from tests.helpers.lab import REPO, Lab
 from tests.helpers.watch_host import WatchHost, running_watch_host
+from tests.helpers.watch_window import PROMOTING_WINDOW
 from tests.integration.conftest import TEST_LAB_PORTS, TEST_SLOT, hosts_lab_up
 
 POPS_LAB_DIR = REPO / (f".lab-test-pops-{TEST_SLOT}" if TEST_SLOT else ".lab-test-pops")
@@ -134,7 +135,7 @@ def test_status_asks_each_node_its_own_pops_lb(pops: Lab) -> None:
 
 # --- waves across the PoPs (docs/ARCHITECTURE.md, Waves) ----------------------------------------------
 
-FAST = {"SLI_WINDOW": "9", "SLI_PROBE_INTERVAL": "3", "BATCH": "2"}
+DEPLOY_ENV = {**PROMOTING_WINDOW, "BATCH": "2"}
 
 
 @pytest.fixture
@@ -155,7 +156,8 @@ def started(run_dir: Path, node: str) -> float:
 
 def test_a_green_deploy_goes_wave_by_wave_each_canary_judged_against_its_own_pop(
         pops: Lab, artifacts: dict[str, Path]) -> None:
-    result = pops.make("deploy-canary", extra_env={"ARTIFACT": str(artifacts["v2"]), "CANARY_NODE": "edge-2", **FAST})
+    result = pops.make("deploy-canary",
+                       extra_env={"ARTIFACT": str(artifacts["v2"]), "CANARY_NODE": "edge-2", **DEPLOY_ENV})
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert set(fleet_versions(pops).values()) == {"v2"}
     assert pops.lb_states() == dict.fromkeys(POP1 + POP2, "READY")
@@ -191,7 +193,7 @@ def test_a_red_wave_is_reverted_by_its_watcher_on_the_watch_host_and_the_rest_of
     pids = node_pids(pops)
     result = subprocess.run(["make", "--no-print-directory", "deploy-canary"], cwd=REPO, capture_output=True,
                             text=True, timeout=900, env={**pops_watch.env, "ARTIFACT": str(newpath),
-                                                         "CANARY_NODE": "edge-1", **FAST})
+                                                         "CANARY_NODE": "edge-1", **DEPLOY_ENV})
     assert result.returncode != 0
     assert "SLI gate of wave 2 (pop2): REVERTED" in result.stdout, result.stdout[-4000:]
     assert fleet_versions(pops) == {**dict.fromkeys(POP1, "v2-newpath"), **dict.fromkeys(POP2, "v1")}
@@ -213,7 +215,7 @@ def test_a_red_wave_is_reverted_by_its_watcher_on_the_watch_host_and_the_rest_of
 def test_a_red_first_wave_leaves_the_other_pop_untouched(pops: Lab, artifacts: dict[str, Path]) -> None:
     before = {node: sha256(pops.node_dir(node) / "edge") for node in POP1 + POP2}
     result = pops.make("deploy-canary", extra_env={"ARTIFACT": str(artifacts["v2-errors"]), "CANARY_NODE": "edge-3",
-                                                   **FAST})
+                                                   **DEPLOY_ENV})
     assert result.returncode != 0 and "SLI verdict: REVERTED" in result.stdout, result.stdout[-4000:]
     assert set(fleet_versions(pops).values()) == {"v1"}
     assert {node: sha256(pops.node_dir(node) / "edge") for node in POP1 + POP2 if node != "edge-3"} == \

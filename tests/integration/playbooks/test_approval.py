@@ -21,11 +21,12 @@ import pytest
 from edge_canary.ops import approval_state
 from tests.helpers.fleet import fleet_versions, sha256
 from tests.helpers.lab import REPO, Lab
+from tests.helpers.watch_window import PROMOTING_WINDOW
 from tests.integration.watcher.test_noise import set_noise
 from tests.integration.watcher.test_notify import Webhook, wait_for
 from tests.integration.watcher.test_notify import webhook as webhook  # noqa: F401  (the fixture)
 
-FAST = {"SLI_WINDOW": "9", "SLI_PROBE_INTERVAL": "3", "CANARY_NODE": "edge-1", "BATCH": "1"}
+DEPLOY_ENV = {**PROMOTING_WINDOW, "CANARY_NODE": "edge-1", "BATCH": "1"}
 
 
 class Deploy:
@@ -39,7 +40,7 @@ class Deploy:
             ["make", "--no-print-directory", target],
             cwd=REPO,
             text=True,
-            env={**lab.env, **({"ARTIFACT": str(artifact)} if artifact else {}), **FAST, **env},
+            env={**lab.env, **({"ARTIFACT": str(artifact)} if artifact else {}), **DEPLOY_ENV, **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
@@ -154,7 +155,7 @@ def test_a_held_deploy_resumed_with_approve_waits_for_make_approve_then_rolls_th
     set_noise(fleet, "0.04", "0.02")  # every node at 4 %: a fleet-wide breach, the canary not blamed
     held = fleet.make(
         "deploy-canary",
-        extra_env={"ARTIFACT": str(artifacts["v2"]), **FAST, "SLI_WINDOW": "21", "CANARY_NODE": "edge-2"},
+        extra_env={"ARTIFACT": str(artifacts["v2"]), **DEPLOY_ENV, "SLI_WINDOW": "21", "CANARY_NODE": "edge-2"},
     )
     assert held.returncode != 0 and "SLI verdict: HOLD" in held.stdout, held.stdout[-4000:]
     held_id = Path(held.stdout.split("Record: ")[-1].split()[0]).name

@@ -17,13 +17,12 @@ import pytest
 from edge_canary.ops.lock_holder import alive
 from tests.helpers.fleet import fleet_versions, sha256
 from tests.helpers.lab import REPO, Lab
+from tests.helpers.watch_window import PROMOTING_WINDOW
 from tests.integration.playbooks import test_rollback
-
-FAST = {"SLI_WINDOW": "9", "SLI_PROBE_INTERVAL": "3"}
 
 
 def deploy(lab: Lab, artifact: Path | str, **env: str) -> subprocess.CompletedProcess[str]:
-    return lab.make("deploy-canary", extra_env={"ARTIFACT": str(artifact), **FAST, **env})
+    return lab.make("deploy-canary", extra_env={"ARTIFACT": str(artifact), **PROMOTING_WINDOW, **env})
 
 
 def node_files(lab: Lab) -> dict[str, str]:
@@ -199,7 +198,7 @@ def test_two_deploys_at_once_one_proceeds_and_every_other_is_refused_until_it_en
     earlier = set(control.glob("runs/*/watcher.json"))
     time.sleep(1.05 - time.time() % 1)  # both in one UTC second: the ids they had before would collide
     runs = [subprocess.Popen(["make", "--no-print-directory", "deploy-canary"], cwd=REPO,
-                             env={**fleet.env, "ARTIFACT": str(artifacts["v2"]), **FAST},
+                             env={**fleet.env, "ARTIFACT": str(artifacts["v2"]), **PROMOTING_WINDOW},
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     try:
         fleet.wait_until(lambda: set(control.glob("runs/*/watcher.json")) - earlier, timeout=300,
@@ -228,7 +227,7 @@ def test_an_interrupted_deploys_lock_stays_with_its_watcher_until_it_ends(
     control = fleet.lab_dir / "control"
     earlier = set(control.glob("runs/*/watcher.json"))
     proc = subprocess.Popen(["make", "--no-print-directory", "deploy-canary"], cwd=REPO,
-                            env={**fleet.env, "ARTIFACT": str(artifacts["v2"]), **FAST,
+                            env={**fleet.env, "ARTIFACT": str(artifacts["v2"]), **PROMOTING_WINDOW,
                                  # long enough for the watcher to outlive the interrupted play on a busy machine
                                  "SLI_WINDOW": "30"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -291,7 +290,7 @@ def test_migration_check_refuses_and_force_bypasses(fleet: Lab, artifacts: dict[
 
 
 def test_interrupted_push_then_rerun_ends_consistent(fleet: Lab, artifacts: dict[str, Path]) -> None:
-    env = {**fleet.env, "ARTIFACT": str(artifacts["v2"]), **FAST}
+    env = {**fleet.env, "ARTIFACT": str(artifacts["v2"]), **PROMOTING_WINDOW}
     proc = subprocess.Popen(["make", "--no-print-directory", "deploy-canary"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     staging = fleet.node_dir("edge-1") / ".staging"

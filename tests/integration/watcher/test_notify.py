@@ -22,10 +22,10 @@ import pytest
 from edge_canary.ops.notify import METRICS_FILE, read_counts
 from tests.helpers.fleet import fleet_versions
 from tests.helpers.lab import REPO, Lab
+from tests.helpers.watch_window import PROMOTING_WINDOW
 from tests.unit.docs.test_dashboard import deploy_annotations
 from watcher.notify import ALERTNAME
 
-FAST = {"SLI_WINDOW": "9", "SLI_PROBE_INTERVAL": "3"}
 # Longer than the lab's group_wait (1s) and group_interval (5s): a second notification would be in.
 QUIET = 8.0
 
@@ -75,7 +75,7 @@ def webhook(lab: Lab) -> Iterator[Webhook]:
 def deploy(lab: Lab, artifact: Path) -> tuple[subprocess.CompletedProcess[str], str]:
     runs = lab.lab_dir / "control" / "runs"
     before = set(runs.iterdir()) if runs.exists() else set()
-    result = lab.make("deploy-canary", extra_env={"ARTIFACT": str(artifact), **FAST})
+    result = lab.make("deploy-canary", extra_env={"ARTIFACT": str(artifact), **PROMOTING_WINDOW})
     new = sorted(set(runs.iterdir()) - before)
     assert len(new) == 1, f"{new}\n{result.stdout[-3000:]}"
     return result, new[0].name

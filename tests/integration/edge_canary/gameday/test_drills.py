@@ -4,7 +4,6 @@ admin socket, the lock files, Prometheus). Windows are short so the module fits 
 
 from __future__ import annotations
 
-import hashlib
 import re
 import signal
 import subprocess
@@ -15,18 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.fleet import reset_fleet
+from tests.helpers.fleet import reset_fleet, sha256
 from tests.helpers.lab import REPO, Lab
+from tests.helpers.watch_window import PROMOTING_WINDOW
 
 # The drill as the user runs it: `edge-canary gameday` (make gameday).
 GAMEDAY = [sys.executable, "-m", "edge_canary", "gameday"]
-# Seconds: five 3 s probes, so that a promotion (80 % of the probes conclusive green) survives one
-# inconclusive probe on a busy machine. Bad releases end the watch at their first red probes anyway.
-WINDOW = "15"
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture
@@ -42,7 +35,8 @@ def fleet(lab: Lab, artifacts: dict[str, Path]) -> Iterator[Lab]:
 
 def drill_argv(scenario: str, artifacts: dict[str, Path], reports: Path, *extra: str) -> list[str]:
     return [*GAMEDAY, "--scenario", scenario, "--artifacts-dir", str(artifacts["v1"].parent),
-            "--report-dir", str(reports), "--window", WINDOW, "--interval", "3", *extra]
+            "--report-dir", str(reports), "--window", PROMOTING_WINDOW["SLI_WINDOW"],
+            "--interval", PROMOTING_WINDOW["SLI_PROBE_INTERVAL"], *extra]
 
 
 def run_drill(lab: Lab, scenario: str, artifacts: dict[str, Path], reports: Path,

@@ -9,21 +9,16 @@ failing its health check while the canary passes; the module and property tests 
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from tests.helpers.edge import build_artifact
 from tests.helpers.fleet import fleet_versions, install_fleet, sha256
 from tests.helpers.lab import Lab
-from tests.helpers.watch_window import PROMOTING_WINDOW
+from tests.integration.playbooks.test_deploy import deploy
 
 
 def output(result: object) -> str:
     return f"{getattr(result, 'stdout', '')[-5000:]}\n{getattr(result, 'stderr', '')[-2000:]}"
-
-
-def deploy(lab: Lab, artifact: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return lab.make("deploy-canary", extra_env={"ARTIFACT": str(artifact), **env})
 
 
 def test_previous_stays_the_last_known_good_through_a_failed_peer_and_a_config_redeploy(
@@ -35,7 +30,7 @@ def test_previous_stays_the_last_known_good_through_a_failed_peer_and_a_config_r
     # Item 4: edge-3's staging folder cannot be made, so its push fails before the node changes.
     (fleet.node_dir("edge-3") / ".staging").write_text("in the way\n")
 
-    result = deploy(fleet, artifacts["v2"], BATCH="1", **PROMOTING_WINDOW)
+    result = deploy(fleet, artifacts["v2"], BATCH="1")
     assert result.returncode != 0
     out = output(result)
     assert "SLI verdict: PROMOTE" in out, out
@@ -49,7 +44,7 @@ def test_previous_stays_the_last_known_good_through_a_failed_peer_and_a_config_r
 
     # Item 1: the same artifact with a new CONFIG is no new release: .previous stays v1 everywhere
     # (edge-3, pushed now, keeps the v1 it ran).
-    again = deploy(fleet, artifacts["v2"], BATCH="2", CONFIG="rollout_pct=10", **PROMOTING_WINDOW)
+    again = deploy(fleet, artifacts["v2"], BATCH="2", CONFIG="rollout_pct=10")
     assert again.returncode == 0, output(again)
     for node in fleet.settings.node_names():
         home = fleet.node_dir(node)

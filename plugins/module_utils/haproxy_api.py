@@ -36,9 +36,7 @@ class RuntimeApi:
     def _connect(self, deadline: float) -> socket.socket:
         if isinstance(self.address, UnixAddress):
             return self._connect_unix(self.address.path, deadline)
-        return socket.create_connection(
-            (self.address.host, self.address.port), timeout=self.timeout
-        )
+        return socket.create_connection((self.address.host, self.address.port), timeout=self.timeout)
 
     def _connect_unix(self, path: str, deadline: float) -> socket.socket:
         # A busy admin socket (HAProxy serves `stats maxconn`, 10 by default, at once and queues a few
@@ -99,23 +97,25 @@ class RuntimeApi:
                 "check HAProxy is healthy, or raise socket_timeout"
             ) from exc
         except OSError as exc:
-            raise HaproxyError(
-                f"HAProxy socket {self} failed during {command!r}: {exc.strerror or exc}"
-            ) from exc
+            raise HaproxyError(f"HAProxy socket {self} failed during {command!r}: {exc.strerror or exc}") from exc
         return b"".join(chunks).decode("utf-8", errors="replace")
 
 
-def read_state(api: RuntimeApi, backend: str, server: str) -> ServerState:
+def read_states(api: RuntimeApi, backend: str, names: list[str]) -> dict[str, ServerState]:
+    """The named servers' states from one `show servers state`; an unknown name is an error."""
     servers = parse_servers_state(api.run(f"show servers state {backend}"), backend, str(api))
-    if server not in servers:
-        known = ", ".join(sorted(servers)) or "none"
-        raise HaproxyError(
-            f"server {server!r} not found in backend {backend!r} on {api} "
-            f"(servers there: {known}); check the server name"
-        )
-    return servers[server]
+    for name in names:
+        if name not in servers:
+            known = ", ".join(sorted(servers)) or "none"
+            raise HaproxyError(
+                f"server {name!r} not found in backend {backend!r} on {api} "
+                f"(servers there: {known}); check the server name"
+            )
+    return {name: servers[name] for name in names}
 
 
-def read_counts(api: RuntimeApi, backend: str, server: str) -> SessionCounts:
+def read_counts(api: RuntimeApi, backend: str, names: list[str]) -> dict[str, SessionCounts]:
+    """The named servers' sessions and queue from one `show stat`."""
     # "<proxy> 4 -1": only this backend's server rows, so the answer stays small.
-    return session_counts(api.run(f"show stat {backend} 4 -1"), backend, server)
+    text = api.run(f"show stat {backend} 4 -1")
+    return {name: session_counts(text, backend, name) for name in names}

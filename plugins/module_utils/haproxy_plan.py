@@ -51,9 +51,7 @@ def ready_blocker(state: ServerState) -> str | None:
     return None
 
 
-def plan_change(
-    state: ServerState, backend: str, wanted: str, weight: int | None
-) -> Plan:
+def plan_change(state: ServerState, backend: str, wanted: str, weight: int | None) -> Plan:
     """The `set server` commands needed to reach `wanted` (and `weight`), nothing more.
 
     Weight goes first so a server coming back to ready gets traffic at the new weight.
@@ -73,14 +71,16 @@ def plan_change(
 
 
 def wait_until_idle(
-    read_counts: Callable[[], SessionCounts],
+    read_counts: Callable[[], dict[str, SessionCounts]],
     timeout: float,
     interval: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> WaitOutcome:
-    """Poll until no session and no queue, never longer than `timeout` seconds."""
-    return poll_until(read_counts, lambda counts: counts.idle, timeout, interval, clock, sleep)
+    """Poll until no server read has a session or a queue, never longer than `timeout` seconds."""
+    return poll_until(
+        read_counts, lambda counts: all(one.idle for one in counts.values()), timeout, interval, clock, sleep
+    )
 
 
 def serves(state: ServerState) -> bool:

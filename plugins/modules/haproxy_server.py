@@ -10,7 +10,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: haproxy_server
-short_description: Put one HAProxy server in ready, drain or maint through the admin socket
+short_description: Put HAProxy servers in ready, drain or maint through the admin socket
 description:
   - Reads the server's state with C(show servers state) and its sessions and queue with
     C(show stat) (columns looked up by header name), then sends C(set server) only when the
@@ -18,6 +18,9 @@ description:
   - Names are checked against a strict pattern before any command is built, so a name
     cannot inject admin commands; nothing is sent when a name is refused.
   - Check mode sends only read-only commands and reports what would change.
+  - With O(servers), several servers of the backend are handled in one run, read once and waited for
+    together (sessions ended, seen up, weights ramped in step); a server that cannot be made ready is
+    left as it is and named in RV(failed_servers) while the others go on, and the run then fails.
 attributes:
   check_mode:
     support: full
@@ -43,9 +46,25 @@ options:
     type: str
     required: true
   server:
-    description: Server name inside the backend.
+    description:
+      - Server name inside the backend.
+      - Exactly one of O(server) and O(servers) is required.
     type: str
-    required: true
+  servers:
+    description:
+      - Several servers of the backend, brought to O(state) together (one run for a whole batch of
+        nodes). Every other option applies to each of them.
+      - Exactly one of O(server) and O(servers) is required.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Server name inside the backend.
+        type: str
+        required: true
+      health_url:
+        description: This server's health URL, as O(health_url) is for O(server).
+        type: str
   state:
     description:
       - Wanted administrative state. C(ready) puts the server back in rotation, C(drain)
@@ -134,6 +153,16 @@ EXAMPLES = r"""
     health_url: http://10.0.0.11:8080/health
     wait_up: true
 
+- name: Drain edge-1 and edge-2 together (one read, one wait)
+  edge.canary.haproxy_server:
+    socket: /run/haproxy/admin.sock
+    backend: edge
+    servers:
+      - name: edge-1
+      - name: edge-2
+    state: drain
+    wait: true
+
 - name: Put edge-1 back in rotation with weight 100 through a TCP admin socket
   edge.canary.haproxy_server:
     socket: 10.0.0.5:9999
@@ -183,6 +212,16 @@ ramp:
   description: The weights set one after the other (O(ramp)) and the seconds the ramp took.
   returned: when a server was put back in rotation with O(ramp)
   type: dict
+servers:
+  description: With O(servers), each server's own result by name (changed, commands, before, after,
+    sessions, queue, ramp, msg).
+  returned: with O(servers)
+  type: dict
+failed_servers:
+  description: With O(servers), the servers that could not be brought to O(state), by name, and why
+    (failed health check, held by what it tracks, not seen up in time, sessions still open).
+  returned: with O(servers)
+  type: dict
 """
 
 # Imports after the documentation: validate-modules (ansible-test sanity) asks for that order.
@@ -191,6 +230,7 @@ from ansible_collections.edge.canary.plugins.module_utils.haproxy_api import Run
 from ansible_collections.edge.canary.plugins.module_utils.haproxy_apply import (  # noqa: E402
     Request,
     apply,
+    apply_batch,
     diff_text,
     health_request,
 )
@@ -210,7 +250,12 @@ def main() -> None:
         argument_spec={
             "socket": {"type": "str", "required": True},
             "backend": {"type": "str", "required": True},
-            "server": {"type": "str", "required": True},
+            "server": {"type": "str"},
+            "servers": {
+                "type": "list",
+                "elements": "dict",
+                "options": {"name": {"type": "str", "required": True}, "health_url": {"type": "str"}},
+            },
             "state": {"type": "str", "required": True, "choices": list(STATES)},
             "weight": {"type": "int"},
             "wait": {"type": "bool", "default": False},
@@ -224,37 +269,69 @@ def main() -> None:
             "wait_up_timeout": {"type": "float", "default": 30.0},
             "ramp": {"type": "float", "default": 0.0},
         },
+        mutually_exclusive=[("server", "servers")],
+        required_one_of=[("server", "servers")],
         supports_check_mode=True,
     )
     p = module.params
     try:
-        req = Request(
-            backend=validate_name("backend", p["backend"]),
-            server=validate_name("server", p["server"]),
-            state=p["state"],
-            weight=validate_weight(p["weight"]),
-            wait=p["wait"],
-            wait_timeout=validate_timeout("wait_timeout", p["wait_timeout"]),
-            health=health_request(p),
-            wait_up=p["wait_up"],
-            wait_up_timeout=validate_timeout("wait_up_timeout", p["wait_up_timeout"]),
-            ramp=max(0.0, p["ramp"]),
-        )
         address = parse_socket_address(p["socket"])
         api = RuntimeApi(address, validate_timeout("socket_timeout", p["socket_timeout"]))
+        if p["servers"] is not None:
+            run_batch(module, api)
+        req = request(p, p["server"], p["health_url"])
         result = apply(api, req, module.check_mode)
     except WaitTimeout as exc:
         module.fail_json(msg=str(exc), **exc.result)
     except HaproxyError as exc:
         module.fail_json(msg=str(exc))
     if module._diff:
-        result["diff"] = {
-            "before_header": f"{result['socket']} {req.backend}/{req.server}",
-            "after_header": f"{result['socket']} {req.backend}/{req.server}",
-            "before": diff_text(result["before"]),
-            "after": diff_text(result["after"]),
-        }
+        result["diff"] = diff(result, result["socket"], req.backend, req.server)
     module.exit_json(**result)
+
+
+def request(p: dict, server: str, health_url: str | None) -> Request:
+    """One server's request from the module's arguments; names and numbers checked first."""
+    return Request(
+        backend=validate_name("backend", p["backend"]),
+        server=validate_name("server", server),
+        state=p["state"],
+        weight=validate_weight(p["weight"]),
+        wait=p["wait"],
+        wait_timeout=validate_timeout("wait_timeout", p["wait_timeout"]),
+        health=health_request({**p, "health_url": health_url}),
+        wait_up=p["wait_up"],
+        wait_up_timeout=validate_timeout("wait_up_timeout", p["wait_up_timeout"]),
+        ramp=max(0.0, p["ramp"]),
+    )
+
+
+def run_batch(module: AnsibleModule, api: RuntimeApi) -> None:
+    """O(servers): every server in one run; fails, with every server's result, if one of them failed."""
+    p = module.params
+    if not p["servers"]:
+        raise HaproxyError("servers is empty: give at least one server name")
+    names = [one["name"] for one in p["servers"]]
+    if len(set(names)) != len(names):
+        raise HaproxyError(f"servers names a server twice ({', '.join(names)}); give each once")
+    result = apply_batch(api, [request(p, one["name"], one["health_url"]) for one in p["servers"]], module.check_mode)
+    if module._diff:
+        result["diff"] = [
+            diff(one, result["socket"], result["backend"], name) for name, one in result["servers"].items()
+        ]
+    if result["failed_servers"] or result.get("timed_out"):
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
+def diff(result: dict, socket: str, backend: str, server: str) -> dict:
+    header = f"{socket} {backend}/{server}"
+    return {
+        "before_header": header,
+        "after_header": header,
+        "before": diff_text(result["before"]),
+        "after": diff_text(result["after"]),
+    }
 
 
 if __name__ == "__main__":

@@ -92,15 +92,26 @@ class FakeTime:
 class TestWait:
     def test_idle_at_once_returns_without_sleeping(self):
         t = FakeTime()
-        out = wait_until_idle(lambda: SessionCounts(0, 0), 30, 0.5, t.clock, t.sleep)
+        out = wait_until_idle(lambda: {"edge-1": SessionCounts(0, 0)}, 30, 0.5, t.clock, t.sleep)
         assert out.done and out.waited == 0 and t.sleeps == []
 
     def test_waits_until_sessions_and_queue_are_both_zero(self):
         t = FakeTime()
         readings = iter([SessionCounts(2, 0), SessionCounts(0, 1), SessionCounts(0, 0)])
-        out = wait_until_idle(lambda: next(readings), 30, 0.5, t.clock, t.sleep)
+        out = wait_until_idle(lambda: {"edge-1": next(readings)}, 30, 0.5, t.clock, t.sleep)
         assert out.done and out.waited == pytest.approx(1.0)
-        assert out.last == SessionCounts(0, 0)
+        assert out.last == {"edge-1": SessionCounts(0, 0)}
+
+    def test_waits_until_every_server_read_is_idle(self):
+        t = FakeTime()
+        readings = iter([(0, 2), (0, 1), (0, 0)])
+
+        def read():
+            first, second = next(readings)
+            return {"edge-1": SessionCounts(first, 0), "edge-2": SessionCounts(second, 0)}
+
+        out = wait_until_idle(read, 30, 0.5, t.clock, t.sleep)
+        assert out.done and out.waited == pytest.approx(1.0)
 
     def test_never_idle_stops_at_the_timeout_with_the_last_counts(self):
         t = FakeTime()
@@ -108,10 +119,10 @@ class TestWait:
 
         def busy():
             calls.append(t.now)
-            return SessionCounts(3, 1)
+            return {"edge-1": SessionCounts(3, 1)}
 
         out = wait_until_idle(busy, 2.2, 0.5, t.clock, t.sleep)
-        assert not out.done and out.last == SessionCounts(3, 1)
+        assert not out.done and out.last == {"edge-1": SessionCounts(3, 1)}
         assert out.waited == pytest.approx(2.2)
         assert max(t.sleeps) <= 0.5 and len(calls) == 6  # 0, .5, 1, 1.5, 2, 2.2
 

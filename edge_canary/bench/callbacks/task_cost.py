@@ -4,7 +4,7 @@ Enabled with ANSIBLE_CALLBACK_PLUGINS=<this folder> ANSIBLE_CALLBACKS_ENABLED=ta
 EDGE_CANARY_TASK_COST=<file>: at the end of the run it writes one JSON object with, per host, the task
 results it got and the module runs among them (a result of a task whose action runs a module on the
 target, not one the controller answers itself: set_fact, assert, debug, include_*), and per task its
-name, its first start and its last result (seconds since the run started).
+name, its first start and its last result (seconds since the run started) and its module runs.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class CallbackModule(CallbackBase):
         entry = self.by_uuid.get(task._uuid)
         if entry is None:
             entry = {"name": task.get_name(), "action": task.action, "start": time.time() - self.t0, "end": None,
-                     "results": 0}
+                     "results": 0, "module_runs": 0}
             self.by_uuid[task._uuid] = entry
             self.tasks.append(entry)
         return entry
@@ -82,7 +82,9 @@ class CallbackModule(CallbackBase):
         if skipped:
             host["skipped"] += 1
         elif task.action not in CONTROLLER_ONLY:
-            host["module_runs"] += module_runs(result._result, retried=bool(task.until))
+            runs = module_runs(result._result, retried=bool(task.until))
+            host["module_runs"] += runs
+            entry["module_runs"] += runs
 
     def v2_runner_on_ok(self, result: Any) -> None:
         self._result(result)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tests.helpers.fleet import fleet_versions, install_fleet
 from tests.helpers.lab import Lab
+from tests.helpers.paths import REPO
 
 
 def out_of_rotation(lab: Lab) -> set[str]:
@@ -27,8 +28,9 @@ def out_of_rotation(lab: Lab) -> set[str]:
     return out
 
 
-def test_batched_rollback_keeps_max_unavailable(fleet: Lab, artifacts: dict[str, Path]) -> None:
+def test_batched_rollback_keeps_max_unavailable(fleet: Lab, artifacts: dict[str, Path], tmp_path: Path) -> None:
     install_fleet(fleet, artifacts["v2"], previous=artifacts["v1"])
+    cost = tmp_path / "task_cost.json"  # the bench's callback: module runs per task
     samples: list[set[str]] = []
     done = threading.Event()
 
@@ -41,7 +43,9 @@ def test_batched_rollback_keeps_max_unavailable(fleet: Lab, artifacts: dict[str,
     sampler.start()
     try:
         result = fleet.playbook("rollback.yml", "-e", json.dumps(
-            {"rollback_nodes": "all", "rollback_batch": 3, "rollback_max_unavailable": 2}))
+            {"rollback_nodes": "all", "rollback_batch": 3, "rollback_max_unavailable": 2}), extra_env={
+                "ANSIBLE_CALLBACK_PLUGINS": str(REPO / "edge_canary/bench/callbacks"),
+                "ANSIBLE_CALLBACKS_ENABLED": "edge.canary.run_summary,task_cost", "EDGE_CANARY_TASK_COST": str(cost)})
     finally:
         done.set()
         sampler.join(10)
@@ -54,6 +58,13 @@ def test_batched_rollback_keeps_max_unavailable(fleet: Lab, artifacts: dict[str,
     assert "rollback batch 1/2: edge-1, edge-2" in printed and "rollback batch 2/2: edge-3" in printed
     assert "order: edge-1, edge-2, edge-3; at most 2 out of rotation at once" in printed, result.stdout[-3000:]
     assert set(fleet.lb_states().values()) == {"READY"}
+    # A batch is drained and readied by one run per load balancer, not one per node: two batches, one LB.
+    runs: dict[str, int] = {}  # summed by name: each batch includes the role's tasks anew
+    for task in json.loads(cost.read_text())["tasks"]:
+        name = task["name"].split(" : ")[-1]
+        runs[name] = runs.get(name, 0) + task["module_runs"]
+    assert runs["Drain the batch's nodes on every load balancer and wait for their sessions to end"] == 2, runs
+    assert runs["Set the batch's nodes ready on every load balancer and wait until each sees them up"] == 2, runs
 
 
 def test_batch_alone_keeps_one_node_in_rotation(fleet: Lab) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.helpers.haproxy import Haproxy
 from tests.integration.plugins.test_haproxy_server import FDRAIN, failed, lb, ok, run_module
@@ -13,7 +14,7 @@ from tests.integration.plugins.test_haproxy_server import FDRAIN, failed, lb, ok
 __all__ = ["lb"]  # the fixture, used by name
 
 
-def servers_args(lb: Haproxy, *names: str, **extra: object) -> dict[str, object]:
+def servers_args(lb: Haproxy, *names: str, **extra: Any) -> dict[str, Any]:
     return {"socket": str(lb.admin_socket), "backend": "edge", "servers": [{"name": n} for n in names], **extra}
 
 

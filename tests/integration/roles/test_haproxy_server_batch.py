@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from pathlib import Path
 from typing import Any
 
 from tests.helpers.paths import REPO
@@ -42,8 +41,10 @@ def play(fleet: Fleet, task_file: str, name: str, **edge_2: Any) -> tuple[int, s
     (work / "play.yml").write_text(PLAYBOOK)
     cost = work / "cost.json"
     env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"), "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_RETRY_FILES_ENABLED": "false", "ANSIBLE_CALLBACK_PLUGINS": str(REPO / "edge_canary/bench/callbacks"),
-           "ANSIBLE_CALLBACKS_ENABLED": "task_cost", "EDGE_CANARY_TASK_COST": str(cost)}
+           "ANSIBLE_RETRY_FILES_ENABLED": "false",
+           "ANSIBLE_CALLBACK_PLUGINS": str(REPO / "edge_canary/bench/callbacks"),
+           "ANSIBLE_CALLBACKS_ENABLED": "task_cost",
+           "EDGE_CANARY_TASK_COST": str(cost)}
     cmd = [str(ANSIBLE_PLAYBOOK), "-i", "inventory.json", "-e", json.dumps({"task_file": task_file}), "play.yml"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work, timeout=600)
     runs = {task["name"]: task["module_runs"] for task in json.loads(cost.read_text())["tasks"]}

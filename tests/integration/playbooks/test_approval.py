@@ -22,7 +22,7 @@ from edge_canary.ops import approval_state
 from tests.helpers.fleet import fleet_versions, sha256
 from tests.helpers.lab import REPO, Lab
 from tests.helpers.watch_window import PROMOTING_WINDOW
-from tests.integration.watcher.test_noise import set_noise
+from tests.integration.watcher.test_noise import FLEET_WIDE_ERRORS, set_noise
 from tests.integration.watcher.test_notify import Webhook, wait_for
 from tests.integration.watcher.test_notify import webhook as webhook  # noqa: F401  (the fixture)
 
@@ -152,7 +152,7 @@ def test_a_held_deploy_resumed_with_approve_waits_for_make_approve_then_rolls_th
     webhook: Webhook,  # noqa: F811
     deploys: list[Deploy],
 ) -> None:
-    set_noise(fleet, "0.04", "0.02")  # every node at 4 %: a fleet-wide breach, the canary not blamed
+    set_noise(fleet, FLEET_WIDE_ERRORS, "0.02")  # every node over the SLO: a fleet-wide breach, the canary not blamed
     held = fleet.make(
         "deploy-canary",
         extra_env={"ARTIFACT": str(artifacts["v2"]), **DEPLOY_ENV, "SLI_WINDOW": "21", "CANARY_NODE": "edge-2"},

@@ -5,6 +5,7 @@ HAProxy's own view during the run."""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -65,6 +66,25 @@ def test_batched_rollback_keeps_max_unavailable(fleet: Lab, artifacts: dict[str,
         runs[name] = runs.get(name, 0) + task["module_runs"]
     assert runs["Drain the batch's nodes on every load balancer and wait for their sessions to end"] == 2, runs
     assert runs["Set the batch's nodes ready on every load balancer and wait until each sees them up"] == 2, runs
+
+
+def test_a_node_that_fails_its_revert_leaves_the_rest_of_its_batch_in_rotation(
+        fleet: Lab, artifacts: dict[str, Path]) -> None:
+    """edge-2's .previous fails its health check: edge-2 stays out of rotation and is named, edge-1 (same
+    batch) is put back on v1, and the rollback stops before the next batch (edge-3 untouched, serving)."""
+    install_fleet(fleet, artifacts["v2"], previous=artifacts["v1"])
+    shutil.copy2(artifacts["v2-unhealthy"], fleet.node_dir("edge-2") / "edge.previous")
+    result = fleet.playbook("rollback.yml", "-e", json.dumps({
+        "rollback_nodes": "all", "rollback_batch": 2, "rollback_max_unavailable": 2,
+        "edge_service_health_timeout": 5}))
+    assert result.returncode != 0
+    printed = " ".join(result.stdout.split())
+    assert "REVERT FAILED on edge-2" in printed, result.stdout[-5000:]
+    assert "REVERT FAILED on edge-1" not in printed, result.stdout[-5000:]
+    versions = fleet_versions(fleet)
+    assert (versions["edge-1"], versions["edge-3"]) == ("v1", "v2"), versions
+    states = fleet.lb_states()
+    assert (states["edge-1"], states["edge-3"]) == ("READY", "READY") and states["edge-2"] != "READY", states
 
 
 def test_batch_alone_keeps_one_node_in_rotation(fleet: Lab) -> None:

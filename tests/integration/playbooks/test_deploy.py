@@ -50,12 +50,17 @@ def test_green_deploy_keeps_v1_as_previous_and_a_rollback_brings_it_back(fleet: 
                     ANSIBLE_CALLBACKS_ENABLED="edge.canary.run_summary,task_cost", EDGE_CANARY_TASK_COST=str(cost))
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr
     # What a peer costs the controller (issue 16): preflight's read, the roll's read (its reachability
-    # check before the drain), drain, push (the artifact's copy is a file transfer of the same task),
-    # restart, health check and serving record in one run, and ready. The batch's run_once Alertmanager
-    # post is no module run (edge.canary.deploy_event works in the controller).
-    hosts = json.loads(cost.read_text())["hosts"]
+    # check before the drain), push (the artifact's copy is a file transfer of the same task), restart,
+    # health check and serving record in one run; and the batch's drain and ready, one run each for both
+    # peers (the lab's one load balancer), counted on the peer that ran them. The batch's run_once
+    # Alertmanager post is no module run (edge.canary.deploy_event works in the controller).
+    costs = json.loads(cost.read_text())
+    hosts = costs["hosts"]
     peer_runs = sorted(hosts[peer]["module_runs"] for peer in ("edge-2", "edge-3"))
-    assert peer_runs == [6, 6], hosts
+    assert peer_runs == [4, 6], hosts
+    batch_runs = {task["name"].split(" : ")[-1]: task["module_runs"] for task in costs["tasks"]}
+    assert batch_runs["Drain the batch's nodes on every load balancer and wait for their sessions to end"] == 1
+    assert batch_runs["Set the batch's nodes ready on every load balancer and wait until each sees them up"] == 1
     # The canary's also: the watcher's start (its folder, settings and ready file are written in the
     # controller, one shell starts it) and the promote's serving record. The control host's: the
     # artifact's stat and version, Prometheus' check and the wait for the verdict; the record folder and

@@ -30,13 +30,16 @@ def test_previous_stays_the_last_known_good_through_a_failed_peer_and_a_config_r
     # Item 4: edge-3's staging folder cannot be made, so its push fails before the node changes.
     (fleet.node_dir("edge-3") / ".staging").write_text("in the way\n")
 
-    result = deploy(fleet, artifacts["v2"], BATCH="1")
+    # Both peers in one batch, drained and readied together: edge-2 goes back with the batch's ready, which
+    # leaves edge-3 out (it failed after the drain), and edge-3's own rescue puts it back.
+    result = deploy(fleet, artifacts["v2"], BATCH="2")
     assert result.returncode != 0
     out = output(result)
     assert "SLI verdict: PROMOTE" in out, out
     assert "The push never reached it" in out and "make rollback NODES=edge-3" not in out, out
+    assert "edge-2 failed" not in out, out
     assert fleet_versions(fleet) == {"edge-1": "v2", "edge-2": "v2", "edge-3": "v1"}
-    fleet.wait_until(lambda: fleet.lb_states().get("edge-3") == "READY", 30, "edge-3 back in rotation")
+    fleet.wait_until(lambda: set(fleet.lb_states().values()) == {"READY"}, 30, "every node back in rotation")
     # A rollback of the node the deploy never reached leaves it on v1, not one release back on v0.
     untouched = fleet.make("rollback", extra_env={"NODES": "edge-3"})
     assert untouched.returncode == 0, output(untouched)

@@ -28,7 +28,7 @@ from typing import Any
 # srv_admin_state bits (HAProxy server-t.h): forced/inherited/config/resolution maintenance, drain.
 ADMIN_MAINT = 0x01 | 0x02 | 0x04 | 0x20
 ADMIN_DRAIN = 0x08 | 0x10
-OP_RUNNING = 2
+OP_STARTING, OP_RUNNING = 1, 2  # starting: up again, warming up under slowstart
 
 READER_PLAYBOOK = """\
 ---
@@ -177,7 +177,7 @@ class Fleet:
 @dataclass(frozen=True)
 class ServerState:
     admin: str  # READY, DRAIN or MAINT
-    up: bool  # HAProxy's own checks say the server runs
+    up: bool  # HAProxy's own checks say the server runs (or warms up under slowstart)
 
     @property
     def serving(self) -> bool:
@@ -245,7 +245,7 @@ def parse_servers_state(text: str) -> dict[str, ServerState]:
         row = dict(zip(header, fields, strict=False))
         admin = int(row["srv_admin_state"])
         name = "MAINT" if admin & ADMIN_MAINT else "DRAIN" if admin & ADMIN_DRAIN else "READY"
-        states[row["srv_name"]] = ServerState(name, int(row["srv_op_state"]) == OP_RUNNING)
+        states[row["srv_name"]] = ServerState(name, int(row["srv_op_state"]) in (OP_STARTING, OP_RUNNING))
     if header is None:
         raise FleetError(f"unexpected answer to show servers state: {text.strip()[:200]!r}")
     return states

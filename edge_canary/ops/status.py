@@ -95,7 +95,7 @@ def node_problems(row: Row) -> list[str]:
                          f"make rollback NODES={node} or a deploy puts it back")
         elif lb.get("admin_state") == "maint":
             found.append(f"{node} is in maintenance on {where} (out of rotation)")
-        if lb.get("operational_state") not in (None, "up"):
+        if lb.get("operational_state") not in (None, "up", "starting"):  # starting: slowstart, routed to
             found.append(f"{node} is {lb['operational_state']} on {where} (HAProxy's own health "
                          "check)")
     return found

@@ -83,6 +83,11 @@ def wait_until_idle(
     )
 
 
+# `starting`: back up through the health check and warming up under the backend's slowstart, already
+# routed to at a rising weight; waiting for `up` would wait out the slowstart (often 30-60 s).
+SEEN_UP = ("up", "starting")
+
+
 def serves(state: ServerState) -> bool:
     """HAProxy routes to the server: its own health check passed and nothing holds it out."""
-    return state.operational_state == "up" and state.admin_state == "ready"
+    return state.operational_state in SEEN_UP and state.admin_state == "ready"

@@ -113,6 +113,8 @@ options:
       - For C(ready), wait after the change until HAProxy itself sees the server up and
         ready (its own health check passed), at most O(wait_up_timeout) seconds, polling
         every half second; then fail naming the state it is in. Ignored in check mode.
+      - A server warming up under the backend's C(slowstart) (operational state C(starting))
+        counts as up, since HAProxy already routes to it; the wait does not last the slowstart out.
     type: bool
     default: false
   ramp:

@@ -27,6 +27,7 @@ from ansible_collections.edge.canary.plugins.module_utils.haproxy_state import U
 
 from tests.helpers.haproxy import (
     Haproxy,
+    NodeHttpServer,
     haproxy_instance,
     hung_unix_socket,
     recording_unix_socket,
@@ -415,6 +416,30 @@ def test_ready_wait_up_fails_naming_the_state_haproxy_sees(lb: Haproxy, tmp_path
     msg = failed(run_module(tmp_path, **base(lb, "down1", state="ready", wait_up=True, wait_up_timeout=1)))
     assert "edge/down1" in msg and "still down" in msg and "1 s after ready" in msg
     assert lb.server_state("down1").admin_bits == 0, "ready itself was set; only HAProxy's own check fails"
+
+
+def test_ready_takes_a_server_warming_up_under_slowstart_as_up(tmp_path: Path):
+    """A node HAProxy saw down while drained (a restart) comes back through its health check into slowstart:
+    operational state `starting`, routed to at a rising weight. Ready takes it as up at once; waiting for the
+    end of the slowstart (30-60 s in production) held a whole batch for it, and failed a healthy node when
+    the slowstart outlasted wait_up_timeout."""
+    node = NodeHttpServer("slow1").start()
+    try:
+        extra = f"    server slow1 127.0.0.1:{node.port} weight 100 slowstart 60s\n"
+        with haproxy_instance(tmp_path / "lb", extra_config=extra) as lb:
+            lb.cli("set server edge/slow1 state drain")
+            node.health_status = 503
+            lb.wait_for(lambda: lb.server_state("slow1").op_state == 0, "slow1 seen down")
+            node.health_status = 200
+            lb.wait_for(lambda: lb.server_state("slow1").op_state == 1, "slow1 warming up (slowstart)")
+            result = ok(run_module(tmp_path, **base(lb, "slow1", state="ready", wait_up=True, wait_up_timeout=5,
+                                                    ramp=1)))
+            assert result["after"]["operational_state"] == "starting", result
+            assert result["after"]["admin_state"] == "ready" and result["waited_up"] < 5, result
+            state = lb.server_state("slow1")
+            assert (state.op_state, state.admin_bits, state.weight) == (1, 0, 100), state
+    finally:
+        node.stop()
 
 
 def hold_admin_connections(path: Path, count: int) -> list[socket.socket]:

@@ -288,3 +288,27 @@ def test_ready_ramps_the_weight_of_a_node_put_back_in_rotation(fleet: Fleet):
 
     again = succeeded(play(fleet, "ready", extra_vars={"haproxy_server_weight": 100, "haproxy_server_ramp": 2}))
     assert all("ramp" not in r and not r["changed"] for r in again.values()), again
+
+
+def test_verify_takes_a_node_warming_up_under_slowstart_as_up(tmp_path: Path):
+    """A node HAProxy saw down while drained (a restart) is back through the health check and warming up under
+    the backend's slowstart (operational state `starting`): routed to, so verify passes without waiting the
+    slowstart out (60 s here, against 3 s of verify)."""
+    node = NodeHttpServer("edge-1").start()
+    try:
+        extra = f"    server edge-1 127.0.0.1:{node.port} weight 100 slowstart 60s\n"
+        with haproxy_instance(tmp_path / "lb", servers=(), down=(), extra_config=extra) as lb:
+            node.health_status = 503
+            lb.wait_for(lambda: lb.server_state("edge-1").op_state == 0, "edge-1 seen down")
+            node.health_status = 200
+            lb.wait_for(lambda: lb.server_state("edge-1").op_state == 1, "edge-1 warming up (slowstart)")
+            py = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+            inventory = {"all": {"children": {
+                "haproxy": {"hosts": {"lb-a": {**py, "haproxy_server_socket": str(lb.admin_socket)}}},
+                "edge": {"hosts": {"edge-1": {**py, "haproxy_server_health_url": node.health_url}}}}}}
+            run = play(Fleet(lb, lb, node, node, tmp_path), "verify", inventory=inventory,
+                       extra_vars={"haproxy_server_verify_retries": 3, "haproxy_server_results": {}})
+            assert run.rc == 0, run.output
+            assert lb.server_state("edge-1").op_state == 1, "the slowstart was waited out: the test proves nothing"
+    finally:
+        node.stop()

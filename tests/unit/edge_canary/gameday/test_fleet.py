@@ -23,7 +23,8 @@ def row(name: str, op: int, admin: int) -> str:
 
 def test_servers_state_reads_admin_and_operational_state() -> None:
     text = "\n".join(["1", HEADER, row("edge-1", 2, 0), row("edge-2", 2, 0x08), row("edge-3", 0, 0x01),
-                      row("edge-4", 0, 0x04), row("edge-5", 2, 0x10), row("edge-6", 0, 0), ""])
+                      row("edge-4", 0, 0x04), row("edge-5", 2, 0x10), row("edge-6", 0, 0), row("edge-7", 1, 0),
+                      row("edge-8", 3, 0), ""])
     states = gf.parse_servers_state(text)
     assert states["edge-1"] == gf.ServerState("READY", True) and states["edge-1"].serving
     assert states["edge-2"].admin == "DRAIN"  # forced drain: not maintenance
@@ -31,6 +32,9 @@ def test_servers_state_reads_admin_and_operational_state() -> None:
     assert states["edge-4"].admin == "MAINT"
     assert states["edge-5"].admin == "DRAIN"
     assert states["edge-6"] == gf.ServerState("READY", False) and not states["edge-6"].serving
+    # op state 1: up again, warming up under slowstart, routed to; 3: stopping
+    assert states["edge-7"] == gf.ServerState("READY", True) and states["edge-7"].serving
+    assert states["edge-8"] == gf.ServerState("READY", False)
 
 
 def test_servers_state_refuses_an_answer_without_its_table() -> None:

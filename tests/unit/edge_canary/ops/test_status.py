@@ -55,6 +55,11 @@ def test_a_node_down_is_named_by_its_health_and_by_haproxy() -> None:
     assert any(p.startswith("edge-2 is down on lb-1") for p in problems)
 
 
+def test_a_node_warming_up_under_slowstart_is_in_rotation_not_a_problem() -> None:
+    rows = [row("edge-1", op="starting"), row("edge-2", op="stopping")]
+    assert fs.fleet_problems(rows) == ["edge-2 is stopping on lb-1 (HAProxy's own health check)"]
+
+
 def test_a_503_health_is_down_too() -> None:
     problems = fs.fleet_problems([row("edge-1", health=503)])
     assert problems == ["edge-1 is down: its health URL http://edge-1/health answered 503"]

@@ -20,6 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from edge_canary.ops.play import ANSIBLE_PLAYBOOK, REPO
+from watcher.drain import module_utils
+
+module_utils("haproxy_plan")  # the collection importable as Ansible names it
+# What haproxy_server counts as routed to: up, or warming up under slowstart.
+from ansible_collections.edge.canary.plugins.module_utils.haproxy_plan import SEEN_UP  # noqa: E402
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_UNREADABLE = 0, 1, 2
 
@@ -95,7 +100,7 @@ def node_problems(row: Row) -> list[str]:
                          f"make rollback NODES={node} or a deploy puts it back")
         elif lb.get("admin_state") == "maint":
             found.append(f"{node} is in maintenance on {where} (out of rotation)")
-        if lb.get("operational_state") not in (None, "up", "starting"):  # starting: slowstart, routed to
+        if lb.get("operational_state") not in (None, *SEEN_UP):
             found.append(f"{node} is {lb['operational_state']} on {where} (HAProxy's own health "
                          "check)")
     return found

@@ -7,13 +7,17 @@ import json
 import urllib.error
 from dataclasses import dataclass
 
-from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
-from ansible.module_utils.urls import open_url
 from ansible_collections.edge.canary.plugins.module_utils.polling import poll_until
 
 
 def get(url: str, timeout: float) -> tuple[int, bytes, str]:
     """(status, body, error): status 0 and the error when there was no HTTP answer."""
+    # Imported here, not at the top: module_utils.urls brings http.client, email and cryptography, ~70 ms
+    # of a module run compiled from the AnsiballZ zip, and most runs of the modules that share this file
+    # (a read, a push, a drain) make no request.
+    from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
+    from ansible.module_utils.urls import open_url
+
     try:
         with open_url(url, timeout=timeout) as answer:
             return answer.status, answer.read(), ""

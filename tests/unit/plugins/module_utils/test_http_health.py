@@ -3,6 +3,9 @@ stand-in node on 127.0.0.1 (the modules through Ansible: tests/integration/plugi
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -15,6 +18,7 @@ from ansible_collections.edge.canary.plugins.module_utils.http_health import (
 )
 
 from tests.helpers.health_node import HealthNode, health_node
+from tests.helpers.paths import REPO
 
 
 @pytest.fixture
@@ -63,3 +67,18 @@ def test_served_version_reads_the_json_key(node: HealthNode) -> None:
     node.version_body = b"<html>"
     version, error = served_version(node.url("/version"), 2)
     assert version is None and "not JSON" in error
+
+
+def test_modules_load_ansible_urls_only_when_they_make_a_request() -> None:
+    # module_utils.urls (http.client, email, cryptography) is ~70 ms of every module run that imports it,
+    # compiled from the AnsiballZ zip: a read, a push or a drain makes no request and must not pay it.
+    modules = ("edge_release", "haproxy_server", "edge_service_health")
+    script = ("import sys\n"
+              + "".join(f"import ansible_collections.edge.canary.plugins.modules.{name}\n" for name in modules)
+              + "before = 'ansible.module_utils.urls' in sys.modules\n"
+              + "from ansible_collections.edge.canary.plugins.module_utils.http_health import get\n"
+              + "get('http://127.0.0.1:9/', 0.5)\n"
+              + "print(before, 'ansible.module_utils.urls' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'collections'}"})
+    assert (done.returncode, done.stdout, done.stderr) == (0, "False True\n", "")

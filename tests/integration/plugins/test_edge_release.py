@@ -233,7 +233,7 @@ def test_bad_artifact_is_refused_with_nothing_changed(fleet: Fleet, problem: str
         assert "sha256 mismatch" in play.output
     else:
         play = fleet.push("no-such-file", hosts=ONE)
-        assert "is not a file on the control host" in play.output
+        assert "is not a readable file on the control host" in play.output
     assert play.rc != 0
     assert fleet.snapshot() == before
 

@@ -10,24 +10,17 @@ import threading
 import time
 from pathlib import Path
 
+from edge_canary.gameday.fleet import parse_servers_state
 from tests.helpers.fleet import fleet_versions, install_fleet
 from tests.helpers.lab import Lab
 from tests.helpers.paths import REPO
 
 
 def out_of_rotation(lab: Lab) -> set[str]:
-    """Servers HAProxy would not send a new request to: drained, in maintenance, or neither up nor
-    warming up under slowstart (op state 1, routed to)."""
-    lines = lab.haproxy("show servers state edge").splitlines()
-    header = next(line for line in lines if line.startswith("# be_id")).lstrip("# ").split()
-    out = set()
-    for line in lines:
-        if line.startswith("#") or len(line.split()) < len(header):
-            continue
-        row = dict(zip(header, line.split(), strict=False))
-        if int(row["srv_admin_state"]) & 0x1F or row["srv_op_state"] not in ("1", "2"):
-            out.add(row["srv_name"])
-    return out
+    """Servers HAProxy would not send a new request to: drained, in maintenance, or neither up nor warming
+    up under slowstart (the game days' reading of `show servers state`)."""
+    states = parse_servers_state(lab.haproxy("show servers state edge"))
+    return {name for name, state in states.items() if not state.serving}
 
 
 def test_batched_rollback_keeps_max_unavailable(fleet: Lab, artifacts: dict[str, Path], tmp_path: Path) -> None:

@@ -164,6 +164,14 @@ class Haproxy:
                 raise TimeoutError(f"HAProxy: {what} not reached after {timeout:g}s\n{self.log}")
             time.sleep(0.1)
 
+    def bring_back_under_slowstart(self, server: str, node: NodeHttpServer) -> None:
+        """HAProxy sees `server` fail its health check (as during a restart), then pass it again into the
+        backend's slowstart: operational state 1, `starting`, routed to at a rising weight."""
+        node.health_status = 503
+        self.wait_for(lambda: self.server_state(server).op_state == 0, f"{server} seen down")
+        node.health_status = 200
+        self.wait_for(lambda: self.server_state(server).op_state == 1, f"{server} warming up (slowstart)")
+
     def wait_checks_settled(self, timeout: float = 30.0) -> None:
         """Until health checks have every node UP and every `down` server DOWN."""
 

@@ -428,10 +428,7 @@ def test_ready_takes_a_server_warming_up_under_slowstart_as_up(tmp_path: Path):
         extra = f"    server slow1 127.0.0.1:{node.port} weight 100 slowstart 60s\n"
         with haproxy_instance(tmp_path / "lb", extra_config=extra) as lb:
             lb.cli("set server edge/slow1 state drain")
-            node.health_status = 503
-            lb.wait_for(lambda: lb.server_state("slow1").op_state == 0, "slow1 seen down")
-            node.health_status = 200
-            lb.wait_for(lambda: lb.server_state("slow1").op_state == 1, "slow1 warming up (slowstart)")
+            lb.bring_back_under_slowstart("slow1", node)
             result = ok(run_module(tmp_path, **base(lb, "slow1", state="ready", wait_up=True, wait_up_timeout=5,
                                                     ramp=1)))
             assert result["after"]["operational_state"] == "starting", result

@@ -298,10 +298,7 @@ def test_verify_takes_a_node_warming_up_under_slowstart_as_up(tmp_path: Path):
     try:
         extra = f"    server edge-1 127.0.0.1:{node.port} weight 100 slowstart 60s\n"
         with haproxy_instance(tmp_path / "lb", servers=(), down=(), extra_config=extra) as lb:
-            node.health_status = 503
-            lb.wait_for(lambda: lb.server_state("edge-1").op_state == 0, "edge-1 seen down")
-            node.health_status = 200
-            lb.wait_for(lambda: lb.server_state("edge-1").op_state == 1, "edge-1 warming up (slowstart)")
+            lb.bring_back_under_slowstart("edge-1", node)
             py = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
             inventory = {"all": {"children": {
                 "haproxy": {"hosts": {"lb-a": {**py, "haproxy_server_socket": str(lb.admin_socket)}}},

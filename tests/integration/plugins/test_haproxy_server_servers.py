@@ -57,14 +57,13 @@ def test_ready_puts_back_the_healthy_servers_and_names_the_others(lb: Haproxy, t
 
 def test_drain_waits_for_all_the_servers_at_once_and_names_the_busy_one(lb: Haproxy, tmp_path: Path) -> None:
     with lb.holding_session("n1"):
-        started = time.monotonic()
         run = run_module(tmp_path, **servers_args(lb, "n1", "n2", state="drain", wait=True, wait_timeout=3))
-        elapsed = time.monotonic() - started
         assert lb.server_state("n1").admin_bits & FDRAIN and lb.server_state("n2").admin_bits & FDRAIN
     msg = failed(run)
     assert "edge/n1" in msg and "1 session(s)" in msg and "edge/n2" not in msg, msg
     assert list(run.result["failed_servers"]) == ["n1"]
-    assert elapsed < 3 * 2 + 15, "one wait for both, not one after the other"
+    # The module's own clock: the run's wall time also holds Ansible's start-up, which a busy machine stretches.
+    assert 3 <= run.result["waited"] < 3 * 2, "one wait for both, not one after the other"
 
 
 def test_ramps_run_in_step(lb: Haproxy, tmp_path: Path) -> None:

@@ -73,6 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="one run, 3 nodes, shorter windows")
     parser.add_argument("--fleets", default="3:1,2 10:1,5,9 30:10",
                         help='fleet sizes and batch sizes for the roll and fleet-rollback times, e.g. "3:1,2 10:1,5"')
+    parser.add_argument("--forks", default="",
+                        help='Ansible forks for the rolls, several to compare them, e.g. "5 10 32" (default: '
+                             "ansible.cfg's)")
     parser.add_argument("--roll-runs", type=int, default=0,
                         help="repetitions of each roll and fleet rollback (default: --runs)")
     parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {PHASES}")
@@ -100,6 +103,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--runs {args.runs} is out of range; use 1 to 20")
     try:
         args.fleets = parse_fleets(args.fleets)
+        args.forks = parse_forks(args.forks)
     except ValueError as err:
         parser.error(str(err))
     if args.quick:
@@ -125,6 +129,15 @@ def kept_reverts(old: list[dict[str, Any]], phases: Collection[str], mode: str) 
     """An earlier run's auto-reverts this run does not redo: a revert measured on the other kind of lab
     (loopback, hosts) is a row of its own, kept even when this run measures reverts."""
     return [r for r in old if "revert" not in phases or r.get("lab", "loopback") != mode]
+
+
+def parse_forks(text: str) -> list[int | None]:
+    """--forks: whole numbers of at least 1; none given is ansible.cfg's setting (None)."""
+    if not text.split():
+        return [None]
+    if not all(item.isdigit() and int(item) >= 1 for item in text.split()):
+        raise ValueError(f'--forks {text!r} is not whole numbers of at least 1 (e.g. "5 10 32")')
+    return [int(item) for item in text.split()]
 
 
 def parse_fleets(text: str) -> list[tuple[int, list[int]]]:
@@ -376,10 +389,11 @@ class Bench:
             for step, secs in st.step_durations(record).items():
                 steps.setdefault(step, []).append(secs)
         nodes = len(records)
-        runs, results = lab_io.task_cost(deployed.cost_file, CANARY)
+        cost = lab_io.task_cost(deployed.cost_file, CANARY)
         result = RollResult(nodes, batch, st.batches(nodes - 1, batch), deployed.code,
                             deployed.ended - deployed.started, roll, {k: st.median(v) or 0.0 for k, v in steps.items()},
-                            deployed.cpu_s, runs, results, deployed.module_cpu_s)
+                            deployed.cpu_s, cost.module_runs_per_peer, cost.results_per_peer, deployed.module_cpu_s,
+                            cost.forks)
         if deployed.code == 0 and roll is not None:
             self.results.rolls.append(result)
         self.last_junit = deployed.junit_dir
@@ -394,20 +408,22 @@ class Bench:
             else:
                 self.ensure_v1()
                 version = "v2"
-            for batch in batch_sizes:
-                for run in range(1, self.args.roll_runs + 1):
-                    label = f"roll-{nodes}x{batch}-{run}"
-                    self.say(f"{label}: deploying {version} to {nodes} nodes in batches of {batch}")
-                    deployed, _ = self.under_load(label, functools.partial(
-                        lab_io.deploy, self.lab, label, self.artifacts[version], CANARY, batch, self.green_window,
-                        LAB_INTERVAL_S, 5), 2.0, 0.0)
-                    if deployed.code != 0:
-                        self.fail(f"{label} exited {deployed.code}; see {self.lab.log(label + '.log')}")
-                        continue
-                    self.record_roll(deployed, batch)
-                    self.say(f"{label}: roll {self.results.rolls[-1].roll_s} s, "
-                             f"wall {deployed.ended - deployed.started:.1f} s")
-                    version = "v1" if version == "v2" else "v2"
+            # Several forks settings take turns run by run, so that the machine's drift is shared between them.
+            rolls = [(batch, run, forks) for batch in batch_sizes for run in range(1, self.args.roll_runs + 1)
+                     for forks in self.args.forks]
+            for batch, run, forks in rolls:
+                label = f"roll-{nodes}x{batch}{f'-forks{forks}' if forks else ''}-{run}"
+                self.say(f"{label}: deploying {version} to {nodes} nodes in batches of {batch}")
+                deployed, _ = self.under_load(label, functools.partial(
+                    lab_io.deploy, self.lab, label, self.artifacts[version], CANARY, batch, self.green_window,
+                    LAB_INTERVAL_S, 5, forks=forks), 2.0, 0.0)
+                if deployed.code != 0:
+                    self.fail(f"{label} exited {deployed.code}; see {self.lab.log(label + '.log')}")
+                    continue
+                self.record_roll(deployed, batch)
+                self.say(f"{label}: roll {self.results.rolls[-1].roll_s} s, "
+                         f"wall {deployed.ended - deployed.started:.1f} s")
+                version = "v1" if version == "v2" else "v2"
             tasks: Counter[str] = Counter()
             if getattr(self, "last_junit", None):
                 tasks = lab_io.junit_task_times(self.last_junit)

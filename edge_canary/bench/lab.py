@@ -175,9 +175,10 @@ class DeployRun:
 
 
 def deploy(lab: LabHandle, label: str, artifact: Path, canary: str, batch: int, window: float,
-           interval: float, min_requests: int, check: bool = False) -> DeployRun:
+           interval: float, min_requests: int, check: bool = False, forks: int | None = None) -> DeployRun:
     """playbooks/deploy-canary.yml as `edge-canary deploy-canary` runs it (check: as CHECK=1 does), with the
-    junit callback on for per-task times; the lock is released afterwards as deploy-canary does."""
+    junit callback on for per-task times; the lock is released afterwards as deploy-canary does. forks:
+    Ansible's --forks (None: ansible.cfg's)."""
     deploy_id = f"bench-{label}-{time.strftime('%H%M%S')}-{os.getpid()}"
     junit = lab.work / "junit" / deploy_id
     junit.mkdir(parents=True, exist_ok=True)
@@ -194,7 +195,8 @@ def deploy(lab: LabHandle, label: str, artifact: Path, canary: str, batch: int, 
     started, cpu = time.time(), children_cpu()
     code = lab.run([str(VENV_BIN / "ansible-playbook"), str(REPO / "playbooks/deploy-canary.yml"),
                     "-e", f"@{vars_file}", *(["-e", f"ansible_python_interpreter={MODULE_CPU}"] if wrap else []),
-                    *(["--check", "--diff"] if check else [])], f"{label}.log", 1800,
+                    *(["--check", "--diff"] if check else []), *(["--forks", str(forks)] if forks else [])],
+                   f"{label}.log", 1800,
                    {**cost_env(junit, cost_file), **({"EDGE_CANARY_MODULE_CPU": str(module_cpu),
                                                       "EDGE_CANARY_MODULE_PYTHON": sys.executable} if wrap else {})})
     ended, cpu = time.time(), children_cpu() - cpu
@@ -218,20 +220,30 @@ def rollback(lab: LabHandle, label: str, nodes: str, batch: int = 1, binary: Pat
     return code, started, time.time()
 
 
-def task_cost(cost_file: Path | None, skip: str) -> tuple[float | None, float | None]:
-    """(module runs, task results) per host, medians over the hosts but `skip` (the canary)."""
+@dataclass(frozen=True)
+class TaskCost:
+    """What the task_cost callback counted: medians over the peers, and the run's forks."""
+
+    module_runs_per_peer: float | None = None
+    results_per_peer: float | None = None
+    forks: int | None = None
+
+
+def task_cost(cost_file: Path | None, skip: str) -> TaskCost:
+    """Module runs and task results per host, medians over the hosts but `skip` (the canary)."""
     if cost_file is None:
-        return None, None
+        return TaskCost()
     try:
-        hosts = json.loads(cost_file.read_text()).get("hosts", {})
+        cost = json.loads(cost_file.read_text())
     except (OSError, ValueError):
-        return None, None
-    peers = [v for h, v in hosts.items() if h not in (skip, "localhost")]
+        return TaskCost()
+    forks = cost.get("forks")
+    peers = [v for h, v in cost.get("hosts", {}).items() if h not in (skip, "localhost")]
     if not peers:
-        return None, None
+        return TaskCost(forks=forks)
     runs = sorted(float(v.get("module_runs", 0)) for v in peers)
     results = sorted(float(v.get("results", 0)) for v in peers)
-    return runs[len(runs) // 2], results[len(results) // 2]
+    return TaskCost(runs[len(runs) // 2], results[len(results) // 2], forks)
 
 
 def wait_idle_watchers(lab: LabHandle, timeout: float = 120) -> None:

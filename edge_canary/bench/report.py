@@ -131,6 +131,7 @@ class RollResult:
     module_runs_per_peer: float | None = None  # median over the peers, from the task_cost callback
     results_per_peer: float | None = None
     module_cpu_s: float | None = None  # the part of cpu_s that is module runs (their processes and children)
+    forks: int | None = None  # Ansible's forks in the run (None: not recorded)
 
 
 @dataclass(frozen=True)
@@ -286,13 +287,13 @@ def revert_rows(reverts: Sequence[RevertResult], interval: float, floor: float) 
 
 def roll_rows(rolls: Sequence[RollResult]) -> list[str]:
     steps = sorted({s for r in rolls for s in r.steps})
-    rows = ["| nodes | batch | batches | runs | deploy wall time | roll time (canary + peers) | roll time / batch "
-            "| " + " | ".join(f"{s} (median per node)" for s in steps) + " |",
-            "|---|---|---|---|---|---|---|" + "---|" * len(steps)]
-    for key in sorted({(r.nodes, r.batch) for r in rolls}):
-        mine = [r for r in rolls if (r.nodes, r.batch) == key]
+    rows = ["| nodes | batch | forks | batches | runs | deploy wall time | roll time (canary + peers) "
+            "| roll time / batch | " + " | ".join(f"{s} (median per node)" for s in steps) + " |",
+            "|---|---|---|---|---|---|---|---|" + "---|" * len(steps)]
+    for key in sorted({(r.nodes, r.batch, r.forks or 0) for r in rolls}):
+        mine = [r for r in rolls if (r.nodes, r.batch, r.forks or 0) == key]
         roll = median(r.roll_s for r in mine)
-        rows.append(f"| {key[0]} | {key[1]} | {mine[0].batches} | {len(mine)} | "
+        rows.append(f"| {key[0]} | {key[1]} | {fmt(mine[0].forks)} | {mine[0].batches} | {len(mine)} | "
                     f"{fmt(median(r.wall_s for r in mine), ' s')} | {fmt(roll, ' s')} | "
                     f"{fmt(ratio(roll, mine[0].batches), ' s')} | "
                     + " | ".join(fmt(median(r.steps.get(s) for r in mine), " s") for s in steps) + " |")
@@ -332,12 +333,13 @@ def cost_rows(rolls: Sequence[RollResult]) -> list[str]:
     measured = [r for r in rolls if r.cpu_s is not None]
     if not measured:
         return ["Not measured in this run."]
-    rows = ["| nodes | batch | CPU seconds of the deploy | CPU seconds / node | of it, module runs / node "
+    rows = ["| nodes | batch | forks | CPU seconds of the deploy | CPU seconds / node | of it, module runs / node "
             "| of it, Ansible's controller / node | module runs per peer | task results per peer |",
-            "|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|"]
     for r in measured:
         ansible = None if r.module_cpu_s is None or r.cpu_s is None else r.cpu_s - r.module_cpu_s
-        rows.append(f"| {r.nodes} | {r.batch} | {fmt(r.cpu_s)} | {fmt(ratio(r.cpu_s, r.nodes), digits=2)} | "
+        rows.append(f"| {r.nodes} | {r.batch} | {fmt(r.forks)} | {fmt(r.cpu_s)} | "
+                    f"{fmt(ratio(r.cpu_s, r.nodes), digits=2)} | "
                     f"{fmt(ratio(r.module_cpu_s, r.nodes), digits=2)} | {fmt(ratio(ansible, r.nodes), digits=2)} | "
                     f"{fmt(r.module_runs_per_peer, digits=0)} | {fmt(r.results_per_peer, digits=0)} |")
     per_node = slope([(float(r.nodes), float(r.cpu_s or 0.0)) for r in measured])

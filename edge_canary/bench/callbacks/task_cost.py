@@ -4,7 +4,8 @@ Enabled with ANSIBLE_CALLBACK_PLUGINS=<this folder> ANSIBLE_CALLBACKS_ENABLED=ta
 EDGE_CANARY_TASK_COST=<file>: at the end of the run it writes one JSON object with, per host, the task
 results it got and the module runs among them (a result of a task whose action runs a module on the
 target, not one the controller answers itself: set_fact, assert, debug, include_*), and per task its
-name, its first start and its last result (seconds since the run started) and its module runs.
+name, its first start and its last result (seconds since the run started) and its module runs; and the
+forks the run had (Ansible's, from ansible.cfg, ANSIBLE_FORKS or --forks).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import time
 from typing import Any
 
+from ansible import context
 from ansible.plugins.callback import CallbackBase
 
 DOCUMENTATION = """
@@ -102,5 +104,5 @@ class CallbackModule(CallbackBase):
         path = os.environ.get("EDGE_CANARY_TASK_COST", "")
         if path:
             with open(path, "w", encoding="utf-8") as out:
-                json.dump({"elapsed_s": time.time() - self.t0, "hosts": self.hosts, "tasks": self.tasks}, out,
-                          indent=1)
+                json.dump({"elapsed_s": time.time() - self.t0, "forks": context.CLIARGS.get("forks"),
+                           "hosts": self.hosts, "tasks": self.tasks}, out, indent=1)

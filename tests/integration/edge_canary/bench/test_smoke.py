@@ -1,5 +1,6 @@
-"""A short `make bench` against the test lab so the bench cannot rot: the naive deploy under load and the
-watcher's cost, measured for real, with sane numbers in the report (counts, not timings).
+"""A short `make bench` against the test lab so the bench cannot rot: the naive deploy under load, the
+watcher's cost, whole-fleet rollbacks and rolls, measured for real, with sane numbers in the report
+(counts, not timings).
 
 The full bench (real deploys, rollbacks and auto-reverts at several fleet sizes) takes far longer than a test
 may; it runs as `make bench`.
@@ -65,4 +66,28 @@ def test_bench_smoke_times_whole_fleet_rollbacks(fleet: Lab, tmp_path: Path) -> 
     assert all(r["wall_s"] > 0 for r in runs)
     assert "## 8. Rollback of the whole fleet as it grows" in report.read_text()
     assert "| 3 | 2 | 2 |" in report.read_text()
+    assert fleet_versions(fleet) == {node: "v1" for node in fleet.settings.node_names()}
+
+
+def test_bench_smoke_rolls_the_fleet_once_per_forks_setting(fleet: Lab, tmp_path: Path) -> None:
+    """The roll phase with two forks settings: two real deploys (v2, then back to v1), taking turns, each
+    recorded with the forks Ansible ran with and what the bench's callbacks counted."""
+    report, raw = tmp_path / "BENCHMARKS.md", tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_canary", "bench", "--use-running-lab", "--phases", "roll", "--fleets", "3:1",
+         "--roll-runs", "1", "--forks", "1 2", "--out", str(report), "--json", str(raw),
+         "--work", str(tmp_path / "work")],
+        cwd=REPO, env=fleet.env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert "roll-3x1-forks1-1: deploying v2" in done.stdout and "roll-3x1-forks2-1: deploying v1" in done.stdout
+
+    rolls = json.loads(raw.read_text())["rolls"]
+    assert [(r["nodes"], r["batch"], r["forks"], r["code"]) for r in rolls] == [(3, 1, 1, 0), (3, 1, 2, 0)]
+    for roll in rolls:
+        assert roll["roll_s"] > 0 and set(roll["steps"]) >= {"drain", "push", "restart+health", "ready+lb"}
+        assert roll["module_runs_per_peer"] >= 3 and roll["results_per_peer"] > roll["module_runs_per_peer"]
+        assert 0 < roll["module_cpu_s"] < roll["cpu_s"]
+    text = report.read_text()
+    assert "| 3 | 1 | 1 | 3 | 1 |" in text and "| 3 | 1 | 2 | 3 | 1 |" in text  # section 4, one row per forks
+    assert "| 3 | 1 | 1 | " in text.split("## 7.")[1] and "| 3 | 1 | 2 | " in text.split("## 7.")[1]
     assert fleet_versions(fleet) == {node: "v1" for node in fleet.settings.node_names()}

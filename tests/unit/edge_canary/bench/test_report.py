@@ -20,6 +20,7 @@ from edge_canary.bench.report import (
     markdown,
     naive_ratio_line,
     revert_rows,
+    roll_rows,
     short,
 )
 from edge_canary.bench.stats import Fit
@@ -37,8 +38,8 @@ def results() -> Results:
     res.reverts = [RevertResult("v2-errors", 1, "reverted", 100.0, 112.0, last_bad_at=104.0),
                    RevertResult("v2-errors", 2, "reverted", 200.0, 210.0, last_bad_at=202.0),
                    RevertResult("v2-slow", 1, "reverted", 300.0, None)]
-    res.rolls = [RollResult(3, 1, 3, 0, 90.0, 60.0, {"drain": 1.0, "push": 3.0}, 30.0, 11, 55, 12.0),
-                 RollResult(10, 5, 3, 0, 120.0, 75.0, {"drain": 1.5, "push": 4.0}, 58.0, 10, 50, 26.0)]
+    res.rolls = [RollResult(3, 1, 3, 0, 90.0, 60.0, {"drain": 1.0, "push": 3.0}, 30.0, 11, 55, 12.0, 32),
+                 RollResult(10, 5, 3, 0, 120.0, 75.0, {"drain": 1.5, "push": 4.0}, 58.0, 10, 50, 26.0, 32)]
     res.pct0 = [Pct0Result(1, 0, 2.5, 4.0, 3.0), Pct0Result(2, 0, 3.5, 5.0, 3.2), Pct0Result(3, 0, 2.0, 3.5, 2.9)]
     res.fit = Fit(5.0, 18.0, 1.25)
     res.watcher = {"elapsed_s": 300.0, "cpu_s": 1.5, "cpu_per_hour": 17.0, "peak_rss_mib": 33.0, "probes": 100,
@@ -61,14 +62,26 @@ def test_report_has_every_section_with_medians_and_per_run_values() -> None:
     assert "| 3 | 2.50 s | 2.50, 3.50, 2.00 | 4.00 s | 3.00 | 0, 0, 0 |" in text
     # controller cost: 30 CPU-s at 3 nodes, 58 at 10 -> 4 CPU-s per extra node; of it module runs 12 and 26
     # (2 per extra node), so Ansible's own 18 and 32 (2 per extra node)
-    assert "| 3 | 1 | 30.0 | 10.00 | 4.00 | 6.00 | 11 | 55 |" in text
-    assert "| 10 | 5 | 58.0 | 5.80 | 2.60 | 3.20 | 10 | 50 |" in text
+    assert "| 3 | 1 | 32 | 30.0 | 10.00 | 4.00 | 6.00 | 11 | 55 |" in text
+    assert "| 10 | 5 | 32 | 58.0 | 5.80 | 2.60 | 3.20 | 10 | 50 |" in text
+    assert "| 3 | 1 | 32 | 3 | 1 | 90.0 s | 60.0 s | 20.0 s | 1.0 s | 3.0 s |" in text
     assert "CPU seconds per extra node (least-squares slope over the fleet sizes): 4.00 s" in text
     assert "Of it, Ansible's controller (ansible-playbook and its workers" in text and "load balancers): 2.00 s" in text
     # naive: 9, 12, 10 -> median 10; green 0, 0, 1 -> median 0
     assert "| 3 | 10 | 9, 12, 10 |" in text
     assert "1.5 s × nodes" not in text and "1.2 s × nodes" in text
     assert "| 300.0 s | 1.50 | 17.0 | 33.0 MiB | 100 | 600 | 6.00 |" in text
+
+
+def test_rolls_with_other_forks_are_rows_of_their_own_and_an_unrecorded_forks_is_a_dash() -> None:
+    def roll(forks: int | None, roll_s: float) -> RollResult:
+        return RollResult(30, 10, 3, 0, 100.0, roll_s, {"push": 2.0}, 120.0, 4, 38, 60.0, forks)
+
+    rows = roll_rows([roll(5, 80.0), roll(32, 60.0), roll(5, 90.0), roll(None, 70.0)])
+    assert rows[0].startswith("| nodes | batch | forks | batches | runs |")
+    assert rows[2:] == ["| 30 | 10 | – | 3 | 1 | 100.0 s | 70.0 s | 23.3 s | 2.0 s |",
+                        "| 30 | 10 | 5 | 3 | 2 | 100.0 s | 85.0 s | 28.3 s | 2.0 s |",
+                        "| 30 | 10 | 32 | 3 | 1 | 100.0 s | 60.0 s | 20.0 s | 2.0 s |"]
 
 
 def test_naive_ratio_when_draining_dropped_nothing() -> None:
@@ -89,6 +102,8 @@ def test_naive_ratio_when_not_measured() -> None:
     (["--fleets", "10:1,x"], "is not NODES:BATCH"),
     (["--fleets", "3:3"], "batch sizes from 1 to nodes-1"),
     (["--runs", "0"], "--runs 0 is out of range"),
+    (["--forks", "5 x"], "--forks '5 x' is not whole numbers of at least 1"),
+    (["--forks", "0"], "--forks '0' is not whole numbers of at least 1"),
     (["--lab-mode", "hosts", "--phases", "revert,pct0"], "--lab-mode hosts measures only revert; drop pct0"),
 ])
 def test_bad_arguments_say_what_is_wrong_and_exit_2(args: list[str], message: str, tmp_path: Path) -> None:

@@ -109,6 +109,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.runs, args.fleets = 1, [(3, [1, 2])]
         args.watcher_seconds = min(args.watcher_seconds, 30.0)
+    batch = max(b for _, batches in args.fleets for b in batches)
+    few = [f for f in args.forks if f is not None and f < batch]
+    if few:
+        parser.error(f"--forks {few[0]} is less than the batch of {batch} in --fleets: a deploy refuses a batch "
+                     "bigger than its forks")
     return args
 
 
@@ -210,8 +215,9 @@ class Bench:
         phases = "" if list(a.phases) == list(PHASES) else f"--phases {','.join(a.phases)} "
         merge = f" --merge {a.merge}" if a.merge else ""
         mode = "--lab-mode hosts " if a.lab_mode == "hosts" else ""
+        forks = f" --forks \"{' '.join(map(str, a.forks))}\"" if a.forks != [None] else ""
         return (f"make bench BENCH_RUNS={a.runs} BENCH_ARGS='{mode}{phases}--roll-runs {a.roll_runs} "
-                f"--fleets \"{fleets}\" --watcher-seconds {a.watcher_seconds:g}{merge}'")
+                f"--fleets \"{fleets}\"{forks} --watcher-seconds {a.watcher_seconds:g}{merge}'")
 
     def say(self, line: str) -> None:
         print(f"bench | {time.strftime('%H:%M:%S')} {line}", flush=True)

@@ -88,6 +88,7 @@ def test_bench_smoke_rolls_the_fleet_once_per_forks_setting(fleet: Lab, tmp_path
         assert roll["module_runs_per_peer"] >= 3 and roll["results_per_peer"] > roll["module_runs_per_peer"]
         assert 0 < roll["module_cpu_s"] < roll["cpu_s"]
     text = report.read_text()
+    assert "--fleets \"3:1\" --forks \"1 2\"" in text  # in the Reproduce line
     assert "| 3 | 1 | 1 | 3 | 1 |" in text and "| 3 | 1 | 2 | 3 | 1 |" in text  # section 4, one row per forks
     assert "| 3 | 1 | 1 | " in text.split("## 7.")[1] and "| 3 | 1 | 2 | " in text.split("## 7.")[1]
     assert fleet_versions(fleet) == {node: "v1" for node in fleet.settings.node_names()}

@@ -62,8 +62,27 @@ def _flag(name: str, value: Any) -> bool:
     return text in _TRUE
 
 
-def check(request: str, given: Mapping[str, Any]) -> dict[str, Any]:
-    """The checked request: `checked` (extra var -> value as the play uses it) and `run_id`."""
+def _batch_within_forks(checked: Mapping[str, Any], forks: int) -> None:
+    """A batch is drained at once (one run per load balancer) but Ansible works on `forks` hosts at a
+    time: a bigger batch would keep its nodes out of rotation while they wait their turn."""
+    for var in ("deploy_batch", "rollback_batch"):
+        if var not in checked:
+            continue
+        asked = f"{var}={checked[var]}"
+        batch = int(checked[var])
+        cap = checked.get("rollback_max_unavailable") if var == "rollback_batch" else None
+        if cap is not None and int(cap) < batch:
+            asked, batch = f"{asked} with rollback_max_unavailable={cap}", int(cap)
+        if batch > forks:
+            raise rules.InputError(
+                f"{asked} drains {batch} nodes at once, more than this run's {forks} forks: they would be pushed "
+                f"and restarted {forks} at a time, the rest waiting out of rotation; give a batch of at most "
+                f"{forks}, or run with at least {batch} forks (ANSIBLE_FORKS, --forks, AWX's Forks)")
+
+
+def check(request: str, given: Mapping[str, Any], forks: int | None = None) -> dict[str, Any]:
+    """The checked request: `checked` (extra var -> value as the play uses it) and `run_id`. With `forks`
+    (the run's, ansible_forks), a batch bigger than it is refused."""
     checks: dict[str, Check] = dict(rules.SCHEMAS.get(request, {}).values())
     checks.update(_RUN[request])
     checked: dict[str, Any] = {}
@@ -75,6 +94,8 @@ def check(request: str, given: Mapping[str, Any]) -> dict[str, Any]:
     for var in _FLAGS[request]:
         if var in given:
             checked[var] = _flag(var, given[var])
+    if forks is not None:
+        _batch_within_forks(checked, forks)
     out: dict[str, Any] = {"checked": checked}
     if request == "deploy":
         out["run_id"] = checked.get("deploy_id") or rules.new_deploy_id()
@@ -102,7 +123,7 @@ class ActionModule(ActionBase):
         given = manager.extra_vars if manager is not None else (task_vars or {})
         result["edge_canary_request"] = request  # for the run summary (run_summary callback, edge-canary)
         try:
-            result.update(check(request, given), changed=False)
+            result.update(check(request, given, (task_vars or {}).get("ansible_forks")), changed=False)
         except rules.InputError as exc:
             result.update(failed=True, refused=True, msg=f"{exc}; nothing was changed")
         return result

@@ -18,6 +18,9 @@ description:
     credentials, run ids).
   - Only extra vars are checked (what make, C(ansible-playbook -e), ansible-runner or an AWX survey
     gave); group_vars are not operator input.
+  - A batch (C(deploy_batch); C(rollback_batch), cut down to C(rollback_max_unavailable)) bigger than
+    the run's forks (C(ansible_forks)) is refused too, since a batch is drained at once and its nodes would
+    wait drained while Ansible works on C(forks) of them at a time.
   - A bad value fails the task with one line saying what to give instead, and C(refused=true),
     before anything is written or locked.
   - Names the run when no id is given, C(<UTC>-<user>-<6 hex>) for a deploy, C(rollout-<UTC>-<user>)

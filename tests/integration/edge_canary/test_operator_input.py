@@ -117,6 +117,23 @@ def test_the_real_plays_do_not_template_a_value_the_schema_would_refuse(fleet: L
     assert set(fleet.lb_states().values()) == {"READY"}
 
 
+def test_a_batch_bigger_than_the_runs_forks_is_refused_and_changes_nothing(fleet: Lab,
+                                                                          artifacts: dict[str, Path]) -> None:
+    """A batch is drained at once, then rolled `forks` nodes at a time: with fewer forks than the batch, nodes
+    would wait drained for their turn. The play's first task refuses it (exit 64), whatever runs the play."""
+    files, pids = node_files(fleet), node_pids(fleet)
+    for target, env in (("deploy-canary", {"ARTIFACT": str(artifacts["v2"]), "BATCH": "2"}),
+                        ("rollback", {"NODES": "all", "BATCH": "2"})):
+        result = fleet.make(target, extra_env={**PROMOTING_WINDOW, **env, "ANSIBLE_FORKS": "1"})
+        # make exits 2 when its recipe fails; the tool's own exit code is the one make names
+        assert result.returncode != 0 and "Error 64" in result.stderr, (target, output(result))
+        assert "_batch=2 drains 2 nodes at once, more than this run's 1 forks" in result.stdout, output(result)
+        assert "nothing was changed" in result.stdout and result.stdout.count("PLAY [") == 1, output(result)
+    assert node_files(fleet) == files and node_pids(fleet) == pids
+    assert set(fleet.lb_states().values()) == {"READY"}
+    assert not list((fleet.lab_dir / "control").glob("*.lock"))
+
+
 def test_rollback_nodes_with_spaces_takes_every_node(fleet: Lab) -> None:
     """Item 6: NODES="edge-2 edge-3" reached Ansible's key=value parser as rollback_nodes=edge-2 and
     silently rolled back only edge-2."""

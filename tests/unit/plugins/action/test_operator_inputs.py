@@ -50,3 +50,20 @@ def test_a_rollout_takes_a_pct_of_0_or_a_list_of_stages() -> None:
     assert zero["run_id"].startswith("rollout-")
     staged = check("rollout", {"rollout_stages": [1, 10, 50], "rollout_hold": "5", "rollout_id": "r-1"})
     assert staged["stages"] == [1, 10, 50] and staged["hold"] == 5 and staged["run_id"] == "r-1"
+
+
+def test_a_batch_bigger_than_the_runs_forks_is_refused_naming_both() -> None:
+    with pytest.raises(InputError) as err:
+        check("deploy", {"deploy_batch": "10"}, forks=5)
+    assert str(err.value).startswith("deploy_batch=10 drains 10 nodes at once, more than this run's 5 forks")
+    assert "run with at least 10 forks (ANSIBLE_FORKS" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(InputError) as err:
+        check("rollback", {"rollback_batch": "10", "rollback_max_unavailable": "8"}, forks=5)
+    assert str(err.value).startswith("rollback_batch=10 with rollback_max_unavailable=8 drains 8 nodes at once")
+
+
+def test_a_batch_within_the_forks_or_capped_to_them_passes() -> None:
+    assert check("deploy", {"deploy_batch": "5"}, forks=5)["checked"]["deploy_batch"] == 5
+    assert check("rollback", {"rollback_batch": "10", "rollback_max_unavailable": "5"}, forks=5)["checked"] == {
+        "rollback_batch": 10, "rollback_max_unavailable": 5}
+    assert check("deploy", {"deploy_batch": "50"})["checked"]["deploy_batch"] == 50  # forks unknown: no check

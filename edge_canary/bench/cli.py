@@ -138,11 +138,13 @@ def kept_reverts(old: list[dict[str, Any]], phases: Collection[str], mode: str) 
 
 def parse_forks(text: str) -> list[int | None]:
     """--forks: whole numbers of at least 1; none given is ansible.cfg's setting (None)."""
-    if not text.split():
+    items = text.split()
+    if not items:
         return [None]
-    if not all(item.isdigit() and int(item) >= 1 for item in text.split()):
+    # ASCII digits only: str.isdigit() also takes "²", which int() then refuses with its own message.
+    if not all(item.isascii() and item.isdigit() and int(item) >= 1 for item in items):
         raise ValueError(f'--forks {text!r} is not whole numbers of at least 1 (e.g. "5 10 32")')
-    return [int(item) for item in text.split()]
+    return [int(item) for item in items]
 
 
 def parse_fleets(text: str) -> list[tuple[int, list[int]]]:

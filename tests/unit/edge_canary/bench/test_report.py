@@ -104,6 +104,7 @@ def test_naive_ratio_when_not_measured() -> None:
     (["--runs", "0"], "--runs 0 is out of range"),
     (["--forks", "5 x"], "--forks '5 x' is not whole numbers of at least 1"),
     (["--forks", "0"], "--forks '0' is not whole numbers of at least 1"),
+    (["--forks", "\u00b2"], "--forks '\u00b2' is not whole numbers of at least 1"),
     (["--fleets", "10:2,5", "--forks", "10 4"], "--forks 4 is less than the batch of 5 in --fleets"),
     (["--lab-mode", "hosts", "--phases", "revert,pct0"], "--lab-mode hosts measures only revert; drop pct0"),
 ])

@@ -3,6 +3,7 @@
 Exit codes: 0 promote, 1 reverted, 2 hold, 3 revert attempted but failed, 4 would have
 reverted (shadow mode), 64 usage or configuration error. Killed by a signal before the
 verdict: no verdict file is written and the exit code is 128 + the signal, which the deploy treats as red (fail closed).
+`--check-config`: 0 with what weakens the watch as `warning:` lines, or 64; nothing is watched (preflight runs it).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from edge_canary.ops.lock import leave_joined
 from watcher import EXIT_USAGE
 from watcher.awaiting import await_approval
-from watcher.config import ConfigError, Settings, load_settings
+from watcher.config import ConfigError, Settings, build_parser, settings_from_args
 from watcher.decision_log import DecisionLog, Scrubber, now_iso
 from watcher.metrics import WatcherMetrics
 from watcher.notify import Notifier, verdict_event
@@ -31,6 +32,7 @@ from watcher.prom import PromClient
 from watcher.promql import format_range
 from watcher.report import summary
 from watcher.revert import Reverter, build_reverter
+from watcher.settings import settings_warnings
 from watcher.watch import WatchOutcome, rendered, run_watch
 
 PROG = "edge-canary-watcher"
@@ -142,9 +144,15 @@ def _after_approval(settings: Settings, outcome: WatchOutcome, record: dict[str,
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        settings = load_settings(argv)
+        args = build_parser().parse_args(argv)
+        settings = settings_from_args(args)
     except ConfigError as exc:
         return _usage_error(str(exc))
+    if args.check_config:
+        print(f"settings ok: {settings.planned_probes} probes, every {settings.interval:g}s")
+        for warning in settings_warnings(settings):
+            print(f"warning: {warning}")
+        return 0
 
     scrubber = Scrubber(settings.secrets)
     scrubber.add(settings.prom_user, settings.prom_password)
@@ -198,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"every {settings.interval:g}s over {format_range(settings.range_seconds)}; "
         f"on red: {reverter.describe()}"
     )
+    for warning in settings_warnings(settings):
+        out(f"warning: {warning}")
     if settings.notify.deploy_id:
         metrics.deploy(settings.notify.deploy_id, settings.canary_node or "", settings.notify.release)
     previous = {

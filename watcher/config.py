@@ -29,6 +29,7 @@ __all__ = [
     "load_file",
     "load_settings",
     "parse_duration",
+    "settings_from_args",
 ]
 
 _METAVARS = {
@@ -56,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
         "64 usage error.",
     )
     parser.add_argument("--config", metavar="FILE", help="JSON or YAML file of settings")
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="check the settings, print what weakens the watch, and exit (0, or 64 with the problem): "
+        "nothing is watched or changed",
+    )
     for opt in OPTIONS:
         extra = f" [env {opt.env}]" if opt.env else ""
         default = f" (default {opt.default})" if opt.default not in (None, {}) else ""
@@ -124,7 +131,11 @@ def load_settings(
     argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Parse the command line, environment and config file into validated Settings."""
-    args = build_parser().parse_args(argv)
+    return settings_from_args(build_parser().parse_args(argv), environ)
+
+
+def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+    """Parsed arguments (build_parser), the environment and their config file into validated Settings."""
     env = os.environ if environ is None else environ
     path = args.config
     file_values = load_file(path) if path else {}

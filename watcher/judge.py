@@ -18,6 +18,7 @@ Over the SLO but not worse than control is a fleet-wide breach: hold, never blam
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -282,6 +283,11 @@ def advance(
     return new, None
 
 
+def greens_to_promote(probes: int, promote_fraction: float) -> int:
+    """Conclusive green probes a window of `probes` needs to promote: a share of at least the fraction."""
+    return math.ceil(probes * promote_fraction - 1e-9)  # 5 x 0.8 is 4, not 4.000…1
+
+
 def final_verdict(state: WatchState, rules: Rules) -> Verdict:
     """The verdict at the end of a window that ended without acting."""
     n = state.probes
@@ -304,7 +310,7 @@ def final_verdict(state: WatchState, rules: Rules) -> Verdict:
             f"FLEET-WIDE BREACH in {state.fleet_breach} probe(s), not the canary's fault: "
             f"neither promoting nor reverting ({state.fleet_reasons[0]}); {summary}",
         )
-    if n and share >= rules.promote_fraction:
+    if n and state.green >= greens_to_promote(n, rules.promote_fraction):
         return Verdict("promote", EXIT_PROMOTE, summary)
     return Verdict("hold", EXIT_HOLD, f"not enough evidence: {summary}")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.approval_settings import ApprovalConfigError, ApprovalSettings
-from watcher.judge import Rules
+from watcher.judge import Rules, greens_to_promote
 from watcher.notify import NotifyConfigError, NotifySettings
 from watcher.prom import split_userinfo
 from watcher.promql import Queries, template_problem
@@ -305,3 +305,22 @@ def build_settings(v: Mapping[str, Any], config_file: str | None) -> Settings:
         drain=v.get("drain") or {},
         approval=approval,
     )
+
+
+# --- what valid settings still get wrong ----------------------------------------------------
+
+
+def settings_warnings(settings: Settings) -> list[str]:
+    """What in valid settings weakens the watch, one line each: said at start and by --check-config."""
+    found = []
+    n, fraction = settings.planned_probes, settings.rules.promote_fraction
+    if greens_to_promote(n, fraction) >= n:
+        enough = next((m for m in range(n + 1, 10_000) if greens_to_promote(m, fraction) < m), None)
+        fix = (f"give the window at least {enough} probes (SLI_WINDOW {enough * settings.interval:g} s or more at "
+               f"this interval) or lower promote_fraction" if enough else "lower promote_fraction below 1")
+        found.append(
+            f"{n} probe{'s' if n > 1 else ''} ({settings.window:g} s window, one every {settings.interval:g} s) "
+            f"with promote_fraction {fraction:g}: every probe must be green to promote, so one inconclusive "
+            f"probe (a Prometheus hiccup, a quiet spell) holds a healthy canary; {fix}"
+        )
+    return found

@@ -12,6 +12,7 @@ from watcher.cli import main
 from watcher.config import ConfigError, Settings, load_settings, parse_duration
 from watcher.judge import ProbeResult, State, WatchState, advance
 from watcher.promql import DEFAULT_P95
+from watcher.settings import settings_warnings
 
 BASE = [
     "--prom-url", "http://127.0.0.1:9",
@@ -297,3 +298,45 @@ def test_deploy_and_rollout_ids_pass() -> None:
         s = load("--revert-extravars", json.dumps({"deploy_id": good, "edge_canary_lock_id": good,
                                                    "rollback_reason": "SLI watcher verdict"}))
         assert s.revert_extravars["deploy_id"] == good
+
+
+@pytest.mark.parametrize(
+    ("window", "interval", "fraction", "warned"),
+    [
+        ("9", "3", "0.8", "3 probes (9 s window, one every 3 s) with promote_fraction 0.8: every probe must be "
+         "green to promote, so one inconclusive probe (a Prometheus hiccup, a quiet spell) holds a healthy "
+         "canary; give the window at least 5 probes (SLI_WINDOW 15 s or more at this interval) or lower "
+         "promote_fraction"),
+        ("3", "3", "0.5", "1 probe (3 s window, one every 3 s) with promote_fraction 0.5: every probe must be "
+         "green to promote"),
+        ("300", "3", "1", "lower promote_fraction below 1"),
+        ("15", "3", "0.8", None),  # 4 of 5 promote: one probe may come up inconclusive
+        ("10", "3", "0.5", None),
+    ],
+)  # fmt: skip
+def test_a_window_with_no_room_for_an_inconclusive_probe_is_warned_of(
+    window: str, interval: str, fraction: str, warned: str | None
+) -> None:
+    found = settings_warnings(load("--window", window, "--interval", interval, "--scrape-interval", "1",
+                                   "--promote-fraction", fraction))
+    if warned is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and warned in found[0], found
+
+
+def test_check_config_says_what_weakens_the_watch_and_watches_nothing(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("SLI_WINDOW", "SLI_PROBE_INTERVAL", "PROM_URL", "PROM_TOKEN", "PROM_USER", "PROM_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    # BASE's Prometheus (port 9) answers nothing: a watch would fail; a check never asks it.
+    assert main(["--check-config", *BASE, "--window", "9", "--interval", "3", "--scrape-interval", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "settings ok: 3 probes, every 3s"
+    assert out[1].startswith("warning: 3 probes (9 s window, one every 3 s)") and len(out) == 2
+    assert main(["--check-config", *BASE, "--window", "5", "--interval", "10"]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == ("edge-canary-watcher: error: --window (5s) is shorter than one --interval (10s): "
+                                    "widen the window")

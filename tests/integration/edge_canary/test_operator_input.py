@@ -134,6 +134,30 @@ def test_a_batch_bigger_than_the_runs_forks_is_refused_and_changes_nothing(fleet
     assert not list((fleet.lab_dir / "control").glob("*.lock"))
 
 
+def test_watcher_settings_the_watcher_would_refuse_are_refused_before_the_canary_is_touched(
+        fleet: Lab, artifacts: dict[str, Path]) -> None:
+    """The watcher checked its settings only once started: a window shorter than one probe interval got
+    the canary drained, pushed and restarted, then the watcher refused to start and the deploy reverted it.
+    Preflight now has the watcher check them; a window with no room for an inconclusive probe is said."""
+    files, pids = node_files(fleet), node_pids(fleet)
+    v2 = str(artifacts["v2"])
+    refused = fleet.make("deploy-canary", extra_env={"ARTIFACT": v2, "SLI_WINDOW": "5", "SLI_PROBE_INTERVAL": "10"})
+    assert refused.returncode != 0, output(refused)
+    assert ("the SLI watcher would refuse its settings (--window (5s) is shorter than one --interval (10s): "
+            "widen the window)") in " ".join(refused.stdout.split()), output(refused)
+    assert "nothing was changed" in refused.stdout and "PLAY [Canary]" not in refused.stdout, output(refused)
+    assert node_files(fleet) == files and node_pids(fleet) == pids
+    assert set(fleet.lb_states().values()) == {"READY"}
+    assert not list((fleet.lab_dir / "control").glob("*.lock"))
+
+    said = fleet.make("deploy-canary", extra_env={"ARTIFACT": v2, "CHECK": "1", "SLI_WINDOW": "6",
+                                                  "SLI_PROBE_INTERVAL": "3"})
+    assert said.returncode == 0, output(said)
+    assert ("warning: 2 probes (6 s window, one every 3 s) with promote_fraction 0.8: every probe must be green "
+            "to promote") in " ".join(said.stdout.split()), output(said)
+    assert node_files(fleet) == files and node_pids(fleet) == pids
+
+
 def test_rollback_nodes_with_spaces_takes_every_node(fleet: Lab) -> None:
     """Item 6: NODES="edge-2 edge-3" reached Ansible's key=value parser as rollback_nodes=edge-2 and
     silently rolled back only edge-2."""

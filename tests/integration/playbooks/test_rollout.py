@@ -117,6 +117,19 @@ def test_bad_pct_is_refused_in_one_line_and_nothing_changes(
     assert rollout_runs(fleet) == runs  # not even a record: the play never started
 
 
+def test_a_hold_the_watcher_would_refuse_is_refused_before_any_node_changes(fleet: Lab) -> None:
+    """A stage's watcher checked its settings only once started: a hold shorter than one probe interval (the
+    lab's 3 s) set rollout_pct=10 on every node, then the watcher refused to start and every node went back."""
+    files, runs = node_files(fleet), rollout_runs(fleet)
+    result = rollout(fleet, PCT="10", ROLLOUT_HOLD="2")
+    assert result.returncode != 0
+    assert ("the SLI watcher would refuse its settings (--window (2s) is shorter than one --interval (3s): "
+            "widen the window)") in " ".join(result.stdout.split()), output(result)
+    assert node_files(fleet) == files and set(rollout_in_force(fleet).values()) == {0}
+    assert rollout_runs(fleet) == runs  # not even a record: refused before the rollout began
+    assert_lock_free(fleet)
+
+
 def test_the_playbook_itself_refuses_a_bad_pct_before_touching_any_node(fleet: Lab) -> None:
     files = node_files(fleet)
     result = fleet.playbook("rollout.yml", "-e", '{"rollout_pct": "101"}')

@@ -25,10 +25,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-# srv_admin_state bits (HAProxy server-t.h): forced/inherited/config/resolution maintenance, drain.
-ADMIN_MAINT = 0x01 | 0x02 | 0x04 | 0x20
-ADMIN_DRAIN = 0x08 | 0x10
-OP_STARTING, OP_RUNNING = 1, 2  # starting: up again, warming up under slowstart
+from watcher.drain import module_utils
+
+module_utils("haproxy_state")  # the collection importable as Ansible names it
+# The haproxy_server module's own reading of `show servers state`.
+from ansible_collections.edge.canary.plugins.module_utils import haproxy_state  # noqa: E402
 
 READER_PLAYBOOK = """\
 ---
@@ -231,24 +232,15 @@ def reread_local(fleet: Fleet) -> Fleet:
     return replace(fleet, files=files)
 
 
-def parse_servers_state(text: str) -> dict[str, ServerState]:
+def parse_servers_state(text: str, backend: str) -> dict[str, ServerState]:
     """`show servers state <backend>`: admin state and whether checks see it running, per server."""
-    header: list[str] | None = None
-    states = {}
-    for line in text.splitlines():
-        if line.startswith("# be_id"):
-            header = line.lstrip("# ").split()
-            continue
-        fields = line.split()
-        if line.startswith("#") or header is None or len(fields) < len(header):
-            continue
-        row = dict(zip(header, fields, strict=False))
-        admin = int(row["srv_admin_state"])
-        name = "MAINT" if admin & ADMIN_MAINT else "DRAIN" if admin & ADMIN_DRAIN else "READY"
-        states[row["srv_name"]] = ServerState(name, int(row["srv_op_state"]) in (OP_STARTING, OP_RUNNING))
-    if header is None:
-        raise FleetError(f"unexpected answer to show servers state: {text.strip()[:200]!r}")
-    return states
+    try:
+        servers = haproxy_state.parse_servers_state(text, backend)
+    except haproxy_state.HaproxyError as exc:
+        raise FleetError(str(exc)) from None
+    # op state starting (1): up again, warming up under slowstart, routed to
+    return {name: ServerState(server.admin_state.upper(), server.operational_state in ("starting", "up"))
+            for name, server in servers.items()}
 
 
 def socket_address(spec: str) -> tuple[int, Any]:
@@ -295,7 +287,7 @@ def admin_command(spec: str, command: str, timeout: float = 5.0) -> str:
 
 
 def lb_states(lb: LoadBalancer) -> dict[str, ServerState]:
-    return parse_servers_state(admin_command(lb.socket, f"show servers state {lb.backend}"))
+    return parse_servers_state(admin_command(lb.socket, f"show servers state {lb.backend}"), lb.backend)
 
 
 def node_version(url: str, timeout: float = 2.0) -> str | None:

@@ -125,6 +125,7 @@ class Haproxy:
         return b"".join(chunks).decode()
 
     def server_states(self, backend: str | None = None) -> dict[str, RawServerState]:
+        """The raw columns, read here and not by the haproxy_server module's parser: its tests check that module."""
         backend = backend or self.backend
         lines = self.cli(f"show servers state {backend}").splitlines()
         header_line = next(ln for ln in lines if ln.startswith("# be_id"))

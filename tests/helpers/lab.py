@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edge_canary.gameday.fleet import parse_servers_state
 from edge_canary.lab.settings import LabSettings, LoadBalancer, load
 from edge_canary.lab.settings import SettingsError as SettingsError  # re-exported for the tests of the settings
 from tests.helpers.paths import REPO  # noqa: E402  (re-exported for the tests)
@@ -143,21 +144,11 @@ class Lab:
                 if r["pxname"] == "edge" and r["svname"] not in ("FRONTEND", "BACKEND")}
 
     def lb_states(self, lb: str | None = None) -> dict[str, str]:
-        """Admin view per node: READY, DRAIN or MAINT, from `show servers state`."""
+        """Admin view per node: READY, DRAIN or MAINT, from `show servers state` (the game days' reading)."""
         if lb is None:
             return self._own_lbs_view(self.lb_states)
-        lines = self.haproxy("show servers state edge", lb).splitlines()
-        header = next(line for line in lines if line.startswith("# be_id")).lstrip("# ").split()
-        states = {}
-        for line in lines:
-            fields = line.split()
-            if line.startswith("#") or len(fields) < len(header):
-                continue  # the format-version line, the header, blank lines
-            row = dict(zip(header, fields, strict=False))
-            admin = int(row["srv_admin_state"])
-            states[row["srv_name"]] = ("MAINT" if admin & 0x67 else "DRAIN" if admin & 0x18
-                                       else "READY")
-        return states
+        servers = parse_servers_state(self.haproxy("show servers state edge", lb), "edge")
+        return {name: state.admin for name, state in servers.items()}
 
     def _own_lbs_view(self, read: Callable[[str], dict[str, T]]) -> dict[str, T]:
         """What each LB says of the nodes of its own PoP, merged."""

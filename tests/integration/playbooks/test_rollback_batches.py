@@ -19,7 +19,7 @@ from tests.helpers.paths import REPO
 def out_of_rotation(lab: Lab) -> set[str]:
     """Servers HAProxy would not send a new request to: drained, in maintenance, or neither up nor warming
     up under slowstart (the game days' reading of `show servers state`)."""
-    states = parse_servers_state(lab.haproxy("show servers state edge"))
+    states = parse_servers_state(lab.haproxy("show servers state edge"), "edge")
     return {name for name, state in states.items() if not state.serving}
 
 

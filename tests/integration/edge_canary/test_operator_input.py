@@ -158,6 +158,26 @@ def test_watcher_settings_the_watcher_would_refuse_are_refused_before_the_canary
     assert node_files(fleet) == files and node_pids(fleet) == pids
 
 
+def test_approval_settings_the_watcher_would_refuse_are_refused_before_the_canary_is_touched(
+        fleet: Lab, artifacts: dict[str, Path]) -> None:
+    """With APPROVE=1 the canary's watcher also gets the approval settings (deploy_approval_*, the fleet's
+    group_vars): preflight's check left them out, so a bad one got the canary rolled, then refused."""
+    files, pids = node_files(fleet), node_pids(fleet)
+    refused = fleet.playbook("deploy-canary.yml", "-e", json.dumps(
+        {"deploy_artifact": str(artifacts["v2"]), "deploy_approval": True, "deploy_approval_on_timeout": "later"}))
+    assert refused.returncode != 0, output(refused)
+    assert ("the SLI watcher would refuse its settings (--approval: on_timeout 'later' is not one of abort, "
+            "approve)") in " ".join(refused.stdout.split()), output(refused)
+    assert "PLAY [Canary]" not in refused.stdout, output(refused)
+    assert node_files(fleet) == files and node_pids(fleet) == pids
+    assert set(fleet.lb_states().values()) == {"READY"}
+    assert not list((fleet.lab_dir / "control").glob("*.lock"))
+
+    checked = fleet.make("deploy-canary", extra_env={"ARTIFACT": str(artifacts["v2"]), "CHECK": "1", "APPROVE": "1"})
+    assert checked.returncode == 0, output(checked)
+    assert node_files(fleet) == files and node_pids(fleet) == pids
+
+
 def test_rollback_nodes_with_spaces_takes_every_node(fleet: Lab) -> None:
     """Item 6: NODES="edge-2 edge-3" reached Ansible's key=value parser as rollback_nodes=edge-2 and
     silently rolled back only edge-2."""

@@ -62,9 +62,11 @@ def _flag(name: str, value: Any) -> bool:
     return text in _TRUE
 
 
-def _batch_within_forks(checked: Mapping[str, Any], forks: int) -> None:
+def _batch_within_forks(checked: Mapping[str, Any], forks: int, edge_nodes: int | None = None) -> None:
     """A batch is drained at once (one run per load balancer) but Ansible works on `forks` hosts at a
-    time: a bigger batch would keep its nodes out of rotation while they wait their turn."""
+    time: a bigger batch would keep its nodes out of rotation while they wait their turn. With `edge_nodes`
+    (the inventory's), a batch counts only the nodes it can hold: the peers or the nodes named, and without
+    MAX_UNAVAILABLE every edge node but one (with PoPs the plays drain fewer still: never looser)."""
     for var in ("deploy_batch", "rollback_batch"):
         if var not in checked:
             continue
@@ -73,6 +75,13 @@ def _batch_within_forks(checked: Mapping[str, Any], forks: int) -> None:
         cap = checked.get("rollback_max_unavailable") if var == "rollback_batch" else None
         if cap is not None and int(cap) < batch:
             asked, batch = f"{asked} with rollback_max_unavailable={cap}", int(cap)
+        if edge_nodes is not None:
+            named = checked.get("deploy_peer_nodes" if var == "deploy_batch" else "rollback_nodes", "all")
+            most = edge_nodes if cap is not None else edge_nodes - 1
+            if named != "all":
+                most = min(most, len(named.split(",")))
+            if most < batch:
+                asked, batch = f"{asked} on {edge_nodes} edge nodes", max(most, 1)
         if batch > forks:
             raise rules.InputError(
                 f"{asked} drains {batch} nodes at once, more than this run's {forks} forks: they would be pushed "
@@ -80,9 +89,11 @@ def _batch_within_forks(checked: Mapping[str, Any], forks: int) -> None:
                 f"{forks}, or run with at least {batch} forks (ANSIBLE_FORKS, --forks, AWX's Forks)")
 
 
-def check(request: str, given: Mapping[str, Any], forks: int | None = None) -> dict[str, Any]:
+def check(request: str, given: Mapping[str, Any], forks: int | None = None,
+          edge_nodes: int | None = None) -> dict[str, Any]:
     """The checked request: `checked` (extra var -> value as the play uses it) and `run_id`. With `forks`
-    (the run's, ansible_forks), a batch bigger than it is refused."""
+    (the run's, ansible_forks), a batch that drains more nodes than it at once is refused; `edge_nodes`, the
+    inventory's count, bounds what a batch drains."""
     checks: dict[str, Check] = dict(rules.SCHEMAS.get(request, {}).values())
     checks.update(_RUN[request])
     checked: dict[str, Any] = {}
@@ -95,7 +106,7 @@ def check(request: str, given: Mapping[str, Any], forks: int | None = None) -> d
         if var in given:
             checked[var] = _flag(var, given[var])
     if forks is not None:
-        _batch_within_forks(checked, forks)
+        _batch_within_forks(checked, forks, edge_nodes)
     out: dict[str, Any] = {"checked": checked}
     if request == "deploy":
         out["run_id"] = checked.get("deploy_id") or rules.new_deploy_id()
@@ -123,7 +134,9 @@ class ActionModule(ActionBase):
         given = manager.extra_vars if manager is not None else (task_vars or {})
         result["edge_canary_request"] = request  # for the run summary (run_summary callback, edge-canary)
         try:
-            result.update(check(request, given, (task_vars or {}).get("ansible_forks")), changed=False)
+            edge = (task_vars or {}).get("groups", {}).get("edge")
+            result.update(check(request, given, (task_vars or {}).get("ansible_forks"),
+                                None if edge is None else len(edge)), changed=False)
         except rules.InputError as exc:
             result.update(failed=True, refused=True, msg=f"{exc}; nothing was changed")
         return result

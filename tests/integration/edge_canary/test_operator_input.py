@@ -129,6 +129,14 @@ def test_a_batch_bigger_than_the_runs_forks_is_refused_and_changes_nothing(fleet
         assert result.returncode != 0 and "Error 64" in result.stderr, (target, output(result))
         assert "_batch=2 drains 2 nodes at once, more than this run's 1 forks" in result.stdout, output(result)
         assert "nothing was changed" in result.stdout and result.stdout.count("PLAY [") == 1, output(result)
+    # A batch counts the nodes it can drain: a 3-node fleet's deploy has 2 peers.
+    bigger = fleet.make("deploy-canary",
+                        extra_env={"ARTIFACT": str(artifacts["v2"]), "BATCH": "9", "ANSIBLE_FORKS": "1"})
+    assert ("deploy_batch=9 on 3 edge nodes drains 2 nodes at once, more than this run's 1 forks"
+            in " ".join(bigger.stdout.split())), output(bigger)
+    checked = fleet.make("deploy-canary", extra_env={**PROMOTING_WINDOW, "ARTIFACT": str(artifacts["v2"]), "BATCH": "9",
+                                                     "CHECK": "1", "ANSIBLE_FORKS": "2"})
+    assert checked.returncode == 0, output(checked)
     assert node_files(fleet) == files and node_pids(fleet) == pids
     assert set(fleet.lb_states().values()) == {"READY"}
     assert not list((fleet.lab_dir / "control").glob("*.lock"))

@@ -67,3 +67,28 @@ def test_a_batch_within_the_forks_or_capped_to_them_passes() -> None:
     assert check("rollback", {"rollback_batch": "10", "rollback_max_unavailable": "5"}, forks=5)["checked"] == {
         "rollback_batch": 10, "rollback_max_unavailable": 5}
     assert check("deploy", {"deploy_batch": "50"})["checked"]["deploy_batch"] == 50  # forks unknown: no check
+
+
+def test_a_batch_counts_only_the_nodes_it_can_drain() -> None:
+    """BATCH=50 on a 10-node fleet drains 9 (the peers; a rollback keeps one node in rotation without
+    MAX_UNAVAILABLE), or the nodes named: refused only when that is more than the forks."""
+    assert check("deploy", {"deploy_batch": "50"}, forks=9, edge_nodes=10)["checked"]["deploy_batch"] == 50
+    assert check("rollback", {"rollback_batch": "50"}, forks=9, edge_nodes=10)["checked"]["rollback_batch"] == 50
+    assert check("deploy", {"deploy_batch": "10", "deploy_peer_nodes": "edge-2,edge-3"}, forks=2, edge_nodes=30)
+    assert check("rollback", {"rollback_batch": "10", "rollback_nodes": "edge-2,edge-3,edge-4"}, forks=3,
+                 edge_nodes=30)
+    with pytest.raises(InputError) as err:
+        check("deploy", {"deploy_batch": "50"}, forks=8, edge_nodes=10)
+    assert str(err.value).startswith("deploy_batch=50 on 10 edge nodes drains 9 nodes at once, more than this "
+                                     "run's 8 forks")
+    # With MAX_UNAVAILABLE the whole fleet can be one batch; the nodes named bound it still.
+    with pytest.raises(InputError) as err:
+        check("rollback", {"rollback_batch": "50", "rollback_max_unavailable": "40"}, forks=9, edge_nodes=10)
+    assert "on 10 edge nodes drains 10 nodes at once" in str(err.value)
+    with pytest.raises(InputError) as err:
+        check("rollback", {"rollback_batch": "10", "rollback_max_unavailable": "10", "rollback_nodes": "all"},
+              forks=9, edge_nodes=10)
+    assert "drains 10 nodes at once" in str(err.value)
+    with pytest.raises(InputError):
+        check("rollback", {"rollback_batch": "5", "rollback_nodes": "edge-1,edge-2,edge-3,edge-4,edge-5"},
+              forks=4, edge_nodes=10)

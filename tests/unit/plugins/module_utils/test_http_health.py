@@ -82,3 +82,25 @@ def test_modules_load_ansible_urls_only_when_they_make_a_request() -> None:
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'collections'}"})
     assert (done.returncode, done.stdout, done.stderr) == (0, "False True\n", "")
+
+
+def test_requests_share_one_tls_context(node: HealthNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    """open_url built a TLS context (the CA store loaded, ~33 ms of CPU) for every request, even to an
+    http:// URL: a health wait polls every half second. One context now serves a module run's requests."""
+    import ssl
+
+    from ansible_collections.edge.canary.plugins.module_utils import http_health
+
+    built = []
+    real = ssl.create_default_context
+
+    def counted(*args: object, **kwargs: object) -> ssl.SSLContext:
+        built.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    http_health._requests.cache_clear()
+    node.unhealthy_requests = 3
+    assert wait_healthy(node.url("/health"), timeout=30, interval=0.01, request_timeout=5).attempts == 4
+    assert served_version(node.url("/version"), 2) == ("v2", "")
+    assert len(built) == 1

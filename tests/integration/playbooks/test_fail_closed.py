@@ -1,5 +1,6 @@
 """The deploy fails closed for real (issue 15 item 10): a watcher that hangs without a verdict is stopped
-at the wait's timeout and the deploy reverts the canary itself, fast-path drain first."""
+at the wait's timeout and the deploy reverts the canary itself, fast-path drain first, and says so in its
+summary."""
 
 from __future__ import annotations
 
@@ -59,3 +60,9 @@ def test_a_hung_watcher_is_stopped_and_the_deploy_reverts_the_canary_itself(
     assert fleet_versions(fleet) == {"edge-1": "v1", "edge-2": "v1", "edge-3": "v1"}
     assert set(fleet.lb_states().values()) == {"READY"}
     assert not (run_dir / "verdict.json").exists()
+    # The summary says what the deploy did: the canary is back where it was, not "v2, ok".
+    line = next(line for line in out.splitlines() if line.startswith("EDGE_CANARY_SUMMARY "))
+    rows = json.loads(line.removeprefix("EDGE_CANARY_SUMMARY "))["nodes"]
+    canary = next(row for row in rows if row["node"] == "edge-2")
+    assert canary["after"] == canary["before"], canary
+    assert canary["result"] == "reverted by the deploy: its watcher hung without a verdict (timeout)", canary

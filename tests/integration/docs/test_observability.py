@@ -222,9 +222,13 @@ def test_every_recorded_series_has_data_in_the_lab(lab: Lab) -> None:
         return not missing
 
     eventually(all_there, 90, f"data in every recorded series (missing: {missing})")
-    rates = query(lab, "job_node:edge_http_requests:rate1m")
-    assert {r["metric"]["node"] for r in rates} == set(lab.settings.node_names())
-    assert sum(float(r["value"][1]) for r in rates) > 10, "the lab's traffic is not in the rates"
+
+    def every_node_in_the_rates() -> bool:
+        # A series has data from its first node's second scrape on: on a lab just up, the others follow.
+        rates = {r["metric"]["node"]: float(r["value"][1]) for r in query(lab, "job_node:edge_http_requests:rate1m")}
+        return set(rates) == set(lab.settings.node_names()) and sum(rates.values()) > 10
+
+    eventually(every_node_in_the_rates, 90, "every node's share of the lab's traffic in its rate")
 
 
 # --- the alerts on real conditions -------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """`edge-canary check-prometheus`: does the Prometheus the watcher will read answer a query, with the
-credentials the watcher will use? Preflight's check (roles/preflight/tasks/services.yml).
+credentials the watcher will use? Preflight's check of each canary's watcher (roles/preflight/tasks/watcher.yml).
 
 Everything comes from the environment, exactly as the watcher takes it: PROM_URL (user:password@ in it
 allowed), PROM_TOKEN (a bearer token) or PROM_USER/PROM_PASSWORD (basic auth). Nothing secret is ever

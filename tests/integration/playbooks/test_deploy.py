@@ -61,11 +61,12 @@ def test_green_deploy_keeps_v1_as_previous_and_a_rollback_brings_it_back(fleet: 
     batch_runs = {task["name"].split(" : ")[-1]: task["module_runs"] for task in costs["tasks"]}
     assert batch_runs["Drain the batch's nodes on every load balancer and wait for their sessions to end"] == 1
     assert batch_runs["Set the batch's nodes ready on every load balancer and wait until each sees them up"] == 1
-    # The canary's also: the watcher's start (its folder, settings and ready file are written in the
-    # controller, one shell starts it) and the promote's serving record. The control host's: the
-    # artifact's stat and version, the watcher's check of its settings, Prometheus' check and the wait for
-    # the verdict; the record folder and the Alertmanager posts are no module runs.
-    assert hosts["edge-1"]["module_runs"] <= 9 and hosts["localhost"]["module_runs"] <= 5, hosts
+    # The canary's also: its watcher's preflight (the check of its settings and Prometheus' check, run on
+    # the control host in the canary's variables), the watcher's start (its folder, settings and ready
+    # file are written in the controller, one shell starts it) and the promote's serving record. The
+    # control host's: the artifact's stat and version and the wait for the verdict; the record folder and
+    # the Alertmanager posts are no module runs.
+    assert hosts["edge-1"]["module_runs"] <= 11 and hosts["localhost"]["module_runs"] <= 3, hosts
     # Task results per peer, each a fork of the controller's main process (issue 16): preflight's and
     # the roll's tasks; the peer that ran the batch's run_once tasks (drain, health check, ready, the
     # wave's notification) counts those too.

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.fleet import fleet_versions, node_files, node_pids
 from tests.helpers.lab import Lab
 from tests.helpers.paths import REPO
@@ -125,6 +127,31 @@ def test_a_deploy_over_nodes_with_and_without_a_pop_is_refused_naming_them(fleet
     assert "edge-3 has no edge_pop while other nodes of this deploy have one" in result.stdout, result.stdout[-3000:]
     assert node_files(fleet) == files and node_pids(fleet) == pids
     assert lock_free(fleet)
+
+
+@pytest.mark.parametrize("pop", ["ams", "fra"])
+def test_each_canarys_own_watcher_settings_are_checked_before_anything_changes(
+        fleet: Lab, tmp_path: Path, artifacts: dict[str, Path], pop: str) -> None:
+    """A canary's watcher is started with the canary's own variables (its PoP's group_vars). Preflight
+    checked the control host's: a setting the watcher refuses in the canary's PoP (ams) got the canary
+    rolled, then reverted; in a later wave's PoP (fra) it got the whole first PoP rolled first."""
+    bad = ", sli_watch_settings: {promote_fraction: 1.5}"
+    inventory = pop_inventory(tmp_path, "        edge_pop_ams:\n          hosts: {edge-1: {}, edge-2: {}}\n"
+                                        f"          vars: {{edge_pop: ams{bad if pop == 'ams' else ''}}}\n"
+                                        "        edge_pop_fra:\n          hosts: {edge-3: {}}\n"
+                                        f"          vars: {{edge_pop: fra{bad if pop == 'fra' else ''}}}\n")
+    canary = {"ams": "edge-1", "fra": "edge-3"}[pop]
+    files, pids = node_files(fleet), node_pids(fleet)
+    result = fleet.playbook("deploy-canary.yml", "-i", str(inventory), "-e", json.dumps(
+        {"deploy_artifact": str(artifacts["v2"]), "sli_window": 15, "sli_probe_interval": 3}))
+    assert result.returncode != 0
+    assert re.search(rf"fatal: \[{canary} -> localhost\]", result.stdout), result.stdout[-3000:]
+    assert ("the SLI watcher would refuse its settings (--promote-fraction is a share between 0 and 1)"
+            in " ".join(result.stdout.split())), result.stdout[-3000:]
+    assert "PLAY [Canary]" not in result.stdout, result.stdout[-3000:]
+    assert node_files(fleet) == files and node_pids(fleet) == pids
+    assert set(fleet.lb_states().values()) == {"READY"}
+    assert lock_free(fleet), deploy_lock(fleet)
 
 
 def test_a_later_waves_node_is_checked_before_anything_changes(fleet: Lab, tmp_path: Path,

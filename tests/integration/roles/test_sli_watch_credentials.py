@@ -47,7 +47,7 @@ def play(tmp_path: Path, role: str, tasks: str, extra: dict[str, object]) -> sub
                           cwd=REPO, capture_output=True, text=True, timeout=300)  # fmt: skip
 
 
-ENTRIES = [("edge.canary.sli_watch", "start"), ("edge.canary.preflight", "services")]
+ENTRIES = [("edge.canary.sli_watch", "start"), ("edge.canary.preflight", "watcher")]
 CREDENTIALS = [
     ({"prom_url": f"http://alice:{SECRET}@127.0.0.1:9"}, "user:password@"),
     ({"sli_watch_prom_password": SECRET}, "sli_watch_prom_password"),

@@ -217,6 +217,21 @@ def test_preflight_never_runs_the_artifact_and_checks_its_sha256(fleet: Lab, art
     assert node_files(fleet) == files and node_pids(fleet) == pids
 
 
+def test_a_watcher_user_set_as_a_variable_reaches_preflights_prometheus_check(
+        fleet: Lab, artifacts: dict[str, Path]) -> None:
+    """sli_watch_prom_user may be a variable (a PoP's group_vars), the password coming from PROM_PASSWORD:
+    the watcher's start passed the user, preflight's Prometheus check did not, and refused the deploy."""
+    upstream = f"http://127.0.0.1:{fleet.env['LAB_PROM_PORT']}"
+    password = "pw-5c0e93d7"
+    with protected_prometheus(user="alice", password=password, upstream=upstream) as (url, seen):
+        checked = fleet.playbook("deploy-canary.yml", "--check", "-e", json.dumps(
+            {"deploy_artifact": str(artifacts["v2"]), "prom_url": url, "sli_watch_prom_user": "alice"}),
+            extra_env={"PROM_PASSWORD": password})
+    assert checked.returncode == 0, output(checked)
+    assert seen.authorizations and seen.refused == 0, seen
+    assert password not in output(checked)
+
+
 def test_credentials_reach_preflight_and_the_watcher_and_no_file(fleet: Lab, artifacts: dict[str, Path],
                                                                 tmp_path: Path) -> None:
     """Item 7: an exported PROM_TOKEN was replaced by an empty one before the watcher; preflight sent no

@@ -1,5 +1,6 @@
 """`edge-canary check-prometheus`: does the Prometheus the watcher will read answer a query, with the
-credentials the watcher will use? Preflight's check of each canary's watcher (roles/preflight/tasks/watcher.yml).
+credentials the watcher will use? Run by sli_watch's check entry point (roles/sli_watch/tasks/check.yml) with
+sli_watch_check_prometheus, as preflight checks each canary's watcher.
 
 Everything comes from the environment, exactly as the watcher takes it: PROM_URL (user:password@ in it
 allowed), PROM_TOKEN (a bearer token) or PROM_USER/PROM_PASSWORD (basic auth). Nothing secret is ever

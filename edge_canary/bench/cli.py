@@ -543,8 +543,6 @@ class Bench:
                 self.guarded("fleet rollbacks", self.fleet_rollbacks)
             if "roll" in phases:
                 self.guarded("roll times", self.rolls)
-                points = [(r.batches, r.nodes, r.roll_s) for r in self.results.rolls if r.roll_s is not None]
-                self.results.fit = st.fit_roll_time(points)
         except lab_io.BenchError as err:
             self.fail(str(err))
         finally:

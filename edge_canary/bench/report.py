@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from edge_canary.bench.stats import Fit, median, ratio, slope
+from edge_canary.bench.stats import Fit, fit_roll_time, median, ratio, slope
 
 # How the figures are measured: the report's Method section.
 METHOD = """\
@@ -167,7 +167,6 @@ class Results:
     ops: list[OpResult] = field(default_factory=list)
     reverts: list[RevertResult] = field(default_factory=list)
     rolls: list[RollResult] = field(default_factory=list)
-    fit: Fit | None = None
     slow_tasks: list[tuple[str, float]] = field(default_factory=list)
     watcher: dict[str, float | int | None] = field(default_factory=dict)
     pct0: list[Pct0Result] = field(default_factory=list)
@@ -354,6 +353,21 @@ def cost_rows(rolls: Sequence[RollResult]) -> list[str]:
     return rows
 
 
+def fit_line(fit: Fit) -> str:
+    def terms(fixed: float, per_batch: float, per_node: float) -> str:
+        def plus(x: float) -> str:
+            return f"{'−' if x < 0 else '+'} {abs(x):.1f} s"
+        return f"{fixed:.1f} s {plus(per_batch)} × batches {plus(per_node)} × nodes"
+
+    line = (f"Least-squares fit over every roll: roll time ≈ {terms(fit.fixed_s, fit.per_batch_s, fit.per_node_s)}. "
+            "The per-node term is the Ansible overhead paid per host even inside a batch.")
+    if fit.free is not None:
+        line += (f" Each term is held ≥ 0: the unconstrained fit is {terms(*fit.free)}, a negative term no roll "
+                 "can have; these fleet sizes hardly vary the batch count, or the largest saturated the lab "
+                 "machine, so they do not separate the terms.")
+    return line
+
+
 def markdown(res: Results, method: str, interval: float, floor: float) -> str:
     s = res.settings
     lines = [
@@ -398,10 +412,9 @@ def markdown(res: Results, method: str, interval: float, floor: float) -> str:
         *roll_rows(res.rolls),
         "",
     ]
-    if res.fit is not None:
-        lines += [f"Least-squares fit over every roll: roll time ≈ {res.fit.fixed_s:.1f} s + "
-                  f"{res.fit.per_batch_s:.1f} s × batches + {res.fit.per_node_s:.1f} s × nodes. The per-node term "
-                  "is the Ansible overhead paid per host even inside a batch.", ""]
+    fit = fit_roll_time([(r.batches, r.nodes, r.roll_s) for r in res.rolls if r.roll_s is not None])
+    if fit is not None:
+        lines += [fit_line(fit), ""]
     else:
         lines += ["Not enough distinct (batches, nodes) points to separate per-batch from per-node time.", ""]
     if res.slow_tasks:

@@ -109,33 +109,73 @@ class Fit:
     fixed_s: float
     per_batch_s: float
     per_node_s: float
+    # the free least-squares fit, when it made a term negative and this one is constrained to ≥ 0
+    free: tuple[float, float, float] | None = None
+
+
+TERMS = 3  # fixed, per batch, per node
 
 
 def fit_roll_time(points: Sequence[tuple[int, int, float]]) -> Fit | None:
     """Least squares total ≈ fixed + per_batch·batches + per_node·nodes over (batches, nodes, total)
-    points; None when the points cannot separate the three (fewer than 3 or collinear)."""
-    if len(points) < 3:
-        return None
+    points, no term negative; None when the points cannot separate the three (fewer than 3 or collinear).
+
+    A roll cannot take negative time per batch or per node, but a free fit over fleet sizes that hardly
+    vary their batch counts, or whose largest fleet saturated the machine, can say so: then the best fit
+    with the offending terms at 0 is taken (the smallest residual over the subsets of terms, which is the
+    non-negative least-squares solution for three terms) and the free one is kept beside it."""
     rows = [(1.0, float(b), float(n)) for b, n, _ in points]
     ys = [t for _, _, t in points]
-    ata = [[sum(r[i] * r[j] for r in rows) for j in range(3)] for i in range(3)]
-    aty = [sum(r[i] * y for r, y in zip(rows, ys, strict=True)) for i in range(3)]
-    solution = _solve3(ata, aty)
-    return None if solution is None else Fit(*solution)
+    free = _least_squares(rows, ys, tuple(range(TERMS)))
+    if free is None:
+        return None
+    if min(free) >= -1e-9 * max(abs(y) for y in ys):  # rounding, not a negative term
+        return Fit(*free)
+    feasible = [c for keep in _subsets() if (c := _least_squares(rows, ys, keep)) is not None and min(c) >= 0]
+    best = min(feasible, key=lambda c: _residual(rows, ys, c), default=(0.0, 0.0, 0.0))
+    return Fit(*best, free=free)
 
 
-def _solve3(a: list[list[float]], b: list[float]) -> tuple[float, float, float] | None:
+def _subsets() -> list[tuple[int, ...]]:
+    return [tuple(i for i in range(TERMS) if mask >> i & 1) for mask in range(1, 2 ** TERMS - 1)]
+
+
+def _residual(rows: list[tuple[float, float, float]], ys: list[float], coef: tuple[float, float, float]) -> float:
+    return sum((y - sum(c * x for c, x in zip(coef, r, strict=True))) ** 2 for r, y in zip(rows, ys, strict=True))
+
+
+def _least_squares(rows: list[tuple[float, float, float]], ys: list[float],
+                   keep: tuple[int, ...]) -> tuple[float, float, float] | None:
+    """The least-squares coefficients over the terms in `keep` (the others 0); None when the points
+    cannot separate those terms."""
+    if len(rows) < len(keep):
+        return None
+    ata = [[sum(r[i] * r[j] for r in rows) for j in keep] for i in keep]
+    aty = [sum(r[i] * y for r, y in zip(rows, ys, strict=True)) for i in keep]
+    solution = _solve(ata, aty)
+    if solution is None:
+        return None
+    coef = [0.0] * TERMS
+    for i, value in zip(keep, solution, strict=True):
+        coef[i] = value
+    return coef[0], coef[1], coef[2]
+
+
+def _solve(a: list[list[float]], b: list[float]) -> list[float] | None:
+    """Gauss-Jordan elimination with partial pivoting; None when `a` is singular."""
+    n = len(b)
     m = [row[:] + [rhs] for row, rhs in zip(a, b, strict=True)]
-    for col in range(3):
-        pivot = max(range(col, 3), key=lambda r: abs(m[r][col]))
-        if abs(m[pivot][col]) < 1e-9 * max(1.0, max(abs(x) for row in a for x in row)):
+    scale = max(1.0, max(abs(x) for row in a for x in row))
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(m[r][col]))
+        if abs(m[pivot][col]) < 1e-9 * scale:
             return None
         m[col], m[pivot] = m[pivot], m[col]
-        for r in range(3):
+        for r in range(n):
             if r != col:
                 factor = m[r][col] / m[col][col]
                 m[r] = [x - factor * y for x, y in zip(m[r], m[col], strict=True)]
-    return (m[0][3] / m[0][0], m[1][3] / m[1][1], m[2][3] / m[2][2])
+    return [m[i][n] / m[i][i] for i in range(n)]
 
 
 def step_durations(record: dict[str, object]) -> dict[str, float]:

@@ -17,6 +17,7 @@ from edge_canary.bench.report import (
     RevertResult,
     RollResult,
     contention_line,
+    fit_line,
     markdown,
     naive_ratio_line,
     revert_rows,
@@ -41,7 +42,6 @@ def results() -> Results:
     res.rolls = [RollResult(3, 1, 3, 0, 90.0, 60.0, {"drain": 1.0, "push": 3.0}, 30.0, 11, 55, 12.0, 32),
                  RollResult(10, 5, 3, 0, 120.0, 75.0, {"drain": 1.5, "push": 4.0}, 58.0, 10, 50, 26.0, 32)]
     res.pct0 = [Pct0Result(1, 0, 2.5, 4.0, 3.0), Pct0Result(2, 0, 3.5, 5.0, 3.2), Pct0Result(3, 0, 2.0, 3.5, 2.9)]
-    res.fit = Fit(5.0, 18.0, 1.25)
     res.watcher = {"elapsed_s": 300.0, "cpu_s": 1.5, "cpu_per_hour": 17.0, "peak_rss_mib": 33.0, "probes": 100,
                    "queries": 600, "queries_per_probe": 6.0}
     return res
@@ -69,7 +69,6 @@ def test_report_has_every_section_with_medians_and_per_run_values() -> None:
     assert "Of it, Ansible's controller (ansible-playbook and its workers" in text and "load balancers): 2.00 s" in text
     # naive: 9, 12, 10 -> median 10; green 0, 0, 1 -> median 0
     assert "| 3 | 10 | 9, 12, 10 |" in text
-    assert "1.5 s × nodes" not in text and "1.2 s × nodes" in text
     assert "| 300.0 s | 1.50 | 17.0 | 33.0 MiB | 100 | 600 | 6.00 |" in text
 
 
@@ -180,3 +179,20 @@ def test_fleet_rollbacks_as_multiples_of_the_smallest_fleet() -> None:
     assert "| 3 | 1 | 2 | 22.0 s | 20.0, 24.0 | 0, 0 | 1.00× |" in text
     assert "| 30 | 10 | 3 | 80.0 s | 70.0, 90.0, 80.0 | 0, 0, 2 | 3.64× |" in text
     assert "Not measured in this run." in markdown(results(), "METHOD", interval=3.0, floor=8.0).split("## 8.")[1]
+
+
+def test_fit_line_signs_each_term_and_shows_a_free_fit_it_corrected() -> None:
+    assert fit_line(Fit(5.0, 18.0, 1.5)).startswith(
+        "Least-squares fit over every roll: roll time ≈ 5.0 s + 18.0 s × batches + 1.5 s × nodes.")
+    assert "held ≥ 0" not in fit_line(Fit(5.0, 18.0, 1.5))
+    corrected = fit_line(Fit(0.0, 0.0, 3.5, free=(190.2, -66.0, 4.9)))
+    assert "roll time ≈ 0.0 s + 0.0 s × batches + 3.5 s × nodes." in corrected
+    assert "the unconstrained fit is 190.2 s − 66.0 s × batches + 4.9 s × nodes" in corrected
+
+
+def test_the_fit_comes_from_the_rolls_in_the_report_merged_ones_too() -> None:
+    res = results()
+    assert "Not enough distinct (batches, nodes) points" in markdown(res, "M", interval=3.0, floor=8.0)
+    # a 30-node roll merged from another run's JSON joins the fit: 5 + 18·batches + 1.5·nodes exactly
+    res.rolls = [RollResult(n, 1, b, 0, 0.0, 5.0 + 18.0 * b + 1.5 * n, {}) for b, n in [(3, 3), (3, 10), (4, 30)]]
+    assert "roll time ≈ 5.0 s + 18.0 s × batches + 1.5 s × nodes." in markdown(res, "M", interval=3.0, floor=8.0)

@@ -134,6 +134,30 @@ def test_fit_separates_per_batch_from_per_node_time() -> None:
     assert (fit.fixed_s, fit.per_batch_s, fit.per_node_s) == pytest.approx((5.0, 20.0, 1.5))
 
 
+def test_fit_holds_each_term_non_negative_and_keeps_the_free_fit() -> None:
+    # the 2026-12-05 medians: the 100-node roll, CPU-bound, pulls the free per-batch term negative
+    points = [(3, 3, 20.2), (3, 10, 30.3), (4, 30, 70.9), (5, 100, 356.8)]
+    fit = st.fit_roll_time(points)
+    assert fit is not None and fit.free is not None
+    assert fit.free == pytest.approx((190.2, -66.0, 4.95), abs=0.05)
+    # the best non-negative fit is per node only: the slope through the origin
+    through_origin = sum(n * t for _, n, t in points) / sum(n * n for _, n, _ in points)
+    assert (fit.fixed_s, fit.per_batch_s, fit.per_node_s) == pytest.approx((0.0, 0.0, through_origin))
+
+
+def test_fit_drops_only_the_terms_that_must_go() -> None:
+    # three points fit exactly with a negative fixed term; without it, batches and nodes both stay
+    fit = st.fit_roll_time([(3, 3, 20.2), (3, 10, 30.3), (4, 30, 70.9)])
+    assert fit is not None and fit.free is not None and fit.free[0] < 0
+    assert fit.fixed_s == 0.0 and fit.per_batch_s > 0 and fit.per_node_s > 0
+
+
+def test_fit_without_a_negative_term_is_the_free_fit() -> None:
+    fit = st.fit_roll_time([(b, n, 3.0 * n) for b, n in [(3, 3), (2, 3), (4, 30), (5, 100)]])
+    assert fit is not None and fit.free is None
+    assert (fit.fixed_s, fit.per_batch_s, fit.per_node_s) == pytest.approx((0.0, 0.0, 3.0), abs=1e-6)
+
+
 def test_fit_needs_points_that_separate_the_terms() -> None:
     assert st.fit_roll_time([(3, 3, 10.0), (2, 3, 8.0)]) is None
     # batches always equal to nodes: the two terms cannot be told apart

@@ -319,20 +319,28 @@ class Bench:
         self.record_roll(deployed, 1)
 
     def rollback(self, run: int) -> None:
-        """After the green deploy (the fleet on v2, v1 its .previous): every node, one at a time."""
+        """Every node, one at a time, from a fleet on v2 (v1 its .previous)."""
+        self.fleet_on_v2(run, "rollback")
         self.rollback_in_batches(run, 1, "rollback")
 
     def rollbackn(self, run: int) -> None:
-        """Every node but one in one batch (BATCH=n, MAX_UNAVAILABLE=n): one node keeps serving. From a fleet on
-        v2 (deployed first, not measured, unless the green deploy just did)."""
-        if not lab_io.wait_serving(self.lab, "v2", 5):
-            self.ensure_v1()
-            self.say(f"rollback BATCH=n run {run}: deploying v2 first (not measured)")
-            self.under_load(f"to-v2-{run}", lambda: lab_io.deploy(
-                self.lab, f"to-v2-{run}", self.artifacts["v2"], CANARY, 5, self.green_window, LAB_INTERVAL_S, 5))
-        if not lab_io.wait_serving(self.lab, "v2", 30):
-            raise lab_io.BenchError(f"rollback BATCH=n run {run}: the fleet is not on v2; see {self.lab.work}/logs")
+        """Every node but one in one batch (BATCH=n, MAX_UNAVAILABLE=n): one node keeps serving."""
+        self.fleet_on_v2(run, "rollback-batch")
         self.rollback_in_batches(run, max(1, len(self.lab.node_urls()) - 1), "rollback-batch")
+
+    def fleet_on_v2(self, run: int, op: str) -> None:
+        """A rollback is measured from a fleet on v2 with v1 as .previous: the green deploy's, when it just ran;
+        otherwise v2 is deployed first (not measured). Without it a rollback re-measured after the first
+        restores nothing and times a no-op."""
+        if lab_io.wait_serving(self.lab, "v2", 5):
+            return
+        self.ensure_v1()
+        label = f"to-v2-{op}-{run}"
+        self.say(f"{op} run {run}: deploying v2 first (not measured)")
+        self.under_load(label, lambda: lab_io.deploy(
+            self.lab, label, self.artifacts["v2"], CANARY, 5, self.green_window, LAB_INTERVAL_S, 5))
+        if not lab_io.wait_serving(self.lab, "v2", 30):
+            raise lab_io.BenchError(f"{op} run {run}: the fleet is not on v2; see {self.lab.log(f'{label}.log')}")
 
     def rollback_in_batches(self, run: int, batch: int, op: str) -> None:
         label = f"{op}-{run}"
@@ -341,6 +349,9 @@ class Bench:
         self.op_result(op, run, code, start, end, requests)
         if code != 0:
             self.fail(f"{op} run {run} exited {code}; see {self.lab.log(f'{label}.log')}")
+        elif not lab_io.wait_serving(self.lab, "v1", 30):
+            self.fail(f"{op} run {run} exited 0 but the fleet is not back on v1, its .previous; "
+                      f"see {self.lab.log(f'{label}.log')}")
 
     def naive(self, run: int) -> None:
         before = {node: lab_io.node_version(url) for node, url in self.lab.node_urls().items()}

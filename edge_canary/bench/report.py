@@ -33,8 +33,9 @@ on a few seconds after it ends.
   that last bad answer: how long the canary stayed in rotation once the watcher knew. The "hosts (SSH)" rows
   come from a hosts-mode lab (`--lab-mode hosts`: a network namespace and sshd per node, every play over real
   SSH), the same deploys and the same watcher.
-- **Rollback batch 1 / batch n**: `make rollback NODES=all` after a green deploy, one node at a time; and
-  `BATCH=n` with n = every node but one (one batch; one node keeps serving), from a fleet deployed to v2 first.
+- **Rollback batch 1 / batch n**: `make rollback NODES=all`, one node at a time, and `BATCH=n` with n = every
+  node but one (one batch; one node keeps serving), each from a fleet on v2 with v1 as `.previous` (the green
+  deploy's, or deployed first, not measured) and checked back on v1 after it.
 - **Off switch**: `make rollout PCT=0` from rollout_pct=40 on every node, until every node's gauge shows 0.
 - **Controller cost**: CPU seconds of each deploy's ansible-playbook and every process it ran (getrusage of the
   bench's waited-for children), split into the module runs' own CPU (each run logs it through

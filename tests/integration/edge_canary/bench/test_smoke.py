@@ -85,3 +85,14 @@ def test_bench_smoke_rolls_the_fleet_once_per_forks_setting(fleet: Lab, tmp_path
     assert "| 3 | 1 | 1 | 3 | 1 |" in text and "| 3 | 1 | 2 | 3 | 1 |" in text  # section 4, one row per forks
     assert "| 3 | 1 | 1 | " in text.split("## 7.")[1] and "| 3 | 1 | 2 | " in text.split("## 7.")[1]
     assert fleet_versions(fleet) == {node: "v1" for node in fleet.settings.node_names()}
+
+
+def test_bench_smoke_measures_a_rollback_from_a_fleet_on_v2(fleet: Lab, tmp_path: Path) -> None:
+    """The rollback phase on its own (no green deploy before it): the fleet, on v1, is deployed to v2 first
+    (not measured), so the rollback measured restores every node to v1, its .previous, and is no no-op."""
+    said, _, results = bench(fleet, tmp_path, "--phases", "rollback", "--runs", "1", "--rps", "20")
+    assert "rollback run 1: deploying v2 first (not measured)" in said
+    assert results["failures"] == []
+    (rollback,) = [o for o in results["ops"] if o["op"] == "rollback"]
+    assert rollback["code"] == 0 and rollback["dropped"] == 0
+    assert fleet_versions(fleet) == {node: "v1" for node in fleet.settings.node_names()}

@@ -237,6 +237,10 @@ def naive_ratio_line(ops: Sequence[OpResult]) -> str:
     green = median(o.dropped for o in ops if o.op == "green")
     if naive is None or green is None:
         return "Naive vs drained: not measured in this run."
+    if naive == green == 0:
+        return ("Naive vs drained: neither dropped a request (medians 0 and 0). A connection a restarting node "
+                "refuses is retried on another node by HAProxy (retries + redispatch), so at this load the naive "
+                "way's cost shows in latency (p99 during / before above), not in dropped requests.")
     r = ratio(naive, green)
     if r is None:
         return (f"Naive vs drained: the naive deploy dropped {naive:g} requests (median) where the drained "

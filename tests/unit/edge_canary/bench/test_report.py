@@ -94,6 +94,9 @@ def test_naive_ratio_as_a_multiple() -> None:
 
 def test_naive_ratio_when_not_measured() -> None:
     assert "not measured" in naive_ratio_line([op("naive", 1, 8)])
+    # 0 and 0 is no ratio, neither unbounded nor 1x
+    both_zero = naive_ratio_line([op("green", 1, 0), op("naive", 1, 0)])
+    assert "neither dropped a request" in both_zero and "unbounded" not in both_zero
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -258,10 +258,13 @@ def contention_line(ops: Sequence[OpResult]) -> str:
     real, controller = p99_rise(green), p99_rise(check)
     if real is None or not controller:
         return "Deploy vs its check-mode twin: no p99 to compare."
-    return (f"Deploy vs its check-mode twin: p99 during / before is {real:.2f}× for the green deploy and "
-            f"{controller:.2f}× for the same plays in check mode, which drain, push and restart nothing: "
-            f"{real / controller:.2f}× is the deploy's own share, the rest is the controller's CPU on the lab "
-            "machine the nodes and HAProxy share.")
+    said = (f"Deploy vs its check-mode twin: p99 during / before is {real:.2f}× for the green deploy and "
+            f"{controller:.2f}× for the same plays in check mode, which drain, push and restart nothing: ")
+    if real <= controller:
+        return said + ("the plays alone raised p99 as much, so none of the rise is measurably the deploy's own: it "
+                       "is the controller's CPU on the lab machine the nodes and HAProxy share.")
+    return said + (f"{real / controller:.2f}× is the deploy's own share, the rest is the controller's CPU on the lab "
+                   "machine the nodes and HAProxy share.")
 
 
 LAB_NAMES = {"loopback": "loopback", "hosts": "hosts (SSH)"}

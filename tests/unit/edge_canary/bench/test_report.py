@@ -165,6 +165,9 @@ def test_the_deploys_own_share_of_its_p99_rise_is_its_ratio_over_its_check_mode_
     # medians: green 2.50x, check-mode (2.00x, 2.50x) 2.25x -> the deploy's own 1.11x
     assert "2.50× for the green deploy and 2.25× for the same plays in check mode" in line
     assert "1.11× is the deploy's own share" in line
+    # a twin that rose more than the deploy leaves no share to the deploy (no 0.8× "share")
+    line = contention_line([op("green", 1, 0, 0.002, 0.004), op("green-check", 1, 0, 0.002, 0.005)])
+    assert "none of the rise is measurably the deploy's own" in line and "own share" not in line
 
 
 def test_no_check_mode_twin_is_said_so() -> None:

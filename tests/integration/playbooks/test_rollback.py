@@ -94,3 +94,22 @@ def test_rollback_in_check_mode_changes_nothing(fleet: Lab, artifacts: dict[str,
     assert set(fleet_versions(fleet).values()) == {"v2"}
     assert_all_ready(fleet)
     assert_lock_not_held(fleet)
+
+
+def test_a_drain_wait_that_is_no_boolean_fails_the_drain_and_leaves_the_node_in_rotation(
+        fleet: Lab, artifacts: dict[str, Path]) -> None:
+    """node_release calls haproxy_server without its argument-spec validation (one task result less per
+    node): the module must then see the value as given, not `| bool`'s False, which would drain without
+    waiting for the node's sessions to end and restart it under them."""
+    install_fleet(fleet, artifacts["v2"], previous=artifacts["v1"])
+    files, pids = node_files(fleet), node_pids(fleet)
+
+    result = fleet.playbook("rollback.yml", "-e", json.dumps({"rollback_nodes": "edge-2",
+                                                              "haproxy_server_drain_wait": "maybe"}))
+    assert result.returncode != 0
+    assert "'maybe' is not a valid boolean" in " ".join(result.stdout.split()), output(result)
+    assert node_files(fleet) == files
+    assert node_pids(fleet) == pids
+    assert set(fleet_versions(fleet).values()) == {"v2"}
+    assert_all_ready(fleet)
+    assert_lock_not_held(fleet)

@@ -361,16 +361,18 @@ def cost_rows(rolls: Sequence[RollResult]) -> list[str]:
     return rows
 
 
-def fit_line(fit: Fit) -> str:
-    def terms(fixed: float, per_batch: float, per_node: float) -> str:
-        def plus(x: float) -> str:
-            return f"{'−' if x < 0 else '+'} {abs(x):.1f} s"
-        return f"{fixed:.1f} s {plus(per_batch)} × batches {plus(per_node)} × nodes"
+def fit_terms(fixed: float, per_batch: float, per_node: float) -> str:
+    """'a s + b s × batches − c s × nodes', each sign printed as a sign."""
+    signed = [f"{'−' if x < 0 else '+'} {abs(x):.1f} s" for x in (per_batch, per_node)]
+    return f"{fixed:.1f} s {signed[0]} × batches {signed[1]} × nodes"
 
-    line = (f"Least-squares fit over every roll: roll time ≈ {terms(fit.fixed_s, fit.per_batch_s, fit.per_node_s)}. "
-            "The per-node term is the Ansible overhead paid per host even inside a batch.")
+
+def fit_line(fit: Fit) -> str:
+    fitted = fit_terms(fit.fixed_s, fit.per_batch_s, fit.per_node_s)
+    line = (f"Least-squares fit over every roll: roll time ≈ {fitted}. The per-node term is the Ansible overhead "
+            "paid per host even inside a batch.")
     if fit.free is not None:
-        line += (f" Each term is held ≥ 0: the unconstrained fit is {terms(*fit.free)}, a negative term no roll "
+        line += (f" Each term is held ≥ 0: the unconstrained fit is {fit_terms(*fit.free)}, a negative term no roll "
                  "can have; these fleet sizes hardly vary the batch count, or the largest saturated the lab "
                  "machine, so they do not separate the terms.")
     return line

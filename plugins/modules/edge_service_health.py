@@ -13,7 +13,7 @@ DOCUMENTATION = r"""
 module: edge_service_health
 short_description: Restart the edge service if asked, wait until it answers its health check, check its version
 description:
-  - With I(restart), first restarts the edge service under I(manager) (supervisor stop then start,
+  - With I(restart), first restarts the edge service under I(manager) (C(supervisorctl restart),
     or systemd reset-failed then restart; see module_utils/service_restart.py for why).
   - Then GETs I(health_url) every I(interval) seconds until it answers 200, for at most I(timeout)
     seconds, then, when I(expected_version) is given, GETs I(version_url) once and requires its
@@ -175,15 +175,15 @@ from ansible_collections.edge.canary.plugins.module_utils.service_restart import
 
 
 def restart(module: AnsibleModule) -> list[dict[str, Any]]:
-    """Run the restart's commands (argv, no shell); fail the module on the first that counts and failed."""
+    """Run the restart's commands (argv, no shell); fail the module on the first that failed."""
     p = module.params
     done = []
     for step in restart_steps(p["manager"], p["service_name"], p["supervisor_conf"]):
-        argv = [module.get_bin_path(step.argv[0], required=True), *step.argv[1:]]
+        argv = [module.get_bin_path(step[0], required=True), *step[1:]]
         rc, stdout, stderr = module.run_command(argv)
         done.append({"argv": argv, "rc": rc, "stdout": stdout.strip(), "stderr": stderr.strip()})
-        if step.counts and step_failed(p["manager"], rc, stdout):
-            module.fail_json(msg=f"restarting {p['service_name']} under {p['manager']} failed: {' '.join(step.argv)} "
+        if step_failed(p["manager"], rc, stdout):
+            module.fail_json(msg=f"restarting {p['service_name']} under {p['manager']} failed: {' '.join(step)} "
                                  f"answered {(stdout.strip() or stderr.strip() or f'exit {rc}').splitlines()[-1]}; "
                                  "see the service's log", changed=True, restarted=done)
     return done

@@ -1,6 +1,7 @@
 """The edge_service role's systemd side (production), which the lab (supervisor) does not run: the unit as
 the role renders it passes `systemd-analyze verify` with its hardening, and a restart clears the unit's
-failed state first (a fake systemctl on PATH records what the role runs)."""
+failed state first (a fake systemctl on PATH records what the role runs). And its supervisor side against a
+real supervisord of its own: one restart brings back a process left FATAL, and a failed start fails it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -117,3 +120,77 @@ def test_check_mode_restarts_nothing(tmp_path: Path) -> None:
     env = fake_systemctl(tmp_path)
     play(tmp_path, RESTART, "--check", env=env)
     assert not (tmp_path / "systemctl.log").exists()
+
+
+SUPERVISOR_RESTART = """\
+- name: Restart the edge service under supervisor
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Run the restart entry point
+      ansible.builtin.include_role:
+        name: edge.canary.edge_service
+        tasks_from: restart
+      vars:
+        edge_service_manager: supervisor
+        edge_service_name: edge
+        edge_service_supervisor_conf: "{conf}"
+"""
+
+
+@pytest.fixture
+def supervisord(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A real supervisord whose program `edge` runs the script it returns, which exits at once (FATAL)."""
+    program, conf = tmp_path / "edge.sh", tmp_path / "supervisord.conf"
+    program.write_text("#!/bin/sh\nexit 1\n")
+    program.chmod(0o755)
+    conf.write_text(f"""[unix_http_server]
+file={tmp_path}/supervisor.sock
+[supervisord]
+pidfile={tmp_path}/supervisord.pid
+logfile={tmp_path}/supervisord.log
+directory={tmp_path}
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+[supervisorctl]
+serverurl=unix://{tmp_path}/supervisor.sock
+[program:edge]
+command={program}
+startsecs=1
+startretries=0
+""")
+    subprocess.run(["supervisord", "-c", str(conf)], check=True, timeout=30)
+    try:
+        yield conf, program
+    finally:
+        subprocess.run(["supervisorctl", "-c", str(conf), "shutdown"], capture_output=True, timeout=30)
+
+
+def supervisor_status(conf: Path) -> str:
+    deadline = time.monotonic() + 20
+    while True:
+        state = subprocess.run(["supervisorctl", "-c", str(conf), "status", "edge"], capture_output=True,
+                               text=True, timeout=30).stdout.split()[1:2]
+        if state and state[0] not in ("STARTING", "BACKOFF") or time.monotonic() > deadline:
+            return state[0] if state else "?"
+        time.sleep(0.2)
+
+
+def test_a_restart_under_supervisor_brings_back_a_process_left_fatal(
+        tmp_path: Path, supervisord: tuple[Path, Path]) -> None:
+    conf, program = supervisord
+    assert supervisor_status(conf) == "FATAL"  # a crash-on-start release, as a revert finds it
+    program.write_text("#!/bin/sh\nexec sleep 600\n")  # .previous put back
+    out = play(tmp_path, SUPERVISOR_RESTART.format(conf=conf))
+    assert supervisor_status(conf) == "RUNNING", out[-3000:]
+
+
+def test_a_restart_under_supervisor_that_cannot_start_fails_with_its_answer(
+        tmp_path: Path, supervisord: tuple[Path, Path]) -> None:
+    conf, program = supervisord
+    program.write_text("#!/bin/sh\nexec sleep 600\n")
+    subprocess.run(["supervisorctl", "-c", str(conf), "start", "edge"], check=True, capture_output=True, timeout=30)
+    program.write_text("#!/bin/sh\nexit 1\n")  # the release crashes on start
+    out = play(tmp_path, SUPERVISOR_RESTART.format(conf=conf), ok=False)
+    assert "restarting edge under supervisor failed: supervisorctl -c" in out, out[-3000:]
+    assert "restart edge answered edge: ERROR (spawn error)" in out, out[-3000:]

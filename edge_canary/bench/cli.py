@@ -79,6 +79,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--roll-runs", type=int, default=0,
                         help="repetitions of each roll and fleet rollback (default: --runs)")
     parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {PHASES}")
+    parser.add_argument("--isolate-controller", action="store_true",
+                        help="run the lab and the load on the first CPU and the deploys' and rollbacks' controller on "
+                             "the others, as a controller on its own machine would be (the lab's p99 then shows the "
+                             "deploy's own cost)")
     parser.add_argument("--rps", type=float, default=50.0, help="steady load through HAProxy (default 50)")
     parser.add_argument("--watcher-seconds", type=float, default=300.0, help="how long the watcher is measured")
     parser.add_argument("--lab-mode", choices=("loopback", "hosts"), default="loopback",
@@ -99,6 +103,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      f"drop {', '.join(sorted(set(phases) - set(HOSTS_PHASES)))} from --phases")
     args.phases = phases
     args.roll_runs = args.roll_runs or args.runs
+    if args.isolate_controller and args.use_running_lab:
+        parser.error("--isolate-controller needs the bench's own lab, started on the lab's CPU; "
+                     "drop --use-running-lab")
     if not 1 <= args.runs <= 20:
         parser.error(f"--runs {args.runs} is out of range; use 1 to 20")
     try:
@@ -189,7 +196,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         work = Path(args.work) if args.work else None
-        self.lab = lab_io.lab_handle(work or Path("."))
+        self.lab = lab_io.lab_handle(work or Path("."), args.isolate_controller)
         if not args.use_running_lab and not self.lab.env.get("LAB_DIR"):
             self.lab.env.update(OWN_HOSTS_LAB if args.lab_mode == "hosts" else OWN_LAB)
         self.lab.work = work or self.lab.lab_dir / "bench"
@@ -204,10 +211,13 @@ class Bench:
                                          "probe interval": f"{LAB_INTERVAL_S:g} s",
                                          "scrape interval": f"{SCRAPE_S:g} s",
                                          "revert SLI window": f"{self.window:g} s",
-                                         "green SLI window": f"{self.green_window:g} s"})
+                                         "green SLI window": f"{self.green_window:g} s",
+                                         **({"controller": "on CPUs of its own"} if args.isolate_controller
+                                            else {})})
         self.failures: list[str] = []
         self.load_at_start = os.getloadavg()[0]
         self.artifacts: dict[str, Path] = {}
+        self.lab_started = False  # by this bench
 
     def command(self) -> str:
         a = self.args
@@ -218,8 +228,9 @@ class Bench:
         merge = f" --merge {a.merge}" if a.merge else ""
         mode = "--lab-mode hosts " if a.lab_mode == "hosts" else ""
         forks = f" --forks \"{' '.join(map(str, a.forks))}\"" if a.forks != [None] else ""
+        isolate = " --isolate-controller" if a.isolate_controller else ""
         return (f"make bench BENCH_RUNS={a.runs} BENCH_ARGS='{mode}{phases}--roll-runs {a.roll_runs} "
-                f"--fleets \"{fleets}\"{forks} --watcher-seconds {a.watcher_seconds:g}{merge}'")
+                f"--fleets \"{fleets}\"{forks}{isolate} --watcher-seconds {a.watcher_seconds:g}{merge}'")
 
     def say(self, line: str) -> None:
         print(f"bench | {time.strftime('%H:%M:%S')} {line}", flush=True)
@@ -245,11 +256,16 @@ class Bench:
     def ensure_lab(self, nodes: int) -> None:
         if self.args.use_running_lab:
             return
-        if (self.lab.lab_dir / "settings.json").exists() and self.lab.settings.nodes == nodes and self.lab_is_up():
+        # A lab this bench did not start runs on every CPU: with --isolate-controller it is started again.
+        if ((self.lab.lab_dir / "settings.json").exists() and self.lab.settings.nodes == nodes and self.lab_is_up()
+                and (self.lab_started or not self.args.isolate_controller)):
             return
-        self.say(f"lab: bringing up {nodes} nodes in {self.lab.lab_dir}")
+        self.say(f"lab: bringing up {nodes} nodes in {self.lab.lab_dir}"
+                 + (f" on CPU {lab_io.split_cpus(os.sched_getaffinity(0))[0]}, the controller on the others"
+                    if self.args.isolate_controller else ""))
         self.lab.down()
         self.lab.up(nodes)
+        self.lab_started = True
 
     def lab_is_up(self) -> bool:
         return all(lab_io.node_version(url) is not None for url in self.lab.node_urls().values())
@@ -274,7 +290,8 @@ class Bench:
     # --- one operation under load ----------------------------------------------------------------------
     def under_load(self, label: str, action: Callable[[], T], baseline: float = 5.0,
                    tail: float = 3.0) -> tuple[T, list[st.Request]]:
-        load = lab_io.Load(self.lab.lb_url, self.args.rps, self.lab.work / f"{label}.jsonl").start()
+        load = lab_io.Load(self.lab.lb_url, self.args.rps, self.lab.work / f"{label}.jsonl",
+                           self.lab.pinned([], "lab")).start()
         try:
             time.sleep(baseline + 1.0)
             outcome = action()

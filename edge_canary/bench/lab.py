@@ -47,10 +47,29 @@ class BenchError(RuntimeError):
     """Something the bench needs did not work; the message says what and where to look."""
 
 
+def split_cpus(cpus: set[int]) -> tuple[str, str]:
+    """The CPU list (taskset -c) of the lab and of the controller when they are kept apart: the first CPU for
+    the lab's processes, the others for the controller."""
+    first, *rest = sorted(cpus)
+    if not rest:
+        raise BenchError("keeping the controller apart from the lab needs at least 2 CPUs; this process has 1")
+    return str(first), ",".join(map(str, rest))
+
+
 @dataclass
 class LabHandle:
     env: dict[str, str]
     work: Path
+    # With isolate, the lab (supervisord and its children: HAProxy, the nodes, Prometheus) and the load run on
+    # the first CPU, the controller (ansible-playbook and every process it runs) on the others.
+    isolate: bool = False
+
+    def pinned(self, argv: list[str], side: str) -> list[str]:
+        """argv on its side's CPUs ("lab" or "controller") when isolated, else as it is."""
+        if not self.isolate:
+            return argv
+        lab, controller = split_cpus(os.sched_getaffinity(0))
+        return ["taskset", "-c", lab if side == "lab" else controller, *argv]
 
     @property
     def settings(self) -> LabSettings:
@@ -80,21 +99,26 @@ class LabHandle:
             except subprocess.TimeoutExpired:
                 raise BenchError(f"{name} took longer than {timeout:.0f} s; see {self.log(name)}") from None
 
+    def controller(self, playbook: str, *args: str) -> list[str]:
+        """The argv of ansible-playbook running `playbook` (a file of playbooks/), on the controller's CPUs."""
+        return self.pinned([str(VENV_BIN / "ansible-playbook"), str(REPO / "playbooks" / playbook), *args],
+                           "controller")
+
     def up(self, nodes: int) -> None:
         self.env["LAB_NODES"] = str(nodes)
         self.env["LAB_TRAFFIC_RPS"] = "0"  # the bench's own load generator is the only traffic
-        if self.run(["bash", str(REPO / "scripts/lab-up.sh")], "lab-up.log", 1200) != 0:
+        if self.run(self.pinned(["bash", str(REPO / "scripts/lab-up.sh")], "lab"), "lab-up.log", 1200) != 0:
             raise BenchError(f"the bench lab ({nodes} nodes) did not come up; see {self.log('lab-up.log')}")
 
     def down(self) -> None:
         self.run(["bash", str(REPO / "scripts/lab-down.sh")], "lab-down.log", 300)
 
 
-def lab_handle(work: Path) -> LabHandle:
+def lab_handle(work: Path, isolate: bool = False) -> LabHandle:
     env = dict(os.environ)
     env.update({"PY": sys.executable, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
                 "PATH": f"{VENV_BIN}:{env.get('PATH', '')}"})
-    return LabHandle(env, work)
+    return LabHandle(env, work, isolate)
 
 
 # --- load ---------------------------------------------------------------------------------------------
@@ -107,12 +131,13 @@ class Load:
     url: str
     rps: float
     out: Path
+    prefix: list[str] = field(default_factory=list)  # e.g. taskset's, to run it on the lab's CPU
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Load:
         self.out.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "edge_canary", "loadgen", "--url", self.url, "--rps", f"{self.rps:g}",
-                "--duration", "7200", "--out", str(self.out)]
+        argv = [*self.prefix, sys.executable, "-m", "edge_canary", "loadgen", "--url", self.url, "--rps",
+                f"{self.rps:g}", "--duration", "7200", "--out", str(self.out)]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
         return self
@@ -193,10 +218,9 @@ def deploy(lab: LabHandle, label: str, artifact: Path, canary: str, batch: int, 
     # which logs its CPU. Over SSH (hosts mode) they are sshd's, not counted in cpu_s at all.
     wrap = lab.settings.mode != "hosts"
     started, cpu = time.time(), children_cpu()
-    code = lab.run([str(VENV_BIN / "ansible-playbook"), str(REPO / "playbooks/deploy-canary.yml"),
-                    "-e", f"@{vars_file}", *(["-e", f"ansible_python_interpreter={MODULE_CPU}"] if wrap else []),
-                    *(["--check", "--diff"] if check else []), *(["--forks", str(forks)] if forks else [])],
-                   f"{label}.log", 1800,
+    args = ["-e", f"@{vars_file}", *(["-e", f"ansible_python_interpreter={MODULE_CPU}"] if wrap else []),
+            *(["--check", "--diff"] if check else []), *(["--forks", str(forks)] if forks else [])]
+    code = lab.run(lab.controller("deploy-canary.yml", *args), f"{label}.log", 1800,
                    {**cost_env(junit, cost_file), **({"EDGE_CANARY_MODULE_CPU": str(module_cpu),
                                                       "EDGE_CANARY_MODULE_PYTHON": sys.executable} if wrap else {})})
     ended, cpu = time.time(), children_cpu() - cpu
@@ -215,8 +239,7 @@ def rollback(lab: LabHandle, label: str, nodes: str, batch: int = 1, binary: Pat
     vars_file = lab.work / f"rollback-{label}.json"
     vars_file.write_text(json.dumps(extra))
     started = time.time()
-    code = lab.run([str(VENV_BIN / "ansible-playbook"), str(REPO / "playbooks/rollback.yml"),
-                    "-e", f"@{vars_file}"], f"{label}.log", 1800)
+    code = lab.run(lab.controller("rollback.yml", "-e", f"@{vars_file}"), f"{label}.log", 1800)
     return code, started, time.time()
 
 

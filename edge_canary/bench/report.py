@@ -24,6 +24,12 @@ on a few seconds after it ends.
 - **Check-mode twin**: before each green deploy, the same deploy with `--check --diff` (as `CHECK=1` runs it)
   under the same load: the controller does the same plays on the same machine and no node is drained, pushed
   or restarted, so its p99 rise is the lab machine's own contention, not the deploy's.
+- **Controller on CPUs of its own**: with `--isolate-controller` (the settings line then says so), the lab
+  (supervisord, so HAProxy, the nodes and Prometheus) and the load generator run on the first CPU, each deploy's
+  and rollback's ansible-playbook and everything it starts (the module runs too) on the others, as a controller
+  on its own machine would. Without it, the controller's process start-ups (a worker per task and host, a Python
+  per module run) share the CPUs with HAProxy and the nodes and raise their p99, whatever the controller's
+  priority.
 - **Green deploy / rollback / auto-revert**: the real `playbooks/deploy-canary.yml` (canary edge-1, SLI gate by
   the real watcher, peers in batches) and `playbooks/rollback.yml`, run as `make deploy-canary` runs them.
 - **Naive deploy**: done by hand by the bench, not by our playbooks: for each node in turn, copy the new binary
@@ -248,9 +254,10 @@ def naive_ratio_line(ops: Sequence[OpResult]) -> str:
     return f"Naive vs drained: {naive:g} vs {green:g} dropped requests (medians), a ratio of {r:.1f}×."
 
 
-def contention_line(ops: Sequence[OpResult]) -> str:
+def contention_line(ops: Sequence[OpResult], isolated: bool = False) -> str:
     """How much of the green deploy's p99 rise the lab machine's contention explains: its check-mode twin
-    runs the same plays on the same two CPUs and touches no node."""
+    runs the same plays on the same machine and touches no node. isolated: the controller ran on CPUs of its
+    own (--isolate-controller)."""
     green = [o for o in ops if o.op == "green"]
     check = [o for o in ops if o.op == "green-check"]
     if not green or not check:
@@ -260,11 +267,14 @@ def contention_line(ops: Sequence[OpResult]) -> str:
         return "Deploy vs its check-mode twin: no p99 to compare."
     said = (f"Deploy vs its check-mode twin: p99 during / before is {real:.2f}× for the green deploy and "
             f"{controller:.2f}× for the same plays in check mode, which drain, push and restart nothing: ")
+    cause = ("what is left of sharing one machine with the controller, which ran on CPUs of its own "
+             "(--isolate-controller)" if isolated else
+             "the controller's process start-ups on the CPUs the nodes and HAProxy share (--isolate-controller "
+             "measures without them)")
     if real <= controller:
-        return said + ("the plays alone raised p99 as much, so none of the rise is measurably the deploy's own: it "
-                       "is the controller's CPU on the lab machine the nodes and HAProxy share.")
-    return said + (f"{real / controller:.2f}× is the deploy's own share, the rest is the controller's CPU on the lab "
-                   "machine the nodes and HAProxy share.")
+        return said + ("the plays alone raised p99 as much, so none of the rise is measurably the deploy's own: "
+                       f"it is {cause}.")
+    return said + f"{real / controller:.2f}× is the deploy's own share, the rest is {cause}."
 
 
 LAB_NAMES = {"loopback": "loopback", "hosts": "hosts (SSH)"}
@@ -415,7 +425,7 @@ def markdown(res: Results, method: str, interval: float, floor: float) -> str:
         "",
         naive_ratio_line(res.ops),
         "",
-        contention_line(res.ops),
+        contention_line(res.ops, "controller" in res.settings),
         "",
         "## 4. Roll time as the fleet grows",
         "",

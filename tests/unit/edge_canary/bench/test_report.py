@@ -170,6 +170,19 @@ def test_the_deploys_own_share_of_its_p99_rise_is_its_ratio_over_its_check_mode_
     assert "none of the rise is measurably the deploy's own" in line and "own share" not in line
 
 
+def test_the_rest_of_the_rise_is_named_by_where_the_controller_ran() -> None:
+    ops = [op("green", 1, 0, 0.002, 0.006), op("green-check", 1, 0, 0.002, 0.004)]
+    shared = contention_line(ops)
+    assert "the controller's process start-ups on the CPUs the nodes and HAProxy share" in shared
+    isolated = contention_line(ops, isolated=True)
+    assert "which ran on CPUs of its own (--isolate-controller)" in isolated and "start-ups" not in isolated
+    res = results()
+    res.ops += [op("green-check", 1, 0)]
+    assert "start-ups" in markdown(res, "M", interval=3.0, floor=8.0)
+    res.settings["controller"] = "on CPUs of its own"
+    assert "which ran on CPUs of its own" in markdown(res, "M", interval=3.0, floor=8.0)
+
+
 def test_no_check_mode_twin_is_said_so() -> None:
     assert "not measured" in contention_line([op("green", 1, 0)])
     assert "no p99" in contention_line([op("green", 1, 0, None, 0.01), op("green-check", 1, 0)])

@@ -271,6 +271,8 @@ def contention_line(ops: Sequence[OpResult], isolated: bool = False) -> str:
              "(--isolate-controller)" if isolated else
              "the controller's process start-ups on the CPUs the nodes and HAProxy share (--isolate-controller "
              "measures without them)")
+    if real <= 1.0:
+        return said + "p99 did not rise during the deploy."
     if real <= controller:
         return said + ("the plays alone raised p99 as much, so none of the rise is measurably the deploy's own: "
                        f"it is {cause}.")

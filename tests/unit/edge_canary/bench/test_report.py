@@ -168,6 +168,9 @@ def test_the_deploys_own_share_of_its_p99_rise_is_its_ratio_over_its_check_mode_
     # a twin that rose more than the deploy leaves no share to the deploy (no 0.8× "share")
     line = contention_line([op("green", 1, 0, 0.002, 0.004), op("green-check", 1, 0, 0.002, 0.005)])
     assert "none of the rise is measurably the deploy's own" in line and "own share" not in line
+    # no rise at all is said so, not blamed on the plays
+    line = contention_line([op("green", 1, 0, 0.002, 0.0018), op("green-check", 1, 0, 0.002, 0.002)], isolated=True)
+    assert "0.90× for the green deploy" in line and line.endswith("p99 did not rise during the deploy.")
 
 
 def test_the_rest_of_the_rise_is_named_by_where_the_controller_ran() -> None:

@@ -33,8 +33,8 @@ RENDER = """\
         mode: "0644"
 """
 
-RESTART = """\
-- name: Restart the edge service under systemd
+RESTART_UNDER = """\
+- name: Restart the edge service under {manager}
   hosts: localhost
   gather_facts: false
   tasks:
@@ -43,8 +43,9 @@ RESTART = """\
         name: edge.canary.edge_service
         tasks_from: restart
       vars:
-        edge_service_manager: systemd
+        edge_service_manager: {manager}
 """
+RESTART = RESTART_UNDER.format(manager="systemd")
 
 
 def play(tmp_path: Path, text: str, *extra: str, env: dict[str, str] | None = None, ok: bool = True) -> str:
@@ -122,20 +123,9 @@ def test_check_mode_restarts_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "systemctl.log").exists()
 
 
-SUPERVISOR_RESTART = """\
-- name: Restart the edge service under supervisor
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Run the restart entry point
-      ansible.builtin.include_role:
-        name: edge.canary.edge_service
-        tasks_from: restart
-      vars:
-        edge_service_manager: supervisor
-        edge_service_name: edge
-        edge_service_supervisor_conf: "{conf}"
-"""
+def supervisor_restart(conf: Path) -> str:
+    return RESTART_UNDER.format(manager="supervisor") + (f"        edge_service_name: edge\n"
+                                                         f"        edge_service_supervisor_conf: {conf}\n")
 
 
 @pytest.fixture
@@ -181,7 +171,7 @@ def test_a_restart_under_supervisor_brings_back_a_process_left_fatal(
     conf, program = supervisord
     assert supervisor_status(conf) == "FATAL"  # a crash-on-start release, as a revert finds it
     program.write_text("#!/bin/sh\nexec sleep 600\n")  # .previous put back
-    out = play(tmp_path, SUPERVISOR_RESTART.format(conf=conf))
+    out = play(tmp_path, supervisor_restart(conf))
     assert supervisor_status(conf) == "RUNNING", out[-3000:]
 
 
@@ -191,6 +181,6 @@ def test_a_restart_under_supervisor_that_cannot_start_fails_with_its_answer(
     program.write_text("#!/bin/sh\nexec sleep 600\n")
     subprocess.run(["supervisorctl", "-c", str(conf), "start", "edge"], check=True, capture_output=True, timeout=30)
     program.write_text("#!/bin/sh\nexit 1\n")  # the release crashes on start
-    out = play(tmp_path, SUPERVISOR_RESTART.format(conf=conf), ok=False)
+    out = play(tmp_path, supervisor_restart(conf), ok=False)
     assert "restarting edge under supervisor failed: supervisorctl -c" in out, out[-3000:]
     assert "restart edge answered edge: ERROR (spawn error)" in out, out[-3000:]

@@ -5,8 +5,10 @@ then the copy) followed by the module run that installs it. This makes the stagi
 file into it (no module run) and hands it to the module as `staged` (or `rollback_binary` for a revert):
 one module run per node. The module removes the staged file once installed; after a failure this removes
 the staging folder (or whatever was in its way, as the copy's clean-up task did). The sha256 the node
-must find is computed here, on the control host, when the task does not give it. Check mode copies
-nothing and leaves `src` to the module, which notes it. Without `src` the module runs exactly as called.
+must find is computed here, on the control host, when the task does not give it. The paths and the
+binary's name are checked here before the copy, by the module's own rules (a relative install_dir would
+put the staging folder somewhere else). Check mode copies nothing and leaves `src` to the module, which
+notes it. Without `src` the module runs exactly as called.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
+from ansible_collections.edge.canary.plugins.module_utils.release_actions import check_names, check_path_name
+from ansible_collections.edge.canary.plugins.module_utils.release_plan import ReleaseError
 
 STAGED_OPTION = {"pushed": "staged", "reverted": "rollback_binary"}
 
@@ -44,8 +48,13 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("edge_release: src is only for state=pushed or state=reverted")
         if not isinstance(src, str) or not os.path.isfile(src) or not os.access(src, os.R_OK):
             raise AnsibleActionFail(f"edge_release: src {src!r} is not a readable file on the control host")
-        if not isinstance(staging_dir, str) or not os.path.isabs(staging_dir):
+        if not staging_dir:
             raise AnsibleActionFail("edge_release: src needs staging_dir, an absolute folder on the node")
+        try:  # the module refuses these too, but only once the copy is on the node
+            check_names(args)
+            check_path_name("staging_dir", staging_dir)
+        except ReleaseError as bad:
+            raise AnsibleActionFail(f"edge_release: {bad}; nothing was copied to the node") from None
         if not args.get("sha256"):
             args["sha256"] = file_sha256(src)
         if self._task.check_mode:

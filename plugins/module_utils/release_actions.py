@@ -59,9 +59,8 @@ class Paths:
 
     @classmethod
     def from_params(cls, p: dict[str, Any]) -> Paths:
+        check_names(p)
         name = p["binary_name"]
-        if not name or "/" in name or name in (".", ".."):
-            raise ReleaseError(f"binary_name {name!r} must be a plain file name")
         install_dir = clean_path("install_dir", p["install_dir"], directory=True)
         if install_dir is None:
             raise ReleaseError("install_dir is required")
@@ -81,6 +80,25 @@ class Paths:
         )
 
 
+def check_names(p: dict[str, Any]) -> None:
+    """The checks of the paths and the binary's name that need no file system: the action plugin makes them
+    on the control host too, before it copies anything to the node."""
+    if "binary_name" in p:  # the module's default when the action plugin is not given it
+        name = p["binary_name"]
+        if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+            raise ReleaseError(f"binary_name {name!r} must be a plain file name")
+    for option in ("install_dir", "config_path", "record_path"):
+        if p.get(option):
+            check_path_name(option, p[option])
+
+
+def check_path_name(option: str, path: str) -> None:
+    if not isinstance(path, str) or not os.path.isabs(path):
+        raise ReleaseError(f"{option} {path!r} must be an absolute path")
+    if ".." in path.split("/"):
+        raise ReleaseError(f"{option} {path!r} contains '..'; give the path without it")
+
+
 def clean_path(option: str, path: str | None, directory: bool = False) -> str | None:
     """An absolute path, normalised; refused when a '..' would take it out of where it points, or
     when its folder (a directory option: the path itself) is or lies under a symlink, which would
@@ -88,10 +106,7 @@ def clean_path(option: str, path: str | None, directory: bool = False) -> str | 
     the file is opened (open_regular); so no file under the folder resolves outside it."""
     if not path:
         return None
-    if not os.path.isabs(path):
-        raise ReleaseError(f"{option} {path!r} must be an absolute path")
-    if ".." in path.split("/"):
-        raise ReleaseError(f"{option} {path!r} contains '..'; give the path without it")
+    check_path_name(option, path)
     path = os.path.normpath(path)
     folder = path if directory else os.path.dirname(path)
     real = os.path.realpath(folder)

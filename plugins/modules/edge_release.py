@@ -30,7 +30,8 @@ attributes:
   action:
     support: full
     description: An action plugin copies I(src) into I(staging_dir) on the node, then runs the module there
-      (one module run).
+      (one module run). Before the copy it refuses, as the module would, paths that are not absolute or hold
+      C(..) and a I(binary_name) that is not a plain file name.
   check_mode:
     support: full
     description: Reads the node and reports what would change (the release record it would write

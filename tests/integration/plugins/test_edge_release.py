@@ -354,18 +354,36 @@ def test_inspect_and_serving_report_and_record_the_node_state(fleet: Fleet) -> N
     assert result["config"] == {"rollout_pct": "10"} and result["serving_current"] is True
 
 
-# inspect, serving and configure leave the path checks to the module (no task of their own per node);
-# push copies under the install dir first, so it checks them in a task before the copy.
-@pytest.mark.parametrize("tasks", ["inspect", "serving", "configure", "push"])
+# No task of their own per node checks the paths: the module does, and for push and a revert to a rollback
+# binary the action plugin, before it copies under the install dir.
+@pytest.mark.parametrize("tasks", ["inspect", "serving", "configure", "push", "revert"])
 def test_a_relative_install_dir_is_refused_with_nothing_changed(fleet: Fleet, tasks: str) -> None:
     fleet.install("n1", V1, V0, "rollout_pct=0\n")
     before = fleet.snapshot()
     bad = fleet.play(tasks, {"edge_install_dir": "nodes/n1", "edge_release_config": {"rollout_pct": "5"},
-                             "edge_release_artifact": str(fleet.artifacts / "v2")}, hosts=ONE)
+                             "edge_release_artifact": str(fleet.artifacts / "v2"),
+                             "edge_release_rollback_binary": str(fleet.artifacts / "v0")}, hosts=ONE)
     assert bad.rc != 0
-    assert "must be an absolute path" in bad.output, bad.output[-3000:]
+    assert "install_dir 'nodes/n1' must be an absolute path" in bad.output, bad.output[-3000:]
     assert fleet.snapshot() == before
     assert not (fleet.root / "nodes" / "nodes").exists()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"edge_binary_name": "../edge"}, "binary_name '../edge' must be a plain file name"),
+    ({"edge_config_path": "conf/edge.conf"}, "config_path 'conf/edge.conf' must be an absolute path"),
+])
+@pytest.mark.parametrize("tasks", ["push", "revert"])
+def test_the_action_plugin_refuses_bad_node_paths_before_it_copies(
+        fleet: Fleet, tasks: str, extra: dict[str, str], message: str) -> None:
+    fleet.install("n1", V1, V0, "rollout_pct=0\n")
+    before = fleet.snapshot()
+    bad = fleet.play(tasks, {**extra, "edge_release_artifact": str(fleet.artifacts / "v2"),
+                             "edge_release_rollback_binary": str(fleet.artifacts / "v0")}, hosts=ONE)
+    assert bad.rc != 0
+    assert f"edge_release: {message}; nothing was copied to the node" in bad.output, bad.output[-3000:]
+    assert fleet.snapshot() == before
+    assert not (fleet.nodes["n1"] / ".staging").exists()
 
 
 def test_config_keys_on_a_node_without_a_config_file_are_refused_with_nothing_changed(fleet: Fleet) -> None:

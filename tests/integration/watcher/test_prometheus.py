@@ -278,7 +278,8 @@ def test_prometheus_stopped_mid_window(
     blind = [p for p in watch.probes() if p["state"] == "blind"]
     # The last good probe stood in at first: early blind probes did not act.
     assert blind[0]["decision"] is None and blind[-1]["decision"] is not None
-    assert blind[-1]["without_fresh_data"] > 3
+    # Past max staleness when it acted; the log keeps milliseconds, so 3.0004 s (which acts) reads 3.0.
+    assert blind[-1]["without_fresh_data"] >= 3
     assert watch.marker.exists() == (policy == "revert")
 
 

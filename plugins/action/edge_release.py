@@ -19,8 +19,7 @@ from typing import Any
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.edge.canary.plugins.module_utils.release_actions import check_names, check_path_name
-from ansible_collections.edge.canary.plugins.module_utils.release_plan import ReleaseError
+from ansible_collections.edge.canary.plugins.module_utils.release_plan import ReleaseError, check_names, check_path_name
 
 STAGED_OPTION = {"pushed": "staged", "reverted": "rollback_binary"}
 

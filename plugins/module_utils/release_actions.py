@@ -32,6 +32,8 @@ from ansible_collections.edge.canary.plugins.module_utils.release_plan import (
     FileState,
     NodeState,
     ReleaseError,
+    check_names,
+    check_path_name,
     known_versions,
     merge_owned,
     normalize_config,
@@ -78,25 +80,6 @@ class Paths:
             config_rolled_back=config + ".rolled-back" if config else None,
             record=record or os.path.join(install_dir, "release.json"),
         )
-
-
-def check_names(p: dict[str, Any]) -> None:
-    """The checks of the paths and the binary's name that need no file system: the action plugin makes them
-    on the control host too, before it copies anything to the node."""
-    if "binary_name" in p:  # the module's default when the action plugin is not given it
-        name = p["binary_name"]
-        if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
-            raise ReleaseError(f"binary_name {name!r} must be a plain file name")
-    for option in ("install_dir", "config_path", "record_path"):
-        if p.get(option):
-            check_path_name(option, p[option])
-
-
-def check_path_name(option: str, path: str) -> None:
-    if not isinstance(path, str) or not os.path.isabs(path):
-        raise ReleaseError(f"{option} {path!r} must be an absolute path")
-    if ".." in path.split("/"):
-        raise ReleaseError(f"{option} {path!r} contains '..'; give the path without it")
 
 
 def clean_path(option: str, path: str | None, directory: bool = False) -> str | None:

@@ -6,6 +6,7 @@ No I/O: every decision takes a NodeState (what is on the node) and returns a pla
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,6 +139,25 @@ class ConfigurePlan:
 
 # ------------------------------------------------------------------------------------------------
 # Pure functions: config text and decisions
+
+
+def check_names(p: dict[str, Any]) -> None:
+    """The checks of the paths and the binary's name that need no file system: the action plugin makes them
+    on the control host too (importing only this module), before it copies anything to the node."""
+    if "binary_name" in p:  # the module's default when the action plugin is not given it
+        name = p["binary_name"]
+        if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+            raise ReleaseError(f"binary_name {name!r} must be a plain file name")
+    for option in ("install_dir", "config_path", "record_path"):
+        if p.get(option):
+            check_path_name(option, p[option])
+
+
+def check_path_name(option: str, path: str) -> None:
+    if not isinstance(path, str) or not os.path.isabs(path):
+        raise ReleaseError(f"{option} {path!r} must be an absolute path")
+    if ".." in path.split("/"):
+        raise ReleaseError(f"{option} {path!r} contains '..'; give the path without it")
 
 
 def sha256_text(text: str | None) -> str | None:

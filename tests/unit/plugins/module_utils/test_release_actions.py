@@ -14,7 +14,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import signal
 import stat
 import subprocess
@@ -25,7 +24,6 @@ from typing import Any
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.edge.canary.plugins.module_utils import release_actions
 from ansible_collections.edge.canary.plugins.modules import edge_release
 
 from tests.helpers.paths import REPO
@@ -237,26 +235,6 @@ def test_bad_push_input_is_refused_with_nothing_changed(
     run = node.run({"state": "pushed", "staged": staged, "sha256": digest, **args})
     assert run.rc != 0 and message in run.result["msg"]
     assert node.snapshot() == before
-
-
-@pytest.mark.parametrize(
-    ("params", "message"),
-    [
-        ({"install_dir": "/srv/edge", "binary_name": "edge", "config_path": "/etc/edge.conf"}, None),
-        ({"install_dir": "/srv/edge"}, None),  # the action plugin's args: the module's defaults not filled in
-        ({"install_dir": "/srv/edge", "binary_name": "a/edge"}, "binary_name 'a/edge' must be a plain file name"),
-        ({"install_dir": "/srv/edge", "binary_name": ""}, "binary_name '' must be a plain file name"),
-        ({"install_dir": "srv/edge"}, "install_dir 'srv/edge' must be an absolute path"),
-        ({"install_dir": "/srv/edge", "config_path": "edge.conf"}, "config_path 'edge.conf' must be an absolute"),
-        ({"install_dir": "/srv/edge", "record_path": "/srv/../r.json"}, "record_path '/srv/../r.json' contains '..'"),
-    ],
-)
-def test_check_names_needs_no_file_system(params: dict[str, Any], message: str | None) -> None:
-    if message is None:
-        release_actions.check_names(params)
-    else:
-        with pytest.raises(release_actions.ReleaseError, match=re.escape(message)):
-            release_actions.check_names(params)
 
 
 def test_config_keys_only_change_keeps_other_keys_and_lines(node: Node) -> None:

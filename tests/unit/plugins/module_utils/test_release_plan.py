@@ -3,6 +3,7 @@ record merging)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -262,3 +263,23 @@ def test_plan_refusals_say_what_to_do_in_one_line(node: Any, updates: dict[str, 
     with pytest.raises(er.ReleaseError) as err:
         er.plan_configure(node, updates)
     assert words in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"install_dir": "/srv/edge", "binary_name": "edge", "config_path": "/etc/edge.conf"}, None),
+        ({"install_dir": "/srv/edge"}, None),  # the action plugin's args: the module's defaults not filled in
+        ({"install_dir": "/srv/edge", "binary_name": "a/edge"}, "binary_name 'a/edge' must be a plain file name"),
+        ({"install_dir": "/srv/edge", "binary_name": ""}, "binary_name '' must be a plain file name"),
+        ({"install_dir": "srv/edge"}, "install_dir 'srv/edge' must be an absolute path"),
+        ({"install_dir": "/srv/edge", "config_path": "edge.conf"}, "config_path 'edge.conf' must be an absolute"),
+        ({"install_dir": "/srv/edge", "record_path": "/srv/../r.json"}, "record_path '/srv/../r.json' contains '..'"),
+    ],
+)
+def test_check_names_needs_no_file_system(params: dict[str, Any], message: str | None) -> None:
+    if message is None:
+        er.check_names(params)
+    else:
+        with pytest.raises(er.ReleaseError, match=re.escape(message)):
+            er.check_names(params)

@@ -46,7 +46,10 @@ class ActionModule(ActionBase):
         if option is None:
             raise AnsibleActionFail("edge_release: src is only for state=pushed or state=reverted")
         if not isinstance(src, str) or not os.path.isfile(src) or not os.access(src, os.R_OK):
-            raise AnsibleActionFail(f"edge_release: src {src!r} is not a readable file on the control host")
+            what = "the artifact" if option == "staged" else "the rollback binary"
+            advice = "" if option == "staged" else "; give a known-good edge binary"
+            raise AnsibleActionFail(
+                f"edge_release: {what} {src!r} (src) is not a readable file on the control host{advice}")
         if not staging_dir:
             raise AnsibleActionFail("edge_release: src needs staging_dir, an absolute folder on the node")
         try:  # the module refuses these too, but only once the copy is on the node

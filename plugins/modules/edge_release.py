@@ -76,7 +76,7 @@ options:
       - Path on the control host of the artifact (C(state=pushed)) or of the rollback binary
         (C(state=reverted)). The action plugin copies it into I(staging_dir) on the node and passes that
         copy as I(staged) or I(rollback_binary); the copy is removed once installed, the folder after a
-        failure.
+        failure. One that is not a readable file fails the task with nothing copied or changed.
       - Without I(sha256), the sha256 the node must find is computed on the control host.
     type: path
   staging_dir:

@@ -297,6 +297,20 @@ def test_revert_without_previous_is_refused_and_rollback_binary_allows_it(fleet:
     assert not (fleet.nodes["n1"] / ".staging").exists()
 
 
+def test_a_rollback_binary_that_is_not_a_file_is_refused_by_the_plugin_with_nothing_changed(fleet: Fleet) -> None:
+    """revert.yml has no assert task of its own for it (one task result fewer per node): the action plugin
+    refuses it before the copy, naming it as the rollback binary."""
+    fleet.install("n1", V2, V1, "rollout_pct=10\n", "rollout_pct=0\n")
+    before = fleet.snapshot()
+    missing = fleet.artifacts / "no-such-binary"
+    play = fleet.play("revert", {"edge_release_rollback_binary": str(missing)}, hosts=ONE)
+    assert play.rc != 0
+    assert (f"edge_release: the rollback binary '{missing}' (src) is not a readable file on the control host; "
+            "give a known-good edge binary") in play.output, play.output[-3000:]
+    assert fleet.snapshot() == before
+    assert not (fleet.nodes["n1"] / ".staging").exists()
+
+
 def test_check_mode_changes_nothing_and_reports_what_would_change(fleet: Fleet) -> None:
     fleet.install("n1", V1, V0, "rollout_pct=0\n", "rollout_pct=0\n")
     before = fleet.snapshot()

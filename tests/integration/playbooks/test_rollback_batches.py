@@ -60,12 +60,11 @@ def test_batched_rollback_keeps_max_unavailable(fleet: Lab, artifacts: dict[str,
         runs[name] = runs.get(name, 0) + task["module_runs"]
     assert runs["Drain the batch's nodes on every load balancer and wait for their sessions to end"] == 2, runs
     assert runs["Set the batch's nodes ready on every load balancer and wait until each sees them up"] == 2, runs
-    # Task results per node, each a fork of the controller (issue 16): revert.yml's rollback-binary check is
-    # the action plugin's, not a task's (the play checks ROLLBACK_BINARY once, before any drain). The first
-    # node also runs the play's run_once tasks, and edge-3 its batch's.
+    # Task results, each a fork of the controller (issue 16): revert.yml's rollback-binary check is the action
+    # plugin's, not a task's (the play checks ROLLBACK_BINARY once, before any drain). Summed over the nodes:
+    # which node runs a play's run_once tasks depends on the order the nodes finished the play before.
     hosts = json.loads(cost.read_text())["hosts"]
-    results = sorted(hosts[node]["results"] for node in ("edge-1", "edge-2", "edge-3"))
-    assert results[0] <= 27 and results[2] <= 44, hosts
+    assert sum(hosts[node]["results"] for node in ("edge-1", "edge-2", "edge-3")) <= 102, hosts
 
 
 def test_a_node_that_fails_its_revert_leaves_the_rest_of_its_batch_in_rotation(

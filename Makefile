@@ -32,7 +32,7 @@ demo: setup ## Bring the lab up and show it serving traffic
 	@bash scripts/demo.sh
 
 test: setup ## Run the whole test suite (brings its own lab up and down)
-	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	@"$(PY)" -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: setup ## ruff, mypy, yamllint, ansible-lint, ansible-test sanity
 	@bash scripts/lint.sh
@@ -47,7 +47,7 @@ lab-clean: lab-down ## Stop the lab and remove its state folder
 	@rm -rf "$${LAB_DIR:-$(CURDIR)/.lab}"
 
 lab-status: setup ## Show each lab component's state (JSON=1 for JSON)
-	@$(PY) -m edge_canary lab-status $(if $(JSON),--json)
+	@"$(PY)" -m edge_canary lab-status $(if $(JSON),--json)
 
 artifacts: setup ## Build the standard edge binaries (v1, v2 and the faulty v2s) into ARTIFACTS_DIR
 	@bash scripts/build-standard-artifacts.sh "$$ARTIFACTS_DIR"
@@ -68,19 +68,19 @@ export $(release_vars)
 .PHONY: deploy-canary rollback approve abort resume
 
 deploy-canary: setup ## Canary deploy: make deploy-canary ARTIFACT=path [CANARY_NODE= BATCH= CONFIG= ARTIFACT_SHA256= APPROVE=1 CHECK=1 …]
-	@$(PY) -m edge_canary deploy-canary
+	@"$(PY)" -m edge_canary deploy-canary
 
 approve: setup ## Let a deploy waiting for approval (APPROVE=1) roll its peers: make approve DEPLOY_ID=<id>
-	@$(PY) -m edge_canary approve
+	@"$(PY)" -m edge_canary approve
 
 abort: setup ## Revert the canary of a deploy waiting for approval, the deploy stops: make abort DEPLOY_ID=<id>
-	@$(PY) -m edge_canary abort
+	@"$(PY)" -m edge_canary abort
 
 resume: setup ## Re-judge a held deploy's canary (no re-push) and roll its peers if green: make resume DEPLOY_ID=<id> [APPROVE=1]
-	@$(PY) -m edge_canary resume
+	@"$(PY)" -m edge_canary resume
 
 rollback: setup ## Roll nodes back to .previous: make rollback [NODES=edge-2,edge-3|all] [ROLLBACK_BINARY=path] [BATCH= MAX_UNAVAILABLE=] [CHECK=1]
-	@$(PY) -m edge_canary rollback
+	@"$(PY)" -m edge_canary rollback
 
 # --- On-call: fleet status and rollout_pct moves -------------------------------------------
 # PCT, STAGES and ROLLOUT_HOLD go to `edge-canary rollout` through the environment, like the runbook's
@@ -91,10 +91,10 @@ export PCT STAGES ROLLOUT_HOLD
 .PHONY: status rollout
 
 status: setup ## One row per node; exits non-zero naming drained/down nodes or mixed versions: make status [JSON=1]
-	@$(PY) -m edge_canary status $(if $(JSON),--json)
+	@"$(PY)" -m edge_canary status $(if $(JSON),--json)
 
 rollout: setup ## Move rollout_pct on every node: make rollout PCT=10 | STAGES="1 10 50 100" [ROLLOUT_HOLD=s CHECK=1 FORCE=1]
-	@$(PY) -m edge_canary rollout
+	@"$(PY)" -m edge_canary rollout
 
 # --- Game days -------------------------------------------------------------------------------
 # Drills against the lab (or INVENTORY=): the real playbooks with a deliberately broken release,
@@ -108,7 +108,7 @@ export $(gameday_vars)
 .PHONY: gameday
 
 gameday: setup ## Game-day drill: make gameday SCENARIO=<scenarios> [INVENTORY=]
-	@$(PY) -m edge_canary gameday
+	@"$(PY)" -m edge_canary gameday
 
 # --- Benchmarks ------------------------------------------------------------------------------
 # On a lab of its own (.lab-bench, ports 24080…) unless LAB_DIR/LAB_*_PORT say otherwise; writes
@@ -116,7 +116,7 @@ gameday: setup ## Game-day drill: make gameday SCENARIO=<scenarios> [INVENTORY=]
 .PHONY: bench
 
 bench: setup ## Measure revert time, drops under load, roll time, watcher cost: make bench [BENCH_RUNS=3] [BENCH_QUICK=1] [BENCH_ARGS=]
-	@$(PY) -m edge_canary bench $(if $(filter 1 true yes,$(BENCH_QUICK)),--quick) $(if $(BENCH_RUNS),--runs $(BENCH_RUNS)) $(BENCH_ARGS)
+	@"$(PY)" -m edge_canary bench $(if $(filter 1 true yes,$(BENCH_QUICK)),--quick) $(if $(BENCH_RUNS),--runs $(BENCH_RUNS)) $(BENCH_ARGS)
 
 # --- Calibration -----------------------------------------------------------------------------
 # The real judge against simulated traffic with Prometheus semantics (watcher/calibration/):
@@ -125,4 +125,4 @@ CALIBRATE_WINDOWS ?= 1000
 .PHONY: calibrate
 
 calibrate: setup ## Measure the judge's false reverts and detection: make calibrate [CALIBRATE_WINDOWS=1000]
-	@nice -n 19 $(PY) -m watcher.calibration --windows $(CALIBRATE_WINDOWS) --out docs/CALIBRATION.md
+	@nice -n 19 "$(PY)" -m watcher.calibration --windows $(CALIBRATE_WINDOWS) --out docs/CALIBRATION.md

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -125,3 +126,15 @@ def main(argv: Sequence[str], pass_interrupt: bool = False) -> int:
     # Run by a detached watcher (its revert), the play must not inherit the mark that spares the watcher.
     child = subprocess.Popen(list(argv), env={k: v for k, v in os.environ.items() if k != DETACHED_ENV})
     return child.wait()
+
+
+def executable(folder: Path, command: Sequence[str], pass_interrupt: bool = False) -> str:
+    """An executable in `folder` that runs `command` + its own arguments under main(): ansible-runner takes
+    one binary. A shell script that execs Python (same pid, so the owner stays its parent): a #! line cannot
+    name a Python whose path holds a space, as a clone in "My Projects" has."""
+    path = folder / "owned-ansible-playbook"
+    code = (f"import sys; from watcher.owned import main; "
+            f"sys.exit(main([*{list(command)!r}, *sys.argv[1:]], pass_interrupt={pass_interrupt!r}))")
+    path.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -c {shlex.quote(code)} "$@"\n')
+    path.chmod(0o700)
+    return str(path)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from watcher import drain as fastpath
+from watcher import owned
 from watcher.owned import OWNER_ENV
 from watcher.settings import Settings
 
@@ -124,17 +125,6 @@ def _project_dir(playbook: Path) -> Path:
     return playbook.resolve().parent
 
 
-def _owned_binary(folder: str, command: Sequence[str]) -> str:
-    """An executable in `folder` that runs `command` + its arguments under watcher.owned."""
-    path = Path(folder) / "owned-ansible-playbook"
-    path.write_text(
-        f"#!{sys.executable}\nimport sys\nfrom watcher.owned import main\n"
-        f"sys.exit(main([*{list(command)!r}, *sys.argv[1:]]))\n"
-    )
-    path.chmod(0o700)
-    return str(path)
-
-
 class AnsibleRevert:
     """The rollback playbook through ansible-runner, limited to the canary node."""
 
@@ -173,7 +163,7 @@ class AnsibleRevert:
             "project_dir": str(_project_dir(self.playbook)),
             "playbook": playbook,
             # ansible-playbook runs under watcher.owned, the playbook its first argument.
-            "binary": _owned_binary(private_data_dir, self.command),
+            "binary": owned.executable(Path(private_data_dir), self.command),
             "cmdline": shlex.quote(playbook),
             "limit": self.node,
             "extravars": dict(self.extravars),

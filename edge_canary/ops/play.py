@@ -33,6 +33,7 @@ import ansible_runner
 from edge_canary.ops import inputs
 from edge_canary.ops.play_events import PlayEvents
 from edge_canary.util import truthy
+from watcher import owned
 from watcher.owned import OWNER_ENV
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,19 +95,6 @@ def interrupt(events: PlayEvents) -> None:
         os.killpg(os.getpgid(events.pid), signal.SIGINT)
 
 
-def owned_playbook(folder: Path) -> str:
-    """An executable in `folder` that runs ansible-playbook under watcher.owned, Ctrl-C passed on: ansible-runner
-    starts it in a session of its own (a pty, SIGHUP ignored), out of reach of whoever kills this tool's process
-    group, and it would run on headless in its task; owned, it is stopped when this process dies."""
-    path = folder / "owned-ansible-playbook"
-    path.write_text(
-        f"#!{sys.executable}\nimport sys\nfrom watcher.owned import main\n"
-        f"sys.exit(main([{ANSIBLE_PLAYBOOK!r}, *sys.argv[1:]], pass_interrupt=True))\n"
-    )
-    path.chmod(0o700)
-    return str(path)
-
-
 def drive(
     playbook: str,
     cmdline: list[str],
@@ -121,7 +109,7 @@ def drive(
         **env,
         "EDGE_CANARY_RUN_SUMMARY": "false",  # we print the summary ourselves
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.defpath)}",
-        OWNER_ENV: str(os.getpid()),  # the play lives no longer than this process (owned_playbook)
+        OWNER_ENV: str(os.getpid()),  # the play lives no longer than this process (watcher.owned)
     }
     if not sys.stdout.isatty():  # the play writes to runner's pty: no colours in a log or a pipe
         runner_env.setdefault("ANSIBLE_NOCOLOR", "1")
@@ -136,8 +124,10 @@ def drive(
         private_data_dir=str(data_dir),
         project_dir=str(REPO),
         playbook=str(REPO / "playbooks" / playbook),
-        # With a binary of its own, ansible-runner passes no playbook: it is the first argument.
-        binary=owned_playbook(data_dir),
+        # With a binary of its own, ansible-runner passes no playbook: it is the first argument. Under
+        # watcher.owned, Ctrl-C passed on: ansible-runner starts it in a session of its own (a pty, SIGHUP
+        # ignored), out of reach of whoever kills this tool's process group; owned, it stops when we die.
+        binary=owned.executable(data_dir, [ANSIBLE_PLAYBOOK], pass_interrupt=True),
         cmdline=shlex.join([str(REPO / "playbooks" / playbook), *cmdline]),
         envvars=runner_env,
         quiet=True,
@@ -198,7 +188,7 @@ def run_play(
         events = PlayEvents()
         (Path(tmp) / "runner").mkdir(mode=0o700)
         code, interrupted = drive(playbook, cmdline, env, Path(tmp) / "runner", events, logs, on_interrupt)
-        print(events.summary(interrupted), flush=True)
+        print(events.summary(interrupted, code), flush=True)
         run_dir = events.run_dir()
         if run_dir is not None and run_id:
             release_lock(run_dir, run_id)

@@ -47,6 +47,7 @@ class PlayEvents:
         self.hosts: dict[str, dict[str, int]] = {}
         self.pid: int | None = None
         self.status = ""
+        self.recapped = False  # the play reached its recap (playbook_on_stats)
         self._lock = threading.Lock()
 
     def event(self, event: Mapping[str, Any]) -> bool:
@@ -63,6 +64,7 @@ class PlayEvents:
             self.record.failed(str(data.get("host", "?")), str(data.get("task", "?")), result)
         elif kind == "playbook_on_stats":
             self.hosts = recap(data)
+            self.recapped = True
         text = str(event.get("stdout") or "").replace("\r\n", "\n")  # the play writes to a pty
         if text:
             with self._lock:
@@ -76,5 +78,10 @@ class PlayEvents:
         """The record folder the play announced, once it has."""
         return self.record.run_dir
 
-    def summary(self, interrupted: bool = False) -> str:
+    def summary(self, interrupted: bool = False, exit_code: int = 0) -> str:
+        """The run's summary; a play that ended `exit_code` != 0 before its recap (ansible-playbook that
+        did not start, or died) failed, although no task said so."""
+        if exit_code and not self.recapped and not interrupted:
+            self.record.failed("localhost", "ansible-playbook",
+                               {"msg": f"ended with exit code {exit_code} before its play recap (see above)"})
         return self.record.lines(self.hosts, interrupted)

@@ -40,3 +40,18 @@ def test_events_are_printed_as_they_come_and_feed_the_summary(tmp_path: Path) ->
 def test_recap_names_unreachable_hosts() -> None:
     hosts = recap({"ok": {"a": 1}, "dark": {"b": 1}, "processed": {"a": 1, "b": 1}})
     assert hosts["b"]["unreachable"] == 1 and hosts["a"]["ok"] == 1 and hosts["a"]["unreachable"] == 0
+
+
+def test_a_play_that_ended_before_its_recap_failed_although_no_task_said_so() -> None:
+    events = PlayEvents(io.StringIO())  # ansible-playbook never started: no event at all
+    data = json.loads(events.summary(exit_code=1).splitlines()[-1].removeprefix(SUMMARY_PREFIX))
+    assert data["status"] == "failed"
+    assert data["failures"] == [{"host": "localhost", "task": "ansible-playbook",
+                                 "msg": "ended with exit code 1 before its play recap (see above)"}]
+
+
+def test_a_play_that_reached_its_recap_is_judged_by_it() -> None:
+    events = PlayEvents(io.StringIO())
+    events.event({"event": "playbook_on_stats", "event_data": {"ok": {"localhost": 3}}})
+    data = json.loads(events.summary(exit_code=0).splitlines()[-1].removeprefix(SUMMARY_PREFIX))
+    assert data["status"] == "successful" and data["failures"] == []

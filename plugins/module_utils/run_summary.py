@@ -124,10 +124,8 @@ def rollout_summary(run_dir: Path) -> str:
     lines = ["", f"rollout {result.get('rollout_id')}:"]
     for stage in result.get("stages", []):
         why = f" - {stage['reason']}" if stage.get("reason") else ""
-        lines.append(
-            f"  stage {stage.get('stage')}: {stage.get('pct')} % held {stage.get('hold')} s"
-            f" -> {stage.get('verdict')}{why}"
-        )
+        held = "" if stage.get("verdict") == "not watched" else f" held {stage.get('hold')} s"  # nor held
+        lines.append(f"  stage {stage.get('stage')}: {stage.get('pct')} %{held} -> {stage.get('verdict')}{why}")
     stopped = result.get("stopped")
     if stopped:
         lines.append(f"  STOPPED at {stopped.get('pct')} % ({stopped.get('verdict')})")

@@ -77,3 +77,10 @@ def test_summary_says_how_each_stage_ended(tmp_path: Path) -> None:
 
 def test_summary_without_a_result_points_at_the_play_output(tmp_path: Path) -> None:
     assert "no result" in rollout_summary(tmp_path)
+
+
+def test_summary_of_an_unwatched_stage_says_no_hold(tmp_path: Path) -> None:
+    (tmp_path / "result.json").write_text(json.dumps({
+        "rollout_id": "r1", "rollout_pct": 0, "stopped": None,
+        "stages": [{"stage": 1, "pct": 0, "hold": 45, "verdict": "not watched", "reason": ""}]}))
+    assert "  stage 1: 0 % -> not watched\n" in rollout_summary(tmp_path)

@@ -5,6 +5,7 @@
 """
 
 import errno
+import os
 import socket
 import subprocess
 import sys
@@ -56,7 +57,19 @@ def owned_ports(settings: LabSettings) -> set[int]:
     return before.fixed_ports | (set(before.edge_ports()) if before.mode == "loopback" else set())
 
 
+def socket_too_long(settings: LabSettings) -> str | None:
+    for path, limit in settings.unix_sockets().items():
+        if len(os.fsencode(path)) > limit:
+            return (f"the lab folder {settings.lab_dir} is too deep: its socket {path} would be "
+                    f"{len(os.fsencode(path))} bytes, over the {limit} a Unix socket path may have here; "
+                    f"clone nearer the root, or set LAB_DIR to a shorter folder")
+    return None
+
+
 def check(settings: LabSettings) -> str | None:
+    too_long = socket_too_long(settings)
+    if too_long:
+        return too_long
     saved = recorded(Path(settings.lab_dir))
     was = saved.get("mode", "loopback")
     if saved and was != settings.mode:

@@ -28,6 +28,10 @@ MODES = ("loopback", "hosts")
 DEFAULT_SUBNET = "10.213.0.0/24"
 # In hosts mode every node is its own host: the same port on each node's own address.
 HOSTS_EDGE_PORT = 8080
+# The longest path a Unix socket may have: the kernel's 108-byte sun_path less its NUL; HAProxy keeps room
+# for the name it binds first, "<path>.<pid>.tmp", and refuses more than 97 ("too long (max 97)").
+SOCKET_PATH_MAX = 107
+HAPROXY_SOCKET_PATH_MAX = 97
 
 # env name -> (field, default)
 PORT_SETTINGS = {
@@ -158,6 +162,13 @@ class LabSettings:
         """The supervisord configuration that runs the node's edge program: the node's own in hosts mode."""
         lab = Path(self.lab_dir)
         return lab / "hosts" / node / "supervisord.conf" if self.mode == "hosts" else lab / "supervisord.conf"
+
+    def unix_sockets(self) -> dict[Path, int]:
+        """Every Unix socket the lab listens on in its folder, with the longest path it may have."""
+        lab = Path(self.lab_dir)
+        supervisors = {lab} | {self.supervisor_conf(node).parent for node in self.node_names()}
+        return {**{folder / "supervisor.sock": SOCKET_PATH_MAX for folder in sorted(supervisors)},
+                **{lab / lb.dir_name / "admin.sock": HAPROXY_SOCKET_PATH_MAX for lb in self.load_balancers()}}
 
     def link_prefix(self) -> str:
         """Prefix of every namespace, bridge and veth of this lab, from its folder: two labs never share a

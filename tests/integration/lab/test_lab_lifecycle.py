@@ -63,6 +63,17 @@ def test_a_port_in_use_is_refused_before_anything_starts(fresh: Lab) -> None:
         assert_refused(fresh, f"port 127.0.0.1:{PORTS['LAB_PROM_PORT']} (LAB_PROM_PORT) is already in use")
 
 
+def test_a_lab_folder_too_deep_for_its_sockets_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    lab_dir = tmp_path / ("d" * 100) / ".lab"  # HAProxy's admin socket there would pass its 97 bytes
+    result = Lab(lab_dir, PORTS).up()
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"lab-up: the lab folder {lab_dir} is too deep: its socket {lab_dir / 'supervisor.sock'} would be "
+        f"{len(str(lab_dir / 'supervisor.sock'))} bytes, over the 107 a Unix socket path may have here; "
+        "clone nearer the root, or set LAB_DIR to a shorter folder"]
+    assert not lab_dir.exists() and lab_processes(lab_dir) == []
+
+
 def test_thirty_nodes_come_up_and_serve(fresh: Lab) -> None:
     fresh.overrides["LAB_NODES"] = "30"
     first = fresh.up()

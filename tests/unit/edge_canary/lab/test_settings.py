@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from edge_canary.lab import check
 from tests.helpers.lab import LabSettings, SettingsError, load
 
 
@@ -174,3 +175,26 @@ def test_two_pops_give_each_pop_its_group_and_its_own_lb(tmp_path: Path, monkeyp
                                               "lab_haproxy_admin_tcp_port", "lab_haproxy_exporter_port")} == {
         "edge_pop": "pop2", "haproxy_server_socket": f"{tmp_path}/haproxy-lb-2/admin.sock",
         "lab_haproxy_port": 18079, "lab_haproxy_admin_tcp_port": 18098, "lab_haproxy_exporter_port": 18403}
+
+
+def test_unix_sockets_are_every_supervisord_and_haproxy_socket_with_its_limit(tmp_path: Path) -> None:
+    s = settings(tmp_path, LAB_NODES="2", LAB_MODE="hosts", LAB_POPS="2")
+    assert s.unix_sockets() == {
+        tmp_path / "supervisor.sock": 107,
+        tmp_path / "hosts" / "edge-1" / "supervisor.sock": 107,
+        tmp_path / "hosts" / "edge-2" / "supervisor.sock": 107,
+        tmp_path / "haproxy" / "admin.sock": 97,
+        tmp_path / "haproxy-lb-2" / "admin.sock": 97,
+    }
+
+
+def test_a_lab_folder_is_refused_once_a_socket_in_it_passes_its_limit() -> None:
+    def lab_at(length: int) -> LabSettings:  # lab-1's admin socket, <dir>/haproxy/admin.sock, `length` bytes
+        folder = "/" + "d" * (length - len("//haproxy/admin.sock"))
+        return load({"LAB_DIR": folder})
+
+    assert check.socket_too_long(lab_at(97)) is None
+    refused = check.socket_too_long(lab_at(98))
+    assert refused is not None and refused.startswith(f"the lab folder /{'d' * 78} is too deep: its socket ")
+    assert "admin.sock would be 98 bytes, over the 97 a Unix socket path may have here" in refused
+    assert refused.endswith("clone nearer the root, or set LAB_DIR to a shorter folder")

@@ -3,7 +3,8 @@
 The watch host cannot see the controller's processes, so the controller's run is stood for there by a
 process of the watch host that lives exactly as long as that run:
 
-  controller:  edge-canary lock-keep --python P --dir D --id ID [--force] [--dry-run] -- ssh … user@watchhost
+  controller:  edge-canary lock-keep --python P --dir D --id ID [--force] [--dry-run] [--ssh-args A]
+                 -- ssh … user@watchhost
   watch host:  edge-lock --dir D hold deploy --id ID --user U --controller HOST --controller-pid PID
 
 `lock-keep` (on the controller, run by the deploy_lock role) opens the SSH session and starts `hold` at its
@@ -136,9 +137,16 @@ def _keeper(ssh: list[str], token: str, run: dict[str, Any], report_fd: int) -> 
         session.kill()
 
 
+def ssh_command(args: argparse.Namespace, run: dict[str, Any]) -> list[str]:
+    """ssh, the inventory's options (shell words, as Ansible splits them: '-o ProxyCommand="ssh -W %h:%p b"'
+    is two), the rest of the given command line up to the destination, and the watch host's command."""
+    options = [word for text in args.ssh_args for word in shlex.split(text)]
+    return [args.ssh[0], *options, *args.ssh[1:], remote_command(args, run)]
+
+
 def keep(args: argparse.Namespace) -> int:
     run = process(run_pid())
-    ssh = [*args.ssh, remote_command(args, run)]
+    ssh = ssh_command(args, run)
     token = os.environ.get(lock.TOKEN_ENV, "")
     read_fd, write_fd = os.pipe()
     child = os.fork()
@@ -177,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--id", required=True)
     parser.add_argument("--force", action="store_true")
     parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--ssh-args", action="append", default=[],
+                        help="more ssh options as one string of shell words (ansible_ssh_common_args); repeatable")
     parser.add_argument("ssh", nargs=argparse.REMAINDER, help="-- the ssh command line up to the destination")
     args = parser.parse_args(argv)
     args.ssh = args.ssh[1:] if args.ssh[:1] == ["--"] else args.ssh

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import shutil
 import socket
 import subprocess
@@ -50,11 +51,13 @@ class WatchHost:
 
     def inventory(self) -> dict[str, object]:
         ssh = self.lab.lab_dir / "ssh"
+        known_hosts = 'UserKnownHostsFile="{}"'.format(self.dir / "known_hosts")
         host = {
             "ansible_host": self.address, "ansible_connection": "ssh", "ansible_user": "root",
             "ansible_python_interpreter": "/usr/bin/python3",
             "ansible_ssh_private_key_file": str(ssh / "id_ed25519"),
-            "ansible_ssh_common_args": (f"-o UserKnownHostsFile={self.dir / 'known_hosts'} "
+            # Shell words with a quoted one, as an inventory may give them (the deploy lock's ssh splits so).
+            "ansible_ssh_common_args": (f"-o {shlex.quote(known_hosts)} "
                                         "-o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"),
             "edge_canary_state_dir": str(self.state),
             "edge_canary_watch_python": str(VENV_BIN / "python"),

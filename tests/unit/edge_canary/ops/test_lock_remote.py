@@ -6,6 +6,7 @@ the controller's run is a shell that starts `lock-keep` and then sleeps (lock_ho
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import json
 import os
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_canary.ops import lock
+from edge_canary.ops import lock, lock_remote
 from edge_canary.ops.lock_holder import alive
 
 REPO = Path(__file__).resolve().parents[4]
@@ -121,3 +122,14 @@ def test_the_runs_release_ends_the_hold_and_a_watcher_keeps_the_lock_after_its_r
     finally:
         watcher.kill()
         watcher.wait(10)
+
+
+def test_the_inventorys_ssh_args_become_shell_words_as_ansible_splits_them() -> None:
+    args = argparse.Namespace(
+        python="/opt/py", dir="/state", id="d1", force=False, dry_run=False,
+        ssh_args=["-o 'ProxyCommand=ssh -W %h:%p bastion' -o 'UserKnownHostsFile=\"/my clones/known_hosts\"'", ""],
+        ssh=["ssh", "-o", "BatchMode=yes", "root@watch"])
+    command = lock_remote.ssh_command(args, {"pid": 42})
+    assert command[:-1] == ["ssh", "-o", "ProxyCommand=ssh -W %h:%p bastion",
+                            "-o", 'UserKnownHostsFile="/my clones/known_hosts"', "-o", "BatchMode=yes", "root@watch"]
+    assert command[-1].startswith("/opt/py -m edge_canary lock --dir /state hold deploy --id d1 ")

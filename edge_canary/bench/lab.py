@@ -210,16 +210,18 @@ def deploy(lab: LabHandle, label: str, artifact: Path, canary: str, batch: int, 
     extra = {"deploy_id": deploy_id, "deploy_artifact": str(artifact), "deploy_canary_node": canary,
              "deploy_batch": batch, "sli_window": window, "sli_probe_interval": interval,
              "sli_watch_settings": {"min_requests": min_requests}, "force_migrate": False, "force_lock": False}
-    vars_file = lab.work / f"{deploy_id}.json"
-    vars_file.write_text(json.dumps(extra))
     cost_file = junit / "task_cost.json"
     module_cpu = junit / "module_cpu.txt"
     # On the loopback lab every module run is a process of this machine: each goes through module_cpu.sh,
     # which logs its CPU. Over SSH (hosts mode) they are sshd's, not counted in cpu_s at all.
     wrap = lab.settings.mode != "hosts"
+    if wrap:  # in the JSON file, not key=value: the path may hold a space
+        extra["ansible_python_interpreter"] = str(MODULE_CPU)
+    vars_file = lab.work / f"{deploy_id}.json"
+    vars_file.write_text(json.dumps(extra))
     started, cpu = time.time(), children_cpu()
-    args = ["-e", f"@{vars_file}", *(["-e", f"ansible_python_interpreter={MODULE_CPU}"] if wrap else []),
-            *(["--check", "--diff"] if check else []), *(["--forks", str(forks)] if forks else [])]
+    args = ["-e", f"@{vars_file}", *(["--check", "--diff"] if check else []),
+            *(["--forks", str(forks)] if forks else [])]
     code = lab.run(lab.controller("deploy-canary.yml", *args), f"{label}.log", 1800,
                    {**cost_env(junit, cost_file), **({"EDGE_CANARY_MODULE_CPU": str(module_cpu),
                                                       "EDGE_CANARY_MODULE_PYTHON": sys.executable} if wrap else {})})

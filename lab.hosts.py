@@ -12,13 +12,12 @@ import json
 import shlex
 import sys
 
-from edge_canary.lab.settings import LabSettings, LoadBalancer, SettingsError, load
+from edge_canary.lab.settings import LabSettings, LoadBalancer, SettingsError, known_hosts_option, load
 
 
 def ssh_node(s: LabSettings, name: str, address: str, port: int) -> dict[str, object]:
     """A node of the hosts mode: its own address, reached over SSH with the lab's key and known_hosts only."""
     ssh, node = f"{s.lab_dir}/ssh", f"{s.lab_dir}/hosts/{name}"
-    known_hosts = f'UserKnownHostsFile="{ssh}/known_hosts"'
     return {
         "ansible_host": address,
         "ansible_connection": "ssh",
@@ -26,8 +25,8 @@ def ssh_node(s: LabSettings, name: str, address: str, port: int) -> dict[str, ob
         "ansible_python_interpreter": "/usr/bin/python3",
         "ansible_ssh_private_key_file": f"{ssh}/id_ed25519",
         # Host keys are checked against the lab's own known_hosts; a lost node is noticed within seconds. Shell
-        # words (Ansible splits them so), the file in double quotes (ssh splits that option's files at blanks).
-        "ansible_ssh_common_args": (f"-o {shlex.quote(known_hosts)} "
+        # words: Ansible splits them so.
+        "ansible_ssh_common_args": (f"-o {shlex.quote(known_hosts_option(f'{ssh}/known_hosts'))} "
                                     "-o StrictHostKeyChecking=yes -o IdentitiesOnly=yes -o ServerAliveInterval=2 "
                                     "-o ServerAliveCountMax=3"),
         "edge_address": address,

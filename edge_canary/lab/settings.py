@@ -179,6 +179,12 @@ class LabSettings:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
 
+def known_hosts_option(path: Path | str) -> str:
+    """ssh's -o value for a known_hosts file: in double quotes, as ssh splits that option's list of files at blanks
+    and a lab folder may hold one."""
+    return f'UserKnownHostsFile="{path}"'
+
+
 def _int_setting(name: str, raw: object, low: int, high: int, hint: str) -> int:
     try:
         value = int(str(raw).strip())

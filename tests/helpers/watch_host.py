@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_canary.lab.netns import keys_dir
+from edge_canary.lab.settings import known_hosts_option
 from tests.helpers.lab import REPO, VENV_BIN, Lab, run
 
 NAME = "watch-1"
@@ -51,13 +52,12 @@ class WatchHost:
 
     def inventory(self) -> dict[str, object]:
         ssh = self.lab.lab_dir / "ssh"
-        known_hosts = 'UserKnownHostsFile="{}"'.format(self.dir / "known_hosts")
         host = {
             "ansible_host": self.address, "ansible_connection": "ssh", "ansible_user": "root",
             "ansible_python_interpreter": "/usr/bin/python3",
             "ansible_ssh_private_key_file": str(ssh / "id_ed25519"),
             # Shell words with a quoted one, as an inventory may give them (the deploy lock's ssh splits so).
-            "ansible_ssh_common_args": (f"-o {shlex.quote(known_hosts)} "
+            "ansible_ssh_common_args": (f"-o {shlex.quote(known_hosts_option(self.dir / 'known_hosts'))} "
                                         "-o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"),
             "edge_canary_state_dir": str(self.state),
             "edge_canary_watch_python": str(VENV_BIN / "python"),
@@ -75,7 +75,7 @@ class WatchHost:
         if not key.exists():
             run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", NAME, "-f", str(key)], self.lab.env, check=True)
         (d / "sshd_config").write_text(
-            f"ListenAddress {self.address}:22\nHostKey {key}\nPidFile {d / 'sshd.pid'}\n"
+            f"ListenAddress {self.address}:22\nHostKey \"{key}\"\nPidFile \"{d / 'sshd.pid'}\"\n"
             f"AuthorizedKeysFile {keys_dir(self.lab.settings) / 'authorized_keys'}\n"
             "AuthenticationMethods publickey\nPubkeyAuthentication yes\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUsePAM no\n"
@@ -89,9 +89,9 @@ class WatchHost:
             "[rpcinterface:supervisor]\n"
             "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n"
             f"[supervisorctl]\nserverurl=unix://{d / 'supervisor.sock'}\n\n"
-            f"[include]\nfiles={d / 'supervisor.d'}/*.conf\n")
+            "[include]\nfiles=supervisor.d/*.conf\n")  # relative: supervisor splits the list at blanks
         (d / "supervisor.d" / "sshd.conf").write_text(
-            f"[program:sshd]\ncommand=/usr/sbin/sshd -D -e -f {d / 'sshd_config'}\nautorestart=true\n"
+            f"[program:sshd]\ncommand=/usr/sbin/sshd -D -e -f {shlex.quote(str(d / 'sshd_config'))}\nautorestart=true\n"
             f"redirect_stderr=true\nstdout_logfile={d / 'logs/sshd.log'}\n")
         run(["supervisord", "-c", str(d / "supervisord.conf")], self.lab.env, check=True)
         deadline = time.monotonic() + 30

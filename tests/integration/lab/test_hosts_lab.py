@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_canary.lab.settings import known_hosts_option
 from tests.helpers.fleet import fleet_versions, reset_fleet, sha256
 from tests.helpers.lab import Lab
 from tests.helpers.netns_ports import loopback_ports_in
@@ -49,13 +50,13 @@ def test_nodes_are_reached_over_ssh_with_the_lab_key_and_known_hosts_only(hosts_
     known_hosts = hosts_lab.lab_dir / "ssh" / "known_hosts"
     assert sorted(line.split()[0] for line in known_hosts.read_text().splitlines()) == sorted(s.node_addresses())
     for address in s.node_addresses():
-        ok = ssh(hosts_lab, address, "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes")
+        ok = ssh(hosts_lab, address, "-o", known_hosts_option(known_hosts), "-o", "StrictHostKeyChecking=yes")
         assert ok.returncode == 0, ok.stderr
         # Inside the node's namespace: one route, to the lab's subnet only (nothing can leave the machine).
         routes = ok.stdout.splitlines()
         assert len(routes) == 1 and routes[0].startswith(f"{s.subnet} dev ") and f"src {address}" in routes[0], routes
     # An unknown host key is refused, never accepted.
-    unknown = ssh(hosts_lab, s.node_addresses()[0], "-o", f"UserKnownHostsFile={tmp_path / 'empty'}",
+    unknown = ssh(hosts_lab, s.node_addresses()[0], "-o", known_hosts_option(tmp_path / "empty"),
                   "-o", "StrictHostKeyChecking=yes")
     assert unknown.returncode != 0 and "Host key verification failed" in unknown.stderr
 
@@ -265,7 +266,7 @@ def test_a_deploy_run_through_transmit_worker_process_on_an_execution_node_ends_
     node, address = s.node_names()[-1], s.node_addresses()[-1]
     keys = fleet.lab_dir / "ssh"
     ssh_argv = ["ssh", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i", str(keys / "id_ed25519"),
-                "-o", f"UserKnownHostsFile={keys / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
+                "-o", known_hosts_option(keys / "known_hosts"), "-o", "StrictHostKeyChecking=yes",
                 f"root@{address}"]
     # The canary and one peer (a peer roll over SSH is half a minute or more on a busy box; one shows it).
     canary, peer = s.node_names()[:2]

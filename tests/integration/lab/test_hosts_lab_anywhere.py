@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_canary.lab.settings import known_hosts_option
 from tests.helpers.lab import Lab, lab_processes, net_leftovers
 from tests.integration.conftest import TEST_LAB_PORTS, TEST_SLOT, hosts_mode_unavailable
 
@@ -36,7 +37,7 @@ def test_a_hosts_lab_in_a_clone_below_a_world_writable_sticky_folder_comes_up_an
         assert stat.S_IMODE(keys.stat().st_mode) == 0o700 and keys.stat().st_uid == 0
         for address in lab.settings.node_addresses():
             login = subprocess.run(["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "IdentitiesOnly=yes",
-                                    "-o", f"UserKnownHostsFile={lab_dir / 'ssh' / 'known_hosts'}",
+                                    "-o", known_hosts_option(lab_dir / "ssh" / "known_hosts"),
                                     "-o", "StrictHostKeyChecking=yes", "-i", str(lab_dir / "ssh" / "id_ed25519"),
                                     f"root@{address}", "true"], capture_output=True, text=True, timeout=30)
             assert login.returncode == 0, login.stderr

@@ -22,6 +22,7 @@ import pytest
 from tests.helpers.edge import build_artifact
 from tests.helpers.fleet import fleet_versions, node_pids, reset_fleet, sha256
 from tests.helpers.lab import REPO, Lab
+from tests.helpers.summary import record_dir
 from tests.helpers.watch_host import WatchHost, running_watch_host
 from tests.helpers.watch_window import PROMOTING_WINDOW
 from tests.integration.conftest import TEST_LAB_PORTS, TEST_SLOT, hosts_lab_up
@@ -146,7 +147,7 @@ def pops_watch(pops: Lab) -> Iterator[WatchHost]:
 
 
 def record_of(result: subprocess.CompletedProcess[str]) -> Path:
-    return Path(result.stdout.split("Record: ")[-1].split()[0])
+    return record_dir(result.stdout)
 
 
 def started(run_dir: Path, node: str) -> float:

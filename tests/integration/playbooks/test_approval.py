@@ -21,6 +21,7 @@ import pytest
 from edge_canary.ops import approval_state
 from tests.helpers.fleet import fleet_versions, sha256
 from tests.helpers.lab import REPO, Lab
+from tests.helpers.summary import record_dir
 from tests.helpers.watch_window import PROMOTING_WINDOW
 from tests.integration.watcher.test_noise import FLEET_WIDE_ERRORS, set_noise
 from tests.integration.watcher.test_notify import Webhook, wait_for
@@ -158,7 +159,7 @@ def test_a_held_deploy_resumed_with_approve_waits_for_make_approve_then_rolls_th
         extra_env={"ARTIFACT": str(artifacts["v2"]), **DEPLOY_ENV, "SLI_WINDOW": "21", "CANARY_NODE": "edge-2"},
     )
     assert held.returncode != 0 and "SLI verdict: HOLD" in held.stdout, held.stdout[-4000:]
-    held_id = Path(held.stdout.split("Record: ")[-1].split()[0]).name
+    held_id = record_dir(held.stdout).name
     assert fleet_versions(fleet) == {"edge-1": "v1", "edge-2": "v2", "edge-3": "v1"}
     pid_before = fleet.node_version("edge-2").get("pid")
     set_noise(fleet, "0", "0")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from tests.helpers.fleet import (
     rollout_in_force,
 )
 from tests.helpers.lab import REPO, Lab, lab_processes
+from tests.helpers.summary import record_dir
 
 
 def stop_watchers(lab: Lab) -> None:
@@ -62,9 +62,7 @@ def output(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def run_dir(result: subprocess.CompletedProcess[str]) -> Path:
-    found = re.search(r"records in (\S+)", result.stdout)
-    assert found, output(result)
-    return Path(found.group(1))
+    return record_dir(result.stdout)
 
 
 def binaries(lab: Lab) -> dict[str, dict[str, str]]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from tests.helpers.fleet import fleet_versions, sha256
 from tests.helpers.lab import REPO, Lab
+from tests.helpers.summary import record_dir
 
 INTERVAL = 3
 
@@ -59,7 +60,7 @@ def test_errors_canary_is_reverted_within_two_probe_intervals(fleet: Lab, artifa
     assert set(fleet.lb_states().values()) == {"READY"}
     assert sha256(fleet.node_dir("edge-2") / "edge.rolled-back") == sha256(artifacts["v2-errors"])
 
-    run_dir = Path(result.stdout.split("Record: ")[-1].split()[0])
+    run_dir = record_dir(result.stdout)
     red = next(e for e in events(run_dir / "decisions.jsonl") if e["event"] == "probe" and e["state"] == "red")
     verdict = json.loads((run_dir / "verdict.json").read_text())
     served = [json.loads(line) for line in requests.read_text().splitlines()]

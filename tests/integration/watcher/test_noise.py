@@ -14,6 +14,7 @@ from typing import Any
 from tests.helpers.edge import build_artifact
 from tests.helpers.fleet import config_keys, fleet_versions
 from tests.helpers.lab import Lab
+from tests.helpers.summary import record_dir
 
 WINDOW = {"SLI_WINDOW": "21", "SLI_PROBE_INTERVAL": "3"}
 # Half the lab's 1 % error SLO on every node (the worst production row is 0.4 % of 0.5 %), and a
@@ -39,7 +40,7 @@ def deploy(lab: Lab, artifact: Path, **env: str) -> subprocess.CompletedProcess[
 
 
 def records(result: subprocess.CompletedProcess[str]) -> tuple[Path, list[dict[str, Any]]]:
-    run_dir = Path(result.stdout.split("Record: ")[-1].split()[0])
+    run_dir = record_dir(result.stdout)
     lines = (run_dir / "decisions.jsonl").read_text().splitlines()
     return run_dir, [json.loads(line) for line in lines if line.strip()]
 

@@ -10,6 +10,7 @@ import getpass
 import json
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -105,8 +106,9 @@ def controller_killed_in_the_watch_window_and_a_second_controller_refused(
 
     # A rollback from a controller takes the same lock on the watch host (refused while something there holds
     # it), and its release there ends its hold (nothing of it is left running).
-    holder = subprocess.Popen(["sh", "-c", f"{sys.executable} -m edge_canary lock --dir {watch.state} acquire deploy "
-                               "--id held-on-the-watch-host && exec sleep 600"], cwd=REPO, stdout=subprocess.PIPE)
+    acquire = shlex.join([sys.executable, "-m", "edge_canary", "lock", "--dir", str(watch.state), "acquire", "deploy"])
+    holder = subprocess.Popen(["sh", "-c", f"{acquire} --id held-on-the-watch-host && exec sleep 600"], cwd=REPO,
+                              stdout=subprocess.PIPE)
     try:
         fleet.wait_until(lambda: (watch.state / "deploy.lock").exists(), 30, "a lock held on the watch host")
         refused = rollback(watch)

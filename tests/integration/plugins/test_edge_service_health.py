@@ -30,7 +30,7 @@ def node() -> Iterator[HealthNode]:
 def run(tmp_path: Path, *flags: str, **args: Any) -> tuple[int, dict[str, Any]]:
     proc = subprocess.run(
         [str(ANSIBLE), "localhost", "-m", "edge.canary.edge_service_health", "-a", json.dumps(args),
-         "-e", f"ansible_python_interpreter={sys.executable}", *flags],
+         "-e", json.dumps({"ansible_python_interpreter": sys.executable}), *flags],
         capture_output=True, text=True, cwd=tmp_path, timeout=120,
         env={**os.environ, "ANSIBLE_STDOUT_CALLBACK": "default", "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
              "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",

@@ -81,7 +81,7 @@ _STATUS = re.compile(r"^localhost \| (?P<status>[A-Z]+!?) => ", re.MULTILINE)
 def run_module(tmp_path: Path, check: bool = False, **args: Any) -> Run:
     cmd = [
         str(ANSIBLE), "localhost", "-m", "edge.canary.haproxy_server",
-        "-a", json.dumps(args), "-e", f"ansible_python_interpreter={sys.executable}",
+        "-a", json.dumps(args), "-e", json.dumps({"ansible_python_interpreter": sys.executable}),
     ]  # fmt: skip
     if check:
         cmd.append("--check")
@@ -135,7 +135,7 @@ def run_batch(tmp_path: Path, cases: list[dict[str, Any]], check: bool = False) 
     (work / "vars.json").write_text(json.dumps({"cases": cases, "results_path": str(results_path)}))
     cmd = [
         str(ANSIBLE_PLAYBOOK), "batch.yml", "-e", "@vars.json",
-        "-e", f"ansible_python_interpreter={sys.executable}",
+        "-e", json.dumps({"ansible_python_interpreter": sys.executable}),
     ]  # fmt: skip
     if check:
         cmd.append("--check")

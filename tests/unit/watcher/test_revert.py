@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 import sys
 from pathlib import Path
@@ -84,7 +85,9 @@ def test_ansible_failures_are_outcomes(repo: Path, runner: FakeRunner, detail: s
 
 
 def script(path: Path, body: str) -> str:
-    path.write_text(f"#!{sys.executable}\n{body}")
+    """An executable that runs `body` with this Python: a sh script, as a #! line cannot name a path with a space."""
+    path.with_suffix(".py").write_text(body)
+    path.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(path.with_suffix(".py")))} "$@"\n')
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return str(path)
 

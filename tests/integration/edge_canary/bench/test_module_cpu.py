@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,7 +24,7 @@ def test_each_module_run_logs_its_cpu_and_keeps_its_result(tmp_path: Path) -> No
            "EDGE_CANARY_MODULE_CPU": str(log), "EDGE_CANARY_MODULE_PYTHON": sys.executable}
     for args in (["-m", "ansible.builtin.ping"], ["-m", "ansible.builtin.command", "-a", "false"]):
         proc = subprocess.run([str(ANSIBLE), "localhost", "-i", str(inventory), *args,
-                               "-e", f"ansible_python_interpreter={MODULE_CPU}"],
+                               "-e", json.dumps({"ansible_python_interpreter": str(MODULE_CPU)})],
                               capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
         assert ("SUCCESS" in proc.stdout) == (args[1] == "ansible.builtin.ping"), proc.stdout + proc.stderr
     lines = log.read_text().splitlines()

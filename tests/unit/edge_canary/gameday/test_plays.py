@@ -46,10 +46,12 @@ def test_make_gameday_takes_its_variables_literally(tmp_path: Path) -> None:
     """On make's command line, make expanded an exported variable itself (`$(shell …)` ran in make) and the
     recipe quoted ARTIFACTS_DIR into the shell. A stand-in PY prints what edge-canary gameday would get;
     `-o setup` skips the set-up."""
-    marker = tmp_path / "ran"
+    marker, stand_in = tmp_path / "ran", tmp_path / "python"
+    stand_in.write_text("#!/bin/sh\nexec env\n")
+    stand_in.chmod(0o755)
     values = {"REPORT_DIR": f"$(shell touch {marker})", "SCENARIO": f"$(shell touch {marker})",
               "ARTIFACTS_DIR": f"/tmp/a'b;touch {marker};'$(shell touch {marker})"}
-    done = subprocess.run(["make", "--no-print-directory", "-o", "setup", "gameday", "PY=sh -c env edge-canary",
+    done = subprocess.run(["make", "--no-print-directory", "-o", "setup", "gameday", f"PY={stand_in}",
                            *(f"{k}={v}" for k, v in values.items())], cwd=plays.REPO, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -155,10 +156,10 @@ def test_a_watcher_keeps_its_runs_lock_until_it_ends(tmp_path: Path) -> None:
         # What the watcher runs (its token) re-enters.
         assert cli(tmp_path, "acquire", "deploy", "--id", "d1", token="t2").returncode == 0
         # So does a process the watcher started whose environment lost the token.
+        acquire = shlex.join([sys.executable, "-m", "edge_canary", "lock", "--dir", str(tmp_path), "acquire", "deploy"])
         inside = subprocess.run(
             [sys.executable, "-m", "edge_canary", "lock", "--dir", str(tmp_path), "exec", "deploy", "--",
-             "sh", "-c", f"unset {lock.TOKEN_ENV}; {sys.executable} -m edge_canary lock --dir {tmp_path} "
-             "acquire deploy --id x; echo rc=$?"],
+             "sh", "-c", f"unset {lock.TOKEN_ENV}; {acquire} --id x; echo rc=$?"],
             capture_output=True, text=True, cwd=REPO, timeout=60, env={**os.environ, lock.TOKEN_ENV: "t2"})
         assert "already held by d1" in inside.stdout and "rc=0" in inside.stdout, inside.stdout + inside.stderr
     finally:

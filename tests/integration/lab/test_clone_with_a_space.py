@@ -2,7 +2,8 @@
 command lines and configuration files, ansible-runner's owned ansible-playbook and the watcher's revert must
 each take that path as one word. A copy of the working tree with the repository's .venv linked into it (no
 reinstall), on a lab of its own (ports 800 above the slot's), in a short folder of /tmp (pytest's are too
-deep for the lab's sockets): up, a bad release reverted by its watcher, status, down."""
+deep for the lab's sockets): up, a bad release reverted by its watcher, status, the alerts' runbook links, a
+bench roll, down."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
-from typing import Any
 
-from edge_canary.ops.summary import SUMMARY_PREFIX
 from tests.helpers.lab import REPO, Lab, lab_processes
+from tests.helpers.summary import run_summary
 from tests.integration.conftest import TEST_LAB_PORTS, TEST_SLOT
 
 PORTS = {name: str(port + 1000 * TEST_SLOT + 800) for name, port in TEST_LAB_PORTS.items()}
@@ -35,17 +36,11 @@ def copy_working_tree(dest: Path) -> None:
 
 
 def make(clone: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    # Only what a user's shell would hold: not the venv, lab or Ansible settings `make test` exported.
+    # Only what a user's shell would hold: not the venv, folders or Ansible settings `make test` exported.
     env = {key: value for key, value in os.environ.items()
-           if key not in {"VENV", "PY", "LAB_DIR", "ANSIBLE_CONFIG"} and not key.startswith("LAB_")}
+           if key not in {"VENV", "PY", "ARTIFACTS_DIR", "ANSIBLE_CONFIG"} and not key.startswith("LAB_")}
     return subprocess.run(["make", "--no-print-directory", *args], cwd=clone, env={**env, **PORTS},
                           capture_output=True, text=True, timeout=900)
-
-
-def summary(output: str) -> dict[str, Any]:
-    line = next(line for line in output.splitlines() if line.startswith(SUMMARY_PREFIX))
-    data: dict[str, Any] = json.loads(line.removeprefix(SUMMARY_PREFIX))
-    return data
 
 
 def test_a_clone_in_a_folder_with_a_space_brings_its_lab_up_reverts_a_bad_release_and_stops() -> None:
@@ -62,7 +57,7 @@ def test_a_clone_in_a_folder_with_a_space_brings_its_lab_up_reverts_a_bad_releas
 
         deploy = make(clone, "deploy-canary", f"ARTIFACT={clone}/artifacts/edge-v2-errors", "CANARY_NODE=edge-2")
         assert deploy.returncode != 0, deploy.stdout[-4000:]
-        result = summary(deploy.stdout)
+        result = run_summary(deploy.stdout)
         assert result["status"] == "failed" and result["verdict"] == "reverted", deploy.stdout[-4000:]
         assert str(result["record"]).startswith(str(lab_dir)), result["record"]
         canary = next(row for row in result["nodes"] if row["node"] == "edge-2")
@@ -71,6 +66,19 @@ def test_a_clone_in_a_folder_with_a_space_brings_its_lab_up_reverts_a_bad_releas
 
         status = make(clone, "status")
         assert status.returncode == 0 and "OK: 3 node(s) up and ready" in status.stdout, status.stdout + status.stderr
+
+        # The lab's alerts link to this clone's runbook by a URL (the space percent-encoded).
+        with urllib.request.urlopen(f"http://127.0.0.1:{PORTS['LAB_PROM_PORT']}/api/v1/rules?type=alert") as resp:
+            links = {rule["annotations"]["runbook_url"].split("#")[0]
+                     for group in json.load(resp)["data"]["groups"] for rule in group["rules"]}
+        assert links == {(clone / "docs" / "RUNBOOK.md").as_uri()}, links
+
+        # The bench's roll, whose module runs go through the clone's module_cpu.sh.
+        work = top / "bench"
+        rolled = make(clone, "bench", "BENCH_ARGS=--use-running-lab --phases roll --fleets 3:1 --roll-runs 1 --forks 1"
+                                      f" --out {work}/BENCHMARKS.md --json {work}/bench.json --work {work}")
+        assert rolled.returncode == 0, rolled.stdout[-3000:] + rolled.stderr
+        assert [roll["code"] for roll in json.loads((work / "bench.json").read_text())["rolls"]] == [0]
     finally:
         down = make(clone, "lab-down")
         shutil.rmtree(top, ignore_errors=True)

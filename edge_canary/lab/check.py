@@ -59,9 +59,9 @@ def owned_ports(settings: LabSettings) -> set[int]:
 
 def socket_too_long(settings: LabSettings) -> str | None:
     for path, limit in settings.unix_sockets().items():
-        if len(os.fsencode(path)) > limit:
+        if (size := len(os.fsencode(path))) > limit:
             return (f"the lab folder {settings.lab_dir} is too deep: its socket {path} would be "
-                    f"{len(os.fsencode(path))} bytes, over the {limit} a Unix socket path may have here; "
+                    f"{size} bytes, over the {limit} a Unix socket path may have here; "
                     f"clone nearer the root, or set LAB_DIR to a shorter folder")
     return None
 

@@ -23,7 +23,7 @@ from edge_canary.gameday import checks as chk
 from edge_canary.gameday.context import Context, artifact, artifact_version, sha256
 from edge_canary.gameday.disturbances import Disturbance, Outcome, Scene, for_scenario
 from edge_canary.gameday.errors import DrillError, NotReady, RunError
-from edge_canary.gameday.fleet import Fleet, Sample, Sampler, take_sample
+from edge_canary.gameday.fleet import CHECK_PATIENCE_S, Fleet, Sample, Sampler, take_sample
 from edge_canary.gameday.judging import Baseline, back_on_baseline, baseline, judge_traffic, phase
 from edge_canary.gameday.plays import Loadgen, Play, PlayRunner
 from edge_canary.gameday.records import detection_time, first_decision_at, rollout_said, tool_said
@@ -67,7 +67,7 @@ class Drill:
 
     def read(self) -> tuple[Fleet, Sample]:
         fleet = self.ctx.read()
-        self.reading = (fleet, take_sample(fleet))
+        self.reading = (fleet, take_sample(fleet, CHECK_PATIENCE_S))
         return self.reading
 
     def forget_reading(self) -> None:

@@ -307,12 +307,22 @@ class Sample:
     read_s: dict[str, float] = field(default_factory=dict)  # node or LB -> seconds its direct read took
 
 
-def take_sample(fleet: Fleet) -> Sample:
+# How long a check point keeps asking a node that does not answer /version before it says it serves nothing.
+CHECK_PATIENCE_S = 10.0
+
+
+def take_sample(fleet: Fleet, patience: float = 0.0) -> Sample:
+    """What every node serves and how every LB sees it. With `patience`, a node that does not answer is asked
+    again for up to that many seconds, so a check point does not call a node that is only slow under load
+    (a busy machine, a loaded node) one that serves nothing; the sampler's time series asks once."""
     versions: dict[str, str | None] = {}
     read_s: dict[str, float] = {}
     for node, url in fleet.version_urls.items():
         began = time.monotonic()
         versions[node] = node_version(url)
+        while versions[node] is None and time.monotonic() - began < patience:
+            time.sleep(0.5)
+            versions[node] = node_version(url)
         read_s[node] = time.monotonic() - began
     lbs: dict[str, dict[str, ServerState]] = {}
     for lb in fleet.lbs:

@@ -10,7 +10,7 @@ from edge_canary.gameday import checks as chk
 from edge_canary.gameday.context import Context
 from edge_canary.gameday.disturbances import Disturbance
 from edge_canary.gameday.errors import NotReady
-from edge_canary.gameday.fleet import NodeFiles, Sample, take_sample, write_samples
+from edge_canary.gameday.fleet import CHECK_PATIENCE_S, NodeFiles, Sample, take_sample, write_samples
 from edge_canary.gameday.report import DrillResult
 
 
@@ -27,7 +27,7 @@ class Baseline:
 def baseline(ctx: Context, release_sha: str | None) -> Baseline:
     """The fleet as the drill finds it, which must be one release, serving, in rotation, with a .previous."""
     fleet = ctx.read()
-    sample = take_sample(fleet)
+    sample = take_sample(fleet, CHECK_PATIENCE_S)
     shas = {n: f.binary.sha256 for n, f in fleet.files.items()}
     if len(set(shas.values())) != 1 or None in shas.values():
         listed = ", ".join(f"{n} {(s or 'missing')[:12]}" for n, s in shas.items())

@@ -22,7 +22,6 @@ from typing import Any, Protocol
 
 from watcher import drain as fastpath
 from watcher import owned
-from watcher.owned import OWNER_ENV
 from watcher.settings import Settings
 
 _TAIL = 2000
@@ -170,7 +169,7 @@ class AnsibleRevert:
             "quiet": True,
             "timeout": max(1, round(self.timeout if timeout is None else timeout)),
             "suppress_env_files": True,  # keep extravars off the disk
-            "envvars": {"PATH": _path_with_our_ansible(), OWNER_ENV: str(os.getpid())},
+            "envvars": {"PATH": _path_with_our_ansible(), owned.OWNER_ENV: str(os.getpid())},
         }
         if self.inventory is not None:
             kwargs["inventory"] = str(Path(self.inventory).resolve())

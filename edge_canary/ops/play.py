@@ -34,7 +34,6 @@ from edge_canary.ops import inputs
 from edge_canary.ops.play_events import PlayEvents
 from edge_canary.util import truthy
 from watcher import owned
-from watcher.owned import OWNER_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
@@ -109,7 +108,7 @@ def drive(
         **env,
         "EDGE_CANARY_RUN_SUMMARY": "false",  # we print the summary ourselves
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.defpath)}",
-        OWNER_ENV: str(os.getpid()),  # the play lives no longer than this process (watcher.owned)
+        owned.OWNER_ENV: str(os.getpid()),  # the play lives no longer than this process (watcher.owned)
     }
     if not sys.stdout.isatty():  # the play writes to runner's pty: no colours in a log or a pipe
         runner_env.setdefault("ANSIBLE_NOCOLOR", "1")

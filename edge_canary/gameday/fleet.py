@@ -22,6 +22,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from watcher.drain import module_utils
 module_utils("haproxy_state")  # the collection importable as Ansible names it
 # The haproxy_server module's own reading of `show servers state`.
 from ansible_collections.edge.canary.plugins.module_utils import haproxy_state  # noqa: E402
+from ansible_collections.edge.canary.plugins.module_utils.polling import poll_until  # noqa: E402
 
 READER_PLAYBOOK = """\
 ---
@@ -318,12 +320,8 @@ def take_sample(fleet: Fleet, patience: float = 0.0) -> Sample:
     versions: dict[str, str | None] = {}
     read_s: dict[str, float] = {}
     for node, url in fleet.version_urls.items():
-        began = time.monotonic()
-        versions[node] = node_version(url)
-        while versions[node] is None and time.monotonic() - began < patience:
-            time.sleep(0.5)
-            versions[node] = node_version(url)
-        read_s[node] = time.monotonic() - began
+        asked = poll_until(partial(node_version, url), lambda version: version is not None, patience)
+        versions[node], read_s[node] = asked.last, asked.waited
     lbs: dict[str, dict[str, ServerState]] = {}
     for lb in fleet.lbs:
         began = time.monotonic()

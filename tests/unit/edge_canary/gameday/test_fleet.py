@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.server
-import json
 import socket
-import threading
 from pathlib import Path
 
 import pytest
 
 from edge_canary.gameday import fleet as gf
+from tests.helpers.health_node import health_node
 
 HEADER = ("# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight "
           "srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state "
@@ -132,40 +130,12 @@ def test_a_local_fleet_is_read_again_straight_from_its_files(tmp_path: Path) -> 
     assert not remote.local
 
 
-
-def slow_to_answer(calls: list[str]) -> type[http.server.BaseHTTPRequestHandler]:
-    """A node's /version that fails its first two requests (a node busy under load), then answers."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            calls.append(self.path)
-            if len(calls) <= 2:
-                self.send_error(503)
-                return
-            body = json.dumps({"version": "v1"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    return Handler
-
-
 @pytest.mark.parametrize(("patience", "version", "asked"), [(0.0, None, 1), (5.0, "v1", 3)])
 def test_a_check_point_asks_a_node_that_does_not_answer_again(patience: float, version: str | None,
                                                                asked: int) -> None:
-    calls: list[str] = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), slow_to_answer(calls))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with health_node() as node:
+        node.version, node.unanswered_version_requests = "v1", 2  # a node busy under load
         control = gf.Control("/s", False, "http://p", 30.0, 3.0, 0.3, 0.01, 1.0, {}, "", 0)
-        fleet = gf.Fleet(control, {"edge-1": f"http://127.0.0.1:{server.server_address[1]}/version"}, {}, ())
-        sample = gf.take_sample(fleet, patience)
-    finally:
-        server.shutdown()
-        server.server_close()
+        sample = gf.take_sample(gf.Fleet(control, {"edge-1": node.url("/version")}, {}, ()), patience)
     assert sample.versions == {"edge-1": version}
-    assert len(calls) == asked
+    assert node.version_requests == asked

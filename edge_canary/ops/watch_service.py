@@ -75,14 +75,20 @@ def _quote(value: str) -> str:
     """A value for supervisor's config: % doubled (its expansions), inside double quotes."""
     if any(c in value for c in '"\n\r'):
         raise ServiceError("a watcher setting holds a double quote or a line break: not a supervisor value")
-    return '"' + value.replace("%", "%%") + '"'
+    return '"' + _escape(value) + '"'
+
+
+def _escape(value: str, expansions: int = 1) -> str:
+    """% doubled once per time supervisor expands the value (a program's log file path: twice)."""
+    return value.replace("%", "%" * 2 ** expansions)
 
 
 def program_conf(name: str, run_dir: Path, env: Mapping[str, str], argv: list[str]) -> str:
     command = " ".join(_quote(arg) for arg in argv)
-    lines = [f"[program:{name}]", f"command={command}", f"directory={run_dir}", "autostart=true",
+    lines = [f"[program:{name}]", f"command={command}", f"directory={_escape(str(run_dir))}", "autostart=true",
              "autorestart=false", "startsecs=0", "startretries=0", "stopasgroup=true", "killasgroup=true",
-             "redirect_stderr=true", f"stdout_logfile={run_dir / 'watcher.log'}", "stdout_logfile_maxbytes=0"]
+             "redirect_stderr=true", f"stdout_logfile={_escape(str(run_dir / 'watcher.log'), expansions=2)}",
+             "stdout_logfile_maxbytes=0"]
     if env:
         lines.append("environment=" + ",".join(f"{key}={_quote(value)}" for key, value in env.items()))
     return "\n".join(lines) + "\n"

@@ -36,7 +36,8 @@ class WatchHost:
 
     @property
     def state(self) -> Path:
-        return self.dir / "state"
+        # A blank and a % in the path the watcher's program file names (supervisor expands % in it).
+        return self.dir / "state 100%"
 
     @property
     def address(self) -> str:
@@ -69,7 +70,7 @@ class WatchHost:
 
     def up(self) -> None:
         d = self.dir
-        for sub in ("logs", "supervisor.d", "state"):
+        for sub in ("logs", "supervisor.d", self.state.name):
             (d / sub).mkdir(parents=True, exist_ok=True)
         key = d / "ssh_host_ed25519_key"
         if not key.exists():

@@ -1,5 +1,5 @@
 """edge_canary.ops.watch_service: the command lines and program files that start the watcher as a service
-(the supervisor path runs for real in tests/integration/lab/test_watch_host.py; the lab has no systemd)."""
+(the supervisor path runs for real in tests/integration/lab/watch_host_cases.py; the lab has no systemd)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,12 @@ def test_the_supervisor_program_runs_once_quoted_with_its_environment() -> None:
     assert 'environment=EDGE_CANARY_LOCK_TOKEN="abc",PROM_URL="http://127.0.0.1:9090/a%%20b"' in lines
     with pytest.raises(ServiceError, match="double quote"):
         program_conf("edge-canary-watch-d1", Path("/lab"), {"PROM_URL": 'http://x/"'}, WATCHER)
+
+
+def test_a_percent_in_the_run_dir_is_doubled_once_per_expansion_supervisor_makes_of_the_value() -> None:
+    lines = program_conf("edge-canary-watch-d1", Path("/lab 100%/runs/d1"), {}, WATCHER).splitlines()
+    assert "directory=/lab 100%%/runs/d1" in lines
+    assert "stdout_logfile=/lab 100%%%%/runs/d1/watcher.log" in lines  # supervisor expands log file paths twice
 
 
 @pytest.mark.parametrize("env", [{"PROM_TOKEN": "secret"}, {"PROM_PASSWORD": "pw"},

@@ -1,9 +1,9 @@
-"""`make demo`'s path from a clone whose folder holds a space ("My Projects"): make's recipes, the lab's
-command lines and configuration files, ansible-runner's owned ansible-playbook and the watcher's revert must
-each take that path as one word. A copy of the working tree with the repository's .venv linked into it (no
-reinstall), on a lab of its own (ports 800 above the slot's), in a short folder of /tmp (pytest's are too
-deep for the lab's sockets): up, a bad release reverted by its watcher, status, the alerts' runbook links, a
-bench roll, down."""
+"""`make demo`'s path from a clone whose folder holds a space and a % ("my clones 100%"): make's recipes, the
+lab's command lines and configuration files, ansible-runner's owned ansible-playbook and the watcher's revert
+must each take that path as one word, and supervisord, which expands %(name)s in its values, as it is. A copy
+of the working tree with the repository's .venv linked into it (no reinstall), on a lab of its own (ports 800
+above the slot's), in a short folder of /tmp (pytest's are too deep for the lab's sockets): up, a bad release
+reverted by its watcher, status, the alerts' runbook links, a bench roll, down."""
 
 from __future__ import annotations
 
@@ -43,9 +43,9 @@ def make(clone: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=900)
 
 
-def test_a_clone_in_a_folder_with_a_space_brings_its_lab_up_reverts_a_bad_release_and_stops() -> None:
+def test_a_clone_in_a_folder_with_a_space_and_a_percent_brings_its_lab_up_reverts_a_bad_release_and_stops() -> None:
     top = Path(tempfile.mkdtemp(prefix="edge-canary-", dir="/tmp"))
-    clone = top / "my clones" / "edge canary"
+    clone = top / "my clones 100%" / "edge canary"
     copy_working_tree(clone)
     (clone / ".venv").symlink_to(Path(sys.prefix))
     lab_dir = clone / ".lab"

@@ -41,7 +41,7 @@ def _durations(steps: list[dict[str, Any]]) -> str:
     return ", ".join(parts) or "-"
 
 
-def _release_name(release: dict[str, Any] | None) -> str:
+def release_name(release: Mapping[str, Any] | None) -> str:
     """A release's version, or its sha256 prefix when the node's record does not know the version."""
     if not release or not release.get("sha256"):
         return "-"
@@ -66,12 +66,12 @@ def node_rows(run_dir: Path) -> list[dict[str, str]]:
     rows = []
     for node in ([canary] if canary else []) + list(deploy.get("peers", [])):
         record = load_record(run_dir / "nodes" / f"{node}.json")
-        before = _release_name(record.get("before"))
+        before = release_name(record.get("before"))
         result = record.get("result", "not started")
         if result in ("ok", "already on the release"):
             after = record.get("release", "?")
         elif record.get("reverted_to"):
-            after = _release_name(record["reverted_to"])
+            after = release_name(record["reverted_to"])
         elif result == "failed":
             after = f"{record.get('release', '?')} (out of rotation)"
         else:

@@ -173,7 +173,10 @@ def test_a_held_deploy_resumed_with_approve_waits_for_make_approve_then_rolls_th
     )
     (other / "verdict.json").write_text(json.dumps({"verdict": "hold"}))
     refused = fleet.make("resume", extra_env={"DEPLOY_ID": other.name})
-    assert refused.returncode != 0 and "resume refused: canary edge-2 no longer runs v2-slow" in refused.stdout
+    assert refused.returncode != 0, refused.stdout[-4000:]
+    printed = " ".join(refused.stdout.split())  # Ansible's output folds long messages
+    assert f"resume refused: canary edge-2 no longer runs v2-slow of deploy {other.name} (it runs v2)" in printed, \
+        refused.stdout[-4000:]
     assert fleet_versions(fleet) == {"edge-1": "v1", "edge-2": "v2", "edge-3": "v1"}
 
     # The held deploy resumed with APPROVE=1: a fresh SLI gate on the canary, then the wait for make approve.

@@ -1,6 +1,6 @@
 """The repository as the collection edge.canary: `ansible-galaxy collection build` makes a tarball that
-installs, and ansible-doc renders every module and lists the roles from the installed copy (not from
-the checkout's collections/ link)."""
+installs, and ansible-doc renders every module and filter and lists the roles from the installed copy (not
+from the checkout's collections/ link)."""
 
 from __future__ import annotations
 
@@ -73,6 +73,20 @@ def test_ansible_doc_renders_every_module_from_the_installed_copy(
     assert {"check_mode", "diff_mode", "platform"} <= set(doc["attributes"])
     text = run(str(BIN / "ansible-doc"), f"edge.canary.{module}", env=env, cwd=collections).stdout
     assert f"edge.canary.{module}" in text and "EXAMPLES" in text
+
+
+FILTERS = sorted(p.stem for p in (REPO / "plugins" / "filter").glob("*.py"))
+
+
+@pytest.mark.parametrize("name", FILTERS)
+def test_ansible_doc_renders_every_filter_from_the_installed_copy(
+    installed: tuple[Path, Path, dict[str, str]], name: str
+) -> None:
+    _, collections, env = installed
+    proc = run(str(BIN / "ansible-doc"), "-t", "filter", "--json", f"edge.canary.{name}", env=env, cwd=collections)
+    doc = json.loads(proc.stdout)[f"edge.canary.{name}"]
+    assert doc["doc"]["filename"].startswith(str(collections)), doc["doc"]["filename"]
+    assert doc["doc"]["short_description"] and doc["doc"]["options"] and doc["examples"]
 
 
 def test_ansible_doc_lists_the_roles_of_the_installed_copy(installed: tuple[Path, Path, dict[str, str]]) -> None:

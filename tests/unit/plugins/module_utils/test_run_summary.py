@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ansible_collections.edge.canary.plugins.module_utils.run_summary import SUMMARY_PREFIX, RunRecord
+import pytest
+from ansible_collections.edge.canary.plugins.module_utils.run_summary import SUMMARY_PREFIX, RunRecord, release_name
 
 HOSTS = {"localhost": {"ok": 3, "changed": 1, "failures": 0, "unreachable": 0}}
 
@@ -92,3 +93,15 @@ def test_a_deploy_in_waves_says_each_waves_verdict_and_its_reverted_canary(tmp_p
     assert rows["edge-3"]["result"] == "reverted by the SLI watcher"
     assert rows["edge-2"]["role"] == "peer" and rows["edge-2"]["after"] == "v2"
     assert rows["edge-4"]["result"] == "not started" and rows["edge-4"]["after"] == "-"
+
+
+@pytest.mark.parametrize(("release", "name"), [
+    ({"version": "v1", "sha256": "c" * 64}, "v1"),
+    ({"version": None, "sha256": "625167e2f87a" + "0" * 52}, "sha256:625167e2f87a"),  # never "None"
+    ({"sha256": "ab" * 32}, "sha256:abababababab"),
+    ({"version": None, "sha256": None}, "-"),
+    ({}, "-"),
+    (None, "-"),
+])
+def test_a_release_is_named_by_its_version_or_else_its_sha256(release: dict[str, object] | None, name: str) -> None:
+    assert release_name(release) == name

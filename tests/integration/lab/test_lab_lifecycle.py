@@ -101,6 +101,9 @@ def test_idempotent_crash_recovery_and_clean_down(fresh: Lab) -> None:
     os.kill(pid, signal.SIGKILL)
     fresh.wait_until(lambda: not Path(f"/proc/{pid}").exists(), 10, "supervisord gone")
     assert lab_processes(LIFECYCLE_DIR), "the orphans this test relies on are missing"
+    # And a program file supervisord refuses, as an older lab-up (or a failed one) may leave: rewritten, not read.
+    (LIFECYCLE_DIR / "supervisor.d" / "edge-1.conf").write_text("[program:edge-1]\ncommand=sleep 1\n"
+                                                                 "stdout_logfile=/tmp/100%/edge-1.log\n")
     recovered = fresh.up()
     assert recovered.returncode == 0, recovered.stdout[-3000:] + recovered.stderr
     assert "leftover lab process" in recovered.stdout

@@ -12,7 +12,7 @@ import json
 import shlex
 import sys
 
-from edge_canary.lab.settings import LabSettings, LoadBalancer, SettingsError, known_hosts_option, load
+from edge_canary.lab.settings import LabSettings, LoadBalancer, SettingsError, known_hosts_option, load, ssh_path
 
 
 def ssh_node(s: LabSettings, name: str, address: str, port: int) -> dict[str, object]:
@@ -23,7 +23,7 @@ def ssh_node(s: LabSettings, name: str, address: str, port: int) -> dict[str, ob
         "ansible_connection": "ssh",
         "ansible_user": "root",
         "ansible_python_interpreter": "/usr/bin/python3",
-        "ansible_ssh_private_key_file": f"{ssh}/id_ed25519",
+        "ansible_ssh_private_key_file": ssh_path(f"{ssh}/id_ed25519"),
         # Host keys are checked against the lab's own known_hosts; a lost node is noticed within seconds. Shell
         # words: Ansible splits them so.
         "ansible_ssh_common_args": (f"-o {shlex.quote(known_hosts_option(f'{ssh}/known_hosts'))} "

@@ -179,10 +179,16 @@ class LabSettings:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
 
+def ssh_path(path: Path | str) -> str:
+    """A file's path as ssh takes it in an IdentityFile or UserKnownHostsFile option (-o; Ansible passes a key
+    so): % doubled, as ssh expands %-tokens in those paths and a lab folder's name may hold a %."""
+    return str(path).replace("%", "%%")
+
+
 def known_hosts_option(path: Path | str) -> str:
     """ssh's -o value for a known_hosts file: in double quotes, as ssh splits that option's list of files at blanks
     and a lab folder may hold one."""
-    return f'UserKnownHostsFile="{path}"'
+    return f'UserKnownHostsFile="{ssh_path(path)}"'
 
 
 def _int_setting(name: str, raw: object, low: int, high: int, hint: str) -> int:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_canary.lab.netns import keys_dir
-from edge_canary.lab.settings import known_hosts_option
+from edge_canary.lab.settings import known_hosts_option, ssh_path
 from tests.helpers.lab import REPO, VENV_BIN, Lab, run
 
 NAME = "watch-1"
@@ -51,12 +51,16 @@ class WatchHost:
     def supervisorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return run(["supervisorctl", "-c", str(self.dir / "supervisord.conf"), *args], self.lab.env)
 
+    @property
+    def key(self) -> Path:
+        """The lab's key, copied where its path holds a blank and a % (ssh expands %-tokens in a key's path)."""
+        return self.dir / "key 100%" / "id_ed25519"
+
     def inventory(self) -> dict[str, object]:
-        ssh = self.lab.lab_dir / "ssh"
         host = {
             "ansible_host": self.address, "ansible_connection": "ssh", "ansible_user": "root",
             "ansible_python_interpreter": "/usr/bin/python3",
-            "ansible_ssh_private_key_file": str(ssh / "id_ed25519"),
+            "ansible_ssh_private_key_file": ssh_path(self.key),
             # Shell words with a quoted one, as an inventory may give them (the deploy lock's ssh splits so).
             "ansible_ssh_common_args": (f"-o {shlex.quote(known_hosts_option(self.dir / 'known_hosts'))} "
                                         "-o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"),
@@ -70,8 +74,9 @@ class WatchHost:
 
     def up(self) -> None:
         d = self.dir
-        for sub in ("logs", "supervisor.d", self.state.name):
+        for sub in ("logs", "supervisor.d", self.state.name, self.key.parent.name):
             (d / sub).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(self.lab.lab_dir / "ssh" / "id_ed25519", self.key)
         key = d / "ssh_host_ed25519_key"
         if not key.exists():
             run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", NAME, "-f", str(key)], self.lab.env, check=True)

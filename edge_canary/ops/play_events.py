@@ -59,7 +59,7 @@ class PlayEvents:
         res = data.get("res")
         result: Mapping[str, Any] = res if isinstance(res, Mapping) else {}
         if kind == "runner_on_ok":
-            self.record.ok(result)
+            self.record.ok(result, str(data.get("host", "")))
         elif kind == "runner_on_failed" and not data.get("ignore_errors") or kind == "runner_on_unreachable":
             self.record.failed(str(data.get("host", "?")), str(data.get("task", "?")), result)
         elif kind == "playbook_on_stats":

@@ -53,7 +53,7 @@ class CallbackModule(CallbackBase):
         self.record = RunRecord()
 
     def v2_runner_on_ok(self, result: Any) -> None:
-        self.record.ok(result._result)
+        self.record.ok(result._result, result._host.get_name())
 
     def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
         if not ignore_errors:

@@ -20,6 +20,9 @@ from typing import Any
 SUMMARY_PREFIX = "EDGE_CANARY_SUMMARY "
 # The facts that announce a run's record folder, and the kind of run each names.
 RUN_DIR_FACTS = {"deploy_run_dir": "deploy", "rollout_run_dir": "rollout"}
+# The steps of a roll (node_release's node_release_steps) after which the node is out of rotation until
+# its ready+lb: where an interrupted roll stopped tells whether it left the node drained.
+OUT_OF_ROTATION_AFTER = ("drain", "push", "restart+health")
 
 
 def load_record(path: Path) -> dict[str, Any]:
@@ -55,7 +58,17 @@ def wave_gates(run_dir: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
             for wave in waves[1:] if isinstance(wave, dict)]
 
 
-def node_rows(run_dir: Path) -> list[dict[str, str]]:
+def interrupted_at(steps: list[Any]) -> str:
+    """How far an interrupted roll got, from the steps the play noted: '' when it did not start."""
+    last = steps[-1].get("step") if len(steps) > 1 and isinstance(steps[-1], Mapping) else None
+    if not last:
+        return ""
+    return f"interrupted after {last}" + (", OUT OF ROTATION" if last in OUT_OF_ROTATION_AFTER else "")
+
+
+def node_rows(run_dir: Path, live_steps: Mapping[str, list[Any]] | None = None) -> list[dict[str, str]]:
+    """One row per node from the record folder; live_steps: the steps each roll noted in this run, for a
+    node whose record the play never finished (an interrupted run)."""
     deploy = load_record(run_dir / "deploy.json")
     canary = deploy.get("canary")
     verdicts = {canary: load_record(run_dir / "verdict.json")}
@@ -67,13 +80,18 @@ def node_rows(run_dir: Path) -> list[dict[str, str]]:
     for node in ([canary] if canary else []) + list(deploy.get("peers", [])):
         record = load_record(run_dir / "nodes" / f"{node}.json")
         before = release_name(record.get("before"))
+        steps = record.get("steps") or (live_steps or {}).get(node) or []
         result = record.get("result", "not started")
+        if result == "not started":  # as preflight wrote it: the roll never finished its record
+            result = interrupted_at(steps) or result
         if result in ("ok", "already on the release"):
             after = record.get("release", "?")
         elif record.get("reverted_to"):
             after = release_name(record["reverted_to"])
         elif result == "failed":
             after = f"{record.get('release', '?')} (out of rotation)"
+        elif result.startswith("interrupted") and any(step.get("step") == "push" for step in steps):
+            after = str(deploy.get("version") or "?")
         else:
             after = before
         if verdicts.get(node, {}).get("verdict") == "reverted":
@@ -86,17 +104,17 @@ def node_rows(run_dir: Path) -> list[dict[str, str]]:
                 "role": roles.get(node, "peer"),
                 "before": before,
                 "after": after,
-                "steps": _durations(record.get("steps", [])),
+                "steps": _durations(steps),
                 "result": result,
             }
         )
     return rows
 
 
-def summary_table(run_dir: Path) -> str:
+def summary_table(run_dir: Path, live_steps: Mapping[str, list[Any]] | None = None) -> str:
     deploy = load_record(run_dir / "deploy.json")
     verdict = load_record(run_dir / "verdict.json")
-    rows = node_rows(run_dir)
+    rows = node_rows(run_dir, live_steps)
     check = " — CHECK MODE, nothing changed" if deploy.get("check_mode") else ""
     lines = [
         f"\nDeploy {deploy.get('deploy_id', run_dir.name)} of {deploy.get('version', '?')} "
@@ -147,8 +165,9 @@ class RunRecord:
         self.run_dir: Path | None = None
         self.refused = ""
         self.failures: list[dict[str, str]] = []
+        self.steps: dict[str, list[Any]] = {}  # each host's node_release_steps as last noted
 
-    def ok(self, result: Mapping[str, Any]) -> None:
+    def ok(self, result: Mapping[str, Any], host: str = "") -> None:
         """A task's result on one host (an ok, or a failure ignored)."""
         if result.get("edge_canary_request"):
             self.kind = str(result["edge_canary_request"])
@@ -157,10 +176,14 @@ class RunRecord:
         for facts in [result.get("ansible_facts")] + [
             item.get("ansible_facts") for item in items or [] if isinstance(item, Mapping)
         ]:
+            if not isinstance(facts, Mapping):
+                continue
             for fact, kind in RUN_DIR_FACTS.items():
-                if isinstance(facts, Mapping) and facts.get(fact):
+                if facts.get(fact):
                     self.run_dir = Path(str(facts[fact]))
                     self.kind = self.kind or kind
+            if host and isinstance(facts.get("node_release_steps"), list):
+                self.steps[host] = facts["node_release_steps"]
 
     def failed(self, host: str, task: str, result: Mapping[str, Any]) -> None:
         """A task that failed on `host` (not ignored)."""
@@ -191,7 +214,7 @@ class RunRecord:
         if self.kind == "deploy" and self.run_dir is not None:
             verdict = load_record(self.run_dir / "verdict.json")
             data["verdict"] = verdict.get("verdict")
-            data["nodes"] = node_rows(self.run_dir)
+            data["nodes"] = node_rows(self.run_dir, self.steps)
             waves = wave_gates(self.run_dir)
             if waves:
                 data["waves"] = [{"wave": wave.get("wave"), "pop": wave.get("pop"), "canary": wave.get("canary"),
@@ -212,7 +235,7 @@ class RunRecord:
         if self.refused:
             text.append(f"{self.kind or 'play'}: refused: {self.refused}")
         elif self.kind == "deploy" and self.run_dir is not None:
-            text.append(summary_table(self.run_dir))
+            text.append(summary_table(self.run_dir, self.steps))
         elif self.kind == "rollout" and self.run_dir is not None:
             text.append(rollout_summary(self.run_dir))
         else:

@@ -65,6 +65,38 @@ def test_an_interrupted_run_says_so() -> None:
     assert json_line(record.lines(HOSTS, interrupted=True))["status"] == "interrupted"
 
 
+def test_an_interrupted_deploy_says_how_far_each_roll_got_and_who_it_left_out_of_rotation(tmp_path: Path) -> None:
+    """The play noted each roll's steps as it went, but an interrupted roll never wrote its node record: the
+    rows come from the steps the play reported, not "not started" for a node it drained and pushed."""
+    run_dir = tmp_path / "runs" / "d3"
+    (run_dir / "nodes").mkdir(parents=True)
+    (run_dir / "deploy.json").write_text(json.dumps({"deploy_id": "d3", "version": "v2", "sha256": "ab" * 32,
+                                                     "canary": "edge-1", "peers": ["edge-2", "edge-3"]}))
+    v1 = {"version": "v1", "sha256": "c" * 64}
+    for node in ("edge-1", "edge-2", "edge-3"):  # what preflight writes before any roll
+        (run_dir / "nodes" / f"{node}.json").write_text(json.dumps({"before": v1, "result": "not started"}))
+    record = RunRecord()
+    record.ok({"edge_canary_request": "deploy", "run_id": "d3"})
+    record.ok({"ansible_facts": {"deploy_run_dir": str(run_dir)}}, "localhost")
+    steps = [{"step": "start", "at": 100.0}]
+    for step, at in (("drain", 101.0), ("push", 101.5), ("restart+health", 104.0)):
+        steps = [*steps, {"step": step, "at": at}]
+        record.ok({"ansible_facts": {"node_release_steps": steps}, "changed": False}, "edge-1")
+    record.ok({"ansible_facts": {"node_release_steps": [{"step": "start", "at": 100.0}]}}, "edge-2")
+    text = record.lines(HOSTS, interrupted=True)
+    data = json_line(text)
+    rows = {row["node"]: row for row in data["nodes"]}  # type: ignore[attr-defined]
+    assert rows["edge-1"] == {"node": "edge-1", "role": "canary", "before": "v1", "after": "v2",
+                              "steps": "drain 1.0s, push 0.5s, restart+health 2.5s",
+                              "result": "interrupted after restart+health, OUT OF ROTATION"}
+    assert rows["edge-2"]["result"] == "not started" and rows["edge-2"]["after"] == "v1"
+    assert rows["edge-3"]["result"] == "not started"
+    assert "interrupted after restart+health, OUT OF ROTATION" in text and data["status"] == "interrupted"
+    record.ok({"ansible_facts": {"node_release_steps": [*steps, {"step": "ready+lb", "at": 106.0}]}}, "edge-1")
+    rows = {row["node"]: row for row in json_line(record.lines(HOSTS, interrupted=True))["nodes"]}  # type: ignore[attr-defined]
+    assert rows["edge-1"]["result"] == "interrupted after ready+lb" and rows["edge-1"]["after"] == "v2"
+
+
 def test_a_deploy_in_waves_says_each_waves_verdict_and_its_reverted_canary(tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / "d2"
     (run_dir / "nodes").mkdir(parents=True)

@@ -61,6 +61,12 @@ def rendered(settings: Settings) -> dict[str, RenderedQueries]:
     }
 
 
+def never_in_rotation(settings: Settings) -> str:
+    """Why a watcher whose ready signal never came reverts: nothing was judged, and the play is gone."""
+    return (f"no ready signal within {settings.wait_for_traffic:g}s of this watcher's start: the play that "
+            "started it stopped before it put the canary back in rotation (interrupted, or its controller died)")
+
+
 def run_watch(
     settings: Settings,
     client: Querier,
@@ -86,9 +92,11 @@ def run_watch(
     prober = Prober(client, queries, rules.sliding, settings.query_retries)
     if settings.wait_for_traffic > 0:
         signal = in_rotation if in_rotation is not None else rotation_signal(settings)
-        wait_for_window(settings, prober, log, out, clock, sleep, wall, signal)
+        if not wait_for_window(settings, prober, log, out, clock, sleep, wall, signal):
+            decision = Decision("revert", never_in_rotation(settings))
+            n = 0  # no window to judge: straight to the revert
     start = clock()
-    if prober.previous is None:
+    if decision is None and prober.previous is None:
         failed = prober.baseline(0.0, wall() if wall else None)
         if failed is not None:
             out(f"baseline reading failed ({failed}): the first good probe starts the count")

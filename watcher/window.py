@@ -6,7 +6,10 @@ sides' raw counters pinned at that time (the evidence baseline: nothing the cana
 it was back in rotation is counted), then reads them every scrape interval until the canary's
 counters rise. The window starts there, and its first probe counts those first requests. Without
 a ready file (a rollout stage, a watcher run by hand) the baseline is the watcher's first reading.
-Both waits together are bounded by `wait_for_traffic`; past it the window starts anyway.
+Both waits together are bounded by `wait_for_traffic`. Past it without the ready file, the play that
+started the watcher stopped before putting the canary back (Ctrl-C, a killed controller, a cancelled
+AWX job): the canary is left drained on the new release, so the watcher reverts it instead of judging
+a window it cannot see. Past it with the ready file but no canary traffic, the window starts anyway.
 """
 
 from __future__ import annotations
@@ -54,9 +57,10 @@ def wait_for_window(
     sleep: Callable[[float], None],
     wall: Callable[[], float] | None,
     in_rotation: Callable[[], float | None] | None,
-) -> None:
+) -> bool:
     """Hold the window until the canary's first requests after it is back in rotation; leaves
-    the baseline in `prober` (None when no reading succeeded: the first probe takes it)."""
+    the baseline in `prober` (None when no reading succeeded: the first probe takes it). False when
+    the canary was never put back in rotation (no ready signal in time): there is no window to judge."""
     began = clock()
     deadline = began + settings.wait_for_traffic
 
@@ -69,8 +73,8 @@ def wait_for_window(
         while (rotation_at := in_rotation()) is None:
             if clock() >= deadline:
                 log.write("traffic", waited=waited(), in_rotation=False, seen=False)
-                out("the canary was not put back in rotation in time: the window starts anyway")
-                return
+                out(f"the canary was not put back in rotation within {settings.wait_for_traffic:g}s")
+                return False
             sleep(min(READY_POLL_S, max(0.0, deadline - clock())))
         out(f"the canary is back in rotation after {waited():.1f}s: waiting for its first requests")
     out(f"waiting up to {max(0.0, deadline - clock()):.0f}s for the canary's first requests")
@@ -90,13 +94,13 @@ def wait_for_window(
             log.write("traffic", waited=waited(), seen=True, in_rotation_at=rotation_at, first_requests=n,
                       window_start=round(wall(), 3) if wall else None)  # fmt: skip
             out(f"the canary takes traffic after {waited():.1f}s: the window starts")
-            return
+            return True
         if clock() >= deadline:
             if base is not None:
                 prober.previous, prober.previous_at = base, 0.0
             log.write("traffic", waited=waited(), in_rotation_at=rotation_at, seen=False)
             out("no canary traffic seen: the window starts anyway (its probes will be inconclusive)")
-            return
+            return True
         sleep(min(settings.scrape_interval, max(0.0, deadline - clock())))
 
 

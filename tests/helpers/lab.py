@@ -194,9 +194,10 @@ class Lab:
             (self.node_dir(node) / "edge.conf").write_text(config)
         run(["supervisorctl", "-c", str(self.settings.supervisor_conf(node)), "restart", node], self.env)
 
-    def wait_until(self, predicate: Any, timeout: float = 60, what: str = "condition") -> None:
+    def wait_until(self, predicate: Any, timeout: float = 60, what: str = "condition",
+                   interval: float = 0.25) -> None:
         deadline = time.monotonic() + timeout
         while not predicate():
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            time.sleep(0.25)
+            time.sleep(interval)

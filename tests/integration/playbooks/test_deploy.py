@@ -235,24 +235,32 @@ def test_two_deploys_at_once_one_proceeds_and_every_other_is_refused_until_it_en
     assert not lock.exists()
 
 
-def test_an_interrupted_deploys_lock_stays_with_its_watcher_until_it_ends(
+def test_a_deploy_interrupted_before_its_ready_is_reverted_by_its_watcher_which_keeps_the_lock(
         fleet: Lab, artifacts: dict[str, Path]) -> None:
-    """Ctrl-C at the SLI gate: the play stops, but its detached watcher goes on judging (and would revert):
-    the deploy lock stays held, by the watcher, until it ends; meanwhile another deploy is refused."""
+    """Ctrl-C once the canary's watcher has started, before the play puts the canary back in rotation: the
+    play stops, leaving the canary drained on v2. Its detached watcher gets no ready signal, so it reverts
+    the canary to v1 and back in rotation instead of judging a window it cannot see. The deploy lock stays
+    held, by the watcher, until it ends; meanwhile another deploy is refused."""
     control = fleet.lab_dir / "control"
     earlier = set(control.glob("runs/*/watcher.json"))
     proc = subprocess.Popen(["make", "--no-print-directory", "deploy-canary"], cwd=REPO,
-                            env={**fleet.env, "ARTIFACT": str(artifacts["v2"]), **PROMOTING_WINDOW,
-                                 # long enough for the watcher to outlive the interrupted play on a busy machine
-                                 "SLI_WINDOW": "30"},
+                            env={**fleet.env, "ARTIFACT": str(artifacts["v2"]), **PROMOTING_WINDOW},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     fleet.wait_until(lambda: set(control.glob("runs/*/watcher.json")) - earlier, timeout=300,
-                     what="the deploy reaching its SLI gate")
+                     what="the deploy reaching its canary's watcher")
+    # The watcher joins the lock as it starts, a few tasks before the play writes the ready file.
     fleet.wait_until(lambda: json.loads((control / "deploy.lock").read_text()).get("watchers"), timeout=30,
-                     what="the watcher joining the deploy lock")
+                     what="the watcher joining the deploy lock", interval=0.02)
     os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=300)
     held = json.loads((control / "deploy.lock").read_text())
+    run_dir = control / "runs" / held["id"]
+    assert not (run_dir / "canary-ready").exists(), "the play wrote its ready file before the interrupt:\n" + out
+    assert fleet.lb_states()["edge-1"] != "READY" and fleet.node_version("edge-1")["version"] == "v2"
+    # The summary says what the interrupted run did, not "not started" for the canary it drained and pushed.
+    rows = {row["node"]: row for row in json.loads(out.split("EDGE_CANARY_SUMMARY ", 1)[1].splitlines()[0])["nodes"]}
+    assert rows["edge-1"]["result"] == "interrupted after restart+health, OUT OF ROTATION", out[-3000:]
+    assert rows["edge-1"]["after"] == "v2" and rows["edge-2"]["result"] == "not started"
     watcher = held["watchers"][0]["pid"]
     assert alive(held["watchers"][0]), "the watcher ended before the play: nothing left to check"
 
@@ -267,8 +275,14 @@ def test_an_interrupted_deploys_lock_stays_with_its_watcher_until_it_ends(
     refused = deploy(fleet, artifacts["v2"], CHECK="1")
     assert refused.returncode != 0
     assert f"another deploy {held['id']} by" in refused.stdout
-    fleet.wait_until(lambda: not alive(held["watchers"][0]), timeout=300, what="the watcher ending")
+    fleet.wait_until(lambda: not alive(held["watchers"][0]), timeout=400, what="the watcher ending")
     assert lock_shown().startswith("deploy: free"), lock_shown()
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    assert verdict["verdict"] == "reverted" and verdict["probes"] == 0, verdict
+    assert verdict["reason"].startswith("no ready signal within 120s of this watcher's start: the play that "
+                                        "started it stopped before it put the canary back in rotation"), verdict
+    assert fleet_versions(fleet) == {"edge-1": "v1", "edge-2": "v1", "edge-3": "v1"}
+    assert set(fleet.lb_states().values()) == {"READY"}
 
 
 def test_a_game_day_drill_holds_off_deploys_unless_forced(fleet: Lab, artifacts: dict[str, Path]) -> None:

@@ -351,18 +351,26 @@ def test_the_ready_file_holds_the_rotation_time(tmp_path: Path) -> None:
     assert rotation_signal(settings()) is None
 
 
-def test_a_ready_file_that_never_comes_still_gives_a_window(tmp_path: Path) -> None:
+def test_a_ready_file_that_never_comes_reverts_without_judging(tmp_path: Path) -> None:
+    """The play that started the watcher stopped before its ready (Ctrl-C, a dead controller): the canary
+    it left drained on the new release is put back on .previous, not judged on traffic it never got."""
     clock = Clock()
     log = DecisionLog(str(tmp_path / "d.jsonl"), Scrubber())
+    reverter = Recorder()
     outcome = run_watch(
-        settings("--wait-for-traffic", "3", "--ready-file", str(tmp_path / "never")), TimedProm(), Recorder(),
+        settings("--wait-for-traffic", "3", "--ready-file", str(tmp_path / "never")), TimedProm(), reverter,
         log, WatcherMetrics(), lambda _: None, contextlib.nullcontext, clock=clock, sleep=clock.sleep,
         wall=lambda: NOW + clock.t,
     )  # fmt: skip
     log.close()
-    first = json.loads((tmp_path / "d.jsonl").read_text().splitlines()[0])
-    assert first == {**first, "event": "traffic", "in_rotation": False, "seen": False, "waited": 3.0}
-    assert outcome.state.probes >= 1  # judged all the same (here: the 503s it answers)
+    records = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert records[0] == {**records[0], "event": "traffic", "in_rotation": False, "seen": False, "waited": 3.0}
+    assert [r["event"] for r in records] == ["traffic", "revert"]
+    assert outcome.state.probes == 0 and reverter.reasons == [outcome.verdict.reason]
+    assert outcome.verdict.verdict == "reverted"
+    assert outcome.verdict.reason == (
+        "no ready signal within 3s of this watcher's start: the play that started it stopped before it put "
+        "the canary back in rotation (interrupted, or its controller died)")
 
 
 class FailingOnce(ScriptedProm):

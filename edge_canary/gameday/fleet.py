@@ -293,12 +293,14 @@ def lb_states(lb: LoadBalancer) -> dict[str, ServerState]:
 
 
 def node_version(url: str, timeout: float = 2.0) -> str | None:
-    """What the node says it runs, or None when it does not answer."""
+    """What the node says it runs, or None when it does not answer or its answer names no version."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return str(json.loads(resp.read()).get("version")) or None
+            body = json.loads(resp.read())
     except (OSError, ValueError):
         return None
+    version = body.get("version") if isinstance(body, dict) else None
+    return str(version) if version else None
 
 
 @dataclass(frozen=True)

@@ -139,3 +139,17 @@ def test_a_check_point_asks_a_node_that_does_not_answer_again(patience: float, v
         sample = gf.take_sample(gf.Fleet(control, {"edge-1": node.url("/version")}, {}, ()), patience)
     assert sample.versions == {"edge-1": version}
     assert node.version_requests == asked
+
+
+@pytest.mark.parametrize(("body", "version"), [
+    (b'{"version": "v2"}', "v2"),
+    (b'{"pid": 12}', None),  # no version in it: unknown, never the string "None"
+    (b'{"version": null}', None),
+    (b'{"version": ""}', None),
+    (b'["v2"]', None),  # JSON, but not the object /version answers
+    (b"not json", None),
+])
+def test_a_node_version_is_what_its_version_body_says_or_none(body: bytes, version: str | None) -> None:
+    with health_node() as node:
+        node.version_body = body
+        assert gf.node_version(node.url("/version")) == version

@@ -170,7 +170,9 @@ def test_killing_the_watcher_kills_its_runner_child(tmp_path: Path, playbook: st
         AnsibleRevert({playbook!r}, "edge-2", None, {{}}, 120,
                       command=[{sys.executable!r}, "-c", {sleeper!r}]).revert("red")
     """)
+    # Its runner folder goes in tmp_path: the SIGKILL leaves it behind, as any SIGKILL would.
     proc = subprocess.Popen([sys.executable, "-c", watcher], start_new_session=True,
+                            env={**os.environ, "TMPDIR": str(tmp_path)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 60

@@ -139,23 +139,27 @@ def drive(
     stop = threading.Event()
     follower = threading.Thread(target=follow, args=(events.run_dir, logs, stop), daemon=True)
     follower.start()
-    interrupted = False
+    interrupted = threading.Event()
+
+    def pass_on(signum: int, frame: Any) -> None:
+        if not interrupted.is_set():
+            print(on_interrupt, flush=True)
+        interrupted.set()
+        interrupt(events)
+
     # Ctrl-C is ours to pass on even where SIGINT came in ignored (a background job): ansible-playbook,
-    # which got it before, sets its own handler too.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    # which got it before, sets its own handler too. The handler raises nothing: a KeyboardInterrupt in
+    # Thread.join marks the thread stopped while it still runs (Python 3.11), and this function then
+    # returned while the play was still stopping: its summary incomplete, its folder and lock gone under it.
+    previous = signal.signal(signal.SIGINT, pass_on)
     try:
         while thread.is_alive():
-            try:
-                thread.join(0.5)
-            except KeyboardInterrupt:
-                interrupted = True
-                print(on_interrupt, flush=True)
-                interrupt(events)
+            thread.join(0.5)
     finally:
         signal.signal(signal.SIGINT, previous)
     stop.set()
     follower.join(2)
-    return (runner.rc if runner.rc is not None else 1), interrupted
+    return (runner.rc if runner.rc is not None else 1), interrupted.is_set()
 
 
 def run_play(

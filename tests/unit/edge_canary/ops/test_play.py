@@ -68,9 +68,8 @@ def plays_of(marker: str) -> list[int]:
     return found
 
 
-def test_a_killed_driver_takes_its_play_with_it(tmp_path: Path) -> None:
-    """ansible-runner starts ansible-playbook in a session of its own (a pty, SIGHUP ignored): a driver killed
-    with its process group (a controller gone, SIGKILL) must not leave the play running headless in its task."""
+def start_driver(tmp_path: Path, after: str = "") -> tuple[subprocess.Popen[str], Path]:
+    """A driver (play.drive, then the Python `after`) of a play that sleeps in its task, once in that task."""
     playbook = tmp_path / "long.yml"
     playbook.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
                         "    - ansible.builtin.command: sleep 120\n")
@@ -79,19 +78,43 @@ def test_a_killed_driver_takes_its_play_with_it(tmp_path: Path) -> None:
                          f"      ansible_python_interpreter: {sys.executable}\n")
     data = tmp_path / "runner"
     data.mkdir()
-    driver = ("import sys; from pathlib import Path; from edge_canary.ops import play; "
+    driver = ("import io, sys; from pathlib import Path; from edge_canary.ops import play; "
               "from edge_canary.ops.play_events import PlayEvents; "
-              f"play.drive({str(playbook)!r}, ['-i', {str(inventory)!r}], dict(__import__('os').environ), "
-              f"Path({str(data)!r}), PlayEvents(), lambda run_dir: [], '')")
-    proc = subprocess.Popen([sys.executable, "-c", driver], cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+              f"ended = play.drive({str(playbook)!r}, ['-i', {str(inventory)!r}], dict(__import__('os').environ), "
+              f"Path({str(data)!r}), PlayEvents(io.StringIO()), lambda run_dir: [], 'interrupted'); {after}")
+    proc = subprocess.Popen([sys.executable, "-c", driver], cwd=REPO, start_new_session=True, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while not plays_of(str(playbook)):
+        assert time.monotonic() < deadline and proc.poll() is None, "the play never started"
+        time.sleep(0.2)
+    time.sleep(3)  # in its task
+    assert proc.poll() is None and plays_of(str(playbook)), "the play did not stay in its task"
+    return proc, playbook
+
+
+def test_ctrl_c_returns_once_the_play_has_stopped(tmp_path: Path) -> None:
+    """Ctrl-C is passed on to the play, and drive returns only once the play has ended: the summary, the
+    removal of runner's folder and the lock's release come after its last event, not under a running play.
+    (A KeyboardInterrupt in Thread.join used to mark runner's thread stopped while the play still ran.)"""
+    proc, playbook = start_driver(
+        tmp_path, "import threading; print('ended', ended, [t.name for t in threading.enumerate()], flush=True)")
     try:
-        deadline = time.monotonic() + 60
-        while not plays_of(str(playbook)):
-            assert time.monotonic() < deadline and proc.poll() is None, "the play never started"
-            time.sleep(0.2)
-        time.sleep(3)  # in its task
-        assert proc.poll() is None and plays_of(str(playbook)), "the play did not stay in its task"
+        os.kill(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert "interrupted" in out and "ended (99, True) ['MainThread']" in out, out
+    assert plays_of(str(playbook)) == []
+
+
+def test_a_killed_driver_takes_its_play_with_it(tmp_path: Path) -> None:
+    """ansible-runner starts ansible-playbook in a session of its own (a pty, SIGHUP ignored): a driver killed
+    with its process group (a controller gone, SIGKILL) must not leave the play running headless in its task."""
+    proc, playbook = start_driver(tmp_path)
+    try:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
         deadline = time.monotonic() + 15

@@ -195,4 +195,18 @@ def run_play(
         run_dir = events.run_dir()
         if run_dir is not None and run_id:
             release_lock(run_dir, run_id)
+    if interrupted and not check:
+        print_fleet_now(inventory)
     return inputs.EXIT_USAGE if events.record.refused else code
+
+
+def print_fleet_now(inventory: str | None) -> None:
+    """After Ctrl-C, the fleet as it is now (make status): the summary knows the steps each node finished,
+    not whether the one cut short left it drained."""
+    from edge_canary.ops.status import where_the_fleet_stands  # status imports this module
+
+    print("\nWhere the fleet stands now (make status; Ctrl-C again to skip):", flush=True)
+    try:
+        print(where_the_fleet_stands(inventory), flush=True)
+    except KeyboardInterrupt:
+        print("skipped: run make status", flush=True)

@@ -225,6 +225,14 @@ def read_fleet(inventory: str | None) -> tuple[list[Row] | None, str]:
         return rows, ""
 
 
+def where_the_fleet_stands(inventory: str | None) -> str:
+    """The status table read now, for a run that stopped part-way: which node it left drained, and on what."""
+    rows, _ = read_fleet(inventory)
+    if rows is None:
+        return "could not read the fleet: run make status"
+    return render_table(rows, report(rows)["problems"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

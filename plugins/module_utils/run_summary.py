@@ -63,7 +63,7 @@ def interrupted_at(steps: list[Any]) -> str:
     last = steps[-1].get("step") if len(steps) > 1 and isinstance(steps[-1], Mapping) else None
     if not last:
         return ""
-    return f"interrupted after {last}" + (", OUT OF ROTATION" if last in OUT_OF_ROTATION_AFTER else "")
+    return f"interrupted after {last}" + (", not put back in rotation" if last in OUT_OF_ROTATION_AFTER else "")
 
 
 def node_rows(run_dir: Path, live_steps: Mapping[str, list[Any]] | None = None) -> list[dict[str, str]]:

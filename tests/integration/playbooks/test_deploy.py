@@ -259,8 +259,9 @@ def test_a_deploy_interrupted_before_its_ready_is_reverted_by_its_watcher_which_
     assert fleet.lb_states()["edge-1"] != "READY" and fleet.node_version("edge-1")["version"] == "v2"
     # The summary says what the interrupted run did, not "not started" for the canary it drained and pushed.
     rows = {row["node"]: row for row in json.loads(out.split("EDGE_CANARY_SUMMARY ", 1)[1].splitlines()[0])["nodes"]}
-    assert rows["edge-1"]["result"] == "interrupted after restart+health, OUT OF ROTATION", out[-3000:]
+    assert rows["edge-1"]["result"] == "interrupted after restart+health, not put back in rotation", out[-3000:]
     assert rows["edge-1"]["after"] == "v2" and rows["edge-2"]["result"] == "not started"
+    assert "edge-1 is drained on lb-1" in out.split("Where the fleet stands now", 1)[1], out[-3000:]
     watcher = held["watchers"][0]["pid"]
     assert alive(held["watchers"][0]), "the watcher ended before the play: nothing left to check"
 

@@ -5,6 +5,8 @@ freshly deployed fleet is checked at the end of test_deploy's green deploy, whic
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +18,7 @@ from tests.helpers.fleet import (
     node_pids,
     sha256,
 )
-from tests.helpers.lab import Lab
+from tests.helpers.lab import REPO, Lab
 
 
 def output(result: object) -> str:
@@ -119,3 +121,36 @@ def test_a_drain_wait_that_is_no_boolean_fails_the_drain_and_leaves_the_node_in_
     assert set(fleet_versions(fleet).values()) == {"v2"}
     assert_all_ready(fleet)
     assert_lock_not_held(fleet)
+
+
+def test_a_rollback_interrupted_with_a_node_drained_says_so_and_a_rerun_finishes_it(
+        fleet: Lab, artifacts: dict[str, Path]) -> None:
+    """Ctrl-C while a node is out of rotation: the play stops (a drained node stays drained: Ansible runs no
+    clean-up on an interrupt), and the tool then shows the fleet as it is now, naming that node. The same
+    command run again finishes the job."""
+    install_fleet(fleet, artifacts["v2"], previous=artifacts["v1"])
+    proc = subprocess.Popen(["make", "--no-print-directory", "rollback"], cwd=REPO, text=True,
+                            env={**fleet.env, "NODES": "all"}, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        fleet.wait_until(lambda: "DRAIN" in fleet.lb_states().values(), 300, "a node drained by the rollback",
+                         interval=0.05)
+        drained = next(node for node, state in fleet.lb_states().items() if state == "DRAIN")
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0
+    assert "rollback: interrupted; letting the play stop cleanly" in out, out[-3000:]
+    assert "Traceback" not in out, out[-5000:]  # the play stopped before its folder was removed
+    shown = out.split("Where the fleet stands now (make status; Ctrl-C again to skip):", 1)[1]
+    assert f"{drained} is drained on lb-1 (gets no new traffic)" in shown, out[-3000:]
+    assert fleet.lb_states()[drained] == "DRAIN"
+    assert_lock_not_held(fleet)
+
+    again = fleet.make("rollback", extra_env={"NODES": "all"})
+    assert again.returncode == 0, output(again)
+    assert fleet_versions(fleet) == dict.fromkeys(fleet.settings.node_names(), "v1")
+    assert_all_ready(fleet)

@@ -88,10 +88,10 @@ def test_an_interrupted_deploy_says_how_far_each_roll_got_and_who_it_left_out_of
     rows = {row["node"]: row for row in data["nodes"]}  # type: ignore[attr-defined]
     assert rows["edge-1"] == {"node": "edge-1", "role": "canary", "before": "v1", "after": "v2",
                               "steps": "drain 1.0s, push 0.5s, restart+health 2.5s",
-                              "result": "interrupted after restart+health, OUT OF ROTATION"}
+                              "result": "interrupted after restart+health, not put back in rotation"}
     assert rows["edge-2"]["result"] == "not started" and rows["edge-2"]["after"] == "v1"
     assert rows["edge-3"]["result"] == "not started"
-    assert "interrupted after restart+health, OUT OF ROTATION" in text and data["status"] == "interrupted"
+    assert "interrupted after restart+health, not put back in rotation" in text and data["status"] == "interrupted"
     record.ok({"ansible_facts": {"node_release_steps": [*steps, {"step": "ready+lb", "at": 106.0}]}}, "edge-1")
     rows = {row["node"]: row for row in json_line(record.lines(HOSTS, interrupted=True))["nodes"]}  # type: ignore[attr-defined]
     assert rows["edge-1"]["result"] == "interrupted after ready+lb" and rows["edge-1"]["after"] == "v2"

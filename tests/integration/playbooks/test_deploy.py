@@ -280,7 +280,7 @@ def test_a_deploy_interrupted_before_its_ready_is_reverted_by_its_watcher_which_
     assert lock_shown().startswith("deploy: free"), lock_shown()
     verdict = json.loads((run_dir / "verdict.json").read_text())
     assert verdict["verdict"] == "reverted" and verdict["probes"] == 0, verdict
-    assert verdict["reason"].startswith("no ready signal within 120s of this watcher's start: the play that "
+    assert verdict["reason"].startswith("no ready signal within 60s of this watcher's start: the play that "
                                         "started it stopped before it put the canary back in rotation"), verdict
     assert fleet_versions(fleet) == {"edge-1": "v1", "edge-2": "v1", "edge-3": "v1"}
     assert set(fleet.lb_states().values()) == {"READY"}

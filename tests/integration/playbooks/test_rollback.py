@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edge_canary.procgroup import stop_group
 from tests.helpers.fleet import (
     fleet_versions,
     install_fleet,
@@ -139,9 +140,7 @@ def test_a_rollback_interrupted_with_a_node_drained_says_so_and_a_rerun_finishes
         os.killpg(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=300)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, signal.SIGKILL)  # a no-op once it has ended
     assert proc.returncode != 0
     assert "rollback: interrupted; letting the play stop cleanly" in out, out[-3000:]
     assert "Traceback" not in out, out[-5000:]  # the play stopped before its folder was removed

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from edge_canary.ops.play import REPO, follow
+from edge_canary.procgroup import stop_group
 
 
 def test_follow_prints_each_logs_new_lines_once_under_its_label(tmp_path: Path,
@@ -103,9 +104,7 @@ def test_ctrl_c_returns_once_the_play_has_stopped(tmp_path: Path) -> None:
         os.kill(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, signal.SIGKILL)  # a no-op once it has ended
     assert "interrupted" in out and "ended (99, True) ['MainThread']" in out, out
     assert plays_of(str(playbook)) == []
 
@@ -124,6 +123,4 @@ def test_a_killed_driver_takes_its_play_with_it(tmp_path: Path) -> None:
     finally:
         for pid in plays_of(str(playbook)):
             os.kill(pid, signal.SIGKILL)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, signal.SIGKILL)  # a no-op once it has ended

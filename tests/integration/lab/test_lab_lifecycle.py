@@ -85,9 +85,19 @@ def test_thirty_nodes_come_up_and_serve(fresh: Lab) -> None:
 
 
 def test_idempotent_crash_recovery_and_clean_down(fresh: Lab) -> None:
-    fresh.overrides["LAB_NODES"] = "4"
+    fresh.overrides["LAB_NODES"] = "3"
     first = fresh.up()
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr
+    # A fresh lab starts each process once, on the configuration this run wrote: no restart right after.
+    assert "RUNNING HANDLER" not in first.stdout, first.stdout[-3000:]
+
+    # A fourth node changes HAProxy's and Prometheus' configuration: both are restarted on it.
+    fresh.overrides["LAB_NODES"] = "4"
+    grown = fresh.up()
+    assert grown.returncode == 0, grown.stdout[-3000:] + grown.stderr
+    restarts = re.findall(r"^RUNNING HANDLER \[edge\.canary\.(\w+) : ", grown.stdout, re.M)
+    assert restarts == ["lab_haproxy", "lab_prometheus"], grown.stdout[-3000:]
+    assert len(fresh.server_stats()) == 4
 
     # A second run changes nothing, and later commands find the 4 nodes without LAB_NODES.
     del fresh.overrides["LAB_NODES"]

@@ -64,6 +64,9 @@ LAB_INTERVAL_S = 3.0  # group_vars/lab.yml sli_probe_interval
 LAB_WINDOW_S = 30.0  # group_vars/lab.yml sli_window
 SCRAPE_S = 1.0  # group_vars/lab.yml sli_watch_scrape_interval
 GREEN_BASELINE_S = 30.0  # seconds of steady load before a green deploy: the p99 baseline
+# Five probes: the first after the canary is back in rotation may see too few of its requests (its ramp), and a
+# promotion survives one such probe only out of five (tests/helpers/watch_window.py).
+MIN_GREEN_WINDOW_S = 5 * LAB_INTERVAL_S
 RANGE_S = max(LAB_INTERVAL_S, 4 * SCRAPE_S)  # the watcher's default probe range for these settings
 
 
@@ -85,6 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "deploy's own cost)")
     parser.add_argument("--rps", type=float, default=50.0, help="steady load through HAProxy (default 50)")
     parser.add_argument("--watcher-seconds", type=float, default=300.0, help="how long the watcher is measured")
+    parser.add_argument("--green-window", type=float, default=LAB_WINDOW_S,
+                        help=f"SLI window of the green deploys and rolls, at least {MIN_GREEN_WINDOW_S:g} s "
+                             f"(default {LAB_WINDOW_S:g}, the lab's)")
     parser.add_argument("--lab-mode", choices=("loopback", "hosts"), default="loopback",
                         help="the bench lab's mode (hosts: every node over SSH; phases " + ",".join(HOSTS_PHASES) + ")")
     parser.add_argument("--use-running-lab", action="store_true", help="use the lab that is up; leave it up")
@@ -106,6 +112,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.isolate_controller and args.use_running_lab:
         parser.error("--isolate-controller needs the bench's own lab, started on the lab's CPU; "
                      "drop --use-running-lab")
+    if not MIN_GREEN_WINDOW_S <= args.green_window <= 3600:
+        parser.error(f"--green-window {args.green_window:g} is out of range; use {MIN_GREEN_WINDOW_S:g} to 3600 "
+                     "seconds (a promotion needs five probes)")
     if not 1 <= args.runs <= 20:
         parser.error(f"--runs {args.runs} is out of range; use 1 to 20")
     try:
@@ -202,9 +211,7 @@ class Bench:
         self.lab.work = work or self.lab.lab_dir / "bench"
         self.lab.work.mkdir(parents=True, exist_ok=True)
         self.window = 20.0 if args.quick else LAB_WINDOW_S
-        # A shorter gate holds: the restarted canary's counters need a few scrapes before a probe sees its
-        # requests, and a hold stops the deploy before the peers.
-        self.green_window = LAB_WINDOW_S
+        self.green_window = args.green_window
         self.results = Results(mode="quick" if args.quick else "full", machine=machine(),
                                date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), command=self.command(),
                                settings={"runs": args.runs, "rps": args.rps,
@@ -229,8 +236,9 @@ class Bench:
         mode = "--lab-mode hosts " if a.lab_mode == "hosts" else ""
         forks = f" --forks \"{' '.join(map(str, a.forks))}\"" if a.forks != [None] else ""
         isolate = " --isolate-controller" if a.isolate_controller else ""
+        window = f" --green-window {a.green_window:g}" if a.green_window != LAB_WINDOW_S else ""
         return (f"make bench BENCH_RUNS={a.runs} BENCH_ARGS='{mode}{phases}--roll-runs {a.roll_runs} "
-                f"--fleets \"{fleets}\"{forks}{isolate} --watcher-seconds {a.watcher_seconds:g}{merge}'")
+                f"--fleets \"{fleets}\"{forks}{isolate}{window} --watcher-seconds {a.watcher_seconds:g}{merge}'")
 
     def say(self, line: str) -> None:
         print(f"bench | {time.strftime('%H:%M:%S')} {line}", flush=True)

@@ -72,7 +72,7 @@ def test_bench_smoke_rolls_the_fleet_once_per_forks_setting(fleet: Lab, tmp_path
     """The roll phase with two forks settings: two real deploys (v2, then back to v1), taking turns, each
     recorded with the forks Ansible ran with and what the bench's callbacks counted."""
     said, text, results = bench(fleet, tmp_path, "--phases", "roll", "--fleets", "3:1", "--roll-runs", "1",
-                                "--forks", "1 2")
+                                "--forks", "1 2", "--green-window", "15")
     assert "roll-3x1-forks1-1: deploying v2" in said and "roll-3x1-forks2-1: deploying v1" in said
 
     rolls = results["rolls"]
@@ -81,7 +81,7 @@ def test_bench_smoke_rolls_the_fleet_once_per_forks_setting(fleet: Lab, tmp_path
         assert roll["roll_s"] > 0 and set(roll["steps"]) >= {"drain", "push", "restart+health", "ready+lb"}
         assert roll["module_runs_per_peer"] >= 3 and roll["results_per_peer"] > roll["module_runs_per_peer"]
         assert 0 < roll["module_cpu_s"] < roll["cpu_s"]
-    assert "--fleets \"3:1\" --forks \"1 2\"" in text  # in the Reproduce line
+    assert "--fleets \"3:1\" --forks \"1 2\" --green-window 15" in text  # in the Reproduce line
     assert "| 3 | 1 | 1 | 3 | 1 |" in text and "| 3 | 1 | 2 | 3 | 1 |" in text  # section 4, one row per forks
     assert "| 3 | 1 | 1 | " in text.split("## 7.")[1] and "| 3 | 1 | 2 | " in text.split("## 7.")[1]
     assert fleet_versions(fleet) == {node: "v1" for node in fleet.settings.node_names()}
@@ -90,7 +90,8 @@ def test_bench_smoke_rolls_the_fleet_once_per_forks_setting(fleet: Lab, tmp_path
 def test_bench_smoke_measures_a_rollback_from_a_fleet_on_v2(fleet: Lab, tmp_path: Path) -> None:
     """The rollback phase on its own (no green deploy before it): the fleet, on v1, is deployed to v2 first
     (not measured), so the rollback measured restores every node to v1, its .previous, and is no no-op."""
-    said, _, results = bench(fleet, tmp_path, "--phases", "rollback", "--runs", "1", "--rps", "20")
+    said, _, results = bench(fleet, tmp_path, "--phases", "rollback", "--runs", "1", "--rps", "20",
+                             "--green-window", "15")
     assert "rollback run 1: deploying v2 first (not measured)" in said
     assert results["failures"] == []
     (rollback,) = [o for o in results["ops"] if o["op"] == "rollback"]

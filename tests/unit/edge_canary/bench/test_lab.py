@@ -53,3 +53,19 @@ def test_an_isolated_controller_needs_the_benchs_own_lab(capsys: pytest.CaptureF
     with pytest.raises(SystemExit):
         parse_args(["--isolate-controller", "--use-running-lab"])
     assert "drop --use-running-lab" in capsys.readouterr().err
+
+
+def test_a_green_window_of_its_own_is_in_the_reports_command_and_settings(tmp_path: Path) -> None:
+    bench = Bench(parse_args(["--phases", "roll", "--green-window", "15", "--work", str(tmp_path)]))
+    assert bench.green_window == 15
+    assert " --green-window 15 " in bench.results.command
+    assert bench.results.settings["green SLI window"] == "15 s"
+    default = Bench(parse_args(["--work", str(tmp_path)]))
+    assert default.green_window == 30 and "--green-window" not in default.results.command
+
+
+@pytest.mark.parametrize("window", ["14", "nan", "-30", "7200"])
+def test_a_green_window_too_short_for_five_probes_is_refused(window: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--green-window", window])
+    assert f"--green-window {float(window):g} is out of range; use 15 to 3600 seconds" in capsys.readouterr().err

@@ -139,6 +139,7 @@ file={tmp_path}/supervisor.sock
 [supervisord]
 pidfile={tmp_path}/supervisord.pid
 logfile={tmp_path}/supervisord.log
+childlogdir={tmp_path}
 directory={tmp_path}
 [rpcinterface:supervisor]
 supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface

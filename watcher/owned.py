@@ -128,6 +128,12 @@ def main(argv: Sequence[str], pass_interrupt: bool = False) -> int:
     return child.wait()
 
 
+def pid_file(folder: Path) -> Path:
+    """Where executable(folder, ...) writes its pid as it starts: the play's process group, which it leads
+    (ansible-runner starts it as a session leader), known before the play says anything."""
+    return folder / "owned-ansible-playbook.pid"
+
+
 def executable(folder: Path, command: Sequence[str], pass_interrupt: bool = False) -> str:
     """An executable in `folder` that runs `command` + its own arguments under main(): ansible-runner takes
     one binary. A shell script that execs Python (same pid, so the owner stays its parent): a #! line cannot
@@ -135,6 +141,7 @@ def executable(folder: Path, command: Sequence[str], pass_interrupt: bool = Fals
     path = folder / "owned-ansible-playbook"
     code = (f"import sys; from watcher.owned import main; "
             f"sys.exit(main([*{list(command)!r}, *sys.argv[1:]], pass_interrupt={pass_interrupt!r}))")
-    path.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -c {shlex.quote(code)} "$@"\n')
+    path.write_text(f'#!/bin/sh\necho $$ > {shlex.quote(str(pid_file(folder)))}\n'
+                    f'exec {shlex.quote(sys.executable)} -c {shlex.quote(code)} "$@"\n')
     path.chmod(0o700)
     return str(path)

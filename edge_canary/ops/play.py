@@ -86,12 +86,24 @@ def private_dir(prefix: str) -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix=prefix, dir=where)
 
 
-def interrupt(events: PlayEvents) -> None:
-    """Ctrl-C for the play: SIGINT to its process group, as a terminal sends it (the watcher has its own)."""
-    if events.pid is None:
-        return
+def play_group(data_dir: Path) -> int | None:
+    """The play's process group, led by watcher.owned, once it has started (None until then)."""
+    try:
+        return int(owned.pid_file(data_dir).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def interrupt(data_dir: Path) -> bool:
+    """Ctrl-C for the play: SIGINT to its process group, as a terminal sends it (the watcher has its own).
+    False when the play has not started yet: the caller passes it on once it has."""
+    group = play_group(data_dir)
+    if group is None:
+        return False
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(os.getpgid(events.pid), signal.SIGINT)
+        os.killpg(group, signal.SIGINT)
+    return True
+
 
 
 def drive(
@@ -140,12 +152,14 @@ def drive(
     follower = threading.Thread(target=follow, args=(events.run_dir, logs, stop), daemon=True)
     follower.start()
     interrupted = threading.Event()
+    owed = False  # a Ctrl-C that came before the play started
 
     def pass_on(signum: int, frame: Any) -> None:
+        nonlocal owed
         if not interrupted.is_set():
             print(on_interrupt, flush=True)
         interrupted.set()
-        interrupt(events)
+        owed = not interrupt(data_dir)
 
     # Ctrl-C is ours to pass on even where SIGINT came in ignored (a background job): ansible-playbook,
     # which got it before, sets its own handler too. The handler raises nothing: a KeyboardInterrupt in
@@ -155,6 +169,8 @@ def drive(
     try:
         while thread.is_alive():
             thread.join(0.5)
+            if owed:
+                owed = not interrupt(data_dir)
     finally:
         signal.signal(signal.SIGINT, previous)
     stop.set()

@@ -45,7 +45,6 @@ class PlayEvents:
         self.out = out or sys.stdout
         self.record = RunRecord()
         self.hosts: dict[str, dict[str, int]] = {}
-        self.pid: int | None = None
         self.status = ""
         self.recapped = False  # the play reached its recap (playbook_on_stats)
         self._lock = threading.Lock()
@@ -54,8 +53,6 @@ class PlayEvents:
         """One event: print its text, note what the summary needs. False: runner keeps no copy on disk."""
         kind = event.get("event", "")
         data = event.get("event_data") or {}
-        if self.pid is None and event.get("pid"):
-            self.pid = int(event["pid"])
         res = data.get("res")
         result: Mapping[str, Any] = res if isinstance(res, Mapping) else {}
         if kind == "runner_on_ok":

@@ -124,30 +124,69 @@ def test_a_drain_wait_that_is_no_boolean_fails_the_drain_and_leaves_the_node_in_
     assert_lock_not_held(fleet)
 
 
+def processes() -> dict[int, tuple[int, str]]:
+    """Every live process: pid -> (parent pid, command line)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            args = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        found[int(entry.name)] = (parent, args)
+    return found
+
+
+def play_process(tool: int) -> int | None:
+    """The play's ansible-playbook under the tool's process `tool` (watcher.owned's child), once started."""
+    table = processes()
+
+    def under_tool(pid: int) -> bool:
+        while pid > 1:
+            if pid == tool:
+                return True
+            pid = table.get(pid, (0, ""))[0]
+        return False
+
+    return next((pid for pid, (parent, args) in table.items() if "ansible-playbook" in args
+                 and "watcher.owned" in table.get(parent, (0, ""))[1] and under_tool(pid)), None)
+
+
+def start_rollback(fleet: Lab) -> subprocess.Popen[str]:
+    """make rollback NODES=all in a process group of its own, as a terminal runs it (Ctrl-C: killpg)."""
+    return subprocess.Popen(["make", "--no-print-directory", "rollback"], cwd=REPO, text=True,
+                            env={**fleet.env, "NODES": "all"}, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def output_after_ctrl_c(proc: subprocess.Popen[str], timeout: float) -> str:
+    """Ctrl-C to the tool; its output once it has ended, or, if it has not within `timeout`, a failure that
+    shows every process of the run (pid, group, state, kernel wait) and the output so far."""
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        return proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired as hung:
+        said = hung.output.decode(errors="replace") if isinstance(hung.output, bytes) else (hung.output or "")
+        ps = subprocess.run(["ps", "-ww", "-e", "--forest", "-o", "pid,pgid,sid,stat,wchan:24,etime,args"],
+                            capture_output=True, text=True).stdout.splitlines()
+        shown = "\n".join(line[:300] for line in ps if any(word in line for word in ("make", "edge", "ansible")))
+        raise AssertionError(f"still running {timeout:.0f} s after Ctrl-C:\n{shown}\n{said[-5000:]}") from hung
+
+
 def test_a_rollback_interrupted_with_a_node_drained_says_so_and_a_rerun_finishes_it(
         fleet: Lab, artifacts: dict[str, Path]) -> None:
     """Ctrl-C while a node is out of rotation: the play stops (a drained node stays drained: Ansible runs no
     clean-up on an interrupt), and the tool then shows the fleet as it is now, naming that node. The same
     command run again finishes the job."""
     install_fleet(fleet, artifacts["v2"], previous=artifacts["v1"])
-    proc = subprocess.Popen(["make", "--no-print-directory", "rollback"], cwd=REPO, text=True,
-                            env={**fleet.env, "NODES": "all"}, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = start_rollback(fleet)
     try:
         fleet.wait_until(lambda: "DRAIN" in fleet.lb_states().values(), 300, "a node drained by the rollback",
                          interval=0.05)
         drained = next(node for node, state in fleet.lb_states().items() if state == "DRAIN")
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            out, _ = proc.communicate(timeout=120)  # about 10 s: the play stops, the fleet is read
-        except subprocess.TimeoutExpired as hung:
-            # Seen once in a full suite run (its output stopped at the drain, without the tool's "interrupted"
-            # line), never alone: say where each process of the run is, for the next time.
-            said = (hung.output or b"").decode(errors="replace") if isinstance(hung.output, bytes) else hung.output
-            ps = "\n".join(line[:240] for line in subprocess.run(
-                ["ps", "-e", "--forest", "-o", "pid,pgid,sid,stat,wchan:24,etime,args"], capture_output=True,
-                text=True).stdout.splitlines() if any(word in line for word in ("make", "edge_canary", "ansible")))
-            raise AssertionError(f"still running 120 s after Ctrl-C:\n{ps}\n{(said or '')[-5000:]}") from hung
+        out = output_after_ctrl_c(proc, 120)  # about 10 s: the play stops, the fleet is read
     finally:
         stop_group(proc, signal.SIGKILL)  # a no-op once it has ended
     assert proc.returncode != 0
@@ -162,3 +201,26 @@ def test_a_rollback_interrupted_with_a_node_drained_says_so_and_a_rerun_finishes
     assert again.returncode == 0, output(again)
     assert fleet_versions(fleet) == dict.fromkeys(fleet.settings.node_names(), "v1")
     assert_all_ready(fleet)
+
+
+def test_a_rollback_interrupted_as_its_play_starts_stops_before_changing_anything(
+        fleet: Lab, artifacts: dict[str, Path]) -> None:
+    """Ctrl-C before the play has said anything (ansible-playbook still starting): it was noted and then
+    dropped, and the play went on to roll the whole fleet back. It must reach the play as soon as it runs."""
+    install_fleet(fleet, artifacts["v2"], previous=artifacts["v1"])
+    files, pids = node_files(fleet), node_pids(fleet)
+    proc = start_rollback(fleet)
+    try:
+        fleet.wait_until(lambda: play_process(proc.pid) is not None, 60, "the rollback's ansible-playbook",
+                         interval=0.02)
+        out = output_after_ctrl_c(proc, 120)
+    finally:
+        stop_group(proc, signal.SIGKILL)
+    assert proc.returncode != 0, out[-3000:]
+    assert "rollback: interrupted; letting the play stop cleanly" in out, out[-3000:]
+    assert node_files(fleet) == files
+    assert node_pids(fleet) == pids
+    assert set(fleet_versions(fleet).values()) == {"v2"}
+    assert_all_ready(fleet)
+    assert_lock_not_held(fleet)
+

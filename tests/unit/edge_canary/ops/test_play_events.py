@@ -29,7 +29,7 @@ def test_events_are_printed_as_they_come_and_feed_the_summary(tmp_path: Path) ->
     assert all(events.event(e) is False for e in stream)  # runner keeps no copy on disk
     assert out.getvalue().splitlines() == ["ok: [localhost]", "ok: [localhost]", "...ignored", "fatal: [edge-2]",
                                            "PLAY RECAP"]
-    assert events.pid == 4242 and events.run_dir() == tmp_path
+    assert events.run_dir() == tmp_path
     line = next(x for x in events.summary().splitlines() if x.startswith(SUMMARY_PREFIX))
     data = json.loads(line.removeprefix(SUMMARY_PREFIX))
     assert data["status"] == "failed" and data["id"] == "d1"

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,9 @@ from watcher import owned
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
+# An interrupted play stops within seconds; beyond this it is stopped for good. ansible-playbook can hang
+# when interrupted: a worker it kills while the worker sends a result leaves its result queue locked.
+STOP_GRACE_S = 30.0
 
 # The watcher logs of a run folder, each with the label its lines are printed under.
 LogFinder = Callable[[Path], list[tuple[str, Path]]]
@@ -105,6 +109,13 @@ def interrupt(data_dir: Path) -> bool:
     return True
 
 
+def stop_for_good(data_dir: Path) -> None:
+    """SIGTERM to watcher.owned, which stops the play's whole group (SIGKILL after its grace)."""
+    group = play_group(data_dir)
+    if group is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(group, signal.SIGTERM)
+
 
 def drive(
     playbook: str,
@@ -153,11 +164,13 @@ def drive(
     follower.start()
     interrupted = threading.Event()
     owed = False  # a Ctrl-C that came before the play started
+    stop_by = 0.0
 
     def pass_on(signum: int, frame: Any) -> None:
-        nonlocal owed
+        nonlocal owed, stop_by
         if not interrupted.is_set():
             print(on_interrupt, flush=True)
+            stop_by = time.monotonic() + STOP_GRACE_S
         interrupted.set()
         owed = not interrupt(data_dir)
 
@@ -171,6 +184,11 @@ def drive(
             thread.join(0.5)
             if owed:
                 owed = not interrupt(data_dir)
+            if stop_by and time.monotonic() > stop_by:
+                print(f"the play has not stopped {STOP_GRACE_S:.0f} s after Ctrl-C: stopping it "
+                      "(SIGTERM, then SIGKILL)", flush=True)
+                stop_for_good(data_dir)
+                stop_by = 0.0
     finally:
         signal.signal(signal.SIGINT, previous)
     stop.set()

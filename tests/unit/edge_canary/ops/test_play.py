@@ -113,8 +113,8 @@ def test_ctrl_c_returns_once_the_play_has_stopped(tmp_path: Path) -> None:
 
 def test_a_play_that_does_not_stop_after_ctrl_c_is_stopped_for_good(tmp_path: Path) -> None:
     """ansible-playbook can hang when interrupted: a worker it kills while the worker sends a result leaves
-    the result queue locked (seen in CI; plain ansible-playbook interrupted in a loop of large results hangs
-    about once in 40). Frozen here, it stands for that hang: drive stops the play's whole group after its
+    the result queue locked (seen in CI; plain ansible-playbook interrupted in a loop of large results hung
+    once in 97 tries). Frozen here, it stands for that hang: drive stops the play's whole group after its
     grace, says so, and returns."""
     proc, playbook = start_driver(tmp_path, "print('ended', ended, flush=True)")
     try:

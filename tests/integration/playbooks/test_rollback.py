@@ -20,6 +20,7 @@ from tests.helpers.fleet import (
     sha256,
 )
 from tests.helpers.lab import REPO, Lab
+from tests.helpers.procs import processes
 
 
 def output(result: object) -> str:
@@ -122,21 +123,6 @@ def test_a_drain_wait_that_is_no_boolean_fails_the_drain_and_leaves_the_node_in_
     assert set(fleet_versions(fleet).values()) == {"v2"}
     assert_all_ready(fleet)
     assert_lock_not_held(fleet)
-
-
-def processes() -> dict[int, tuple[int, str]]:
-    """Every live process: pid -> (parent pid, command line)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            args = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError, IndexError):
-            continue
-        found[int(entry.name)] = (parent, args)
-    return found
 
 
 def play_process(tool: int) -> int | None:

@@ -15,6 +15,7 @@ import pytest
 from edge_canary.ops import play
 from edge_canary.ops.play import REPO, follow
 from edge_canary.procgroup import stop_group
+from tests.helpers.procs import processes
 
 
 def test_follow_prints_each_logs_new_lines_once_under_its_label(tmp_path: Path,
@@ -59,15 +60,7 @@ def test_follow_waits_for_the_announcement(tmp_path: Path, capsys: pytest.Captur
 
 def plays_of(marker: str) -> list[int]:
     """The ansible-playbook processes whose command line names `marker`."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if proc.name.isdigit() and marker.encode() in cmdline and b"ansible-playbook" in cmdline:
-            found.append(int(proc.name))
-    return found
+    return [pid for pid, (_, args) in processes().items() if marker in args and "ansible-playbook" in args]
 
 
 def start_driver(tmp_path: Path, after: str = "") -> tuple[subprocess.Popen[str], Path]:
@@ -110,7 +103,6 @@ def test_ctrl_c_returns_once_the_play_has_stopped(tmp_path: Path) -> None:
     assert plays_of(str(playbook)) == []
 
 
-
 def test_a_play_that_does_not_stop_after_ctrl_c_is_stopped_for_good(tmp_path: Path) -> None:
     """ansible-playbook can hang when interrupted: a worker it kills while the worker sends a result leaves
     the result queue locked (seen in CI; plain ansible-playbook interrupted in a loop of large results hung
@@ -118,10 +110,9 @@ def test_a_play_that_does_not_stop_after_ctrl_c_is_stopped_for_good(tmp_path: Pa
     grace, says so, and returns."""
     proc, playbook = start_driver(tmp_path, "print('ended', ended, flush=True)")
     try:
-        wrapper = next(pid for pid in plays_of(str(playbook))
-                       if b"watcher.owned" in Path(f"/proc/{pid}/cmdline").read_bytes())
-        main = next(pid for pid in plays_of(str(playbook))
-                    if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == wrapper)
+        table = processes()
+        wrapper = next(pid for pid in plays_of(str(playbook)) if "watcher.owned" in table[pid][1])
+        main = next(pid for pid in plays_of(str(playbook)) if table[pid][0] == wrapper)
         os.kill(main, signal.SIGSTOP)
         os.kill(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=play.STOP_GRACE_S + 30)
@@ -131,6 +122,7 @@ def test_a_play_that_does_not_stop_after_ctrl_c_is_stopped_for_good(tmp_path: Pa
     assert f"the play has not stopped {play.STOP_GRACE_S:.0f} s after Ctrl-C: stopping it" in out, out
     assert "ended (" in out and ", True)" in out, out
     assert plays_of(str(playbook)) == []
+
 
 def test_a_killed_driver_takes_its_play_with_it(tmp_path: Path) -> None:
     """ansible-runner starts ansible-playbook in a session of its own (a pty, SIGHUP ignored): a driver killed

@@ -294,7 +294,15 @@ def test_an_interrupted_drill_puts_the_fleet_back_and_says_so(fleet: Lab, tmp_pa
     proc = subprocess.Popen(drill_argv("errors", artifacts, tmp_path), env=fleet.env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        fleet.wait_until(lambda: serves(fleet, "edge-1", "v2-errors"), 600, "the canary serving the bad release")
+        try:  # seen once in a full suite: no canary on the bad release in 600 s, and the drill's output unseen
+            fleet.wait_until(lambda: proc.poll() is not None or serves(fleet, "edge-1", "v2-errors"), 600,
+                             "the canary serving the bad release")
+            assert proc.poll() is None, "the drill ended before its canary served the bad release"
+        except AssertionError as early:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            said = proc.communicate(timeout=600)[0]
+            raise AssertionError(f"{early}; the drill said:\n{said[-6000:]}") from early
         time.sleep(1)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=1200)

@@ -41,6 +41,10 @@ ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 # An interrupted play stops within seconds; beyond this it is stopped for good. ansible-playbook can hang
 # when interrupted: a worker it kills while the worker sends a result leaves its result queue locked.
 STOP_GRACE_S = 30.0
+# ansible-playbook can also lose a Ctrl-C: its handler's KeyboardInterrupt, raised while a callback Python
+# runs at fork is running, is printed ("Exception ignored in") and dropped, and the play goes on. A task it
+# starts this long after the Ctrl-C reached it says so (an interrupted play starts none).
+LOST_AFTER_S = 0.5
 
 # The watcher logs of a run folder, each with the label its lines are printed under.
 LogFinder = Callable[[Path], list[tuple[str, Path]]]
@@ -117,6 +121,15 @@ def stop_for_good(data_dir: Path) -> None:
             os.kill(group, signal.SIGTERM)
 
 
+def not_stopping(events: PlayEvents, passed_at: float, stop_by: float) -> str:
+    """Why an interrupted play must be stopped for good now ('' while it is stopping as it should)."""
+    if passed_at and events.last_start > passed_at + LOST_AFTER_S:
+        return "the play went on after Ctrl-C (ansible-playbook lost it)"
+    if time.monotonic() > stop_by:
+        return f"the play has not stopped {STOP_GRACE_S:.0f} s after Ctrl-C"
+    return ""
+
+
 def drive(
     playbook: str,
     cmdline: list[str],
@@ -164,15 +177,22 @@ def drive(
     follower.start()
     interrupted = threading.Event()
     owed = False  # a Ctrl-C that came before the play started
+    passed_at = 0.0  # when the first Ctrl-C reached the play (epoch seconds, as its events are stamped)
     stop_by = 0.0
 
+    def pass_on_now() -> None:
+        nonlocal owed, passed_at
+        owed = not interrupt(data_dir)
+        if not owed and not passed_at:
+            passed_at = time.time()
+
     def pass_on(signum: int, frame: Any) -> None:
-        nonlocal owed, stop_by
+        nonlocal stop_by
         if not interrupted.is_set():
             print(on_interrupt, flush=True)
             stop_by = time.monotonic() + STOP_GRACE_S
         interrupted.set()
-        owed = not interrupt(data_dir)
+        pass_on_now()
 
     # Ctrl-C is ours to pass on even where SIGINT came in ignored (a background job): ansible-playbook,
     # which got it before, sets its own handler too. The handler raises nothing: a KeyboardInterrupt in
@@ -181,12 +201,12 @@ def drive(
     previous = signal.signal(signal.SIGINT, pass_on)
     try:
         while thread.is_alive():
-            thread.join(0.5)
+            thread.join(0.25)
             if owed:
-                owed = not interrupt(data_dir)
-            if stop_by and time.monotonic() > stop_by:
-                print(f"the play has not stopped {STOP_GRACE_S:.0f} s after Ctrl-C: stopping it "
-                      "(SIGTERM, then SIGKILL)", flush=True)
+                pass_on_now()
+            why = not_stopping(events, passed_at, stop_by) if stop_by else ""
+            if why:
+                print(f"{why}: stopping it (SIGTERM, then SIGKILL)", flush=True)
                 stop_for_good(data_dir)
                 stop_by = 0.0
     finally:

@@ -3,12 +3,13 @@
 Each event's display text is printed as it comes (the play's progress: every task, every result), and
 what the summary needs is gathered on the way, the same way the edge.canary.run_summary callback
 gathers it inside a plain ansible-playbook run (plugins/module_utils/run_summary.py): the record
-folder the play announced as a fact, a refused input, each failure, the per-host counts. The play's
-process id (of its first event) is kept so that Ctrl-C can be passed on to the play.
+folder the play announced as a fact, a refused input, each failure, the per-host counts. The time the
+play last started a task is kept: a play that starts one after Ctrl-C has lost it (edge_canary.ops.play).
 """
 
 from __future__ import annotations
 
+import datetime
 import sys
 import threading
 from collections.abc import Mapping
@@ -16,6 +17,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge_canary.ops.summary import RunRecord
+
+# The events of a play, task or handler starting: what a play that stops no longer does.
+_STARTS = {"playbook_on_play_start", "playbook_on_task_start", "playbook_on_handler_task_start"}
 
 # playbook_on_stats' event data -> the per-host counts of a play recap.
 _COUNTS = {
@@ -38,6 +42,14 @@ def recap(stats: Mapping[str, Any]) -> dict[str, dict[str, int]]:
     return hosts
 
 
+def created(event: Mapping[str, Any]) -> float:
+    """When the play made `event` (epoch seconds; 0 when it does not say)."""
+    try:
+        return datetime.datetime.fromisoformat(str(event.get("created"))).timestamp()
+    except ValueError:
+        return 0.0
+
+
 class PlayEvents:
     """The event handler and status handler of one ansible_runner.run_async."""
 
@@ -47,6 +59,7 @@ class PlayEvents:
         self.hosts: dict[str, dict[str, int]] = {}
         self.status = ""
         self.recapped = False  # the play reached its recap (playbook_on_stats)
+        self.last_start = 0.0  # when the play last started a task (epoch seconds, as it stamped the event)
         self._lock = threading.Lock()
 
     def event(self, event: Mapping[str, Any]) -> bool:
@@ -62,6 +75,8 @@ class PlayEvents:
         elif kind == "playbook_on_stats":
             self.hosts = recap(data)
             self.recapped = True
+        elif kind in _STARTS:
+            self.last_start = max(self.last_start, created(event))
         text = str(event.get("stdout") or "").replace("\r\n", "\n")  # the play writes to a pty
         if text:
             with self._lock:

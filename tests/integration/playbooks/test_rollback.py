@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -177,7 +178,11 @@ def test_a_rollback_interrupted_with_a_node_drained_says_so_and_a_rerun_finishes
         stop_group(proc, signal.SIGKILL)  # a no-op once it has ended
     assert proc.returncode != 0
     assert "rollback: interrupted; letting the play stop cleanly" in out, out[-3000:]
-    assert "Traceback" not in out, out[-5000:]  # the play stopped before its folder was removed
+    # The play stopped before its folder was removed. ansible-playbook may print a KeyboardInterrupt it lost
+    # (raised while Python ran a fork callback): the tool then stops the play itself (test_play.py).
+    assert "Traceback" not in re.sub(r"Exception ignored in:.*?\nKeyboardInterrupt: *\n", "", out, flags=re.S), \
+        out[-5000:]
+    assert ("the play went on after Ctrl-C" in out) == ("Exception ignored in:" in out), out[-5000:]
     shown = out.split("Where the fleet stands now (make status; Ctrl-C again to skip):", 1)[1]
     assert f"{drained} is drained on lb-1 (gets no new traffic)" in shown, out[-3000:]
     assert fleet.lb_states()[drained] == "DRAIN"

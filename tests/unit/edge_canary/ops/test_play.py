@@ -63,11 +63,12 @@ def plays_of(marker: str) -> list[int]:
     return [pid for pid, (_, args) in processes().items() if marker in args and "ansible-playbook" in args]
 
 
-def start_driver(tmp_path: Path, after: str = "") -> tuple[subprocess.Popen[str], Path]:
-    """A driver (play.drive, then the Python `after`) of a play that sleeps in its task, once in that task."""
+def start_driver(tmp_path: Path, after: str = "", tasks: tuple[str, ...] = ("sleep 120",),
+                 env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], Path]:
+    """A driver (play.drive, then the Python `after`) of a play of `tasks` (commands), once in its first."""
     playbook = tmp_path / "long.yml"
     playbook.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
-                        "    - ansible.builtin.command: sleep 120\n")
+                        + "".join(f"    - ansible.builtin.command: {task}\n" for task in tasks))
     inventory = tmp_path / "hosts.yml"
     inventory.write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
                          f"      ansible_python_interpreter: {sys.executable}\n")
@@ -78,7 +79,7 @@ def start_driver(tmp_path: Path, after: str = "") -> tuple[subprocess.Popen[str]
               f"ended = play.drive({str(playbook)!r}, ['-i', {str(inventory)!r}], dict(__import__('os').environ), "
               f"Path({str(data)!r}), PlayEvents(io.StringIO()), lambda run_dir: [], 'interrupted'); {after}")
     proc = subprocess.Popen([sys.executable, "-c", driver], cwd=REPO, start_new_session=True, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     deadline = time.monotonic() + 60
     while not plays_of(str(playbook)):
         assert time.monotonic() < deadline and proc.poll() is None, "the play never started"
@@ -122,6 +123,47 @@ def test_a_play_that_does_not_stop_after_ctrl_c_is_stopped_for_good(tmp_path: Pa
     assert f"the play has not stopped {play.STOP_GRACE_S:.0f} s after Ctrl-C: stopping it" in out, out
     assert "ended (" in out and ", True)" in out, out
     assert plays_of(str(playbook)) == []
+
+
+# A callback plugin that makes ansible-playbook drop its first Ctrl-C, as it does when its handler's
+# KeyboardInterrupt is raised in a callback Python runs at fork (seen in CI): the play goes on.
+LOSES_CTRL_C = """
+import signal
+from ansible.plugins.callback import CallbackBase
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "loses_ctrl_c"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def v2_playbook_on_play_start(self, play):
+        signal.signal(signal.SIGINT, lambda signum, frame: signal.signal(signal.SIGINT, signal.SIG_DFL))
+"""
+
+
+def test_a_play_that_goes_on_after_ctrl_c_is_stopped_before_its_next_task_runs(tmp_path: Path) -> None:
+    """ansible-playbook lost a Ctrl-C in CI, and the rollback went on to roll back every node. A task started
+    after the Ctrl-C gives it away: drive stops the play for good then, says so, and returns."""
+    plugins = tmp_path / "callback_plugins"
+    plugins.mkdir()
+    (plugins / "loses_ctrl_c.py").write_text(LOSES_CTRL_C)
+    ran = tmp_path / "the-last-task-ran"
+    proc, playbook = start_driver(tmp_path, "print('ended', ended, flush=True)",
+                                  tasks=("sleep 6", "sleep 60", f"touch {ran}"),
+                                  env={"ANSIBLE_CALLBACK_PLUGINS": str(plugins),
+                                       "ANSIBLE_CALLBACKS_ENABLED": "loses_ctrl_c"})
+    try:
+        os.kill(proc.pid, signal.SIGINT)  # in the first task: the play drops it and starts the second
+        out, _ = proc.communicate(timeout=play.STOP_GRACE_S + 30)
+    finally:
+        stop_group(proc, signal.SIGKILL)  # a no-op once it has ended
+    assert "interrupted" in out, out
+    assert "the play went on after Ctrl-C (ansible-playbook lost it): stopping it" in out, out
+    assert "ended (" in out and ", True)" in out, out
+    assert plays_of(str(playbook)) == []
+    assert not ran.exists()
 
 
 def test_a_killed_driver_takes_its_play_with_it(tmp_path: Path) -> None:

@@ -55,3 +55,15 @@ def test_a_play_that_reached_its_recap_is_judged_by_it() -> None:
     events.event({"event": "playbook_on_stats", "event_data": {"ok": {"localhost": 3}}})
     data = json.loads(events.summary(exit_code=0).splitlines()[-1].removeprefix(SUMMARY_PREFIX))
     assert data["status"] == "successful" and data["failures"] == []
+
+
+def test_the_last_start_of_a_play_task_or_handler_is_kept_as_the_play_stamped_it() -> None:
+    events = PlayEvents(io.StringIO())
+    assert events.last_start == 0.0
+    events.event({"event": "playbook_on_task_start", "created": "2026-12-06T22:20:35.500000+00:00"})
+    events.event({"event": "runner_on_ok", "created": "2026-12-06T22:20:40+00:00"})  # a result, not a start
+    assert events.last_start == 1796595635.5
+    events.event({"event": "playbook_on_handler_task_start", "created": "2026-12-06T22:20:41+00:00"})
+    events.event({"event": "playbook_on_task_start", "created": "2026-12-06T22:20:39+00:00"})  # came late
+    events.event({"event": "playbook_on_play_start"})  # unstamped: says nothing
+    assert events.last_start == 1796595641.0

@@ -182,7 +182,8 @@ def test_a_rollback_interrupted_with_a_node_drained_says_so_and_a_rerun_finishes
     # (raised while Python ran a fork callback): the tool then stops the play itself (test_play.py).
     assert "Traceback" not in re.sub(r"Exception ignored in:.*?\nKeyboardInterrupt: *\n", "", out, flags=re.S), \
         out[-5000:]
-    assert ("the play went on after Ctrl-C" in out) == ("Exception ignored in:" in out), out[-5000:]
+    if "Exception ignored in:" in out:  # the Ctrl-C was lost: the tool stopped the play itself
+        assert "the play went on after Ctrl-C (ansible-playbook lost it): stopping it" in out, out[-5000:]
     shown = out.split("Where the fleet stands now (make status; Ctrl-C again to skip):", 1)[1]
     assert f"{drained} is drained on lb-1 (gets no new traffic)" in shown, out[-3000:]
     assert fleet.lb_states()[drained] == "DRAIN"

@@ -101,6 +101,7 @@ def test_ctrl_c_returns_once_the_play_has_stopped(tmp_path: Path) -> None:
     finally:
         stop_group(proc, signal.SIGKILL)  # a no-op once it has ended
     assert "interrupted" in out and "ended (99, True) ['MainThread']" in out, out
+    assert "stopping it" not in out, out  # it stopped by itself: neither lost nor hung
     assert plays_of(str(playbook)) == []
 
 

@@ -9,9 +9,9 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from edge_canary.lab.loadgen_records import NOT_SENT, Request, parse_requests  # noqa: F401 (parse_requests: st.parse_requests)
+from edge_canary.util import epoch
 
 
 @dataclass(frozen=True)
@@ -256,23 +256,16 @@ class WatcherTimeline:
     verdict_at: float | None = None  # the probe that decided: the red verdict (the fast-path drain follows)
 
 
-def _epoch(value: object) -> float | None:
-    try:
-        return datetime.fromisoformat(str(value)).timestamp()
-    except ValueError:
-        return None
-
-
 def watcher_timeline(records: Iterable[dict[str, object]]) -> WatcherTimeline:
     started = red = revert = verdict = None
     for record in records:
         event = record.get("event")
         if event == "start" and started is None:
-            started = _epoch(record.get("ts"))
+            started = epoch(record.get("ts"))
         elif event == "probe" and record.get("state") == "red" and red is None:
-            red = _epoch(record.get("ts"))
+            red = epoch(record.get("ts"))
         if event == "probe" and record.get("decision") and verdict is None:
-            verdict = _epoch(record.get("ts"))
+            verdict = epoch(record.get("ts"))
         elif event == "revert" and revert is None:
             seconds = record.get("seconds")
             revert = float(seconds) if isinstance(seconds, int | float) else None

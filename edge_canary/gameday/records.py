@@ -7,19 +7,12 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from datetime import datetime
 from pathlib import Path
 
 from edge_canary.gameday.plays import Play
 from edge_canary.gameday.scenarios import DIED, PROMOTE, ROLL_FAILED
 from edge_canary.ops.summary import load_record
-
-
-def parse_ts(value: object) -> float | None:
-    try:
-        return datetime.fromisoformat(str(value)).timestamp()
-    except ValueError:
-        return None
+from edge_canary.util import epoch
 
 
 def decision_records(run_dir: Path) -> list[dict[str, object]]:
@@ -60,7 +53,7 @@ def first_decision_at(run_dir: Path | None) -> float | None:
     """When the watcher's first probe with a decision was logged."""
     for record in decision_records(run_dir) if run_dir else []:
         if record.get("event") == "probe" and record.get("decision"):
-            return parse_ts(record.get("ts"))
+            return epoch(record.get("ts"))
     return None
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_canary.gameday.records import decision_records, parse_ts
+from edge_canary.gameday.records import decision_records
 from edge_canary.gameday.report import DrillResult, queries_for
 from edge_canary.ops.summary import load_record
+from edge_canary.util import epoch
 from watcher.promql import RenderedQueries
 
 
@@ -21,7 +22,7 @@ def record_events(result: DrillResult, run_dir: Path | None, nodes: list[str]) -
             if step.get("step") != "start":
                 result.event(f"{node} {step.get('step')}", at=float(step["at"]))
     for record in decision_records(run_dir):
-        at = parse_ts(record.get("ts"))
+        at = epoch(record.get("ts"))
         if at is None:
             continue
         if record.get("event") == "start":

@@ -9,7 +9,6 @@ play last started a task is kept: a play that starts one after Ctrl-C has lost i
 
 from __future__ import annotations
 
-import datetime
 import sys
 import threading
 from collections.abc import Mapping
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge_canary.ops.summary import RunRecord
+from edge_canary.util import epoch
 
 # The events of a play, task or handler starting: what a play that stops no longer does.
 _STARTS = {"playbook_on_play_start", "playbook_on_task_start", "playbook_on_handler_task_start"}
@@ -40,14 +40,6 @@ def recap(stats: Mapping[str, Any]) -> dict[str, dict[str, int]]:
         for host, count in (stats.get(key) or {}).items():
             hosts.setdefault(host, dict.fromkeys(_COUNTS.values(), 0))[name] = int(count)
     return hosts
-
-
-def created(event: Mapping[str, Any]) -> float:
-    """When the play made `event` (epoch seconds; 0 when it does not say)."""
-    try:
-        return datetime.datetime.fromisoformat(str(event.get("created"))).timestamp()
-    except ValueError:
-        return 0.0
 
 
 class PlayEvents:
@@ -76,7 +68,7 @@ class PlayEvents:
             self.hosts = recap(data)
             self.recapped = True
         elif kind in _STARTS:
-            self.last_start = max(self.last_start, created(event))
+            self.last_start = max(self.last_start, epoch(event.get("created")) or 0.0)
         text = str(event.get("stdout") or "").replace("\r\n", "\n")  # the play writes to a pty
         if text:
             with self._lock:

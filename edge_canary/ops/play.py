@@ -176,14 +176,12 @@ def drive(
     follower = threading.Thread(target=follow, args=(events.run_dir, logs, stop), daemon=True)
     follower.start()
     interrupted = threading.Event()
-    owed = False  # a Ctrl-C that came before the play started
     passed_at = 0.0  # when the first Ctrl-C reached the play (epoch seconds, as its events are stamped)
     stop_by = 0.0
 
     def pass_on_now() -> None:
-        nonlocal owed, passed_at
-        owed = not interrupt(data_dir)
-        if not owed and not passed_at:
+        nonlocal passed_at
+        if interrupt(data_dir) and not passed_at:
             passed_at = time.time()
 
     def pass_on(signum: int, frame: Any) -> None:
@@ -202,7 +200,7 @@ def drive(
     try:
         while thread.is_alive():
             thread.join(0.25)
-            if owed:
+            if interrupted.is_set() and not passed_at:  # a Ctrl-C that came before the play started
                 pass_on_now()
             why = not_stopping(events, passed_at, stop_by) if stop_by else ""
             if why:

@@ -4,6 +4,7 @@ with it): read from the JSON, not from the text above it, whose paths may hold s
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,3 +23,9 @@ def record_dir(output: str) -> Path:
     record = run_summary(output)["record"]
     assert record, output[-3000:]
     return Path(record)
+
+
+def warnings_in(output: str) -> list[str]:
+    """The warnings a run printed, Ansible's ([WARNING]: ...) and Python's (...Warning: ...): a run that goes
+    as planned prints none, so an operator never has to wonder what one means."""
+    return [line for line in output.splitlines() if line.startswith("[WARNING]") or re.search(r"\w+Warning: ", line)]

@@ -22,7 +22,7 @@ import pytest
 from tests.helpers.edge import build_artifact
 from tests.helpers.fleet import fleet_versions, node_pids, reset_fleet, sha256
 from tests.helpers.lab import REPO, Lab
-from tests.helpers.summary import record_dir
+from tests.helpers.summary import record_dir, warnings_in
 from tests.helpers.watch_host import WatchHost, running_watch_host
 from tests.helpers.watch_window import PROMOTING_WINDOW
 from tests.integration.conftest import TEST_LAB_PORTS, TEST_SLOT, hosts_lab_up
@@ -160,6 +160,7 @@ def test_a_green_deploy_goes_wave_by_wave_each_canary_judged_against_its_own_pop
     result = pops.make("deploy-canary",
                        extra_env={"ARTIFACT": str(artifacts["v2"]), "CANARY_NODE": "edge-2", **DEPLOY_ENV})
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert warnings_in(result.stdout + result.stderr) == []
     assert set(fleet_versions(pops).values()) == {"v2"}
     assert pops.lb_states() == dict.fromkeys(POP1 + POP2, "READY")
     run_dir = record_of(result)

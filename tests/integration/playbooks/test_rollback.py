@@ -22,6 +22,7 @@ from tests.helpers.fleet import (
 )
 from tests.helpers.lab import REPO, Lab
 from tests.helpers.procs import processes
+from tests.helpers.summary import warnings_in
 
 
 def output(result: object) -> str:
@@ -47,6 +48,7 @@ def assert_rollback_brings_every_node_back_to_v1_and_twice_is_a_no_op(fleet: Lab
 
     result = fleet.make("rollback", extra_env={"NODES": "all"})
     assert result.returncode == 0, output(result)
+    assert warnings_in(result.stdout + result.stderr) == []
     nodes = fleet.settings.node_names()
     assert fleet_versions(fleet) == dict.fromkeys(nodes, "v1")
     assert_all_ready(fleet)

@@ -30,20 +30,34 @@ def stop_plays(plays: list[Play], note: Callable[[str], None]) -> bool:
     return stopped
 
 
+# A watcher stays up a few scrapes after its verdict (60 s at most), so that Prometheus records it.
+VERDICT_LINGER_S = 65.0
+# It holds a SIGTERM while a revert runs: that revert may take this long.
+REVERT_S = 600.0
+
+
+def gone(pid: int, within: float) -> bool:
+    """Whether process `pid` has ended, waiting up to `within` seconds."""
+    deadline = time.monotonic() + within
+    while Path(f"/proc/{pid}").exists():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.25)
+    return True
+
+
 def stop_watchers(run_dirs: list[Path], note: Callable[[str], None]) -> bool:
-    """Stop every watcher still running (a deploy's, or a rollout stage's), letting a revert it runs finish."""
+    """Stop every watcher still running (a deploy's, or a rollout stage's), letting a revert it runs finish.
+    One that gave its verdict is done with the fleet and only lingering for Prometheus: it ends by itself."""
     stopped = False
     for run_dir in [d for run in run_dirs for d in (run, *sorted(run.glob("stage-*")))]:
         pid = watcher_pid(run_dir)
-        if pid is None:
+        if pid is None or ((run_dir / "verdict.json").exists() and gone(pid, VERDICT_LINGER_S)):
             continue
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         stopped = True
-        # It holds the signal while a revert runs: let that revert finish before reading the fleet.
-        deadline = time.monotonic() + 600
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.5)
+        gone(pid, REVERT_S)
         note(f"stopped the watcher still running for {run_dir.name} (pid {pid})")
     return stopped
 

@@ -139,7 +139,8 @@ def rollout_summary(run_dir: Path) -> str:
     result = load_record(run_dir / "result.json")
     if not result:
         return f"rollout: no result in {run_dir} (the play stopped early; see its output above)"
-    lines = ["", f"rollout {result.get('rollout_id')}:"]
+    check = bool(result.get("check_mode"))
+    lines = ["", f"rollout {result.get('rollout_id')}{' — CHECK MODE, nothing changed' if check else ''}:"]
     for stage in result.get("stages", []):
         why = f" - {stage['reason']}" if stage.get("reason") else ""
         held = "" if stage.get("verdict") == "not watched" else f" held {stage.get('hold')} s"  # nor held
@@ -147,7 +148,8 @@ def rollout_summary(run_dir: Path) -> str:
     stopped = result.get("stopped")
     if stopped:
         lines.append(f"  STOPPED at {stopped.get('pct')} % ({stopped.get('verdict')})")
-    lines.append(f"  every node now at rollout_pct={result.get('rollout_pct')}; records in {run_dir}")
+    lines.append(f"  every node {'would be' if check else 'now'} at rollout_pct={result.get('rollout_pct')}; "
+                 f"records in {run_dir}")
     return "\n".join(lines)
 
 

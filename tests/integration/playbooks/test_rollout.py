@@ -220,3 +220,7 @@ def test_rollout_in_check_mode_changes_nothing(fleet: Lab) -> None:
     assert node_files(fleet) == files and node_pids(fleet) == pids
     assert set(rollout_in_force(fleet).values()) == {0}
     assert_lock_free(fleet)
+    # Its summary says so, from its record (marked check mode), never that the play stopped early.
+    assert "— CHECK MODE, nothing changed:" in result.stdout and "stopped early" not in result.stdout, output(result)
+    assert "every node would be at rollout_pct=30" in result.stdout
+    assert json.loads((record_dir(result.stdout) / "result.json").read_text())["check_mode"] is True

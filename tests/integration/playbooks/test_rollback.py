@@ -107,6 +107,13 @@ def test_rollback_in_check_mode_changes_nothing(fleet: Lab, artifacts: dict[str,
     assert set(fleet_versions(fleet).values()) == {"v2"}
     assert_all_ready(fleet)
     assert_lock_not_held(fleet)
+    # Its progress says what it would do, never that it did it.
+    printed = " ".join(result.stdout.split())  # Ansible's output folds long messages
+    v1, v2 = (f"sha256:{sha256(artifacts[v])[:12]}" for v in ("v1", "v2"))  # installed by hand: no release record
+    for node in fleet.settings.node_names():
+        said = f"{node}: would be rolled back from {v2} to {v1} (check mode: nothing changed)"
+        assert said in printed, output(result)
+    assert "rolled back from" not in printed.replace("would be rolled back from", ""), output(result)
 
 
 def test_a_drain_wait_that_is_no_boolean_fails_the_drain_and_leaves_the_node_in_rotation(

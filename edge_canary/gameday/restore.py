@@ -17,6 +17,7 @@ from edge_canary.gameday.judging import Baseline
 from edge_canary.gameday.plays import Play
 from edge_canary.gameday.records import watcher_pid
 from edge_canary.gameday.report import DrillResult
+from edge_canary.ops.wait_verdict import running
 
 
 def stop_plays(plays: list[Play], note: Callable[[str], None]) -> bool:
@@ -39,7 +40,7 @@ REVERT_S = 600.0
 def gone(pid: int, within: float) -> bool:
     """Whether process `pid` has ended, waiting up to `within` seconds."""
     deadline = time.monotonic() + within
-    while Path(f"/proc/{pid}").exists():
+    while running(pid):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.25)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from edge_canary.gameday.judging import Baseline
 from edge_canary.gameday.plays import Play
 from edge_canary.gameday.records import watcher_pid
 from edge_canary.gameday.report import DrillResult
-from edge_canary.ops.wait_verdict import running
+from edge_canary.ops.wait_verdict import ended
 
 
 def stop_plays(plays: list[Play], note: Callable[[str], None]) -> bool:
@@ -37,28 +36,18 @@ VERDICT_LINGER_S = 65.0
 REVERT_S = 600.0
 
 
-def gone(pid: int, within: float) -> bool:
-    """Whether process `pid` has ended, waiting up to `within` seconds."""
-    deadline = time.monotonic() + within
-    while running(pid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.25)
-    return True
-
-
 def stop_watchers(run_dirs: list[Path], note: Callable[[str], None]) -> bool:
     """Stop every watcher still running (a deploy's, or a rollout stage's), letting a revert it runs finish.
     One that gave its verdict is done with the fleet and only lingering for Prometheus: it ends by itself."""
     stopped = False
     for run_dir in [d for run in run_dirs for d in (run, *sorted(run.glob("stage-*")))]:
         pid = watcher_pid(run_dir)
-        if pid is None or ((run_dir / "verdict.json").exists() and gone(pid, VERDICT_LINGER_S)):
+        if pid is None or ((run_dir / "verdict.json").exists() and ended(pid, VERDICT_LINGER_S)):
             continue
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         stopped = True
-        gone(pid, REVERT_S)
+        ended(pid, REVERT_S)
         note(f"stopped the watcher still running for {run_dir.name} (pid {pid})")
     return stopped
 

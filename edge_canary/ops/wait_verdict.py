@@ -24,6 +24,16 @@ def running(pid: int) -> bool:
     return state != "Z"
 
 
+def ended(pid: int, within: float) -> bool:
+    """Whether process `pid` has ended (a zombie counts), waiting up to `within` seconds."""
+    deadline = time.monotonic() + within
+    while running(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def is_watcher(pid: int) -> bool:
     """The pid still runs the watcher (`-m watcher`), not a process that took its pid over."""
     try:
@@ -44,10 +54,7 @@ def stop_watcher(pid: int, wait: float = 10.0) -> str:
             os.killpg(pid, signal.SIGKILL)
         else:
             os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + wait
-    while running(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return f"the watcher (pid {pid}) was stopped" + ("" if not running(pid) else " but is still there")
+    return f"the watcher (pid {pid}) was stopped" + ("" if ended(pid, wait) else " but is still there")
 
 
 def read_verdict(path: Path) -> dict[str, object] | None:

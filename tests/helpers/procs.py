@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -21,12 +22,23 @@ from typing import Any
 
 from edge_canary.procgroup import stop_group
 
+# Not port 0: the kernel hands those out from its ephemeral range (32768-60999), the range every outgoing
+# connection on the machine (loadgen, scrapes, Ansible) also draws from, so one released after bind(0) can be
+# taken by a connection before the test's server binds it ("Address already in use"). These ports lie below
+# that range and below the test labs' (18000 and up, see tests/integration/conftest.py).
+TEST_PORTS = range(10000, 18000)
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel just handed out as free (bind to port 0, read it, release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A port nothing is bound to, from TEST_PORTS: no outgoing connection can take it before it is used."""
+    for port in random.sample(TEST_PORTS, 100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {TEST_PORTS.start}-{TEST_PORTS.stop - 1} on {host}")
 
 
 def processes() -> dict[int, tuple[int, str]]:

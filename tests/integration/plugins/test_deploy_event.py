@@ -6,12 +6,12 @@ arguments the notifier refuses fail the task in one line."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.helpers.paths import REPO
+from tests.helpers.procs import free_port
 
 COLLECTIONS = REPO / "collections"
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
@@ -39,13 +39,6 @@ PLAY = """\
 """
 
 
-def closed_port() -> int:
-    """A local port nothing listens on (bound then closed: connection refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def play(tmp_path: Path, event: str, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "play.yml").write_text(PLAY)
     (tmp_path / "inventory.yml").write_text(INVENTORY)
@@ -59,7 +52,7 @@ def play(tmp_path: Path, event: str, url: str, *extra: str) -> subprocess.Comple
 
 
 def test_an_alertmanager_that_does_not_answer_never_fails_the_play_and_is_counted(tmp_path: Path) -> None:
-    down = play(tmp_path, "started", f"http://127.0.0.1:{closed_port()}")
+    down = play(tmp_path, "started", f"http://127.0.0.1:{free_port()}")
     assert down.returncode == 0, down.stdout + down.stderr
     assert "RC=0 POSTED=False" in down.stdout
     counts = (tmp_path / "state" / "metrics" / "edge_canary_notify.prom").read_text()
@@ -67,7 +60,7 @@ def test_an_alertmanager_that_does_not_answer_never_fails_the_play_and_is_counte
 
 
 def test_check_mode_posts_nothing_and_counts_nothing(tmp_path: Path) -> None:
-    checked = play(tmp_path, "started", f"http://127.0.0.1:{closed_port()}", "--check")
+    checked = play(tmp_path, "started", f"http://127.0.0.1:{free_port()}", "--check")
     assert checked.returncode == 0 and "SKIPPED=True" in checked.stdout, checked.stdout
     assert not (tmp_path / "state").exists()
 

@@ -4,7 +4,6 @@ raises (unreachable, hanging, refusing), counting and logging each failure."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.procs import free_port
 from watcher.config import ConfigError, load_settings
 from watcher.notify import ALERTNAME, Event, Notifier, NotifyConfigError, NotifySettings, verdict_event
 
@@ -100,10 +100,7 @@ def test_the_notifier_posts_to_alertmanagers_v2_api(receiver: Receiver) -> None:
 
 
 def test_unreachable_alertmanager_is_logged_counted_and_returns_at_once() -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    notify, lines, counts = notifier(f"http://127.0.0.1:{port}")
+    notify, lines, counts = notifier(f"http://127.0.0.1:{free_port()}")
     started = time.monotonic()
     assert notify.send(REVERTED) is False
     assert time.monotonic() - started < 2

@@ -3,23 +3,17 @@ each failure in a textfile Prometheus can read (node exporter's textfile collect
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 
 from edge_canary.ops.notify import METRICS_FILE, main, read_counts
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.helpers.procs import free_port
 
 
 def test_an_unreachable_alertmanager_exits_0_and_counts_each_failure(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["started", f"--url=http://127.0.0.1:{closed_port()}", "--deploy-id=d-1", f"--state-dir={tmp_path}"]
+    argv = ["started", f"--url=http://127.0.0.1:{free_port()}", "--deploy-id=d-1", f"--state-dir={tmp_path}"]
     assert main(argv) == 0
     assert main(argv) == 0
     assert read_counts(tmp_path / METRICS_FILE) == {"failed": 2, "sent": 0}

@@ -10,7 +10,7 @@ it), before anything is written or taken. Runs in the controller process: no mod
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ansible.errors import AnsibleActionFail
@@ -62,6 +62,21 @@ def _flag(name: str, value: Any) -> bool:
     return text in _TRUE
 
 
+def _known_nodes(checked: Mapping[str, Any], edge: Sequence[str]) -> None:
+    """Every node named (the canary, the peers, the nodes to roll back) is an edge node of the inventory:
+    a mistyped name is the operator's input, refused like any other before anything is taken."""
+    known = set(edge)
+    some_of = ", ".join(edge[:5]) + (f", … ({len(edge)} edge nodes)" if len(edge) > 5 else "")
+    for var, what in (("deploy_canary_node", "one of"), ("deploy_peer_nodes", "some of"),
+                      ("rollback_nodes", "all or some of")):
+        names = str(checked.get(var, "")).split(",")
+        unknown = [name for name in names if name and name != "all" and name not in known]
+        if unknown:
+            named = "is" if unknown == names else f"names {', '.join(unknown)},"
+            raise rules.InputError(f"{var}={rules.shown(checked[var])} {named} not an edge node of this inventory; "
+                                   f"give {what} {some_of}")
+
+
 def _batch_within_forks(checked: Mapping[str, Any], forks: int, edge_nodes: int | None = None) -> None:
     """A batch is drained at once (one run per load balancer) but Ansible works on `forks` hosts at a
     time: a bigger batch would keep its nodes out of rotation while they wait their turn. With `edge_nodes`
@@ -90,10 +105,10 @@ def _batch_within_forks(checked: Mapping[str, Any], forks: int, edge_nodes: int 
 
 
 def check(request: str, given: Mapping[str, Any], forks: int | None = None,
-          edge_nodes: int | None = None) -> dict[str, Any]:
-    """The checked request: `checked` (extra var -> value as the play uses it) and `run_id`. With `forks`
-    (the run's, ansible_forks), a batch that drains more nodes than it at once is refused; `edge_nodes`, the
-    inventory's count, bounds what a batch drains."""
+          edge: Sequence[str] | None = None) -> dict[str, Any]:
+    """The checked request: `checked` (extra var -> value as the play uses it) and `run_id`. With `edge`
+    (the inventory's edge nodes) a node it does not hold is refused, and their count bounds what a batch
+    drains; with `forks` (the run's, ansible_forks), a batch that drains more nodes than it at once is refused."""
     checks: dict[str, Check] = dict(rules.SCHEMAS.get(request, {}).values())
     checks.update(_RUN[request])
     checked: dict[str, Any] = {}
@@ -105,8 +120,10 @@ def check(request: str, given: Mapping[str, Any], forks: int | None = None,
     for var in _FLAGS[request]:
         if var in given:
             checked[var] = _flag(var, given[var])
+    if edge is not None:
+        _known_nodes(checked, edge)
     if forks is not None:
-        _batch_within_forks(checked, forks, edge_nodes)
+        _batch_within_forks(checked, forks, None if edge is None else len(edge))
     out: dict[str, Any] = {"checked": checked}
     if request == "deploy":
         out["run_id"] = checked.get("deploy_id") or rules.new_deploy_id()
@@ -135,8 +152,7 @@ class ActionModule(ActionBase):
         result["edge_canary_request"] = request  # for the run summary (run_summary callback, edge-canary)
         try:
             edge = (task_vars or {}).get("groups", {}).get("edge")
-            result.update(check(request, given, (task_vars or {}).get("ansible_forks"),
-                                None if edge is None else len(edge)), changed=False)
+            result.update(check(request, given, (task_vars or {}).get("ansible_forks"), edge), changed=False)
         except rules.InputError as exc:
             result.update(failed=True, refused=True, msg=f"{exc}; nothing was changed")
         return result

@@ -18,6 +18,8 @@ description:
     credentials, run ids).
   - Only extra vars are checked (what make, C(ansible-playbook -e), ansible-runner or an AWX survey
     gave); group_vars are not operator input.
+  - A node the inventory's C(edge) group does not hold (C(deploy_canary_node), C(deploy_peer_nodes),
+    C(rollback_nodes)) is refused too, since a mistyped node name is operator input like any other.
   - A batch (C(deploy_batch); C(rollback_batch), cut down to C(rollback_max_unavailable)) bigger than
     the run's forks (C(ansible_forks)) is refused too, since a batch is drained at once and its nodes would
     wait drained while Ansible works on C(forks) of them at a time.

@@ -142,6 +142,25 @@ def test_a_batch_bigger_than_the_runs_forks_is_refused_and_changes_nothing(fleet
     assert not list((fleet.lab_dir / "control").glob("*.lock"))
 
 
+def test_a_node_the_inventory_does_not_hold_is_refused_like_any_bad_input(fleet: Lab,
+                                                                          artifacts: dict[str, Path]) -> None:
+    """A mistyped node name was refused by a later task: exit 2 and status "failed", where every other bad
+    input gets exit 64 and "refused". The play's first task now refuses it, whatever runs the play."""
+    files, pids = node_files(fleet), node_pids(fleet)
+    for target, env, refusal in (
+            ("deploy-canary", {"CANARY_NODE": "edge-9"}, "deploy_canary_node=edge-9 is not an edge node"),
+            ("deploy-canary", {"PEER_NODES": "edge-2,edge-7"}, "deploy_peer_nodes=edge-2,edge-7 names edge-7, not"),
+            ("rollback", {"NODES": "edge-3 edge-33"}, "rollback_nodes=edge-3,edge-33 names edge-33, not")):
+        result = fleet.make(target, extra_env={**PROMOTING_WINDOW, "ARTIFACT": str(artifacts["v2"]), **env})
+        assert result.returncode != 0 and "Error 64" in result.stderr, (target, output(result))
+        said = f"{target.removesuffix('-canary')}: refused: {refusal}"
+        assert said in result.stdout and '"status": "refused"' in result.stdout, (said, output(result))
+        assert "nothing was changed" in result.stdout and result.stdout.count("PLAY [") == 1, output(result)
+    assert node_files(fleet) == files and node_pids(fleet) == pids
+    assert set(fleet.lb_states().values()) == {"READY"}
+    assert not list((fleet.lab_dir / "control").glob("*.lock"))
+
+
 def test_watcher_settings_the_watcher_would_refuse_are_refused_before_the_canary_is_touched(
         fleet: Lab, artifacts: dict[str, Path]) -> None:
     """The watcher checked its settings only once started: a window shorter than one probe interval got
@@ -206,10 +225,11 @@ def test_preflight_never_runs_the_artifact_and_checks_its_sha256(fleet: Lab, art
     evil.chmod(0o755)
     digest = hashlib.sha256(evil.read_bytes()).hexdigest()
     files, pids = node_files(fleet), node_pids(fleet)
-    # The right sha256, then a canary that is no node: preflight reads the version, then refuses.
-    passed_artifact = fleet.make("deploy-canary", extra_env={"ARTIFACT": str(evil), "ARTIFACT_SHA256": digest,
-                                                            "CANARY_NODE": "edge-9"})
-    assert "CANARY_NODE=edge-9 is not an edge node" in passed_artifact.stdout, output(passed_artifact)
+    # The right sha256: preflight reads the version, and a check-mode deploy goes through every node.
+    passed_artifact = fleet.make("deploy-canary", extra_env={**PROMOTING_WINDOW, "ARTIFACT": str(evil),
+                                                            "ARTIFACT_SHA256": digest, "CHECK": "1"})
+    assert passed_artifact.returncode == 0, output(passed_artifact)
+    assert "CHECK MODE, nothing changed" in passed_artifact.stdout, output(passed_artifact)
     wrong = fleet.make("deploy-canary", extra_env={"ARTIFACT": str(artifacts["v2"]), "ARTIFACT_SHA256": digest})
     assert wrong.returncode != 0
     assert f"not the expected ARTIFACT_SHA256={digest}" in wrong.stdout, output(wrong)

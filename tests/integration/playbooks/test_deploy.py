@@ -144,7 +144,7 @@ def test_bad_artifacts_are_refused_before_any_drain(fleet: Lab, tmp_path: Path, 
 
 def test_bad_settings_are_refused_with_one_line(fleet: Lab, artifacts: dict[str, Path]) -> None:
     cases = {
-        ("CANARY_NODE", "edge-9"): "CANARY_NODE=edge-9 is not an edge node",
+        ("CANARY_NODE", "edge-9"): "deploy_canary_node=edge-9 is not an edge node of this inventory",
         ("BATCH", "0"): "BATCH=0 is not a whole number",
         ("CONFIG", "rollout_pct=101"): "rollout_pct=101 is not a whole number from 0 to 100",
         ("CONFIG", "oops"): "CONFIG entry 'oops' is not key=value",

@@ -11,6 +11,10 @@ from ansible_collections.edge.canary.plugins.module_utils.operator_inputs import
 DEPLOY_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9_.-]+-[0-9a-f]{6}")
 
 
+def nodes(count: int) -> list[str]:
+    return [f"edge-{n}" for n in range(1, count + 1)]
+
+
 def test_a_deploy_without_an_id_gets_one_and_its_values_as_the_play_uses_them() -> None:
     out = check("deploy", {"deploy_artifact": "/srv/edge-v2", "deploy_batch": 2,
                            "deploy_peer_nodes": "edge-2 edge-3", "deploy_artifact_sha256": "AB" * 32,
@@ -72,23 +76,48 @@ def test_a_batch_within_the_forks_or_capped_to_them_passes() -> None:
 def test_a_batch_counts_only_the_nodes_it_can_drain() -> None:
     """BATCH=50 on a 10-node fleet drains 9 (the peers; a rollback keeps one node in rotation without
     MAX_UNAVAILABLE), or the nodes named: refused only when that is more than the forks."""
-    assert check("deploy", {"deploy_batch": "50"}, forks=9, edge_nodes=10)["checked"]["deploy_batch"] == 50
-    assert check("rollback", {"rollback_batch": "50"}, forks=9, edge_nodes=10)["checked"]["rollback_batch"] == 50
-    assert check("deploy", {"deploy_batch": "10", "deploy_peer_nodes": "edge-2,edge-3"}, forks=2, edge_nodes=30)
+    assert check("deploy", {"deploy_batch": "50"}, forks=9, edge=nodes(10))["checked"]["deploy_batch"] == 50
+    assert check("rollback", {"rollback_batch": "50"}, forks=9, edge=nodes(10))["checked"]["rollback_batch"] == 50
+    assert check("deploy", {"deploy_batch": "10", "deploy_peer_nodes": "edge-2,edge-3"}, forks=2, edge=nodes(30))
     assert check("rollback", {"rollback_batch": "10", "rollback_nodes": "edge-2,edge-3,edge-4"}, forks=3,
-                 edge_nodes=30)
+                 edge=nodes(30))
     with pytest.raises(InputError) as err:
-        check("deploy", {"deploy_batch": "50"}, forks=8, edge_nodes=10)
+        check("deploy", {"deploy_batch": "50"}, forks=8, edge=nodes(10))
     assert str(err.value).startswith("deploy_batch=50 on 10 edge nodes drains 9 nodes at once, more than this "
                                      "run's 8 forks")
     # With MAX_UNAVAILABLE the whole fleet can be one batch; the nodes named bound it still.
     with pytest.raises(InputError) as err:
-        check("rollback", {"rollback_batch": "50", "rollback_max_unavailable": "40"}, forks=9, edge_nodes=10)
+        check("rollback", {"rollback_batch": "50", "rollback_max_unavailable": "40"}, forks=9, edge=nodes(10))
     assert "on 10 edge nodes drains 10 nodes at once" in str(err.value)
     with pytest.raises(InputError) as err:
         check("rollback", {"rollback_batch": "10", "rollback_max_unavailable": "10", "rollback_nodes": "all"},
-              forks=9, edge_nodes=10)
+              forks=9, edge=nodes(10))
     assert "drains 10 nodes at once" in str(err.value)
     with pytest.raises(InputError):
         check("rollback", {"rollback_batch": "5", "rollback_nodes": "edge-1,edge-2,edge-3,edge-4,edge-5"},
-              forks=4, edge_nodes=10)
+              forks=4, edge=nodes(10))
+
+
+@pytest.mark.parametrize(("request_", "given", "refusal"), [
+    ("deploy", {"deploy_canary_node": "edge-9"},
+     "deploy_canary_node=edge-9 is not an edge node of this inventory; give one of edge-1, edge-2, edge-3"),
+    ("deploy", {"deploy_peer_nodes": "edge-2,edge-7,edge-8"},
+     "deploy_peer_nodes=edge-2,edge-7,edge-8 names edge-7, edge-8, not an edge node of this inventory; "
+     "give some of edge-1, edge-2, edge-3"),
+    ("rollback", {"rollback_nodes": "edge-3 edge-33"},
+     "rollback_nodes=edge-3,edge-33 names edge-33, not an edge node of this inventory; "
+     "give all or some of edge-1, edge-2, edge-3"),
+])
+def test_a_node_the_inventory_does_not_hold_is_refused(request_: str, given: dict[str, str], refusal: str) -> None:
+    with pytest.raises(InputError) as err:
+        check(request_, given, forks=5, edge=nodes(3))
+    assert str(err.value) == refusal
+
+
+def test_known_nodes_and_all_pass_and_a_big_fleet_is_named_by_a_few_and_its_count() -> None:
+    assert check("rollback", {"rollback_nodes": "all"}, edge=nodes(3))["checked"] == {"rollback_nodes": "all"}
+    assert check("deploy", {"deploy_canary_node": "edge-3", "deploy_peer_nodes": "edge-1"}, edge=nodes(3))
+    with pytest.raises(InputError) as err:
+        check("rollback", {"rollback_nodes": "edge-1001"}, edge=nodes(1000))
+    assert str(err.value) == ("rollback_nodes=edge-1001 is not an edge node of this inventory; "
+                              "give all or some of edge-1, edge-2, edge-3, edge-4, edge-5, … (1000 edge nodes)")

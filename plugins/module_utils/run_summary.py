@@ -116,10 +116,10 @@ def summary_table(run_dir: Path, live_steps: Mapping[str, list[Any]] | None = No
     verdict = load_record(run_dir / "verdict.json")
     rows = node_rows(run_dir, live_steps)
     check = " — CHECK MODE, nothing changed" if deploy.get("check_mode") else ""
-    lines = [
-        f"\nDeploy {deploy.get('deploy_id', run_dir.name)} of {deploy.get('version', '?')} "
-        f"(sha256 {str(deploy.get('sha256', '?'))[:12]}){check}"
-    ]
+    version, sha256 = str(deploy.get("version", "?")), str(deploy.get("sha256", "?"))[:12]
+    # A build with no embedded version is already named by its sha256 prefix: say it once.
+    release = version if version == f"sha256:{sha256}" else f"{version} (sha256 {sha256})"
+    lines = [f"\nDeploy {deploy.get('deploy_id', run_dir.name)} of {release}{check}"]
     if verdict:
         lines.append(f"SLI verdict: {str(verdict.get('verdict')).upper()} — {verdict.get('reason', '')}")
     for wave, wave_verdict in wave_gates(run_dir):

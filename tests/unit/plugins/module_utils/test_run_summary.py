@@ -6,7 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from ansible_collections.edge.canary.plugins.module_utils.run_summary import SUMMARY_PREFIX, RunRecord, release_name
+from ansible_collections.edge.canary.plugins.module_utils.run_summary import (
+    SUMMARY_PREFIX,
+    RunRecord,
+    release_name,
+    summary_table,
+)
 
 HOSTS = {"localhost": {"ok": 3, "changed": 1, "failures": 0, "unreachable": 0}}
 
@@ -125,6 +130,15 @@ def test_a_deploy_in_waves_says_each_waves_verdict_and_its_reverted_canary(tmp_p
     assert rows["edge-3"]["result"] == "reverted by the SLI watcher"
     assert rows["edge-2"]["role"] == "peer" and rows["edge-2"]["after"] == "v2"
     assert rows["edge-4"]["result"] == "not started" and rows["edge-4"]["after"] == "-"
+
+
+@pytest.mark.parametrize(("version", "header"), [
+    ("v2", "Deploy d1 of v2 (sha256 abababababab)"),
+    ("sha256:abababababab", "Deploy d1 of sha256:abababababab"),  # no version embedded: its sha256 once
+])
+def test_a_deploys_header_names_its_release_once(tmp_path: Path, version: str, header: str) -> None:
+    (tmp_path / "deploy.json").write_text(json.dumps({"deploy_id": "d1", "version": version, "sha256": "ab" * 32}))
+    assert summary_table(tmp_path).splitlines()[1] == header
 
 
 @pytest.mark.parametrize(("release", "name"), [

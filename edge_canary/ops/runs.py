@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -57,8 +58,12 @@ def run_dir(env: Mapping[str, str], name: str = "DEPLOY_ID") -> tuple[str, Path]
 
 
 def operator(env: Mapping[str, str]) -> str:
-    """Who runs the command, as records and messages name them."""
+    """Who runs the command, as records and messages name them: the person behind sudo, the login name,
+    else the account's name (a container or cron job may set no USER), and its uid only if it has none."""
     for key in ("SUDO_USER", "USER", "LOGNAME"):
         if env.get(key, "").strip():
             return inputs.shown(env[key].strip(), 40)
-    return str(os.getuid())
+    try:
+        return inputs.shown(pwd.getpwuid(os.getuid()).pw_name, 40)
+    except KeyError:
+        return str(os.getuid())

@@ -6,6 +6,8 @@ wait-approval's outcomes, and resume's refusals. The lab tests run the real thin
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import subprocess
 import threading
 from pathlib import Path
@@ -98,6 +100,13 @@ def test_the_state_dir_comes_from_the_inventory(tmp_path: Path) -> None:
         f"      edge_canary_state_dir: {tmp_path}/state\n"
     )
     assert runs.state_dir({"INVENTORY": str(inventory), "PATH": "/usr/bin:/bin"}) == tmp_path / "state"
+
+
+def test_the_operator_is_named_without_user_in_the_environment() -> None:
+    """A shell with no USER or LOGNAME (a container, cron, `env -i`) recorded approvals as "approved by 0"."""
+    me = pwd.getpwuid(os.getuid()).pw_name
+    assert runs.operator({}) == me
+    assert runs.operator({"USER": "alice", "SUDO_USER": "bob"}) == "bob"
 
 
 # --- deciding ---------------------------------------------------------------------------------

@@ -111,6 +111,15 @@ def node_rows(run_dir: Path, live_steps: Mapping[str, list[Any]] | None = None) 
     return rows
 
 
+def approved(gate_dir: Path, what: str) -> list[str]:
+    """Who let the peers roll after a gate waited for approval, and when (an abort, or a revert while
+    waiting, is already the gate verdict's reason)."""
+    record = load_record(gate_dir / "approval.json")
+    if record.get("state") != "approved":
+        return []
+    return [f"{what}: {record.get('reason') or 'approved'} at {record.get('decided_at') or '?'}"]
+
+
 def summary_table(run_dir: Path, live_steps: Mapping[str, list[Any]] | None = None) -> str:
     deploy = load_record(run_dir / "deploy.json")
     verdict = load_record(run_dir / "verdict.json")
@@ -122,10 +131,12 @@ def summary_table(run_dir: Path, live_steps: Mapping[str, list[Any]] | None = No
     lines = [f"\nDeploy {deploy.get('deploy_id', run_dir.name)} of {release}{check}"]
     if verdict:
         lines.append(f"SLI verdict: {str(verdict.get('verdict')).upper()} — {verdict.get('reason', '')}")
+    lines += approved(run_dir, "Approval")
     for wave, wave_verdict in wave_gates(run_dir):
         if wave_verdict:
             lines.append(f"SLI verdict of wave {wave.get('wave')} ({wave.get('pop')}, canary {wave.get('canary')}): "
                          f"{str(wave_verdict.get('verdict')).upper()} — {wave_verdict.get('reason', '')}")
+            lines += approved(run_dir / f"wave-{wave.get('wave')}", f"Approval of wave {wave.get('wave')}")
     if rows:
         widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
         lines.append("  ".join(key.ljust(widths[key]) for key in rows[0]))

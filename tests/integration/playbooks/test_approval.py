@@ -204,6 +204,7 @@ def test_a_held_deploy_resumed_with_approve_waits_for_make_approve_then_rolls_th
     out = run.finish()
     assert run.proc.returncode == 0, out[-4000:]
     assert f"resumes held deploy {held_id}" in out and "SLI verdict: PROMOTE" in out
+    assert "Approval: approved by alice (make approve) at " in out, out[-4000:]
     assert fleet_versions(fleet) == {"edge-1": "v2", "edge-2": "v2", "edge-3": "v2"}
     assert fleet.node_version("edge-2").get("pid") == pid_before  # not pushed (or restarted) again
     assert json.loads((run.run_dir / "deploy.json").read_text())["resumed_from"] == held_id

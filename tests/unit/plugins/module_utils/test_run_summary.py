@@ -141,6 +141,26 @@ def test_a_deploys_header_names_its_release_once(tmp_path: Path, version: str, h
     assert summary_table(tmp_path).splitlines()[1] == header
 
 
+def test_an_approved_deploy_says_who_approved_each_wave_and_when(tmp_path: Path) -> None:
+    waves = [{"wave": 1, "pop": "pop1", "canary": "edge-1"}, {"wave": 2, "pop": "pop2", "canary": "edge-3"}]
+    (tmp_path / "deploy.json").write_text(json.dumps({"deploy_id": "d1", "version": "v2", "sha256": "ab" * 32,
+                                                      "waves": waves}))
+    (tmp_path / "wave-2").mkdir()
+    approval = {"state": "approved", "reason": "approved by alice (make approve)", "decided_at": "2026-12-07T05:25Z"}
+    for gate in (tmp_path, tmp_path / "wave-2"):
+        (gate / "verdict.json").write_text(json.dumps({"verdict": "promote", "reason": "6/6 probes green"}))
+        (gate / "approval.json").write_text(json.dumps(approval))
+    assert summary_table(tmp_path).splitlines()[2:6] == [
+        "SLI verdict: PROMOTE — 6/6 probes green",
+        "Approval: approved by alice (make approve) at 2026-12-07T05:25Z",
+        "SLI verdict of wave 2 (pop2, canary edge-3): PROMOTE — 6/6 probes green",
+        "Approval of wave 2: approved by alice (make approve) at 2026-12-07T05:25Z",
+    ]
+    for gate in (tmp_path, tmp_path / "wave-2"):
+        (gate / "approval.json").write_text(json.dumps({**approval, "state": "aborted"}))
+    assert "Approval" not in summary_table(tmp_path)  # the verdict's reason says who aborted
+
+
 @pytest.mark.parametrize(("release", "name"), [
     ({"version": "v1", "sha256": "c" * 64}, "v1"),
     ({"version": None, "sha256": "625167e2f87a" + "0" * 52}, "sha256:625167e2f87a"),  # never "None"

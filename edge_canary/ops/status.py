@@ -4,7 +4,8 @@ it, one row per edge node.
 Runs playbooks/status.yml (read-only) for the records, then judges them. Exit 0 when every node is
 up, ready on every load balancer and the fleet runs one version; 1 naming each problem (drained or
 in maintenance, down, mixed versions or rollout_pct, unfinished push or rollback, unreadable node);
-2 when the fleet could not be read at all.
+2 when the fleet could not be read at all. A deploy, rollback, rollout or game-day drill holding the lock is
+named (IN PROGRESS: …): what it is in the middle of, mixed versions or a drained canary, is still counted.
 """
 
 from __future__ import annotations
@@ -183,12 +184,28 @@ def row_cells(row: Row) -> dict[str, str]:
     }
 
 
-def render_table(rows: list[Row], problems: list[str]) -> str:
+def in_progress(locks: list[str]) -> list[str]:
+    """The runs holding a lock, from `edge-lock show`'s lines (`deploy: free`, `deploy: deploy <id> by …`); a
+    stale lock holds nothing. A line that is not `<kind>: …` (the lock could not be read) is kept as it is."""
+    held = []
+    for line in locks:
+        kind, sep, what = line.partition(": ")
+        if not sep or kind == "locks":
+            held.append(line)
+        elif what != "free" and not what.endswith("[stale]"):
+            held.append(what)
+    return held
+
+
+def render_table(rows: list[Row], problems: list[str], running: list[str] | None = None) -> str:
     cells = [row_cells(row) for row in rows]
     columns = list(cells[0]) if cells else ["NODE"]
     widths = {c: max([len(c)] + [len(r[c]) for r in cells]) for c in columns}
     lines = ["  ".join(c.ljust(widths[c]) for c in columns).rstrip()]
     lines += ["  ".join(r[c].ljust(widths[c]) for c in columns).rstrip() for r in cells]
+    if running:
+        lines.append("")
+        lines += [f"IN PROGRESS: {what}" for what in running]
     if problems:
         lines.append("")
         lines.append(f"NOT OK: {len(problems)} problem(s)")
@@ -201,16 +218,17 @@ def render_table(rows: list[Row], problems: list[str]) -> str:
     return "\n".join(lines)
 
 
-def report(rows: list[Row]) -> dict[str, Any]:
+def report(rows: list[Row], locks: list[str] | None = None) -> dict[str, Any]:
     problems = fleet_problems(rows)
-    return {"ok": not problems, "problems": problems, "nodes": rows}
+    return {"ok": not problems, "problems": problems, "nodes": rows, "in_progress": in_progress(locks or [])}
 
 
 # --- side effects ------------------------------------------------------------------------------
 
 
-def read_fleet(inventory: str | None) -> tuple[list[Row] | None, str]:
-    """Run the read-only status playbook; the rows, or None with the play's output."""
+def read_fleet(inventory: str | None) -> tuple[dict[str, Any] | None, str]:
+    """Run the read-only status playbook; its records (`nodes`: the rows, `locks`), or None with the play's
+    output."""
     with tempfile.TemporaryDirectory(prefix="edge-status-") as tmp:
         out = Path(tmp) / "status.json"
         argv = [ANSIBLE_PLAYBOOK, str(REPO / "playbooks/status.yml"), "-e", f"status_out={out}"]
@@ -219,18 +237,20 @@ def read_fleet(inventory: str | None) -> tuple[list[Row] | None, str]:
         env = {**os.environ, "ANSIBLE_NOCOLOR": "1"}
         play = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
         try:
-            rows = json.loads(out.read_text())["nodes"]
-        except (OSError, ValueError, KeyError):
+            records = json.loads(out.read_text())
+        except (OSError, ValueError):
+            records = None
+        if not isinstance(records, dict) or not isinstance(records.get("nodes"), list):
             return None, (play.stdout + play.stderr)
-        return rows, ""
+        return records, ""
 
 
 def where_the_fleet_stands(inventory: str | None) -> str:
     """The status table read now, for a run that stopped part-way: which node it left drained, and on what."""
-    rows, _ = read_fleet(inventory)
-    if rows is None:
+    records, _ = read_fleet(inventory)
+    if records is None:
         return "could not read the fleet: run make status"
-    return render_table(rows, report(rows)["problems"])
+    return render_table(records["nodes"], report(records["nodes"])["problems"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,16 +260,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-i", "--inventory", default=os.environ.get("INVENTORY") or None,
                         help="inventory (default: ansible.cfg's, the lab) [env INVENTORY]")
     args = parser.parse_args(argv)
-    rows, output = read_fleet(args.inventory)
-    if rows is None:
+    records, output = read_fleet(args.inventory)
+    if records is None:
         tail = "\n".join(output.strip().splitlines()[-15:])
         print(f"fleet-status: could not read the fleet (playbooks/status.yml wrote no records); "
               f"its last lines:\n{tail}", file=sys.stderr)
         return EXIT_UNREADABLE
-    result = report(rows)
+    rows = records["nodes"]
+    result = report(rows, records.get("locks"))
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
     else:
-        print(render_table(rows, result["problems"]))
+        print(render_table(rows, result["problems"], result["in_progress"]))
     return EXIT_OK if result["ok"] else EXIT_PROBLEMS
 

@@ -212,6 +212,10 @@ def test_a_red_wave_is_reverted_by_its_watcher_on_the_watch_host_and_the_rest_of
                               capture_output=True, text=True, cwd=REPO).stdout
 
     pops.wait_until(lambda: lock_shown().startswith("deploy: free"), 60, "the deploy lock on the watch host released")
+    # make status reads that lock where deploys take it: on the watch host, over SSH.
+    status = subprocess.run(["make", "--no-print-directory", "status"], cwd=REPO, capture_output=True, text=True,
+                            timeout=300, env={**pops_watch.env, "JSON": "1"})
+    assert json.loads(status.stdout)["in_progress"] == [], status.stdout[-3000:] + status.stderr[-2000:]
 
 
 def test_a_red_first_wave_leaves_the_other_pop_untouched(pops: Lab, artifacts: dict[str, Path]) -> None:

@@ -191,6 +191,10 @@ def test_a_held_deploy_resumed_with_approve_waits_for_make_approve_then_rolls_th
         samples.append(fleet_versions(fleet))
         time.sleep(1)
     assert all(s == {"edge-1": "v1", "edge-2": "v2", "edge-3": "v1"} for s in samples), samples
+    # make status names the deploy holding the lock beside the mixed versions it is in the middle of.
+    status = fleet.make("status", extra_env={"JSON": ""})
+    assert status.returncode != 0 and f"IN PROGRESS: deploy {deploy_id} by " in status.stdout, status.stdout[-3000:]
+    assert "mixed versions" in status.stdout, status.stdout[-3000:]
     wait_for(
         lambda: '"phase": "awaiting_approval"' in (run.run_dir / "decisions.jsonl").read_text(),
         30,

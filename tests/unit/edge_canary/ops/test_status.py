@@ -132,3 +132,19 @@ def test_table_shows_versions_config_lb_state_and_last_change() -> None:
 def test_table_of_an_unreadable_node_has_placeholders() -> None:
     text = fs.render_table([{"node": "edge-9", "errors": ["x"]}], ["edge-9: x"])
     assert text.splitlines()[1].split()[:3] == ["edge-9", "?", "?"]
+
+
+def test_a_run_holding_the_lock_is_named_and_a_free_or_stale_lock_is_not() -> None:
+    locks = ["deploy: deploy d1 by alice (pid 42, since 2026-12-07T05:29:12Z)",
+             "gameday: gameday g1 by bob (pid 7, since 2026-12-07T05:00:00Z) [stale]"]
+    assert fs.in_progress(locks) == ["deploy d1 by alice (pid 42, since 2026-12-07T05:29:12Z)"]
+    assert fs.in_progress(["deploy: free", "gameday: free"]) == []
+    assert fs.in_progress(["locks: could not be read (ssh: connection refused)"]) == [
+        "locks: could not be read (ssh: connection refused)"]
+    rows = [row("edge-1", sha=V2, version="v2"), row("edge-2"), row("edge-3")]
+    result = fs.report(rows, locks)
+    assert result["in_progress"] == ["deploy d1 by alice (pid 42, since 2026-12-07T05:29:12Z)"]
+    assert not result["ok"]  # what a deploy is in the middle of is still said, and still counted
+    text = fs.render_table(rows, result["problems"], result["in_progress"])
+    assert "\nIN PROGRESS: deploy d1 by alice (pid 42, since 2026-12-07T05:29:12Z)\n\nNOT OK: " in text
+    assert "IN PROGRESS" not in fs.render_table(rows, result["problems"], fs.in_progress(["deploy: free"]))

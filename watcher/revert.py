@@ -64,7 +64,8 @@ class CommandRevert:
         self.timeout = timeout
 
     def describe(self) -> str:
-        return f"the command `{shlex.join(self.argv)}` with EDGE_CANARY_NODE={self.node or ''}"
+        command = f"the command `{shlex.join(self.argv)}`"
+        return f"{command} with EDGE_CANARY_NODE={self.node}" if self.node else command  # a rollout has no node
 
     def revert(self, reason: str) -> RevertOutcome:
         env = {**os.environ, "EDGE_CANARY_NODE": self.node or "", "EDGE_CANARY_REASON": reason}

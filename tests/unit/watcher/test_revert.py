@@ -105,6 +105,12 @@ def test_command_revert_runs_with_the_canary_node(tmp_path: Path) -> None:
     assert marker.read_text() == "edge-2 --now"
 
 
+def test_command_revert_names_the_canary_node_only_when_there_is_one() -> None:
+    assert CommandRevert(["revert", "--now"], "edge-2", 30).describe() == \
+        "the command `revert --now` with EDGE_CANARY_NODE=edge-2"
+    assert CommandRevert(["revert"], None, 30).describe() == "the command `revert`"  # a rollout's stage
+
+
 def test_command_revert_failure_and_timeout(tmp_path: Path) -> None:
     failing = script(tmp_path / "fail", "import sys\nprint('no such node')\nsys.exit(4)\n")
     outcome = CommandRevert([failing], "edge-2", 30).revert("x")

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from edge_canary.ops.wait_verdict import ended, running
+
 
 def ancestors() -> set[int]:
     pids, pid = set(), os.getpid()
@@ -40,14 +42,6 @@ def lab_processes(lab_dir: str) -> list[int]:
     return sorted(found)
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
@@ -62,10 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(alive(p) for p in pids):
-        time.sleep(0.1)
     for pid in pids:
-        if alive(pid):
+        ended(pid, within=max(0.0, deadline - time.monotonic()))
+    for pid in pids:
+        if running(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     print(f"lab-reap: stopped {len(pids)} leftover lab process(es): {' '.join(map(str, pids))}")

@@ -71,7 +71,9 @@ def extra_vars(checked: Mapping[str, object], deploy_id: str) -> dict[str, objec
 
 
 def watcher_log(run_dir: Path) -> list[tuple[str, Path]]:
-    return [("watcher", run_dir / "watcher.log")]
+    """The first canary's watcher log, then each later wave's (a deploy across PoPs), in wave order."""
+    waves = sorted(run_dir.glob("wave-*/watcher.log"), key=lambda p: int(p.parent.name.split("-")[1]))
+    return [("watcher", run_dir / "watcher.log"), *((f"watcher {log.parent.name}", log) for log in waves)]
 
 
 def main(argv: list[str] | None = None) -> int:

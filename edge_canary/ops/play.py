@@ -50,21 +50,53 @@ LOST_AFTER_S = 0.5
 LogFinder = Callable[[Path], list[tuple[str, Path]]]
 
 
-def follow(where: Callable[[], Path | None], logs: LogFinder, stop: threading.Event, interval: float = 0.5) -> None:
-    """Print the new lines of every watcher log as they come, `    <label> | <line>`, until `stop`.
+class WatcherLines:
+    """Prints the new lines of every watcher log of the run folder, `    <label> | <line>`, each once.
 
-    `where` says the run folder once the play has announced it (None until then)."""
-    positions: dict[Path, int] = {}
+    `where` says the run folder once the play has announced it (None until then). A follower thread
+    catches up every half second, and the play's events catch up first too: a line the watcher wrote
+    before the play moved on ("revert OK", then the verdict the play waits for) is printed before the
+    play's next output, not after its recap."""
+
+    def __init__(self, where: Callable[[], Path | None], logs: LogFinder) -> None:
+        self.where, self.logs = where, logs
+        self._positions: dict[Path, int] = {}
+        self._lock = threading.Lock()
+
+    def catch_up(self) -> None:
+        run_dir = self.where()
+        if run_dir is None:
+            return
+        with self._lock:
+            for label, log in self.logs(run_dir):
+                if not log.exists():
+                    continue
+                with log.open("rb") as handle:
+                    handle.seek(self._positions.get(log, 0))
+                    for line in handle:
+                        if not line.endswith(b"\n"):
+                            break  # still being written: the rest of it comes next round
+                        print(f"    {label} | {line.decode(errors='replace').rstrip()}", flush=True)
+                        self._positions[log] = self._positions.get(log, 0) + len(line)
+
+
+EventHandler = Callable[[Mapping[str, Any]], bool]
+
+
+def lines_first(lines: WatcherLines, handler: EventHandler) -> EventHandler:
+    """The play's event handler, printing the watcher's new lines before each event's own output."""
+
+    def handle(event: Mapping[str, Any]) -> bool:
+        lines.catch_up()
+        return handler(event)
+
+    return handle
+
+
+def follow(lines: WatcherLines, stop: threading.Event, interval: float = 0.5) -> None:
+    """Print the watcher's lines as they come, until `stop`."""
     while not stop.is_set():
-        run_dir = where()
-        for label, log in logs(run_dir) if run_dir is not None else []:
-            if not log.exists():
-                continue
-            with log.open() as handle:
-                handle.seek(positions.get(log, 0))
-                for line in handle:
-                    print(f"    {label} | {line.rstrip()}", flush=True)
-                positions[log] = handle.tell()
+        lines.catch_up()
         stop.wait(interval)
 
 
@@ -155,6 +187,7 @@ def drive(
             for command in data_dir.glob("artifacts/*/command"):
                 command.unlink(missing_ok=True)
 
+    lines = WatcherLines(events.run_dir, logs)
     thread, runner = ansible_runner.run_async(
         private_data_dir=str(data_dir),
         project_dir=str(REPO),
@@ -168,12 +201,12 @@ def drive(
         quiet=True,
         suppress_output_file=True,
         suppress_env_files=True,
-        event_handler=events.event,
+        event_handler=lines_first(lines, events.event),
         status_handler=status,
         cancel_callback=lambda: False,
     )  # Ctrl-C is ours to pass on (runner's own cancel kills the play)
     stop = threading.Event()
-    follower = threading.Thread(target=follow, args=(events.run_dir, logs, stop), daemon=True)
+    follower = threading.Thread(target=follow, args=(lines, stop), daemon=True)
     follower.start()
     interrupted = threading.Event()
     passed_at = 0.0  # when the first Ctrl-C reached the play (epoch seconds, as its events are stamped)
@@ -211,6 +244,7 @@ def drive(
         signal.signal(signal.SIGINT, previous)
     stop.set()
     follower.join(2)
+    lines.catch_up()  # what the watcher wrote since the follower's last round
     return (runner.rc if runner.rc is not None else 1), interrupted.is_set()
 
 

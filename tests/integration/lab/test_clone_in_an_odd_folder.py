@@ -63,6 +63,10 @@ def test_a_clone_in_a_folder_with_a_space_and_a_percent_brings_its_lab_up_revert
         canary = next(row for row in result["nodes"] if row["node"] == "edge-2")
         assert canary["result"] == "reverted by the SLI watcher" and canary["after"] == canary["before"], canary
         assert Lab(lab_dir, PORTS).node_version("edge-2")["version"] == "v1"
+        # The watcher's own account of its revert comes before the play's failure it explains, not after.
+        said = deploy.stdout
+        assert "    watcher | revert OK" in said and said.index("    watcher | revert OK") < said.index("PLAY RECAP"), \
+            said[-4000:]
 
         status = make(clone, "status")
         assert status.returncode == 0 and "OK: 3 node(s) up and ready" in status.stdout, status.stdout + status.stderr

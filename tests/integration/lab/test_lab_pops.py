@@ -177,6 +177,7 @@ def test_a_green_deploy_goes_wave_by_wave_each_canary_judged_against_its_own_pop
                     if e["event"] == "probe" and e.get("control")]
     assert control_seen, "wave 2's canary was never compared with the rest of pop2"
     assert "SLI verdict of wave 2 (pop2, canary edge-4): PROMOTE" in result.stdout
+    assert "    watcher wave-2 | verdict: promote" in result.stdout, result.stdout[-4000:]  # its live lines too
     # Wave by wave: pop2's canary after every pop1 node, the rest of pop2 after its verdict.
     wave2_verdict = (run_dir / "wave-2" / "verdict.json").stat().st_mtime
     assert started(run_dir, "edge-4") > max(started(run_dir, node) for node in POP1)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_canary.ops import play
-from edge_canary.ops.play import REPO, follow
+from edge_canary.ops import deploy, play
+from edge_canary.ops.play import REPO, WatcherLines, follow, lines_first
 from edge_canary.procgroup import stop_group
 from tests.helpers.procs import processes
 
@@ -36,10 +36,38 @@ def test_follow_prints_each_logs_new_lines_once_under_its_label(tmp_path: Path,
         return [("watcher stage-1", run_dir / "stage-1" / "watcher.log"),
                 ("watcher stage-2", run_dir / "stage-2" / "watcher.log")]  # not there yet: skipped
 
-    follow(lambda: run_dir, logs, stop, interval=0)
+    follow(WatcherLines(lambda: run_dir, logs), stop, interval=0)
     assert rounds == [run_dir] * 3
     assert capsys.readouterr().out.splitlines() == ["    watcher stage-1 | probe 1 green",
                                                     "    watcher stage-1 | probe 2 green"]
+
+
+def test_the_watchers_lines_so_far_are_printed_before_the_plays_next_output(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The watcher logs "revert OK" before the verdict the play waits for: the play's failure and recap that
+    follow must not come first, whenever the follower thread last looked."""
+    (tmp_path / "watcher.log").write_text("revert OK: rollback playbook succeeded on edge-1\n")
+    lines = WatcherLines(lambda: tmp_path, deploy.watcher_log)
+    handle = lines_first(lines, lambda event: print(event["stdout"]) or False)
+    assert handle({"stdout": "PLAY RECAP"}) is False
+    with (tmp_path / "watcher.log").open("a") as log:
+        log.write("verdict: reverted\nprobes: 1/10")  # the last line is still being written
+    handle({"stdout": "Deploy d1 of v2"})
+    with (tmp_path / "watcher.log").open("a") as log:
+        log.write(" (green 0, red 1)\n")
+    lines.catch_up()
+    assert capsys.readouterr().out.splitlines() == [
+        "    watcher | revert OK: rollback playbook succeeded on edge-1", "PLAY RECAP",
+        "    watcher | verdict: reverted", "Deploy d1 of v2", "    watcher | probes: 1/10 (green 0, red 1)"]
+
+
+def test_a_deploy_follows_each_later_waves_watcher_too_in_wave_order(tmp_path: Path) -> None:
+    for wave in (10, 2):
+        (tmp_path / f"wave-{wave}").mkdir()
+        (tmp_path / f"wave-{wave}" / "watcher.log").touch()
+    assert deploy.watcher_log(tmp_path) == [("watcher", tmp_path / "watcher.log"),
+                                            ("watcher wave-2", tmp_path / "wave-2" / "watcher.log"),
+                                            ("watcher wave-10", tmp_path / "wave-10" / "watcher.log")]
 
 
 def test_follow_waits_for_the_announcement(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -52,7 +80,7 @@ def test_follow_waits_for_the_announcement(tmp_path: Path, capsys: pytest.Captur
         called.append(run_dir)
         return []
 
-    follow(lambda: None, logs, stop, interval=0.05)
+    follow(WatcherLines(lambda: None, logs), stop, interval=0.05)
     timer.join()
     assert called == []
     assert capsys.readouterr().out == ""

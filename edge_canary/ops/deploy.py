@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from edge_canary.ops import inputs
-from edge_canary.ops.play import run_play
+from edge_canary.ops.play import numbered_watcher_logs, run_play
 from edge_canary.util import truthy
 from watcher.prom import split_userinfo
 
@@ -72,8 +72,7 @@ def extra_vars(checked: Mapping[str, object], deploy_id: str) -> dict[str, objec
 
 def watcher_log(run_dir: Path) -> list[tuple[str, Path]]:
     """The first canary's watcher log, then each later wave's (a deploy across PoPs), in wave order."""
-    waves = sorted(run_dir.glob("wave-*/watcher.log"), key=lambda p: int(p.parent.name.split("-")[1]))
-    return [("watcher", run_dir / "watcher.log"), *((f"watcher {log.parent.name}", log) for log in waves)]
+    return [("watcher", run_dir / "watcher.log"), *numbered_watcher_logs(run_dir, "wave")]
 
 
 def main(argv: list[str] | None = None) -> int:

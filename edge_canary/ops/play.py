@@ -50,6 +50,13 @@ LOST_AFTER_S = 0.5
 LogFinder = Callable[[Path], list[tuple[str, Path]]]
 
 
+def numbered_watcher_logs(run_dir: Path, kind: str) -> list[tuple[str, Path]]:
+    """The watcher logs of the run folder's `<kind>-<n>` folders (a rollout's stages, a deploy's later
+    waves), in order of n, each labelled `watcher <kind>-<n>`."""
+    logs = sorted(run_dir.glob(f"{kind}-*/watcher.log"), key=lambda p: int(p.parent.name.split("-")[1]))
+    return [(f"watcher {log.parent.name}", log) for log in logs]
+
+
 class WatcherLines:
     """Prints the new lines of every watcher log of the run folder, `    <label> | <line>`, each once.
 

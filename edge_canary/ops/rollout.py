@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_canary.ops import inputs
-from edge_canary.ops.play import run_play
+from edge_canary.ops.play import numbered_watcher_logs, run_play
 from edge_canary.util import truthy
 
 EXIT_USAGE = inputs.EXIT_USAGE
@@ -52,8 +52,7 @@ def extra_vars(req: Request, rollout_id: str, force: bool) -> dict[str, Any]:
 
 def stage_logs(run_dir: Path) -> list[tuple[str, Path]]:
     """Each watched stage's watcher log, in stage order."""
-    logs = sorted(run_dir.glob("stage-*/watcher.log"), key=lambda p: int(p.parent.name.split("-")[1]))
-    return [(f"watcher {log.parent.name}", log) for log in logs]
+    return numbered_watcher_logs(run_dir, "stage")
 
 
 def main(argv: list[str] | None = None) -> int:

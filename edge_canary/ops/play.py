@@ -91,10 +91,12 @@ EventHandler = Callable[[Mapping[str, Any]], bool]
 
 
 def lines_first(lines: WatcherLines, handler: EventHandler) -> EventHandler:
-    """The play's event handler, printing the watcher's new lines before each event's own output."""
+    """The play's event handler, printing the watcher's new lines before each event's own output (most
+    events print nothing: they need no catching up, and a deploy has a thousand of them)."""
 
     def handle(event: Mapping[str, Any]) -> bool:
-        lines.catch_up()
+        if event.get("stdout"):
+            lines.catch_up()
         return handler(event)
 
     return handle

@@ -48,16 +48,17 @@ def test_the_watchers_lines_so_far_are_printed_before_the_plays_next_output(
     follow must not come first, whenever the follower thread last looked."""
     (tmp_path / "watcher.log").write_text("revert OK: rollback playbook succeeded on edge-1\n")
     lines = WatcherLines(lambda: tmp_path, deploy.watcher_log)
-    handle = lines_first(lines, lambda event: print(event["stdout"]) or False)
+    handle = lines_first(lines, lambda event: print(event.get("stdout") or "(no output)") or False)
     assert handle({"stdout": "PLAY RECAP"}) is False
     with (tmp_path / "watcher.log").open("a") as log:
         log.write("verdict: reverted\nprobes: 1/10")  # the last line is still being written
+    handle({})  # an event that prints nothing needs no catching up
     handle({"stdout": "Deploy d1 of v2"})
     with (tmp_path / "watcher.log").open("a") as log:
         log.write(" (green 0, red 1)\n")
     lines.catch_up()
     assert capsys.readouterr().out.splitlines() == [
-        "    watcher | revert OK: rollback playbook succeeded on edge-1", "PLAY RECAP",
+        "    watcher | revert OK: rollback playbook succeeded on edge-1", "PLAY RECAP", "(no output)",
         "    watcher | verdict: reverted", "Deploy d1 of v2", "    watcher | probes: 1/10 (green 0, red 1)"]
 
 

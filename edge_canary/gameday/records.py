@@ -11,6 +11,7 @@ from pathlib import Path
 
 from edge_canary.gameday.plays import Play
 from edge_canary.gameday.scenarios import DIED, PROMOTE, ROLL_FAILED
+from edge_canary.ops import runs
 from edge_canary.ops.summary import load_record
 from edge_canary.util import epoch
 
@@ -92,7 +93,7 @@ def rollout_said(code: int, run_dir: Path | None) -> tuple[str, str, Path | None
     if result.get("ok"):
         return PROMOTE, "every stage promoted", None
     # No result.json (the play stopped early): the last watched stage's own verdict.
-    stages = sorted(run_dir.glob("stage-*"), key=lambda p: int(p.name.split("-")[1])) if run_dir else []
+    stages = runs.numbered(run_dir, "stage") if run_dir else []
     for stage in reversed(stages):
         verdict = load_record(stage / "verdict.json")
         if verdict.get("verdict"):

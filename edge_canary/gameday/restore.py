@@ -16,6 +16,7 @@ from edge_canary.gameday.judging import Baseline
 from edge_canary.gameday.plays import Play
 from edge_canary.gameday.records import watcher_pid
 from edge_canary.gameday.report import DrillResult
+from edge_canary.ops import runs
 from edge_canary.ops.wait_verdict import ended
 
 
@@ -37,10 +38,12 @@ REVERT_S = 600.0
 
 
 def stop_watchers(run_dirs: list[Path], note: Callable[[str], None]) -> bool:
-    """Stop every watcher still running (a deploy's, or a rollout stage's), letting a revert it runs finish.
+    """Stop every watcher still running (a deploy's or a later wave's, a rollout stage's), letting a revert it
+    runs finish.
     One that gave its verdict is done with the fleet and only lingering for Prometheus: it ends by itself."""
     stopped = False
-    for run_dir in [d for run in run_dirs for d in (run, *sorted(run.glob("stage-*")))]:
+    watched = [d for run in run_dirs for d in (run, *runs.numbered(run, "wave"), *runs.numbered(run, "stage"))]
+    for run_dir in watched:
         pid = watcher_pid(run_dir)
         if pid is None or ((run_dir / "verdict.json").exists() and ended(pid, VERDICT_LINGER_S)):
             continue

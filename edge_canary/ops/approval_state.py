@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edge_canary.ops import runs
 from edge_canary.ops.lock import flocked
 
 FILE = "approval.json"
@@ -43,9 +44,8 @@ def now_iso(at: float | None = None) -> str:
 def current_gate(run_dir: Path) -> Path:
     """The folder of the deploy's latest approval record: its latest wave's (runs/<id>/wave-<n>/, a deploy
     across points of presence waits again after each wave's canary) once one has one, else its own."""
-    waves = [folder for folder in run_dir.glob("wave-*")
-             if folder.name.removeprefix("wave-").isdigit() and (folder / FILE).is_file()]
-    return max(waves, key=lambda folder: int(folder.name.removeprefix("wave-")), default=run_dir)
+    waves = [folder for folder in runs.numbered(run_dir, "wave") if (folder / FILE).is_file()]
+    return waves[-1] if waves else run_dir
 
 
 def read(run_dir: Path) -> dict[str, Any] | None:

@@ -31,7 +31,7 @@ from typing import Any
 
 import ansible_runner
 
-from edge_canary.ops import inputs
+from edge_canary.ops import inputs, runs
 from edge_canary.ops.play_events import PlayEvents
 from edge_canary.util import truthy
 from watcher import owned
@@ -53,8 +53,8 @@ LogFinder = Callable[[Path], list[tuple[str, Path]]]
 def numbered_watcher_logs(run_dir: Path, kind: str) -> list[tuple[str, Path]]:
     """The watcher logs of the run folder's `<kind>-<n>` folders (a rollout's stages, a deploy's later
     waves), in order of n, each labelled `watcher <kind>-<n>`."""
-    logs = sorted(run_dir.glob(f"{kind}-*/watcher.log"), key=lambda p: int(p.parent.name.split("-")[1]))
-    return [(f"watcher {log.parent.name}", log) for log in logs]
+    return [(f"watcher {folder.name}", folder / "watcher.log") for folder in runs.numbered(run_dir, kind)
+            if (folder / "watcher.log").is_file()]
 
 
 class WatcherLines:

@@ -57,6 +57,12 @@ def run_dir(env: Mapping[str, str], name: str = "DEPLOY_ID") -> tuple[str, Path]
     return deploy_id, folder
 
 
+def numbered(run_dir: Path, kind: str) -> list[Path]:
+    """The run folder's `<kind>-<n>` sub-folders (a rollout's stages, a deploy's later waves), in order of n."""
+    folders = [f for f in run_dir.glob(f"{kind}-*") if f.name.removeprefix(f"{kind}-").isdigit()]
+    return sorted(folders, key=lambda f: int(f.name.removeprefix(f"{kind}-")))
+
+
 def operator(env: Mapping[str, str]) -> str:
     """Who runs the command, as records and messages name them: the person behind sudo, the login name,
     else the account's name (a container or cron job may set no USER), and its uid only if it has none."""

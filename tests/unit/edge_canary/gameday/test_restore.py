@@ -37,10 +37,11 @@ def test_a_watcher_lingering_after_its_verdict_ends_by_itself(tmp_path: Path) ->
 
 def test_a_watcher_without_a_verdict_is_stopped_and_said_so(tmp_path: Path) -> None:
     run_dir = tmp_path / "deploy-2"
-    stage = run_dir / "stage-1"  # a rollout stage's watcher is found below the run's folder
-    watchers = [start_watcher(run_dir, 60), start_watcher(stage, 60)]
+    # A deploy's later wave and a rollout stage have their watchers below the run's folder.
+    watchers = [start_watcher(run_dir / sub, 60) for sub in ("", "wave-2", "stage-1")]
     notes: list[str] = []
     assert stop_watchers([run_dir], notes.append) is True
-    assert [w.wait(5) for w in watchers] == [-signal.SIGTERM, -signal.SIGTERM]
+    assert [w.wait(5) for w in watchers] == [-signal.SIGTERM] * 3
     assert notes == [f"stopped the watcher still running for deploy-2 (pid {watchers[0].pid})",
-                     f"stopped the watcher still running for stage-1 (pid {watchers[1].pid})"]
+                     f"stopped the watcher still running for wave-2 (pid {watchers[1].pid})",
+                     f"stopped the watcher still running for stage-1 (pid {watchers[2].pid})"]

@@ -63,7 +63,7 @@ def test_the_watchers_lines_so_far_are_printed_before_the_plays_next_output(
 
 
 def test_a_deploy_follows_each_later_waves_watcher_too_in_wave_order(tmp_path: Path) -> None:
-    for wave in (10, 2):
+    for wave in ("10", "2", "2.old"):  # a copy an operator left beside the waves is not one of them
         (tmp_path / f"wave-{wave}").mkdir()
         (tmp_path / f"wave-{wave}" / "watcher.log").touch()
     assert deploy.watcher_log(tmp_path) == [("watcher", tmp_path / "watcher.log"),

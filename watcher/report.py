@@ -38,7 +38,7 @@ def live_line(
         tag = f"RED ({', '.join(streaks)})"
     line = f"{head}{body} | {tag}"
     if result.state is not State.GREEN:
-        line += f": {result.reasons[0]}"
+        line += f": {result.reasons[0].removeprefix(result.state.value + ': ')}"  # the tag says it
     return line
 
 

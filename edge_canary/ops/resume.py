@@ -19,19 +19,9 @@ from pathlib import Path
 
 from edge_canary.ops import deploy, inputs, runs
 from edge_canary.ops.play import run_play
-from edge_canary.ops.summary import load_record, wave_gates
+from edge_canary.ops.summary import last_gate, load_record
 
 REDACTED = "********"
-
-
-def held_verdict(run_dir: Path) -> str | None:
-    """The verdict of the deploy's last SLI gate: its latest wave's once one judged (waves across points of
-    presence: wave-<n>/verdict.json), else its canary's."""
-    for _, verdict in reversed(wave_gates(run_dir)):
-        if verdict.get("verdict"):
-            return str(verdict["verdict"])
-    found = load_record(run_dir / "verdict.json").get("verdict")
-    return str(found) if found else None
 
 
 def resumed_env(env: Mapping[str, str], run_dir: Path) -> dict[str, str]:
@@ -39,7 +29,7 @@ def resumed_env(env: Mapping[str, str], run_dir: Path) -> dict[str, str]:
     when that deploy cannot be resumed."""
     deploy_id = run_dir.name
     asked = load_record(run_dir / "deploy.json")
-    verdict = held_verdict(run_dir) or "none (the SLI gate never finished)"
+    verdict = last_gate(run_dir)[1].get("verdict") or "none (the SLI gate never finished)"
     if verdict != "hold":
         raise inputs.InputError(
             f"DEPLOY_ID={deploy_id} was not held (its SLI verdict: {verdict}): only a held deploy "

@@ -9,9 +9,9 @@ module_utils("run_summary")  # the collection importable as Ansible names it
 from ansible_collections.edge.canary.plugins.module_utils.run_summary import (  # noqa: E402, F401
     SUMMARY_PREFIX,
     RunRecord,
+    last_gate,
     load_record,
     node_rows,
     rollout_summary,
     summary_table,
-    wave_gates,
 )

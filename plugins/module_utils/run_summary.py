@@ -58,6 +58,26 @@ def wave_gates(run_dir: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
             for wave in waves[1:] if isinstance(wave, dict)]
 
 
+def last_gate(run_dir: Path) -> tuple[str, dict[str, Any]]:
+    """The canary and verdict of the deploy's last SLI gate that judged: its latest wave's once one did
+    (waves across points of presence), else its first canary's ({} when none has)."""
+    for wave, verdict in reversed(wave_gates(run_dir)):
+        if verdict.get("verdict"):
+            return str(wave.get("canary") or "?"), verdict
+    return str(load_record(run_dir / "deploy.json").get("canary") or "?"), load_record(run_dir / "verdict.json")
+
+
+def after_hold(run_dir: Path, deploy: Mapping[str, Any]) -> list[str]:
+    """What the operator decides when the last gate held: the canary was not blamed and stays on the release."""
+    canary, verdict = last_gate(run_dir)
+    if verdict.get("verdict") != "hold" or deploy.get("check_mode"):
+        return []
+    deploy_id = deploy.get("deploy_id", run_dir.name)
+    return [f"Held: {canary} stays on {deploy.get('version', '?')}, in rotation, and nothing after it rolled. "
+            f"Decide: make resume DEPLOY_ID={deploy_id} (a fresh SLI gate, then the rest) "
+            f"or make rollback NODES={canary}"]
+
+
 def interrupted_at(steps: list[Any]) -> str:
     """How far an interrupted roll got, from the steps the play noted: '' when it did not start."""
     last = steps[-1].get("step") if len(steps) > 1 and isinstance(steps[-1], Mapping) else None
@@ -137,6 +157,7 @@ def summary_table(run_dir: Path, live_steps: Mapping[str, list[Any]] | None = No
             lines.append(f"SLI verdict of wave {wave.get('wave')} ({wave.get('pop')}, canary {wave.get('canary')}): "
                          f"{str(wave_verdict.get('verdict')).upper()} — {wave_verdict.get('reason', '')}")
             lines += approved(run_dir / f"wave-{wave.get('wave')}", f"Approval of wave {wave.get('wave')}")
+    lines += after_hold(run_dir, deploy)
     if rows:
         widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
         lines.append("  ".join(key.ljust(widths[key]) for key in rows[0]))

@@ -160,6 +160,8 @@ def test_a_held_deploy_resumed_with_approve_waits_for_make_approve_then_rolls_th
     )
     assert held.returncode != 0 and "SLI verdict: HOLD" in held.stdout, held.stdout[-4000:]
     held_id = record_dir(held.stdout).name
+    assert (f"Held: edge-2 stays on v2, in rotation, and nothing after it rolled. Decide: make resume "
+            f"DEPLOY_ID={held_id} (a fresh SLI gate, then the rest) or make rollback NODES=edge-2") in held.stdout
     assert fleet_versions(fleet) == {"edge-1": "v1", "edge-2": "v2", "edge-3": "v1"}
     pid_before = fleet.node_version("edge-2").get("pid")
     set_noise(fleet, "0", "0")

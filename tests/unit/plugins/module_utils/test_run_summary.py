@@ -161,6 +161,25 @@ def test_an_approved_deploy_says_who_approved_each_wave_and_when(tmp_path: Path)
     assert "Approval" not in summary_table(tmp_path)  # the verdict's reason says who aborted
 
 
+def test_a_held_gate_says_what_stays_and_what_to_decide(tmp_path: Path) -> None:
+    waves = [{"wave": 1, "pop": "pop1", "canary": "edge-1"}, {"wave": 2, "pop": "pop2", "canary": "edge-3"}]
+    deploy = {"deploy_id": "d1", "version": "v2", "sha256": "ab" * 32, "canary": "edge-1", "waves": waves}
+    (tmp_path / "deploy.json").write_text(json.dumps(deploy))
+    (tmp_path / "verdict.json").write_text(json.dumps({"verdict": "hold", "reason": "not enough evidence"}))
+    held = ("Held: edge-1 stays on v2, in rotation, and nothing after it rolled. Decide: make resume DEPLOY_ID=d1 "
+            "(a fresh SLI gate, then the rest) or make rollback NODES=edge-1")
+    assert summary_table(tmp_path).splitlines()[3] == held
+    (tmp_path / "wave-2").mkdir()  # the first canary promoted; the second wave's canary held
+    (tmp_path / "verdict.json").write_text(json.dumps({"verdict": "promote", "reason": "green"}))
+    (tmp_path / "wave-2" / "verdict.json").write_text(json.dumps({"verdict": "hold", "reason": "fleet-wide"}))
+    assert summary_table(tmp_path).splitlines()[4] == held.replace("edge-1", "edge-3")
+    (tmp_path / "wave-2" / "verdict.json").write_text(json.dumps({"verdict": "promote", "reason": "green"}))
+    assert "Held" not in summary_table(tmp_path)
+    (tmp_path / "verdict.json").write_text(json.dumps({"verdict": "hold", "reason": "not enough evidence"}))
+    (tmp_path / "deploy.json").write_text(json.dumps({**deploy, "waves": [], "check_mode": True}))
+    assert "Held" not in summary_table(tmp_path)  # a CHECK=1 run changed nothing to decide about
+
+
 @pytest.mark.parametrize(("release", "name"), [
     ({"version": "v1", "sha256": "c" * 64}, "v1"),
     ({"version": None, "sha256": "625167e2f87a" + "0" * 52}, "sha256:625167e2f87a"),  # never "None"

@@ -127,6 +127,8 @@ def check(request: str, given: Mapping[str, Any], forks: int | None = None,
     out: dict[str, Any] = {"checked": checked}
     if request == "deploy":
         out["run_id"] = checked.get("deploy_id") or rules.new_deploy_id()
+    elif request == "rollback":  # the watcher's runs inside its deploy's lock, named by it
+        out["run_id"] = checked.get("edge_canary_lock_id") or rules.new_rollback_id()
     elif request == "rollout":
         pct = _text("rollout_pct", given.get("rollout_pct", "") if given.get("rollout_pct") is not None else "")
         stages = _text("rollout_stages", given.get("rollout_stages") or "")
@@ -149,7 +151,8 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail(f"operator_inputs: request must be one of {', '.join(_RUN)}, got {request!r}")
         manager = self._task.get_variable_manager()
         given = manager.extra_vars if manager is not None else (task_vars or {})
-        result["edge_canary_request"] = request  # for the run summary (run_summary callback, edge-canary)
+        # For the run summary (run_summary callback, edge-canary).
+        result.update(edge_canary_request=request, edge_canary_check_mode=bool(self._play_context.check_mode))
         try:
             edge = (task_vars or {}).get("groups", {}).get("edge")
             result.update(check(request, given, (task_vars or {}).get("ansible_forks"), edge), changed=False)

@@ -211,6 +211,11 @@ def new_rollout_id(now: float | None = None) -> str:
     return f"rollout-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}-{operator()}"
 
 
+def new_rollback_id(now: float | None = None) -> str:
+    """`rollback-<UTC>-<user>`."""
+    return f"rollback-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}-{operator()}"
+
+
 # --- rollout requests --------------------------------------------------------------------------
 
 

@@ -20,6 +20,8 @@ from typing import Any
 SUMMARY_PREFIX = "EDGE_CANARY_SUMMARY "
 # The facts that announce a run's record folder, and the kind of run each names.
 RUN_DIR_FACTS = {"deploy_run_dir": "deploy", "rollout_run_dir": "rollout"}
+# What the edge.canary.node_release revert entry point notes on each node (its argument spec says so).
+REVERT_FACTS = ("node_release_revert_needed", "node_release_reverted_from", "node_release_after")
 # The steps of a roll (node_release's node_release_steps) after which the node is out of rotation until
 # its ready+lb: where an interrupted roll stopped tells whether it left the node drained.
 OUT_OF_ROTATION_AFTER = ("drain", "push", "restart+health")
@@ -158,10 +160,7 @@ def summary_table(run_dir: Path, live_steps: Mapping[str, list[Any]] | None = No
                          f"{str(wave_verdict.get('verdict')).upper()} — {wave_verdict.get('reason', '')}")
             lines += approved(run_dir / f"wave-{wave.get('wave')}", f"Approval of wave {wave.get('wave')}")
     lines += after_hold(run_dir, deploy)
-    if rows:
-        widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
-        lines.append("  ".join(key.ljust(widths[key]) for key in rows[0]))
-        lines += ["  ".join(row[key].ljust(widths[key]) for key in row) for row in rows]
+    lines += table(rows)
     lines.append(f"Record: {run_dir}")
     return "\n".join(lines)
 
@@ -185,6 +184,15 @@ def rollout_summary(run_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def table(rows: list[dict[str, str]]) -> list[str]:
+    """Rows of the same keys as aligned text lines, a header line first ([] without rows)."""
+    if not rows:
+        return []
+    widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
+    return ["  ".join(key.ljust(widths[key]) for key in rows[0]).rstrip(),
+            *("  ".join(row[key].ljust(widths[key]) for key in row).rstrip() for row in rows)]
+
+
 def _first_line(value: Any) -> str:
     text = " ".join(str(value or "").split())
     return text if len(text) <= 400 else text[:397] + "..."
@@ -200,12 +208,16 @@ class RunRecord:
         self.refused = ""
         self.failures: list[dict[str, str]] = []
         self.steps: dict[str, list[Any]] = {}  # each host's node_release_steps as last noted
+        self.check_mode = False
+        self.plan: list[str] = []  # a rollback's nodes, in order (rollback.yml's rollback_plan)
+        self.reverts: dict[str, dict[str, Any]] = {}  # each node's REVERT_FACTS as noted
 
     def ok(self, result: Mapping[str, Any], host: str = "") -> None:
         """A task's result on one host (an ok, or a failure ignored)."""
         if result.get("edge_canary_request"):
             self.kind = str(result["edge_canary_request"])
             self.run_id = str(result.get("run_id") or self.run_id)
+            self.check_mode = bool(result.get("edge_canary_check_mode"))
         items = result.get("results")
         for facts in [result.get("ansible_facts")] + [
             item.get("ansible_facts") for item in items or [] if isinstance(item, Mapping)
@@ -218,6 +230,10 @@ class RunRecord:
                     self.kind = self.kind or kind
             if host and isinstance(facts.get("node_release_steps"), list):
                 self.steps[host] = facts["node_release_steps"]
+            if isinstance(facts.get("rollback_plan"), list):
+                self.plan = [str(node) for node in facts["rollback_plan"]]
+            if host:
+                self.reverts.setdefault(host, {}).update((k, facts[k]) for k in REVERT_FACTS if k in facts)
 
     def failed(self, host: str, task: str, result: Mapping[str, Any]) -> None:
         """A task that failed on `host` (not ignored)."""
@@ -226,6 +242,27 @@ class RunRecord:
             self.kind = str(result.get("edge_canary_request") or self.kind)
             self.refused = msg
         self.failures.append({"host": host, "task": task, "msg": msg})
+
+    def rollback_rows(self) -> list[dict[str, str]]:
+        """One row per node of a rollback's plan: what it ran before, runs now, and how its revert ended."""
+        failed = {f["host"]: f["msg"] for f in self.failures}  # each host's last failure says the most
+        rows = []
+        for node in self.plan:
+            facts = self.reverts.get(node, {})
+            before = release_name(facts.get("node_release_reverted_from"))
+            if node in failed:
+                after, result = "?", f"failed: {failed[node]}"
+            elif "node_release_after" in facts:
+                after = release_name(facts["node_release_after"])
+                needed = str(facts.get("node_release_revert_needed")).lower() in ("true", "1")
+                result = "already on its last-known-good" if not needed else (
+                    "would be rolled back" if self.check_mode else "rolled back")
+            elif "node_release_reverted_from" in facts:  # read, then the run stopped before it was back
+                after, result = "?", "not finished: may be out of rotation"
+            else:
+                after, result = before, "not started"
+            rows.append({"node": node, "before": before, "after": after, "result": result})
+        return rows
 
     def status(self, hosts: Mapping[str, Mapping[str, int]], interrupted: bool = False) -> str:
         if self.refused:
@@ -253,6 +290,8 @@ class RunRecord:
             if waves:
                 data["waves"] = [{"wave": wave.get("wave"), "pop": wave.get("pop"), "canary": wave.get("canary"),
                                   "verdict": verdict.get("verdict")} for wave, verdict in waves]
+        if self.kind == "rollback" and self.plan:
+            data["nodes"] = self.rollback_rows()
         if self.kind == "rollout" and self.run_dir is not None:
             result = load_record(self.run_dir / "result.json")
             data.update(
@@ -272,6 +311,10 @@ class RunRecord:
             text.append(summary_table(self.run_dir, self.steps))
         elif self.kind == "rollout" and self.run_dir is not None:
             text.append(rollout_summary(self.run_dir))
+        elif self.kind == "rollback" and self.plan:
+            check = " — CHECK MODE, nothing changed" if self.check_mode else ""
+            text += ["", f"Rollback {self.run_id}: {data['status']}{check}", *table(data["nodes"])]
+            text += [f"  {f['host']}: {f['task']}: {f['msg']}" for f in self.failures[:5] if f["host"] not in self.plan]
         else:
             text.append(
                 f"{self.kind or 'play'}: {data['status']}"

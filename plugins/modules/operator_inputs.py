@@ -56,9 +56,11 @@ checked:
   type: dict
   returned: success
 run_id:
-  description: The deploy or rollout id, given (checked) or new.
+  description: >-
+    The deploy, rollback or rollout id, given (checked) or new; a rollback the SLI watcher runs is named by
+    the lock of its deploy (edge_canary_lock_id).
   type: str
-  returned: success and request is deploy or rollout
+  returned: success
 stages:
   description: The rollout's stages, in percent.
   type: list
@@ -75,6 +77,10 @@ hold:
 edge_canary_request:
   description: The request checked (the run summary reads it).
   type: str
+  returned: always
+edge_canary_check_mode:
+  description: Whether the run is in check mode (the run summary says so).
+  type: bool
   returned: always
 refused:
   description: True when a value was refused (the task failed with one line in msg).

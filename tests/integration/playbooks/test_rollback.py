@@ -22,7 +22,7 @@ from tests.helpers.fleet import (
 )
 from tests.helpers.lab import REPO, Lab
 from tests.helpers.procs import processes
-from tests.helpers.summary import warnings_in
+from tests.helpers.summary import run_summary, warnings_in
 
 
 def output(result: object) -> str:
@@ -65,6 +65,11 @@ def assert_rollback_brings_every_node_back_to_v1_and_twice_is_a_no_op(fleet: Lab
     printed = " ".join(result.stdout.split())  # Ansible's output folds long messages
     for node in nodes:
         assert f"{node}: rolled back from v2 to {v1}" in printed, output(result)
+    # The summary: one row per node, in the JSON line an AWX job reads too.
+    summary = run_summary(result.stdout)
+    assert summary["kind"] == "rollback" and str(summary["id"]).startswith("rollback-"), summary
+    assert summary["nodes"] == [{"node": node, "before": "v2", "after": v1, "result": "rolled back"}
+                                for node in nodes], summary
 
     # A second rollback is a no-op: no file changes, no restart, never a swap back to v2.
     files, pids = node_files(fleet), node_pids(fleet)
@@ -76,6 +81,7 @@ def assert_rollback_brings_every_node_back_to_v1_and_twice_is_a_no_op(fleet: Lab
     printed = " ".join(again.stdout.split())
     for node in nodes:
         assert f"{node}: already on its last-known-good release {v1}, nothing to do" in printed, output(again)
+    assert {row["result"] for row in run_summary(again.stdout)["nodes"]} == {"already on its last-known-good"}
     assert_all_ready(fleet)
 
 
@@ -114,6 +120,8 @@ def test_rollback_in_check_mode_changes_nothing(fleet: Lab, artifacts: dict[str,
         said = f"{node}: would be rolled back from {v2} to {v1} (check mode: nothing changed)"
         assert said in printed, output(result)
     assert "rolled back from" not in printed.replace("would be rolled back from", ""), output(result)
+    assert f"Rollback {run_summary(result.stdout)['id']}: successful — CHECK MODE, nothing changed" in result.stdout
+    assert {row["result"] for row in run_summary(result.stdout)["nodes"]} == {"would be rolled back"}
 
 
 def test_a_drain_wait_that_is_no_boolean_fails_the_drain_and_leaves_the_node_in_rotation(

@@ -14,6 +14,7 @@ from edge_canary.gameday.fleet import parse_servers_state
 from tests.helpers.fleet import fleet_versions, install_fleet
 from tests.helpers.lab import Lab
 from tests.helpers.paths import REPO
+from tests.helpers.summary import run_summary
 
 
 def out_of_rotation(lab: Lab) -> set[str]:
@@ -84,6 +85,10 @@ def test_a_node_that_fails_its_revert_leaves_the_rest_of_its_batch_in_rotation(
     assert (versions["edge-1"], versions["edge-3"]) == ("v1", "v2"), versions
     states = fleet.lb_states()
     assert (states["edge-1"], states["edge-3"]) == ("READY", "READY") and states["edge-2"] != "READY", states
+    # The summary names the failed node and the one the rollback never reached.
+    rows = {row["node"]: row["result"] for row in run_summary(result.stdout)["nodes"]}
+    assert rows["edge-1"] == "rolled back" and rows["edge-3"] == "not started", rows
+    assert rows["edge-2"].startswith("failed: REVERT FAILED on edge-2"), rows
 
 
 def test_batch_alone_keeps_one_node_in_rotation(fleet: Lab) -> None:

@@ -26,6 +26,12 @@ def test_a_deploy_without_an_id_gets_one_and_its_values_as_the_play_uses_them() 
     assert check("deploy", {"deploy_id": "given-1"})["run_id"] == "given-1"
 
 
+def test_a_rollback_is_named_by_its_own_id_or_by_the_deploy_whose_watcher_runs_it() -> None:
+    assert re.fullmatch(r"rollback-\d{8}T\d{6}Z-[\w.-]+", check("rollback", {"rollback_nodes": "all"})["run_id"])
+    assert check("rollback", {"edge_canary_lock_id": "20261207T0900Z-alice-3f9a0c"})["run_id"] == \
+        "20261207T0900Z-alice-3f9a0c"
+
+
 @pytest.mark.parametrize(("request_", "given", "words"), [
     ("deploy", {"deploy_batch": "²"}, "deploy_batch=\\xb2 is not a whole number of at least 1; e.g. deploy_batch=2"),
     ("deploy", {"deploy_batch": True}, "deploy_batch=true is not a value for deploy_batch"),

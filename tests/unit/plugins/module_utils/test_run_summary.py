@@ -64,6 +64,56 @@ def test_a_rollout_folder_set_in_a_loop_is_found_and_a_failure_fails_the_run(tmp
                                  "msg": "ROLLOUT STOPPED at 10 %"}]
 
 
+def rollback_record(check_mode: bool = False) -> RunRecord:
+    """A rollback of edge-1..edge-4 as its play reports it: edge-1 rolled back, edge-2 already on its
+    last-known-good, edge-3 read then stopped short (interrupted), edge-4 never reached."""
+    record = RunRecord()
+    record.ok({"edge_canary_request": "rollback", "run_id": "rollback-1", "edge_canary_check_mode": check_mode})
+    record.ok({"ansible_facts": {"rollback_plan": ["edge-1", "edge-2", "edge-3", "edge-4"]}}, "edge-2")
+    v1, v2 = {"version": "v1", "sha256": "a" * 64}, {"version": "v2", "sha256": "b" * 64}
+    for node, current, needed in (("edge-1", v2, True), ("edge-2", v1, False), ("edge-3", v2, True)):
+        record.ok({"ansible_facts": {"node_release_revert_needed": needed, "node_release_reverted_from": current}},
+                  node)
+    record.ok({"ansible_facts": {"node_release_after": v1}}, "edge-1")
+    record.ok({"ansible_facts": {"node_release_after": v1}}, "edge-2")
+    return record
+
+
+def test_a_rollback_says_each_nodes_outcome_in_its_plans_order() -> None:
+    text = rollback_record().lines({"edge-1": {"ok": 30}}, interrupted=True)
+    lines = text.splitlines()
+    assert lines[1:7] == [
+        "Rollback rollback-1: interrupted",
+        "node    before  after  result",
+        "edge-1  v2      v1     rolled back",
+        "edge-2  v1      v1     already on its last-known-good",
+        "edge-3  v2      ?      not finished: may be out of rotation",
+        "edge-4  -       -      not started",
+    ]
+    data = json_line(text)
+    nodes: list[dict[str, str]] = data["nodes"]  # type: ignore[assignment]
+    assert data["id"] == "rollback-1" and [row["node"] for row in nodes] == ["edge-1", "edge-2", "edge-3", "edge-4"]
+    checked = rollback_record(check_mode=True).lines({"edge-1": {"ok": 30}})
+    assert "Rollback rollback-1: successful — CHECK MODE, nothing changed" in checked
+    assert "edge-1  v2      v1     would be rolled back" in checked
+
+
+def test_a_rollback_names_the_node_that_failed_and_a_failure_before_its_plan() -> None:
+    record = rollback_record()
+    record.failed("edge-3", "Restart", {"msg": "no 200 from /health"})
+    record.failed("edge-3", "Say loudly that the revert failed", {"msg": "REVERT FAILED on edge-3 at Restart"})
+    rows = {row["node"]: row for row in json_line(record.lines({"edge-3": {"failures": 1}}))["nodes"]}  # type: ignore[attr-defined]
+    assert rows["edge-3"] == {"node": "edge-3", "before": "v2", "after": "?",
+                              "result": "failed: REVERT FAILED on edge-3 at Restart"}
+    early = RunRecord()  # refused by the play before it planned anything: the failure lines as before
+    early.ok({"edge_canary_request": "rollback", "run_id": "rollback-2"})
+    early.failed("edge-1", "Refuse a rollback binary", {"msg": "ROLLBACK_BINARY=/x is not a file"})
+    text = early.lines({"edge-1": {"failures": 1}})
+    assert text.splitlines()[0:2] == ["rollback: failed",
+                                      "  edge-1: Refuse a rollback binary: ROLLBACK_BINARY=/x is not a file"]
+    assert "nodes" not in json_line(text)
+
+
 def test_an_interrupted_run_says_so() -> None:
     record = RunRecord()
     record.ok({"edge_canary_request": "deploy", "run_id": "d2"})

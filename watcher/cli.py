@@ -33,6 +33,7 @@ from watcher.promql import format_range
 from watcher.report import summary
 from watcher.revert import Reverter, build_reverter
 from watcher.settings import settings_warnings
+from watcher.traffic_check import check_traffic
 from watcher.watch import WatchOutcome, rendered, run_watch
 
 PROG = "edge-canary-watcher"
@@ -148,9 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(args)
     except ConfigError as exc:
         return _usage_error(str(exc))
+    if args.check_traffic and not args.check_config:
+        return _usage_error("--check-traffic goes with --check-config")
     if args.check_config:
         print(f"settings ok: {settings.planned_probes} probes, every {settings.interval:g}s")
-        for warning in settings_warnings(settings):
+        traffic = check_traffic(settings) if args.check_traffic else None
+        for warning in [*settings_warnings(settings), *([traffic] if traffic else [])]:
             print(f"warning: {warning}")
         return 0
 

@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the settings, print what weakens the watch, and exit (0, or 64 with the problem): "
         "nothing is watched or changed",
     )
+    parser.add_argument(
+        "--check-traffic",
+        action="store_true",
+        help="with --check-config: also read the canary's recent traffic from Prometheus and warn when the "
+        "window cannot promote at that rate (too few requests for enough probes to count)",
+    )
     for opt in OPTIONS:
         extra = f" [env {opt.env}]" if opt.env else ""
         default = f" (default {opt.default})" if opt.default not in (None, {}) else ""

@@ -409,3 +409,28 @@ def test_canary_that_stops_reporting_is_reverted_after_max_staleness(
     assert verdict["verdict"] == "reverted" and verdict["red"] == 0 and verdict["blind"] >= 1
     assert "the control is scraped but the canary is not" in verdict["reason"]
     assert watch.marker.read_text() == fleet.canary_node
+
+
+def test_check_traffic_warns_of_a_canary_too_quiet_for_its_window_to_promote(tmp_path: Path) -> None:
+    """Preflight's --check-traffic reads the canary's recent requests from a real Prometheus: a node at 0.1
+    request/s cannot get 80% of a 30 s window's probes past the judge's 20-request minimum; one at 50/s can.
+    Both are new to Prometheus (seconds of samples in a 300 s lookback): the rate is over what was scraped."""
+    with FakeExporter(rps=0.1) as quiet, FakeExporter(rps=50) as busy:
+        targets = {"quiet-1": quiet.address, "busy-1": busy.address}
+        with running_prometheus(tmp_path, targets) as prom:
+            wait_for_samples(prom.url, "edge_http_requests_total", count=5)
+
+            def check(node: str) -> str:
+                argv = [sys.executable, "-m", "watcher", "--check-config", "--check-traffic",
+                        "--prom-url", prom.url, "--canary-selector", f'node="{node}"',
+                        "--control-selector", f'node!="{node}"', "--revert-action", "none",
+                        "--window", "30", "--interval", "3", "--scrape-interval", "1"]
+                done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60,
+                                      env={k: v for k, v in os.environ.items() if not k.startswith(("PROM_", "SLI_"))})
+                assert done.returncode == 0, done.stderr
+                return done.stdout
+
+            said = check("quiet-1")
+            assert "warning: the canary served" in said and "at most 0 of the window's 10 probes can be green and " \
+                "promotion needs 8; the gate will hold a healthy release" in said, said
+            assert check("busy-1") == "settings ok: 10 probes, every 3s\n"

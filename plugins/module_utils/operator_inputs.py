@@ -133,6 +133,9 @@ def config(name: str, value: str) -> str:
             )
         if key == "rollout_pct":
             whole(f"{name} rollout_pct", val, high=100, example="10")
+        elif key.lower().replace("-", "_") == "rollout_pct":  # a typo would leave the code path unmoved
+            raise InputError(f"{name} key {key} is not rollout_pct, which moves traffic between code paths; "
+                             f"write rollout_pct={shown(val, 20)}")
     keys = [pair.partition("=")[0] for pair in pairs]
     if len(set(keys)) != len(keys):
         raise _refuse(name, value, "gives a key twice; give each key once")

@@ -163,6 +163,9 @@ def test_deploy_vars_are_typed_and_paths_absolute(tmp_path: Path) -> None:
     ("rollout_pct=101", "rollout_pct=101 is not a whole number from 0 to 100"),
     ("rollout_pct=\u00b2", "CONFIG entry 'rollout_pct=\\xb2' is not key=value"),
     ("a=1 a=2", "gives a key twice"),
+    ("rollout-pct=5", "CONFIG key rollout-pct is not rollout_pct, which moves traffic between code paths; "
+                      "write rollout_pct=5"),
+    ("Rollout_Pct=5", "CONFIG key Rollout_Pct is not rollout_pct"),
 ])
 def test_config_errors_say_what_to_give(config: str, words: str) -> None:
     with pytest.raises(inputs.InputError) as err:

@@ -11,6 +11,7 @@ the same way (the rollback play, limited to it). A reminder line says who to ask
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -33,12 +34,16 @@ from watcher.settings import Settings
 from watcher.watch import WatchOutcome
 
 
-def reminder(deploy_id: str, ask: str, left: float, on_timeout: str) -> str:
+def reminder(deploy_id: str, ask: str, left: float, on_timeout: str, canary: str = "", gate: str = "") -> str:
+    """The line that asks for the decision; `gate` names a later wave's (its run folder, wave-<n>)."""
     who = f"ask {ask}" if ask else "ask the release owner"
-    then = "the canary is reverted" if on_timeout == "abort" else "the peers roll"
+    wave = gate.replace("-", " ") if gate.startswith("wave-") else ""
+    whose = f", {wave}'s canary {canary}" if wave and canary else f", canary {canary}" if canary else ""
+    peers = f"the rest of {wave}" if wave else "the peers"
+    then = "the canary is reverted" if on_timeout == "abort" else f"{peers} {'rolls' if wave else 'roll'}"
     return (
-        f"AWAITING APPROVAL of deploy {deploy_id} ({who}): `make approve DEPLOY_ID={deploy_id}` rolls the "
-        f"peers, `make abort DEPLOY_ID={deploy_id}` reverts the canary; {left:.0f} s left, then {then}"
+        f"AWAITING APPROVAL of deploy {deploy_id}{whose} ({who}): `make approve DEPLOY_ID={deploy_id}` rolls "
+        f"{peers}, `make abort DEPLOY_ID={deploy_id}` reverts the canary; {left:.0f} s left, then {then}"
     )
 
 
@@ -96,8 +101,10 @@ def await_approval(
         deadline=opened["deadline_at"],
     )
     record: dict[str, Any] | None = opened
-    out(reminder(deploy_id, gate.ask, gate.timeout, gate.on_timeout))
-    event("awaiting_approval", reminder(deploy_id, gate.ask, gate.timeout, gate.on_timeout))
+    asking = functools.partial(reminder, deploy_id, gate.ask, on_timeout=gate.on_timeout, canary=canary,
+                               gate=run_dir.name)
+    out(asking(gate.timeout))
+    event("awaiting_approval", asking(gate.timeout))
 
     assert window.prober is not None
     prober, start = window.prober, window.start
@@ -123,7 +130,7 @@ def await_approval(
             )
             continue
         if clock() >= next_reminder:
-            out(reminder(deploy_id, gate.ask, deadline - wall(), gate.on_timeout))
+            out(asking(deadline - wall()))
             next_reminder += gate.remind
         if judging and clock() >= next_probe:
             k += 1

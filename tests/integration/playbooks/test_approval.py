@@ -225,6 +225,7 @@ def test_a_held_deploy_resumed_with_approve_waits_for_make_approve_then_rolls_th
     for event, count in (("awaiting_approval", 1), ("approved", 1), ("wave_done", 2)):
         wait_for(lambda e=event, c=count: len(webhook.notifications(deploy_id, e)) >= c, 30, f"{count} {event}")
     [awaiting] = webhook.notifications(deploy_id, "awaiting_approval")
+    assert awaiting["annotations"]["reason"].startswith(f"AWAITING APPROVAL of deploy {deploy_id}, canary edge-2 (")
     assert f"make approve DEPLOY_ID={deploy_id}" in awaiting["annotations"]["reason"]
     waves = {(a["labels"]["wave"], a["annotations"]["reason"]) for a in webhook.notifications(deploy_id, "wave_done")}
     assert waves == {("1/2", "wave 1/2 done: edge-1 on v2"), ("2/2", "wave 2/2 done: edge-3 on v2")}

@@ -14,7 +14,7 @@ from typing import Any
 from edge_canary.ops import approval_state
 from tests.unit.watcher.test_watch import NOW, Clock, Recorder, Scenario, ScriptedProm, healthy, settings
 from watcher.approval_settings import ApprovalSettings
-from watcher.awaiting import await_approval
+from watcher.awaiting import await_approval, reminder
 from watcher.decision_log import DecisionLog, Scrubber
 from watcher.metrics import WatcherMetrics
 from watcher.notify import Notifier
@@ -63,6 +63,17 @@ def test_approve_ends_the_wait_without_a_revert_after_judging_on(tmp_path: Path)
     reminders = [line for line in lines if line.startswith("AWAITING APPROVAL")]
     assert len(reminders) == 2 and "ask the edge on-call" in reminders[0]
     assert f"make approve DEPLOY_ID={tmp_path.name}" in reminders[0] and "make abort DEPLOY_ID=" in reminders[0]
+
+
+def test_the_reminder_names_the_canary_and_a_later_waves_gate() -> None:
+    first = reminder("d1", "", 3600, "abort", canary="edge-1", gate="d1")
+    assert first == ("AWAITING APPROVAL of deploy d1, canary edge-1 (ask the release owner): `make approve "
+                     "DEPLOY_ID=d1` rolls the peers, `make abort DEPLOY_ID=d1` reverts the canary; 3600 s left, "
+                     "then the canary is reverted")
+    wave = reminder("d1", "", 60, "approve", canary="edge-4", gate="wave-2")
+    assert wave.startswith("AWAITING APPROVAL of deploy d1, wave 2's canary edge-4 (ask the release owner): ")
+    assert "`make approve DEPLOY_ID=d1` rolls the rest of wave 2" in wave and wave.endswith("then the rest of "
+                                                                                            "wave 2 rolls")
 
 
 def test_abort_reverts_the_canary_once(tmp_path: Path) -> None:

@@ -34,10 +34,9 @@ from watcher.settings import Settings
 from watcher.watch import WatchOutcome
 
 
-def reminder(deploy_id: str, ask: str, left: float, on_timeout: str, canary: str = "", gate: str = "") -> str:
-    """The line that asks for the decision; `gate` names a later wave's (its run folder, wave-<n>)."""
+def reminder(deploy_id: str, ask: str, left: float, on_timeout: str, canary: str = "", wave: str = "") -> str:
+    """The line that asks for the decision; `wave` names a later wave's gate ('wave 2')."""
     who = f"ask {ask}" if ask else "ask the release owner"
-    wave = gate.replace("-", " ") if gate.startswith("wave-") else ""
     whose = f", {wave}'s canary {canary}" if wave and canary else f", canary {canary}" if canary else ""
     peers = f"the rest of {wave}" if wave else "the peers"
     then = "the canary is reverted" if on_timeout == "abort" else f"{peers} {'rolls' if wave else 'roll'}"
@@ -102,7 +101,7 @@ def await_approval(
     )
     record: dict[str, Any] | None = opened
     asking = functools.partial(reminder, deploy_id, gate.ask, on_timeout=gate.on_timeout, canary=canary,
-                               gate=run_dir.name)
+                               wave=approval.wave_of(run_dir))
     out(asking(gate.timeout))
     event("awaiting_approval", asking(gate.timeout))
 
@@ -167,7 +166,8 @@ def await_approval(
     by, reason = (record or {}).get("decided_by", "?"), (record or {}).get("reason", "")
     log.write("approval", state=decided, by=by, reason=reason)
     if decided == approval.APPROVED:
-        out(f"approval: {reason}; the deploy rolls the peers")
+        wave = approval.wave_of(run_dir)
+        out(f"approval: {reason}; the deploy rolls {f'the rest of {wave}' if wave else 'the peers'}")
         event("approved", reason, "promote")
         return replace(window, verdict=Verdict("promote", EXIT_PROMOTE, f"{window.verdict.reason}; {reason}")), record
 

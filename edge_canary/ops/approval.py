@@ -38,10 +38,12 @@ def decide(action: str, env: Mapping[str, str]) -> int:
     result = state.decide(run_dir, to, by, reason)
     record = result.record
     if result.changed:
+        wave = state.wave_of(run_dir)
+        rest, canary = (f"the rest of {wave}", f"{wave}'s canary") if wave else ("the peers", "the canary")
         then = (
-            "the deploy now rolls the peers"
+            f"the deploy now rolls {rest}"
             if to == state.APPROVED
-            else "the watcher now reverts the canary to .previous and the deploy stops"
+            else f"the watcher now reverts {canary} to .previous and the deploy stops"
         )
         print(f"{prog}: deploy {deploy_id} {to} by {by}: {then} (record: {run_dir / state.FILE})")
         return 0

@@ -41,6 +41,12 @@ def now_iso(at: float | None = None) -> str:
     return datetime.fromtimestamp(time.time() if at is None else at, UTC).isoformat(timespec="seconds")
 
 
+def wave_of(gate_dir: Path) -> str:
+    """'wave <n>' for a later wave's gate (runs/<id>/wave-<n>/), '' for the deploy's first canary."""
+    number = gate_dir.name.removeprefix("wave-")
+    return f"wave {number}" if number != gate_dir.name and number.isdigit() else ""
+
+
 def current_gate(run_dir: Path) -> Path:
     """The folder of the deploy's latest approval record: its latest wave's (runs/<id>/wave-<n>/, a deploy
     across points of presence waits again after each wave's canary) once one has one, else its own."""

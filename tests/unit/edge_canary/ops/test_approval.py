@@ -126,18 +126,22 @@ def test_approve_twice_is_a_no_op_and_abort_after_it_says_so(run_dir: Path, caps
     assert approval_state.read(run_dir) == record
 
 
-def test_a_later_waves_gate_is_the_one_decided_once_it_waits(run_dir: Path) -> None:
+def test_a_later_waves_gate_is_the_one_decided_once_it_waits(
+        run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     waiting(run_dir)
     assert approval.decide("approve", env_for(run_dir)) == 0
+    assert ": the deploy now rolls the peers (record: " in capsys.readouterr().out
     for wave in ("wave-2", "wave-10"):
         (run_dir / wave).mkdir()
     waiting(run_dir / "wave-2")
     assert approval_state.current_gate(run_dir) == run_dir / "wave-2"  # wave-10 has no record yet
     assert approval.decide("abort", env_for(run_dir)) == 0
+    assert ": the watcher now reverts wave 2's canary to .previous and the deploy stops" in capsys.readouterr().out
     wave2 = approval_state.read(run_dir / "wave-2")
     assert wave2 is not None and wave2["state"] == "aborted"
     waiting(run_dir / "wave-10")
     assert approval.decide("approve", env_for(run_dir)) == 0
+    assert ": the deploy now rolls the rest of wave 10 (record: " in capsys.readouterr().out
     wave10 = approval_state.read(run_dir / "wave-10")
     assert wave10 is not None and wave10["state"] == "approved"
     first = approval_state.read(run_dir)

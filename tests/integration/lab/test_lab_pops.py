@@ -178,6 +178,9 @@ def test_a_green_deploy_goes_wave_by_wave_each_canary_judged_against_its_own_pop
     assert control_seen, "wave 2's canary was never compared with the rest of pop2"
     assert "SLI verdict of wave 2 (pop2, canary edge-4): PROMOTE" in result.stdout
     assert "    watcher wave-2 | verdict: promote" in result.stdout, result.stdout[-4000:]  # its live lines too
+    printed = " ".join(result.stdout.split())  # progress: each wave's canary, then its batches
+    assert "wave 2/2 (pop2): its canary edge-4, judged against the rest of pop2" in printed, result.stdout[-4000:]
+    assert "wave 2/2 (pop2): batch edge-5" in printed, result.stdout[-4000:]
     # Wave by wave: pop2's canary after every pop1 node, the rest of pop2 after its verdict.
     wave2_verdict = (run_dir / "wave-2" / "verdict.json").stat().st_mtime
     assert started(run_dir, "edge-4") > max(started(run_dir, node) for node in POP1)

@@ -74,9 +74,9 @@ def test_green_deploy_keeps_v1_as_previous_and_a_rollback_brings_it_back(fleet: 
     # Task results per peer, each a fork of the controller's main process (issue 16): preflight's and
     # the roll's tasks (node_release calls its roles without a second argument-spec validation, and the
     # push's path checks are its action plugin's, not a task's); the peer that ran the batch's run_once
-    # tasks (drain, health check, ready, the wave's notification) counts those too.
+    # tasks (the batch's progress line, drain, health check, ready, the wave's notification) counts those too.
     peer_results = sorted(hosts[peer]["results"] for peer in ("edge-2", "edge-3"))
-    assert peer_results[0] <= 32 and peer_results[1] <= 37, hosts
+    assert peer_results[0] <= 32 and peer_results[1] <= 38, hosts
     assert fleet_versions(fleet) == {node: "v2" for node in fleet.settings.node_names()}
     for node in fleet.settings.node_names():
         assert sha256(fleet.node_dir(node) / "edge.previous") == sha256(artifacts["v1"])
@@ -85,6 +85,8 @@ def test_green_deploy_keeps_v1_as_previous_and_a_rollback_brings_it_back(fleet: 
     assert set(fleet.lb_states().values()) == {"READY"}
     assert "SLI verdict: PROMOTE" in result.stdout
     assert "edge-1  canary" in result.stdout  # the summary table
+    # Progress: each batch of peers says which it is and how far the roll has got.
+    assert "peer batch 1/1: edge-2, edge-3 (0 of 2 peers rolled before it)" in " ".join(result.stdout.split())
     # and its JSON line, built from ansible-runner's events
     line = next(line for line in result.stdout.splitlines() if line.startswith("EDGE_CANARY_SUMMARY "))
     summary = json.loads(line.split(" ", 1)[1])

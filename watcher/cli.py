@@ -28,7 +28,6 @@ from watcher.config import ConfigError, Settings, build_parser, settings_from_ar
 from watcher.decision_log import DecisionLog, Scrubber, now_iso
 from watcher.metrics import WatcherMetrics
 from watcher.notify import Notifier, verdict_event
-from watcher.prom import PromClient
 from watcher.promql import format_range
 from watcher.report import summary
 from watcher.revert import Reverter, build_reverter
@@ -186,13 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.unlink(settings.verdict_file)
 
     reverter = build_reverter(settings)
-    client = PromClient(
-        settings.prom_url,
-        token=settings.prom_token,
-        user=settings.prom_user,
-        password=settings.prom_password,
-        timeout=settings.query_timeout,
-    )
+    client = settings.prom_client()
     started_at = now_iso()
     queries = rendered(settings)
     log.write(

@@ -18,7 +18,7 @@ from typing import Any
 from watcher.approval_settings import ApprovalConfigError, ApprovalSettings
 from watcher.judge import Rules, greens_to_promote
 from watcher.notify import NotifyConfigError, NotifySettings
-from watcher.prom import split_userinfo
+from watcher.prom import PromClient, split_userinfo
 from watcher.promql import Queries, template_problem
 
 _NODE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -71,6 +71,11 @@ class Settings:
     @property
     def planned_probes(self) -> int:
         return max(1, int(self.window // self.interval))
+
+    def prom_client(self) -> PromClient:
+        """A client of the watcher's Prometheus, with its credentials and query timeout."""
+        return PromClient(self.prom_url, token=self.prom_token, user=self.prom_user, password=self.prom_password,
+                          timeout=self.query_timeout)
 
     def public(self) -> dict[str, Any]:
         """The settings as logged: secrets replaced by "***"."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from watcher.judge import greens_to_promote
-from watcher.prom import PromClient, PromError
+from watcher.prom import PromError
 from watcher.promql import format_range, render
 from watcher.settings import Settings
 from watcher.sli import ShapeError, requests_by_code, single_value
@@ -65,8 +65,7 @@ def check_traffic(settings: Settings) -> str | None:
     queries = render(settings.queries, settings.canary_selector, lookback)
     step = max(settings.scrape_interval, 1.0)
     scraped = f"max(count_over_time(({queries.counts})[{format_range(lookback)}:{format_range(step)}]))"
-    client = PromClient(settings.prom_url, token=settings.prom_token, user=settings.prom_user,
-                        password=settings.prom_password, timeout=settings.query_timeout)
+    client = settings.prom_client()
     try:
         requests = sum(requests_by_code(client.query(queries.requests)).values())
         steps = single_value(client.query(scraped)) or 0.0

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"rollout: {exc}; nothing was changed", file=sys.stderr)
         return EXIT_USAGE
-    rollout_id = inputs.rules.new_rollout_id()
+    rollout_id = inputs.rules.new_run_id("rollout")
     force = truthy(env.get("FORCE", ""))
     return run_play(
         "rollout.yml",

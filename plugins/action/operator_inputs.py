@@ -128,14 +128,14 @@ def check(request: str, given: Mapping[str, Any], forks: int | None = None,
     if request == "deploy":
         out["run_id"] = checked.get("deploy_id") or rules.new_deploy_id()
     elif request == "rollback":  # the watcher's runs inside its deploy's lock, named by it
-        out["run_id"] = checked.get("edge_canary_lock_id") or rules.new_rollback_id()
+        out["run_id"] = checked.get("edge_canary_lock_id") or rules.new_run_id("rollback")
     elif request == "rollout":
         pct = _text("rollout_pct", given.get("rollout_pct", "") if given.get("rollout_pct") is not None else "")
         stages = _text("rollout_stages", given.get("rollout_stages") or "")
         values, asked = rules.rollout_stages("rollout_pct", pct, "rollout_stages", stages)
         hold = rules.hold_seconds("rollout_hold", _text("rollout_hold", given.get("rollout_hold") or ""))
         out.update(
-            run_id=checked.get("rollout_id") or rules.new_rollout_id(), stages=list(values), asked=asked, hold=hold
+            run_id=checked.get("rollout_id") or rules.new_run_id("rollout"), stages=list(values), asked=asked, hold=hold
         )
     return out
 

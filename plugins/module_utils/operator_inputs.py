@@ -209,14 +209,9 @@ def new_deploy_id(now: float | None = None) -> str:
     return f"{stamp}-{operator()}-{os.urandom(3).hex()}"
 
 
-def new_rollout_id(now: float | None = None) -> str:
-    """`rollout-<UTC>-<user>`."""
-    return f"rollout-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}-{operator()}"
-
-
-def new_rollback_id(now: float | None = None) -> str:
-    """`rollback-<UTC>-<user>`."""
-    return f"rollback-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}-{operator()}"
+def new_run_id(kind: str, now: float | None = None) -> str:
+    """`<kind>-<UTC>-<user>` (a rollout's or a rollback's), e.g. rollout-20261202T013000Z-alice."""
+    return f"{kind}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}-{operator()}"
 
 
 # --- rollout requests --------------------------------------------------------------------------

@@ -34,11 +34,13 @@ from watcher.settings import Settings
 from watcher.watch import WatchOutcome
 
 
-def reminder(deploy_id: str, ask: str, left: float, on_timeout: str, canary: str = "", wave: str = "") -> str:
-    """The line that asks for the decision; `wave` names a later wave's gate ('wave 2')."""
+def reminder(deploy_id: str, ask: str, left: float, on_timeout: str, canary: str = "",
+             gate: Path | None = None) -> str:
+    """The line that asks for the decision; `gate`, the gate's folder, names a later wave's (wave-<n>)."""
     who = f"ask {ask}" if ask else "ask the release owner"
+    wave = approval.wave_of(gate) if gate else ""
     whose = f", {wave}'s canary {canary}" if wave and canary else f", canary {canary}" if canary else ""
-    peers = f"the rest of {wave}" if wave else "the peers"
+    peers = approval.rolled_next(gate) if gate else "the peers"
     then = "the canary is reverted" if on_timeout == "abort" else f"{peers} {'rolls' if wave else 'roll'}"
     return (
         f"AWAITING APPROVAL of deploy {deploy_id}{whose} ({who}): `make approve DEPLOY_ID={deploy_id}` rolls "
@@ -101,7 +103,7 @@ def await_approval(
     )
     record: dict[str, Any] | None = opened
     asking = functools.partial(reminder, deploy_id, gate.ask, on_timeout=gate.on_timeout, canary=canary,
-                               wave=approval.wave_of(run_dir))
+                               gate=run_dir)
     out(asking(gate.timeout))
     event("awaiting_approval", asking(gate.timeout))
 
@@ -166,8 +168,7 @@ def await_approval(
     by, reason = (record or {}).get("decided_by", "?"), (record or {}).get("reason", "")
     log.write("approval", state=decided, by=by, reason=reason)
     if decided == approval.APPROVED:
-        wave = approval.wave_of(run_dir)
-        out(f"approval: {reason}; the deploy rolls {f'the rest of {wave}' if wave else 'the peers'}")
+        out(f"approval: {reason}; the deploy rolls {approval.rolled_next(run_dir)}")
         event("approved", reason, "promote")
         return replace(window, verdict=Verdict("promote", EXIT_PROMOTE, f"{window.verdict.reason}; {reason}")), record
 

@@ -39,9 +39,9 @@ def decide(action: str, env: Mapping[str, str]) -> int:
     record = result.record
     if result.changed:
         wave = state.wave_of(run_dir)
-        rest, canary = (f"the rest of {wave}", f"{wave}'s canary") if wave else ("the peers", "the canary")
+        canary = f"{wave}'s canary" if wave else "the canary"
         then = (
-            f"the deploy now rolls {rest}"
+            f"the deploy now rolls {state.rolled_next(run_dir)}"
             if to == state.APPROVED
             else f"the watcher now reverts {canary} to .previous and the deploy stops"
         )

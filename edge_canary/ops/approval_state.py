@@ -47,6 +47,12 @@ def wave_of(gate_dir: Path) -> str:
     return f"wave {number}" if number != gate_dir.name and number.isdigit() else ""
 
 
+def rolled_next(gate_dir: Path) -> str:
+    """What approving the gate rolls: the peers, or the rest of a later wave."""
+    wave = wave_of(gate_dir)
+    return f"the rest of {wave}" if wave else "the peers"
+
+
 def current_gate(run_dir: Path) -> Path:
     """The folder of the deploy's latest approval record: its latest wave's (runs/<id>/wave-<n>/, a deploy
     across points of presence waits again after each wave's canary) once one has one, else its own."""

@@ -70,7 +70,7 @@ def test_the_reminder_names_the_canary_and_a_later_waves_gate() -> None:
     assert first == ("AWAITING APPROVAL of deploy d1, canary edge-1 (ask the release owner): `make approve "
                      "DEPLOY_ID=d1` rolls the peers, `make abort DEPLOY_ID=d1` reverts the canary; 3600 s left, "
                      "then the canary is reverted")
-    wave = reminder("d1", "", 60, "approve", canary="edge-4", wave=approval_state.wave_of(Path("runs/d1/wave-2")))
+    wave = reminder("d1", "", 60, "approve", canary="edge-4", gate=Path("runs/d1/wave-2"))
     assert wave.startswith("AWAITING APPROVAL of deploy d1, wave 2's canary edge-4 (ask the release owner): ")
     assert "`make approve DEPLOY_ID=d1` rolls the rest of wave 2" in wave and wave.endswith("then the rest of "
                                                                                             "wave 2 rolls")

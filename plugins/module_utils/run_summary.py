@@ -174,6 +174,10 @@ def rollout_summary(run_dir: Path) -> str:
     lines = ["", f"rollout {result.get('rollout_id')}{' — CHECK MODE, nothing changed' if check else ''}:"]
     for stage in result.get("stages", []):
         why = f" - {stage['reason']}" if stage.get("reason") else ""
+        if stage.get("verdict") == "would be watched":  # check mode: the watcher is not started
+            lines.append(f"  stage {stage.get('stage')}: {stage.get('pct')} % would be held {stage.get('hold')} s "
+                         "and watched")
+            continue
         held = "" if stage.get("verdict") == "not watched" else f" held {stage.get('hold')} s"  # nor held
         lines.append(f"  stage {stage.get('stage')}: {stage.get('pct')} %{held} -> {stage.get('verdict')}{why}")
     stopped = result.get("stopped")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -223,4 +224,5 @@ def test_rollout_in_check_mode_changes_nothing(fleet: Lab) -> None:
     # Its summary says so, from its record (marked check mode), never that the play stopped early.
     assert "— CHECK MODE, nothing changed:" in result.stdout and "stopped early" not in result.stdout, output(result)
     assert "every node would be at rollout_pct=30" in result.stdout
+    assert re.search(r"stage 1: 30 % would be held \d+ s and watched", result.stdout), output(result)
     assert json.loads((record_dir(result.stdout) / "result.json").read_text())["check_mode"] is True

@@ -78,9 +78,10 @@ def test_summary_says_how_each_stage_ended(tmp_path: Path) -> None:
 def test_summary_of_a_check_mode_run_says_nothing_changed(tmp_path: Path) -> None:
     (tmp_path / "result.json").write_text(json.dumps({
         "rollout_id": "r1", "rollout_pct": 30, "stopped": None, "check_mode": True,
-        "stages": [{"stage": 1, "pct": 30, "hold": 20, "verdict": "not watched", "reason": ""}]}))
+        "stages": [{"stage": 1, "pct": 30, "hold": 20, "verdict": "would be watched", "reason": ""}]}))
     text = rollout_summary(tmp_path)
     assert "rollout r1 — CHECK MODE, nothing changed:" in text
+    assert "  stage 1: 30 % would be held 20 s and watched\n" in text  # not "not watched": a real run watches
     assert f"every node would be at rollout_pct=30; records in {tmp_path}" in text and "now" not in text
 
 

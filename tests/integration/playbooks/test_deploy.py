@@ -101,6 +101,10 @@ def test_green_deploy_keeps_v1_as_previous_and_a_rollback_brings_it_back(fleet: 
     assert pids(fleet) == before
     table = [line for line in again.stdout.splitlines() if not line.startswith("EDGE_CANARY_SUMMARY ")]
     assert sum(line.count("already on the release") for line in table) == 3
+    # Its rows name only the step that ran (the check that each node is in rotation), no drain or push.
+    line = next(line for line in again.stdout.splitlines() if line.startswith("EDGE_CANARY_SUMMARY "))
+    steps = [row["steps"] for row in json.loads(line.split(" ", 1)[1])["nodes"]]
+    assert all(step.startswith("ready+lb ") and "," not in step for step in steps), steps
 
     test_rollback.assert_rollback_brings_every_node_back_to_v1_and_twice_is_a_no_op(fleet, artifacts)
 

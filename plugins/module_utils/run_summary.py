@@ -120,6 +120,8 @@ def node_rows(run_dir: Path, live_steps: Mapping[str, list[Any]] | None = None) 
             after, result = before, "reverted by the SLI watcher"
         if result == "failed" and record.get("error"):
             result = f"failed: {record['error']}"
+        if result == "ok" and deploy.get("check_mode"):
+            result = "would be rolled"  # as a rollback's check mode says "would be rolled back"
         rows.append(
             {
                 "node": node,

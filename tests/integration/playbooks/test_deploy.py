@@ -170,7 +170,8 @@ def test_check_mode_changes_nothing(fleet: Lab, artifacts: dict[str, Path]) -> N
     files, before = node_files(fleet), pids(fleet)
     result = deploy(fleet, artifacts["v2"], CHECK="1")
     assert result.returncode == 0, result.stdout[-5000:]
-    assert "CHECK" in result.stdout
+    assert "CHECK MODE, nothing changed" in result.stdout
+    assert "would be rolled" in result.stdout and "  ok\n" not in result.stdout, result.stdout[-3000:]
     assert_untouched(fleet, files, before)
     assert not list((fleet.lab_dir / "control").glob("*.lock"))
 

@@ -9,6 +9,7 @@ import pytest
 from ansible_collections.edge.canary.plugins.module_utils.run_summary import (
     SUMMARY_PREFIX,
     RunRecord,
+    node_rows,
     release_name,
     summary_table,
 )
@@ -41,6 +42,15 @@ def test_a_deploy_is_summarised_from_the_record_folder_it_announced(tmp_path: Pa
     assert data["verdict"] == "promote" and data["record"] == str(run_dir)
     assert data["nodes"] == [{"node": "edge-1", "role": "canary", "before": "v1", "after": "v2", "steps": "-",
                               "result": "ok"}]
+
+
+def test_a_check_mode_deploy_says_its_nodes_would_be_rolled(tmp_path: Path) -> None:
+    (tmp_path / "nodes").mkdir()
+    (tmp_path / "deploy.json").write_text(json.dumps({"deploy_id": "d1", "version": "v2", "canary": "edge-1",
+                                                      "peers": ["edge-2"], "check_mode": True}))
+    (tmp_path / "nodes" / "edge-1.json").write_text(json.dumps({"result": "ok", "release": "v2"}))
+    (tmp_path / "nodes" / "edge-2.json").write_text(json.dumps({"result": "already on the release", "release": "v2"}))
+    assert [row["result"] for row in node_rows(tmp_path)] == ["would be rolled", "already on the release"]
 
 
 def test_a_refusal_is_one_line_and_status_refused() -> None:

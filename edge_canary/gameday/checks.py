@@ -7,6 +7,7 @@ Check with a name that says what was expected; a drill passes when every check d
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from edge_canary.gameday.fleet import NodeFiles, Sample, ServerState
@@ -115,18 +116,17 @@ def check_versions(versions: dict[str, str | None], files: dict[str, NodeFiles],
                  f"(sha256 {want_sha[:12]})")
 
 
-def check_ready(lbs: dict[str, dict[str, ServerState]], nodes: list[str]) -> Check:
-    wrong = []
+def check_ready(lbs: dict[str, dict[str, ServerState]], node_lbs: Mapping[str, Sequence[str]]) -> Check:
+    """Each node READY and UP on every load balancer that serves it (node_lbs: its PoP's, Fleet.node_lbs)."""
+    wrong = [f"{lb}: admin socket unreadable" for lb, states in sorted(lbs.items()) if not states]
     for lb, states in sorted(lbs.items()):
-        if not states:
-            wrong.append(f"{lb}: admin socket unreadable")
-        for node in nodes:
+        for node in (node for node, served in node_lbs.items() if lb in served):
             state = states.get(node) if states else None
             if states and (state is None or not state.serving):
                 what = "unknown" if state is None else f"{state.admin}{'' if state.up else ', DOWN'}"
                 wrong.append(f"{node} on {lb}: {what}")
     return Check("ready on every LB", not wrong, "; ".join(wrong) if wrong else
-                 f"{len(nodes)} nodes READY and UP on {', '.join(sorted(lbs)) or 'no LB'}")
+                 f"{len(node_lbs)} nodes READY and UP on {', '.join(sorted(lbs)) or 'no LB'}")
 
 
 def check_previous(before: dict[str, NodeFiles], after: dict[str, NodeFiles], lkg_sha: str,
@@ -270,14 +270,16 @@ def check_traffic_flowed(t: Traffic) -> Check:
 # --- times ------------------------------------------------------------------------------------
 
 
-def restored_at(samples: list[Sample], node: str, version: str, after: float | None) -> float | None:
-    """The first sample from `after` on where the node serves `version` and is READY and UP on every LB."""
+def restored_at(samples: list[Sample], node: str, version: str, after: float | None,
+                lbs: Sequence[str]) -> float | None:
+    """The first sample from `after` on where the node serves `version` and is READY and UP on every LB that
+    serves it (`lbs`)."""
     if after is None:
         return None
     for s in samples:
         if s.at < after or s.versions.get(node) != version:
             continue
-        if s.lbs and all(states.get(node, ServerState("MAINT", False)).serving for states in s.lbs.values()):
+        if s.lbs and all(s.lbs.get(lb, {}).get(node, ServerState("MAINT", False)).serving for lb in lbs):
             return s.at
     return None
 

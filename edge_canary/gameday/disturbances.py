@@ -46,7 +46,7 @@ class Scene:
 
     canary: str
     peers: list[str]
-    lbs: tuple[LoadBalancer, ...]
+    lbs_of: Callable[[str], tuple[LoadBalancer, ...]]  # the load balancers that serve a node
     lab_dir: str
     prom_switch: PrometheusSwitch | None
     mark: Callable[[str, str], float]  # puts an event (label, kind) on the drill's timeline; returns its time
@@ -256,10 +256,10 @@ class NodePartition(Disturbance):
         """The node back on the network, and seen up again by every load balancer's checks."""
         NetworkCut(self.scene.lab_dir).heal(self.node)
         self._ended(f"{self.node} back on the network")
-        deadline = time.monotonic() + 60
+        deadline, lbs = time.monotonic() + 60, self.scene.lbs_of(self.node)
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError, RuntimeError):
-                if all((state := lb_states(lb).get(self.node)) is not None and state.up for lb in self.scene.lbs):
+                if all((state := lb_states(lb).get(self.node)) is not None and state.up for lb in lbs):
                     return
             time.sleep(0.5)
 

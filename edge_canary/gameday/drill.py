@@ -61,7 +61,7 @@ class Drill:
         self.plays = PlayRunner(self.ctx, self.result, self.folder, self.say, self.forget_reading)
         canary = self.ctx.options.canary or self.ctx.fleet.nodes[0]
         self.disturbance = for_scenario(self.scenario, Scene(
-            canary=canary, peers=[n for n in self.ctx.fleet.nodes if n != canary], lbs=self.ctx.fleet.lbs,
+            canary=canary, peers=[n for n in self.ctx.fleet.nodes if n != canary], lbs_of=self.ctx.fleet.lbs_of,
             lab_dir=c.lab_dir, prom_switch=self.ctx.options.prom_switch, mark=self.mark, say=self.say,
             note=self.result.cleanup.append))
 
@@ -144,7 +144,7 @@ class Drill:
             self.loadgen.stop()
         samples = self.sampler.stop() if self.sampler else []
         judge_traffic(self.result, self.folder, samples, self.disturbance, self.ctx.options.max_collateral,
-                      version, node, pushed_at, variant)
+                      version, node, self.ctx.fleet.node_lbs[node], pushed_at, variant)
 
     def canary_flow(self) -> None:
         s, ctx, result = self.scenario, self.ctx, self.result
@@ -171,7 +171,7 @@ class Drill:
         if s.expect.promoted:  # every node on the release; the drill rolls them all back itself
             checks += [
                 chk.check_versions(now.versions, after.files, version, sha, f"every node promoted to {version}"),
-                phase("promoted", chk.check_ready(now.lbs, ctx.fleet.nodes)),
+                phase("promoted", chk.check_ready(now.lbs, ctx.fleet.node_lbs)),
                 chk.check_reverted(set(), chk.reverted_nodes(self.base.files, after.files, sha)),
             ]
             code = self.plays.rollback("restore", "all")
@@ -183,7 +183,7 @@ class Drill:
                 chk.Check(f"{canary} promoted to {version}", now.versions.get(canary) == version and binary == sha,
                           f"{canary} serves {now.versions.get(canary)}, sha256 {(binary or '-')[:12]}"),
                 chk.check_untouched(peers, self.base.files, after.files, self.sampler_samples(), version),
-                phase("after the deploy", chk.check_ready(now.lbs, ctx.fleet.nodes)),
+                phase("after the deploy", chk.check_ready(now.lbs, ctx.fleet.node_lbs)),
             ]
             code = self.plays.rollback("restore", canary)
             after, now = self.read()
@@ -193,7 +193,7 @@ class Drill:
                 chk.check_reverted({canary}, chk.reverted_nodes(self.base.files, after.files, sha)),
                 chk.check_untouched(peers, self.base.files, after.files, self.sampler_samples(), version),
             ]
-        checks += back_on_baseline(self.base, after.files, now, ctx.fleet.nodes, sha)
+        checks += back_on_baseline(self.base, after.files, now, sha)
         checks += self.disturbance.checks(Outcome(deployed, play.output(), result.started_at, result.detected_at))
         result.checks = checks
         self.finish_traffic(version, canary, pushed[0] if pushed else None)
@@ -237,12 +237,12 @@ class Drill:
             chk.check_tool_verdict(self.scenario.expect.tool_verdict, verdict),
             chk.check_rollout_off(after.files),
             chk.check_versions(now.versions, after.files, version, sha, f"the rollout changed no binary ({version})"),
-            phase("after the rollout", chk.check_ready(now.lbs, ctx.fleet.nodes)),
+            phase("after the rollout", chk.check_ready(now.lbs, ctx.fleet.node_lbs)),
         ]
         code = self.plays.rollback("restore", "all")
         after, now = self.read()
         checks.append(chk.Check("deliberate rollback", code == 0, f"rollback of every node exited {code}"))
-        checks += back_on_baseline(self.base, after.files, now, ctx.fleet.nodes, sha)
+        checks += back_on_baseline(self.base, after.files, now, sha)
         result.checks = checks
         self.finish_traffic(version, canary, None, variant="new")
 
@@ -271,7 +271,7 @@ class Drill:
             files = fleet.files
             for check in (chk.check_versions(now.versions, files, want_version, want_sha, "every node on "
                                              f"{want_version}"),
-                          chk.check_ready(now.lbs, ctx.fleet.nodes),
+                          chk.check_ready(now.lbs, ctx.fleet.node_lbs),
                           chk.check_previous(self.base.files, files, self.base.sha, sha)):
                 checks.append(phase(label, check))
         checks.append(chk.check_config(self.base.files, files))

@@ -69,6 +69,8 @@ READER_PLAYBOOK = """\
           config: "{{ gameday_config.content | default('') }}"
           paths: "{{ gameday_paths }}"
           local: "{{ ansible_connection | default('ssh') == 'local' }}"
+          # The load balancers that serve it: its PoP's (haproxy_server_group), as every deploy step uses.
+          lbs: "{{ groups[haproxy_server_group | default('haproxy')] | default(groups['haproxy']) }}"
 
 - name: Read every load balancer's admin socket address
   hosts: haproxy
@@ -171,10 +173,21 @@ class Fleet:
     lbs: tuple[LoadBalancer, ...]
     paths: dict[str, tuple[str, ...]] = field(default_factory=dict)  # binary, .previous, .rolled-back, config
     local: bool = False  # every node is on the control host itself (the lab): its files can be read directly
+    served_by: dict[str, tuple[str, ...]] = field(default_factory=dict)  # node -> the LBs that serve it (its PoP's)
 
     @property
     def nodes(self) -> list[str]:
         return list(self.files)
+
+    def lbs_of(self, node: str) -> tuple[LoadBalancer, ...]:
+        """The load balancers that serve the node (every one when the reading did not say)."""
+        names = self.served_by.get(node)
+        return self.lbs if names is None else tuple(lb for lb in self.lbs if lb.name in names)
+
+    @property
+    def node_lbs(self) -> dict[str, tuple[str, ...]]:
+        """Each node and the names of the load balancers that serve it: where it must be in rotation."""
+        return {node: tuple(lb.name for lb in self.lbs_of(node)) for node in self.files}
 
 
 @dataclass(frozen=True)
@@ -204,7 +217,8 @@ def parse_fleet(data: dict[str, Any]) -> Fleet:
         files[node] = NodeFiles(binary, previous, rolled_back, config, text)
         urls[node] = facts["version_url"]
     lbs = tuple(LoadBalancer(name, lb["socket"], lb["backend"]) for name, lb in data["lbs"].items())
-    return Fleet(control, urls, files, lbs, paths, local)
+    served_by = {node: tuple(facts.get("lbs") or data["lbs"]) for node, facts in data["nodes"].items()}
+    return Fleet(control, urls, files, lbs, paths, local, served_by)
 
 
 def file_state(path: str) -> FileState:

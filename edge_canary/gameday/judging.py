@@ -22,6 +22,7 @@ class Baseline:
     sample: Sample
     version: str
     sha: str
+    node_lbs: dict[str, tuple[str, ...]]  # each node and the load balancers that serve it
 
 
 def baseline(ctx: Context, release_sha: str | None) -> Baseline:
@@ -36,7 +37,7 @@ def baseline(ctx: Context, release_sha: str | None) -> Baseline:
     versions = set(sample.versions.values())
     if len(versions) != 1 or None in versions:
         raise NotReady(f"the nodes do not all answer the same /version ({sample.versions}): fix the fleet first")
-    ready = chk.check_ready(sample.lbs, fleet.nodes)
+    ready = chk.check_ready(sample.lbs, fleet.node_lbs)
     if not ready.ok:
         raise NotReady(f"not every node is in rotation ({ready.detail}): make rollback NODES=<node> puts one back")
     no_previous = [n for n, f in fleet.files.items() if not f.previous.exists]
@@ -47,7 +48,7 @@ def baseline(ctx: Context, release_sha: str | None) -> Baseline:
     assert sha is not None
     if release_sha is not None and sha == release_sha:
         raise NotReady("the fleet already runs this drill's release: roll it back first (make rollback NODES=all)")
-    return Baseline(fleet.files, sample, versions.pop() or "", sha)
+    return Baseline(fleet.files, sample, versions.pop() or "", sha, fleet.node_lbs)
 
 
 def phase(name: str, check: chk.Check) -> chk.Check:
@@ -55,19 +56,18 @@ def phase(name: str, check: chk.Check) -> chk.Check:
     return chk.Check(f"{name}: {check.name}", check.ok, check.detail)
 
 
-def back_on_baseline(base: Baseline, files: dict[str, NodeFiles], now: Sample, nodes: list[str],
-                     release_sha: str) -> list[chk.Check]:
+def back_on_baseline(base: Baseline, files: dict[str, NodeFiles], now: Sample, release_sha: str) -> list[chk.Check]:
     """The end of every drill: each node on the last-known-good release, READY, its .previous and config kept."""
     return [
         chk.check_versions(now.versions, files, base.version, base.sha, f"every node back on {base.version}"),
-        chk.check_ready(now.lbs, nodes),
+        chk.check_ready(now.lbs, base.node_lbs),
         chk.check_previous(base.files, files, base.sha, release_sha),
         chk.check_config(base.files, files),
     ]
 
 
 def judge_traffic(result: DrillResult, folder: Path, samples: list[Sample], disturbance: Disturbance,
-                  max_collateral: int, version: str, node: str, pushed_at: float | None,
+                  max_collateral: int, version: str, node: str, node_lbs: tuple[str, ...], pushed_at: float | None,
                   variant: str | None = None) -> None:
     """Count the requests and the samples of the drill (once the load has stopped): the traffic checks and
     figures, and the moments the release was first seen and the old one back, on the timeline."""
@@ -98,6 +98,6 @@ def judge_traffic(result: DrillResult, folder: Path, samples: list[Sample], dist
             result.event(f"last answer from the {variant} code path", "restore", last)
     elif result.scenario.expect.reverted:
         since = result.detected_at or served
-        result.restored_at = chk.restored_at(samples, node, result.lkg_version, since)
+        result.restored_at = chk.restored_at(samples, node, result.lkg_version, since, node_lbs)
         if result.restored_at is not None:
             result.event(f"{node} serving {result.lkg_version} again, READY", "restore", result.restored_at)

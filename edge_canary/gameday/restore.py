@@ -64,8 +64,8 @@ def off_baseline(base: Baseline, files: dict[str, NodeFiles], sample: Sample) ->
             reasons.append(f"binary sha256 {(f.binary.sha256 or 'missing')[:12]}")
         if sample.versions.get(node) != base.version:
             reasons.append(f"serves {sample.versions.get(node) or 'nothing'}")
-        for lb, states in sample.lbs.items():
-            state = states.get(node)
+        for lb in base.node_lbs.get(node, sample.lbs):
+            state = sample.lbs.get(lb, {}).get(node)
             if state is None or not state.serving:
                 reasons.append(f"not serving on {lb}")
         if f.config_keys() != base.files[node].config_keys():

@@ -26,6 +26,7 @@ from tests.helpers.summary import record_dir, warnings_in
 from tests.helpers.watch_host import WatchHost, running_watch_host
 from tests.helpers.watch_window import PROMOTING_WINDOW
 from tests.integration.conftest import TEST_LAB_PORTS, TEST_SLOT, hosts_lab_up
+from tests.integration.edge_canary.gameday import test_drills as test_gameday
 
 POPS_LAB_DIR = REPO / (f".lab-test-pops-{TEST_SLOT}" if TEST_SLOT else ".lab-test-pops")
 POPS_LAB_SETTINGS = {**{name: str(port + 1000 * TEST_SLOT + 250) for name, port in TEST_LAB_PORTS.items()},
@@ -232,3 +233,15 @@ def test_a_red_first_wave_leaves_the_other_pop_untouched(pops: Lab, artifacts: d
         {node: sha for node, sha in before.items() if node != "edge-3"}
     assert not (record_of(result) / "wave-2").exists()
 
+
+
+def test_a_game_day_drill_runs_across_pops_each_node_in_rotation_on_its_own_pops_lb(
+        pops: Lab, artifacts: dict[str, Path], tmp_path: Path) -> None:
+    """A drill asked every load balancer for every node, so across PoPs it found each node "unknown" to the
+    other PoP's LB and refused to start (a staging with PoPs could run no game day)."""
+    done = test_gameday.run_drill(pops, "errors", artifacts, tmp_path)
+    test_gameday.assert_passed(done, "errors", "reverted")
+    rows = test_gameday.expectation_rows(test_gameday.report_of(tmp_path, "errors"))
+    assert rows["ready on every LB"] == "PASS", rows
+    assert set(fleet_versions(pops).values()) == {"v1"}
+    assert (pops.node_dir("edge-1") / "edge.rolled-back").exists()

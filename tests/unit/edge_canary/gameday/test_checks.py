@@ -118,13 +118,22 @@ def test_versions_check_wants_every_node_on_the_release_by_version_and_by_sha() 
 ])
 def test_ready_means_ready_and_up_on_every_lb(state: ServerState, expected: bool) -> None:
     lbs = {"lb-1": {"edge-1": READY}, "lb-2": {"edge-1": state}}
-    assert chk.check_ready(lbs, ["edge-1"]).ok is expected
+    assert chk.check_ready(lbs, {"edge-1": ("lb-1", "lb-2")}).ok is expected
 
 
 def test_an_unreadable_lb_or_a_node_missing_from_it_fails_ready() -> None:
-    unreadable = chk.check_ready({"lb-1": {"edge-1": READY}, "lb-2": {}}, ["edge-1"])
+    unreadable = chk.check_ready({"lb-1": {"edge-1": READY}, "lb-2": {}}, {"edge-1": ("lb-1", "lb-2")})
     assert "lb-2: admin socket unreadable" in unreadable.detail
-    assert "edge-2 on lb-1: unknown" in chk.check_ready({"lb-1": {"edge-1": READY}}, ["edge-1", "edge-2"]).detail
+    missing = chk.check_ready({"lb-1": {"edge-1": READY}}, {"edge-1": ("lb-1",), "edge-2": ("lb-1",)})
+    assert "edge-2 on lb-1: unknown" in missing.detail
+
+
+def test_ready_asks_each_node_only_of_its_own_points_of_presence_load_balancers() -> None:
+    """Across PoPs each LB serves its PoP's nodes only: edge-2 unknown to lb-1 is as it should be."""
+    lbs = {"lb-1": {"edge-1": READY}, "lb-2": {"edge-2": READY}}
+    assert chk.check_ready(lbs, {"edge-1": ("lb-1",), "edge-2": ("lb-2",)}).ok
+    drained = {"lb-1": {"edge-1": READY}, "lb-2": {"edge-2": ServerState("DRAIN", True)}}
+    assert chk.check_ready(drained, {"edge-1": ("lb-1",), "edge-2": ("lb-2",)}).detail == "edge-2 on lb-2: DRAIN"
 
 
 def test_previous_must_stay_a_last_known_good() -> None:
@@ -209,8 +218,11 @@ def test_restored_is_the_first_sample_serving_the_old_version_ready_everywhere_a
         Sample(8.0, {"edge-1": "v1"}, drain),  # back on v1 but still drained
         Sample(9.0, {"edge-1": "v1"}, ready),
     ]
-    assert chk.restored_at(samples, "edge-1", "v1", after=6.0) == 9.0
-    assert chk.restored_at(samples, "edge-1", "v1", after=None) is None
+    assert chk.restored_at(samples, "edge-1", "v1", after=6.0, lbs=("lb-1",)) == 9.0
+    assert chk.restored_at(samples, "edge-1", "v1", after=None, lbs=("lb-1",)) is None
+    # Another PoP's load balancer, which does not serve edge-1, does not hold its restore back.
+    other_pop = [Sample(s.at, s.versions, {**s.lbs, "lb-2": {"edge-4": READY}}) for s in samples]
+    assert chk.restored_at(other_pop, "edge-1", "v1", after=6.0, lbs=("lb-1",)) == 9.0
     assert chk.first_seen(samples, "edge-1", "v2") == 5.0
     assert chk.seconds_between(2.0, 9.04) == 7.0
     assert chk.seconds_between(None, 9.0) is None

@@ -43,7 +43,7 @@ class Recorder:
 
     def scene(self, prom_switch: switches.PrometheusSwitch | None = None) -> dist.Scene:
         return dist.Scene(canary="edge-1", peers=["edge-2", "edge-3"],
-                          lbs=(LoadBalancer("lb-1", "/s1", "edge"), LoadBalancer("lb-2", "/s2", "edge")),
+                          lbs_of=lambda _: (LoadBalancer("lb-1", "/s1", "edge"), LoadBalancer("lb-2", "/s2", "edge")),
                           lab_dir="/lab", prom_switch=prom_switch, mark=self.mark, say=self.said.append,
                           note=self.notes.append)
 

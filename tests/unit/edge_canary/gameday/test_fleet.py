@@ -75,6 +75,21 @@ def test_parse_fleet_reads_files_config_and_lbs() -> None:
     assert files.config_keys() == {"rollout_pct": "10", "feature": "on"}
     assert fleet.lbs == (gf.LoadBalancer("lb-1", "/s.sock", "edge"),)
     assert fleet.nodes == ["edge-1"] and fleet.control.lab_haproxy_port == 18080
+    assert fleet.node_lbs == {"edge-1": ("lb-1",)}  # the reading did not say: every load balancer
+
+
+def test_each_node_is_served_by_its_own_points_of_presence_load_balancers() -> None:
+    node = {"version_url": "http://n/version", "files": [{"exists": False}] * 4}
+    data = {
+        "control": {"state_dir": "/s", "production": False, "prom_url": "http://p", "window": 30.0, "interval": 3.0,
+                    "p95_threshold": 0.3, "err_threshold": 0.01, "scrape_interval": 1.0, "watch_settings": {},
+                    "lab_dir": "/lab", "lab_haproxy_port": 18080},
+        "nodes": {"edge-1": {**node, "lbs": ["lb-1"]}, "edge-4": {**node, "lbs": ["lb-2"]}},
+        "lbs": {"lb-1": {"socket": "/1.sock", "backend": "edge"}, "lb-2": {"socket": "/2.sock", "backend": "edge"}},
+    }
+    fleet = gf.parse_fleet(data)
+    assert fleet.node_lbs == {"edge-1": ("lb-1",), "edge-4": ("lb-2",)}
+    assert fleet.lbs_of("edge-4") == (gf.LoadBalancer("lb-2", "/2.sock", "edge"),)
 
 
 def test_admin_command_and_lb_states_over_a_real_unix_socket(tmp_path: Path) -> None:

@@ -313,6 +313,10 @@ class RunRecord:
         text = []
         if self.refused:
             text.append(f"{self.kind or 'play'}: refused: {self.refused}")
+        elif self.kind == "deploy" and self.run_dir is not None and not (self.run_dir / "deploy.json").exists():
+            # deploy.json is written once preflight's control-host checks passed and the lock is held
+            text += ["", f"Deploy {self.run_id}: stopped in preflight, before anything changed",
+                     *(f"  {f['host']}: {f['task']}: {f['msg']}" for f in self.failures[:5])]
         elif self.kind == "deploy" and self.run_dir is not None:
             text.append(summary_table(self.run_dir, self.steps))
         elif self.kind == "rollout" and self.run_dir is not None:

@@ -53,6 +53,18 @@ def test_a_check_mode_deploy_says_its_nodes_would_be_rolled(tmp_path: Path) -> N
     assert [row["result"] for row in node_rows(tmp_path)] == ["would be rolled", "already on the release"]
 
 
+def test_a_deploy_stopped_in_preflight_says_why_not_of_what(tmp_path: Path) -> None:
+    """Before deploy.json the summary said 'Deploy d1 of ? (sha256 ?)' and not why it stopped."""
+    record = RunRecord()
+    record.ok({"edge_canary_request": "deploy", "run_id": "d1"})
+    record.ok({"ansible_facts": {"deploy_id": "d1", "deploy_run_dir": str(tmp_path)}})
+    record.failed("localhost", "Refuse a canary in maintenance", {"msg": "canary edge-3 is in maintenance on lb-1"})
+    text = record.lines({"localhost": {"ok": 9, "failures": 1}})
+    assert "Deploy d1: stopped in preflight, before anything changed\n" in text and "of ?" not in text
+    assert "  localhost: Refuse a canary in maintenance: canary edge-3 is in maintenance on lb-1" in text
+    assert json_line(text)["status"] == "failed"
+
+
 def test_a_refusal_is_one_line_and_status_refused() -> None:
     record = RunRecord()
     record.failed("localhost", "Check", {"edge_canary_request": "rollback", "refused": True,

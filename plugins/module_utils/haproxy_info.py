@@ -4,6 +4,7 @@ Preflight reads each load balancer once this way instead of once per node."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible_collections.edge.canary.plugins.module_utils.haproxy_api import RuntimeApi
@@ -33,3 +34,20 @@ def read_backend(api: RuntimeApi, backend: str, wanted: list[str], require_admin
             + (f"; not found: {', '.join(missing)}" if missing else "")
         ),
     }
+
+
+def in_maintenance(views: Sequence[Mapping[str, Any]], group_of: Mapping[str, str], server_of: Mapping[str, str],
+                   groups: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """The nodes in maintenance on one of their own load balancers, each with those LBs, from read_backend's
+    views (haproxy_servers_info's loop results, `item` naming the LB). group_of: each node's inventory group
+    of LBs (haproxy_server_group), server_of: its server name ('' = the node's). Only someone else puts a node
+    there: the tool drains, never sets maint."""
+    servers = {view.get("item"): view.get("servers") or {} for view in views}
+    found: dict[str, list[str]] = {}
+    for node, group in group_of.items():
+        server = server_of.get(node) or node
+        lbs = [lb for lb in groups.get(group, [])
+               if (servers.get(lb, {}).get(server) or {}).get("admin_state") == "maint"]
+        if lbs:
+            found[node] = lbs
+    return found

@@ -132,6 +132,9 @@ def node_rows(run_dir: Path, live_steps: Mapping[str, list[Any]] | None = None) 
                 "result": result,
             }
         )
+    for node, lbs in (deploy.get("left_out") or {}).items():  # preflight found them in maintenance
+        rows.append({"node": node, "role": "peer", "before": "-", "after": "-", "steps": "-",
+                     "result": f"left alone: in maintenance on {', '.join(lbs)} (not rolled)"})
     return rows
 
 

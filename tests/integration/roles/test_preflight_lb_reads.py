@@ -16,13 +16,17 @@ import pytest
 from tests.helpers.lab import REPO, VENV_BIN, Lab
 
 PLAYBOOK = """
-- name: What preflight main leaves for the node checks
+- name: Preflight's checks of the targets (where it reads the load balancers), without the artifact's
   hosts: localhost
   gather_facts: false
   tasks:
     - name: The artifact's sha256
       ansible.builtin.set_fact:
         preflight_sha256: none
+    - name: Check the targets
+      ansible.builtin.include_role:
+        name: edge.canary.preflight
+        tasks_from: targets
 - name: The node checks of preflight
   hosts: edge
   gather_facts: false

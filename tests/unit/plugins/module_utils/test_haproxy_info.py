@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from ansible_collections.edge.canary.plugins.module_utils.haproxy_info import read_backend
+from ansible_collections.edge.canary.plugins.module_utils.haproxy_info import in_maintenance, read_backend
 from ansible_collections.edge.canary.plugins.module_utils.haproxy_state import HaproxyError
 
 from tests.unit.plugins.module_utils.test_haproxy_state import SERVERS_STATE
@@ -34,3 +34,17 @@ def test_a_socket_below_admin_is_refused() -> None:
     with pytest.raises(HaproxyError, match="level operator, not admin"):
         read_backend(FakeApi("operator"), "edge", [])  # type: ignore[arg-type]
     assert read_backend(FakeApi("operator"), "edge", [], require_admin=False)["level"] == "operator"  # type: ignore[arg-type]
+
+
+def test_a_node_in_maintenance_on_one_of_its_own_lbs_is_named_with_those_lbs() -> None:
+    def view(lb: str, **states: str) -> dict[str, object]:
+        return {"item": lb, "servers": {server: {"admin_state": state} for server, state in states.items()}}
+
+    views = [view("lb-1", **{"edge-1": "ready", "edge-2": "maint", "srv-3": "maint"}),
+             view("lb-2", **{"edge-1": "maint", "edge-2": "drain", "edge-4": "maint"}),
+             view("lb-3", **{"edge-4": "ready"})]
+    groups = {"haproxy": ["lb-1", "lb-2"], "haproxy_pop2": ["lb-3"]}
+    found = in_maintenance(views, {"edge-1": "haproxy", "edge-2": "haproxy", "edge-3": "haproxy",
+                                   "edge-4": "haproxy_pop2"}, {"edge-3": "srv-3"}, groups)
+    # edge-4's maint on lb-2 is not its own LB's; drain (the tool's own) is no maintenance.
+    assert found == {"edge-1": ["lb-2"], "edge-2": ["lb-1"], "edge-3": ["lb-1"]}

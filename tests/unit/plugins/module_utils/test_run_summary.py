@@ -53,6 +53,16 @@ def test_a_check_mode_deploy_says_its_nodes_would_be_rolled(tmp_path: Path) -> N
     assert [row["result"] for row in node_rows(tmp_path)] == ["would be rolled", "already on the release"]
 
 
+def test_a_node_left_alone_in_maintenance_gets_a_row_that_says_so(tmp_path: Path) -> None:
+    (tmp_path / "nodes").mkdir()
+    (tmp_path / "deploy.json").write_text(json.dumps({"deploy_id": "d1", "version": "v2", "canary": "edge-1",
+                                                      "peers": [], "left_out": {"edge-3": ["lb-1", "lb-2"]}}))
+    (tmp_path / "nodes" / "edge-1.json").write_text(json.dumps({"result": "ok", "release": "v2"}))
+    rows = node_rows(tmp_path)
+    assert rows[1] == {"node": "edge-3", "role": "peer", "before": "-", "after": "-", "steps": "-",
+                       "result": "left alone: in maintenance on lb-1, lb-2 (not rolled)"}
+
+
 def test_a_deploy_stopped_in_preflight_says_why_not_of_what(tmp_path: Path) -> None:
     """Before deploy.json the summary said 'Deploy d1 of ? (sha256 ?)' and not why it stopped."""
     record = RunRecord()

@@ -100,7 +100,8 @@ def node_problems(row: Row) -> list[str]:
             found.append(f"{node} is drained on {where} (gets no new traffic); "
                          f"make rollback NODES={node} or a deploy puts it back")
         elif lb.get("admin_state") == "maint":
-            found.append(f"{node} is in maintenance on {where} (out of rotation)")
+            found.append(f"{node} is in maintenance on {where} (out of rotation; a deploy leaves it alone)")
+            continue  # HAProxy does not check a server in maintenance: its "down" says nothing of the node
         if lb.get("operational_state") not in (None, *SEEN_UP):
             found.append(f"{node} is {lb['operational_state']} on {where} (HAProxy's own health "
                          "check)")

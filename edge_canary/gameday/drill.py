@@ -193,7 +193,7 @@ class Drill:
                 chk.check_reverted({canary}, chk.reverted_nodes(self.base.files, after.files, sha)),
                 chk.check_untouched(peers, self.base.files, after.files, self.sampler_samples(), version),
             ]
-        checks += back_on_baseline(self.base, after.files, now, sha)
+        checks += back_on_baseline(self.base, after, now, sha)
         checks += self.disturbance.checks(Outcome(deployed, play.output(), result.started_at, result.detected_at))
         result.checks = checks
         self.finish_traffic(version, canary, pushed[0] if pushed else None)
@@ -242,7 +242,7 @@ class Drill:
         code = self.plays.rollback("restore", "all")
         after, now = self.read()
         checks.append(chk.Check("deliberate rollback", code == 0, f"rollback of every node exited {code}"))
-        checks += back_on_baseline(self.base, after.files, now, sha)
+        checks += back_on_baseline(self.base, after, now, sha)
         result.checks = checks
         self.finish_traffic(version, canary, None, variant="new")
 

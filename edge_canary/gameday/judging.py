@@ -10,7 +10,7 @@ from edge_canary.gameday import checks as chk
 from edge_canary.gameday.context import Context
 from edge_canary.gameday.disturbances import Disturbance
 from edge_canary.gameday.errors import NotReady
-from edge_canary.gameday.fleet import CHECK_PATIENCE_S, NodeFiles, Sample, take_sample, write_samples
+from edge_canary.gameday.fleet import CHECK_PATIENCE_S, Fleet, NodeFiles, Sample, take_sample, write_samples
 from edge_canary.gameday.report import DrillResult
 
 
@@ -22,7 +22,6 @@ class Baseline:
     sample: Sample
     version: str
     sha: str
-    node_lbs: dict[str, tuple[str, ...]]  # each node and the load balancers that serve it
 
 
 def baseline(ctx: Context, release_sha: str | None) -> Baseline:
@@ -48,7 +47,7 @@ def baseline(ctx: Context, release_sha: str | None) -> Baseline:
     assert sha is not None
     if release_sha is not None and sha == release_sha:
         raise NotReady("the fleet already runs this drill's release: roll it back first (make rollback NODES=all)")
-    return Baseline(fleet.files, sample, versions.pop() or "", sha, fleet.node_lbs)
+    return Baseline(fleet.files, sample, versions.pop() or "", sha)
 
 
 def phase(name: str, check: chk.Check) -> chk.Check:
@@ -56,13 +55,13 @@ def phase(name: str, check: chk.Check) -> chk.Check:
     return chk.Check(f"{name}: {check.name}", check.ok, check.detail)
 
 
-def back_on_baseline(base: Baseline, files: dict[str, NodeFiles], now: Sample, release_sha: str) -> list[chk.Check]:
+def back_on_baseline(base: Baseline, fleet: Fleet, now: Sample, release_sha: str) -> list[chk.Check]:
     """The end of every drill: each node on the last-known-good release, READY, its .previous and config kept."""
     return [
-        chk.check_versions(now.versions, files, base.version, base.sha, f"every node back on {base.version}"),
-        chk.check_ready(now.lbs, base.node_lbs),
-        chk.check_previous(base.files, files, base.sha, release_sha),
-        chk.check_config(base.files, files),
+        chk.check_versions(now.versions, fleet.files, base.version, base.sha, f"every node back on {base.version}"),
+        chk.check_ready(now.lbs, fleet.node_lbs),
+        chk.check_previous(base.files, fleet.files, base.sha, release_sha),
+        chk.check_config(base.files, fleet.files),
     ]
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_canary.gameday.context import sha256
-from edge_canary.gameday.fleet import Fleet, NodeFiles, Sample
+from edge_canary.gameday.fleet import Fleet, Sample
 from edge_canary.gameday.judging import Baseline
 from edge_canary.gameday.plays import Play
 from edge_canary.gameday.records import watcher_pid
@@ -55,16 +55,16 @@ def stop_watchers(run_dirs: list[Path], note: Callable[[str], None]) -> bool:
     return stopped
 
 
-def off_baseline(base: Baseline, files: dict[str, NodeFiles], sample: Sample) -> dict[str, str]:
+def off_baseline(base: Baseline, fleet: Fleet, sample: Sample) -> dict[str, str]:
     """Nodes not on the last-known-good release, not serving it, not in rotation, or with other config keys."""
     off = {}
-    for node, f in files.items():
+    for node, f in fleet.files.items():
         reasons = []
         if f.binary.sha256 != base.sha:
             reasons.append(f"binary sha256 {(f.binary.sha256 or 'missing')[:12]}")
         if sample.versions.get(node) != base.version:
             reasons.append(f"serves {sample.versions.get(node) or 'nothing'}")
-        for lb in base.node_lbs.get(node, sample.lbs):
+        for lb in fleet.node_lbs[node]:
             state = sample.lbs.get(lb, {}).get(node)
             if state is None or not state.serving:
                 reasons.append(f"not serving on {lb}")
@@ -101,7 +101,7 @@ class Restore:
         except RuntimeError as exc:
             result.cleanup.append(f"could not read the fleet to check it: {exc}")
             return
-        off = off_baseline(base, fleet.files, sample)
+        off = off_baseline(base, fleet, sample)
         if not off:
             return
         self.say(f"cleaning up: {'; '.join(f'{n}: {why}' for n, why in off.items())}")
@@ -110,7 +110,7 @@ class Restore:
         need_binary = any(fleet.files[n].previous.sha256 != base.sha for n in off)
         code = self.rollback("cleanup", nodes, lkg_copy if need_binary else None)
         fleet, sample = self.read()
-        still = off_baseline(base, fleet.files, sample)
+        still = off_baseline(base, fleet, sample)
         why = "; ".join(f"{n}: {reason}" for n, reason in off.items())
         if code == 0 and not still:
             result.cleanup.append(f"the drill put the fleet back on {base.version} itself ({why}): "

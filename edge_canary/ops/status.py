@@ -147,7 +147,7 @@ def last_release(record: dict[str, Any]) -> str:
                      + (f" ({record['deploy_id']})" if record.get("deploy_id") else ""))
     change = record.get("config_change") or {}
     if change.get("set"):
-        keys = " ".join(f"{k}={v}" for k, v in change["set"].items())
+        keys = " ".join(f"{k}={v}" if v is not None else f"{k} removed" for k, v in change["set"].items())
         parts.append(f"set {keys} {change.get('time', '?')}")
     return "; ".join(parts) or "-"
 

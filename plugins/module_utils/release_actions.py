@@ -34,6 +34,7 @@ from ansible_collections.edge.canary.plugins.module_utils.release_plan import (
     ReleaseError,
     check_names,
     check_path_name,
+    config_change,
     known_versions,
     merge_owned,
     normalize_config,
@@ -133,6 +134,15 @@ def complete_record(paths: Paths, ours: dict[str, Any]) -> dict[str, Any]:
     return final
 
 
+def note_config_change(record: dict[str, Any], before_text: str | None, after_text: str | None,
+                       secret: frozenset[str], deploy_id: str | None) -> dict[str, Any] | None:
+    """Note in the record the config keys a write changes (make status shows the last such change)."""
+    change = config_change(before_text, after_text, secret, deploy_id, now_iso())
+    if change is not None:
+        record["config_change"] = change
+    return change
+
+
 def say(msg: str, changed: bool, check_mode: bool, notes: list[str] | None = None) -> str:
     """The result's message, marked in check mode, with the notes gathered on the way."""
     if check_mode and changed:
@@ -203,6 +213,7 @@ def push(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
         )
         if good:
             after_record["good_sha256"] = good
+        note_config_change(after_record, state.config_text, plan.new_config_text, secret, p.get("deploy_id"))
 
     # Order (each step atomic; a kill between any two leaves a state a re-run completes):
     #   1 new binary written to a temp file beside the current one and verified (a full disk or a
@@ -328,6 +339,7 @@ def revert(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
         rolled_back = state.pending_rollback.get("rolled_back")
     secret = secret_keys(p)
     after_record = dict(record)
+    restored_keys = None
     if plan.changed:
         for key in ("pending", "pending_rollback", "first_deploy", "not_reached"):
             after_record.pop(key, None)
@@ -342,6 +354,8 @@ def revert(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
         )
         if rolled_back:
             after_record["rolled_back"] = rolled_back
+        restored_keys = note_config_change(after_record, state.config_text, config_after_text, secret,
+                                           p.get("deploy_id"))
 
     # Order: 1 rollback intent in the record (what is being set aside), 2 the binary being rolled
     # back copied aside (.rolled-back), 3 the source copied over the binary (atomic rename),
@@ -415,6 +429,7 @@ def revert(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
             "after": redact_keys(parse_config(config_after_text), secret),
         },
         "rolled_back": after_record.get("rolled_back") if plan.restore_binary else None,
+        "config_change": restored_keys,
         "record": after_record,
         "msg": msg,
     }
@@ -433,12 +448,7 @@ def configure(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, An
     if changed:
         record["config"] = record_config
         if plan.write_config:
-            record["config_change"] = {
-                "time": now_iso(),
-                "deploy_id": p.get("deploy_id"),
-                "set": redact_keys(updates, secret),
-                "before": {key: before_keys.get(key) for key in updates},
-            }
+            note_config_change(record, state.config_text, plan.new_config_text, secret, p.get("deploy_id"))
     # Order: 1 config (atomic rename), 2 record. A kill between them leaves the new config with a
     # stale record; a re-run finds the file already right and only completes the record.
     if changed and not check_mode:

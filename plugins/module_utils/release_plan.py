@@ -16,7 +16,8 @@ CONFIG_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # Keys of the release record this module owns; every other key (serving_sha256 is written through
 # state=serving, anything else by other tools) is carried over untouched.
 OWNED_KEYS = ("current", "previous", "previous_config_sha256", "config", "time", "deploy_id", "action",
-              "first_deploy", "rolled_back", "pending", "pending_rollback", "good_sha256", "not_reached")
+              "first_deploy", "rolled_back", "pending", "pending_rollback", "good_sha256", "not_reached",
+              "config_change")
 # What a secret config key's value is shown as in the record, the module's output and its diff.
 REDACTED = "********"
 
@@ -449,6 +450,20 @@ def check_config_previous(state: NodeState, path: str | None) -> tuple[str, ...]
 def redact_keys(keys: dict[str, Any], secret: frozenset[str] | set[str]) -> dict[str, Any]:
     """The config keys with the value of every secret key replaced by REDACTED."""
     return {k: (REDACTED if k in secret else v) for k, v in keys.items()}
+
+
+def config_change(before_text: str | None, after_text: str | None, secret: frozenset[str] | set[str],
+                  deploy_id: str | None, time: str) -> dict[str, Any] | None:
+    """The release record's note of a write that changes config keys (a rollout, a deploy's CONFIG, a
+    rollback restoring the last-known-good config): each key whose value changes, its new value (None:
+    removed) and its value before, secret ones redacted. None when no key changes."""
+    before, after = parse_config(before_text), parse_config(after_text)
+    keys = [k for k in [*before, *(k for k in after if k not in before)] if before.get(k) != after.get(k)]
+    if not keys:
+        return None
+    return {"time": time, "deploy_id": deploy_id,
+            "set": redact_keys({k: after.get(k) for k in keys}, secret),
+            "before": redact_keys({k: before.get(k) for k in keys}, secret)}
 
 
 def redact_text(text: str | None, secret: frozenset[str] | set[str]) -> str | None:

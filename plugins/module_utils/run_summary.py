@@ -21,7 +21,8 @@ SUMMARY_PREFIX = "EDGE_CANARY_SUMMARY "
 # The facts that announce a run's record folder, and the kind of run each names.
 RUN_DIR_FACTS = {"deploy_run_dir": "deploy", "rollout_run_dir": "rollout"}
 # What the edge.canary.node_release revert entry point notes on each node (its argument spec says so).
-REVERT_FACTS = ("node_release_revert_needed", "node_release_reverted_from", "node_release_after")
+REVERT_FACTS = ("node_release_revert_needed", "node_release_reverted_from", "node_release_after",
+                "node_release_config_restored")
 # The steps of a roll (node_release's node_release_steps) after which the node is out of rotation until
 # its ready+lb: where an interrupted roll stopped tells whether it left the node drained.
 OUT_OF_ROTATION_AFTER = ("drain", "push", "restart+health")
@@ -51,6 +52,20 @@ def release_name(release: Mapping[str, Any] | None) -> str:
     if not release or not release.get("sha256"):
         return "-"
     return str(release.get("version") or f"sha256:{str(release['sha256'])[:12]}")
+
+
+def shown(value: Any) -> str:
+    return "(absent)" if value is None else str(value)
+
+
+def restored_keys_text(change: Any) -> str:
+    """'; config rollout_pct 40 -> 0' for the keys a revert's restored config changed ('' for none)."""
+    if not isinstance(change, Mapping) or not isinstance(change.get("set"), Mapping):
+        return ""
+    before = change.get("before")
+    before = before if isinstance(before, Mapping) else {}
+    keys = [f"{key} {shown(before.get(key))} -> {shown(value)}" for key, value in change["set"].items()]
+    return f"; config {', '.join(keys)}" if keys else ""
 
 
 def wave_gates(run_dir: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -266,6 +281,7 @@ class RunRecord:
                 needed = str(facts.get("node_release_revert_needed")).lower() in ("true", "1")
                 result = "already on its last-known-good" if not needed else (
                     "would be rolled back" if self.check_mode else "rolled back")
+                result += restored_keys_text(facts.get("node_release_config_restored"))
             elif "node_release_reverted_from" in facts:  # read, then the run stopped before it was back
                 after, result = "?", "not finished: may be out of rotation"
             else:

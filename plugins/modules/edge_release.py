@@ -179,6 +179,14 @@ config:
   description: Config keys before and after.
   type: dict
   returned: pushed, reverted, configured
+config_change:
+  description:
+    - The config keys a revert changed by restoring the last-known-good config (a rollout made since the
+      deploy is taken back too), as {time, deploy_id, set, before}; null when no key changed.
+    - C(set) holds each changed key's new value (null when removed), C(before) its value before; secret
+      keys redacted. The release record keeps the last such change of any write as C(config_change).
+  type: dict
+  returned: reverted
 in_force:
   description: With I(in_force_url), what the service showed ({value, waited} in seconds).
   type: dict

@@ -45,11 +45,14 @@ def assert_rollback_brings_every_node_back_to_v1_and_twice_is_a_no_op(fleet: Lab
     """make rollback NODES=all on a fleet a green deploy (test_deploy's) put on v2 with v1 as .previous: the
     deploy's green test goes on with it rather than this file deploying the same fleet again."""
     assert set(fleet_versions(fleet).values()) == {"v2"}
+    nodes = fleet.settings.node_names()
+    # A rollout since the deploy, on the last node: the rollback's restored config takes it back, and says so.
+    moved = fleet.node_dir(nodes[-1]) / "edge.conf"
+    moved.write_text(moved.read_text().replace("rollout_pct=0", "rollout_pct=40"))
 
     result = fleet.make("rollback", extra_env={"NODES": "all"})
     assert result.returncode == 0, output(result)
     assert warnings_in(result.stdout + result.stderr) == []
-    nodes = fleet.settings.node_names()
     assert fleet_versions(fleet) == dict.fromkeys(nodes, "v1")
     assert_all_ready(fleet)
     for node in nodes:
@@ -60,6 +63,9 @@ def assert_rollback_brings_every_node_back_to_v1_and_twice_is_a_no_op(fleet: Lab
         assert sha256(home / "edge.rolled-back") == sha256(artifacts["v2"])
         record = json.loads((home / "release.json").read_text())
         assert record["action"] == "rollback" and record["rolled_back"]["version"] == "v2"
+        assert (home / "edge.conf").read_text().count("rollout_pct=0") == 1
+    change = json.loads((fleet.node_dir(nodes[-1]) / "release.json").read_text())["config_change"]
+    assert (change["set"], change["before"]) == ({"rollout_pct": "0"}, {"rollout_pct": "40"})
     assert_lock_not_held(fleet)
     v1 = f"sha256:{sha256(artifacts['v1'])[:12]}"  # the fleet's v1 has no version in a release record
     printed = " ".join(result.stdout.split())  # Ansible's output folds long messages
@@ -69,7 +75,9 @@ def assert_rollback_brings_every_node_back_to_v1_and_twice_is_a_no_op(fleet: Lab
     summary = run_summary(result.stdout)
     assert summary["kind"] == "rollback" and str(summary["id"]).startswith("rollback-"), summary
     assert summary["nodes"] == [{"node": node, "before": "v2", "after": v1, "result": "rolled back"}
-                                for node in nodes], summary
+                                for node in nodes[:-1]] + [
+        {"node": nodes[-1], "before": "v2", "after": v1, "result": "rolled back; config rollout_pct 40 -> 0"}
+    ], summary
 
     # A second rollback is a no-op: no file changes, no restart, never a swap back to v2.
     files, pids = node_files(fleet), node_pids(fleet)

@@ -130,6 +130,11 @@ def test_table_shows_versions_config_lb_state_and_last_change() -> None:
     assert "NOT OK: 1 problem(s)" in text and "edge-2 is drained on lb-1" in text
 
 
+def test_last_change_names_a_config_key_removed() -> None:
+    record = {"config_change": {"set": {"rollout_pct": "0", "feature_x": None}, "time": "2024-01-03T00:00:00Z"}}
+    assert fs.last_release(record) == "set rollout_pct=0 feature_x removed 2024-01-03T00:00:00Z"
+
+
 def test_table_of_an_unreadable_node_has_placeholders() -> None:
     text = fs.render_table([{"node": "edge-9", "errors": ["x"]}], ["edge-9: x"])
     assert text.splitlines()[1].split()[:3] == ["edge-9", "?", "?"]

@@ -295,6 +295,25 @@ def test_revert_restores_previous_and_keeps_the_bad_binary_aside(node: Node) -> 
     assert record["deploy_id"] == "r1"
 
 
+def test_each_write_that_changes_config_keys_notes_it_for_make_status(node: Node) -> None:
+    deployed(node)
+    assert node.push(V2, version="v2", config={"rollout_pct": 10, "feature_x": "on"}, deploy_id="d2").rc == 0
+    change = node.record()["config_change"]
+    assert change["set"] == {"rollout_pct": "10", "feature_x": "on"} and change["deploy_id"] == "d2"
+    assert change["before"] == {"rollout_pct": "0", "feature_x": None}
+    # A rollout since the deploy: the rollback's restored config takes it back, and the record says so.
+    assert node.run({"state": "configured", "config": {"rollout_pct": 40}}).rc == 0
+    revert = node.revert(deploy_id="r1")
+    change = node.record()["config_change"]
+    assert revert.rc == 0 and revert.result["config_change"] == change
+    assert change["set"] == {"rollout_pct": "0", "feature_x": None} and change["deploy_id"] == "r1"
+    assert change["before"] == {"rollout_pct": "40", "feature_x": "on"}
+    assert node.revert().result["config_change"] is None  # nothing left to restore
+    # A push that leaves the keys as they are keeps the last change's note.
+    assert node.push(V2, version="v2", deploy_id="d3").rc == 0
+    assert node.record()["config_change"]["deploy_id"] == "r1"
+
+
 def test_second_revert_is_a_no_op_never_a_swap_back(node: Node) -> None:
     deployed(node)
     assert node.push(V2).rc == 0

@@ -106,8 +106,10 @@ def rollback_record(check_mode: bool = False) -> RunRecord:
     for node, current, needed in (("edge-1", v2, True), ("edge-2", v1, False), ("edge-3", v2, True)):
         record.ok({"ansible_facts": {"node_release_revert_needed": needed, "node_release_reverted_from": current}},
                   node)
-    record.ok({"ansible_facts": {"node_release_after": v1}}, "edge-1")
-    record.ok({"ansible_facts": {"node_release_after": v1}}, "edge-2")
+    # edge-1's restored config took back a rollout made since the deploy, and a key the deploy added.
+    restored = {"set": {"rollout_pct": "0", "feature_x": None}, "before": {"rollout_pct": "40", "feature_x": "on"}}
+    record.ok({"ansible_facts": {"node_release_after": v1, "node_release_config_restored": restored}}, "edge-1")
+    record.ok({"ansible_facts": {"node_release_after": v1, "node_release_config_restored": None}}, "edge-2")
     return record
 
 
@@ -117,7 +119,7 @@ def test_a_rollback_says_each_nodes_outcome_in_its_plans_order() -> None:
     assert lines[1:7] == [
         "Rollback rollback-1: interrupted",
         "node    before  after  result",
-        "edge-1  v2      v1     rolled back",
+        "edge-1  v2      v1     rolled back; config rollout_pct 40 -> 0, feature_x on -> (absent)",
         "edge-2  v1      v1     already on its last-known-good",
         "edge-3  v2      ?      not finished: may be out of rotation",
         "edge-4  -       -      not started",
@@ -127,7 +129,7 @@ def test_a_rollback_says_each_nodes_outcome_in_its_plans_order() -> None:
     assert data["id"] == "rollback-1" and [row["node"] for row in nodes] == ["edge-1", "edge-2", "edge-3", "edge-4"]
     checked = rollback_record(check_mode=True).lines({"edge-1": {"ok": 30}})
     assert "Rollback rollback-1: successful — CHECK MODE, nothing changed" in checked
-    assert "edge-1  v2      v1     would be rolled back" in checked
+    assert "edge-1  v2      v1     would be rolled back; config rollout_pct 40 -> 0" in checked
 
 
 def test_a_rollback_names_the_node_that_failed_and_a_failure_before_its_plan() -> None:

@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "status": Subcommand("edge_canary.ops.status", "one row per node; non-zero on drained/down nodes, mixed versions"),
     "rollout": Subcommand("edge_canary.ops.rollout", "move rollout_pct on every node, by stages"),
     "lock": Subcommand("edge_canary.ops.lock", "the control host's deploy and game-day locks"),
+    "held-deploys": Subcommand("edge_canary.ops.held", "which deploys their SLI gate held (for status), as JSON"),
     "lock-keep": Subcommand("edge_canary.ops.lock_remote", "keep the watch host's deploy lock while this run lives"),
     "watch-service": Subcommand("edge_canary.ops.watch_service", "start the watcher as a service on the watch host"),
     "wait-verdict": Subcommand("edge_canary.ops.wait_verdict", "wait for the SLI watcher's verdict file"),

@@ -3,7 +3,8 @@ it, one row per edge node.
 
 Runs playbooks/status.yml (read-only) for the records, then judges them. Exit 0 when every node is
 up, ready on every load balancer and the fleet runs one version; 1 naming each problem (drained or
-in maintenance, down, mixed versions or rollout_pct, unfinished push or rollback, unreadable node);
+in maintenance, down, mixed versions or rollout_pct, unfinished push or rollback, a deploy held by its SLI
+gate and not yet resumed or rolled back, unreadable node);
 2 when the fleet could not be read at all. A deploy, rollback, rollout or game-day drill holding the lock is
 named (IN PROGRESS: …): what it is in the middle of, mixed versions or a drained canary, is still counted.
 """
@@ -135,6 +136,25 @@ def fleet_problems(rows: list[Row]) -> list[str]:
     return found
 
 
+def held_problems(rows: list[Row], held: list[dict[str, Any]]) -> list[str]:
+    """Each deploy its SLI gate held (edge-canary held-deploys) that nobody has decided yet: its canary still
+    runs its release while some of its nodes do not. A resume or a new deploy that finished the roll, or a
+    rollback of the canary, closes it."""
+    sha_of = {row["node"]: ((row.get("release") or {}).get("current") or {}).get("sha256") for row in rows}
+    found = []
+    for deploy in held:
+        deploy_id, canary, sha = deploy.get("deploy_id"), deploy.get("canary"), deploy.get("sha256")
+        if not sha or sha_of.get(canary) != sha:
+            continue
+        behind = [node for node in deploy.get("nodes") or [] if node in sha_of and sha_of[node] != sha]
+        if behind:
+            found.append(f"deploy {deploy_id} is held (its SLI gate said HOLD: {deploy.get('reason')}): {canary} "
+                         f"runs {deploy.get('version') or short(sha)}, {', '.join(behind)} not yet. Decide: "
+                         f"make resume DEPLOY_ID={deploy_id} (a fresh SLI gate, then the rest) or make rollback "
+                         f"NODES={canary}")
+    return found
+
+
 # --- pure: rendering ---------------------------------------------------------------------------
 
 
@@ -219,8 +239,8 @@ def render_table(rows: list[Row], problems: list[str], running: list[str] | None
     return "\n".join(lines)
 
 
-def report(rows: list[Row], locks: list[str] | None = None) -> dict[str, Any]:
-    problems = fleet_problems(rows)
+def report(rows: list[Row], locks: list[str] | None = None, held: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    problems = held_problems(rows, held or []) + fleet_problems(rows)  # a held deploy explains mixed versions
     return {"ok": not problems, "problems": problems, "nodes": rows, "in_progress": in_progress(locks or [])}
 
 
@@ -251,7 +271,7 @@ def where_the_fleet_stands(inventory: str | None) -> str:
     records, _ = read_fleet(inventory)
     if records is None:
         return "could not read the fleet: run make status"
-    return render_table(records["nodes"], report(records["nodes"])["problems"])
+    return render_table(records["nodes"], report(records["nodes"], held=records.get("held"))["problems"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
               f"its last lines:\n{tail}", file=sys.stderr)
         return EXIT_UNREADABLE
     rows = records["nodes"]
-    result = report(rows, records.get("locks"))
+    result = report(rows, records.get("locks"), records.get("held"))
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
     else:

@@ -163,6 +163,13 @@ def test_a_held_deploy_resumed_with_approve_waits_for_make_approve_then_rolls_th
     assert (f"Held: edge-2 stays on v2, in rotation, and nothing after it rolled. Decide: make resume "
             f"DEPLOY_ID={held_id} (a fresh SLI gate, then the rest) or make rollback NODES=edge-2") in held.stdout
     assert fleet_versions(fleet) == {"edge-1": "v1", "edge-2": "v2", "edge-3": "v1"}
+    # make status names the held deploy until it is decided, with both ways to decide it.
+    status = fleet.make("status", extra_env={"JSON": ""})
+    shown = " ".join(status.stdout.split())
+    assert status.returncode != 0 and f"deploy {held_id} is held (its SLI gate said HOLD: " in shown, \
+        status.stdout[-3000:]
+    assert (f"edge-2 runs v2, edge-1, edge-3 not yet. Decide: make resume DEPLOY_ID={held_id} (a fresh SLI gate, "
+            "then the rest) or make rollback NODES=edge-2") in shown, status.stdout[-3000:]
     pid_before = fleet.node_version("edge-2").get("pid")
     set_noise(fleet, "0", "0")
 
@@ -214,6 +221,7 @@ def test_a_held_deploy_resumed_with_approve_waits_for_make_approve_then_rolls_th
     assert fleet_versions(fleet) == {"edge-1": "v2", "edge-2": "v2", "edge-3": "v2"}
     assert fleet.node_version("edge-2").get("pid") == pid_before  # not pushed (or restarted) again
     assert json.loads((run.run_dir / "deploy.json").read_text())["resumed_from"] == held_id
+    assert "is held" not in fleet.make("status", extra_env={"JSON": ""}).stdout  # decided: resumed to the end
     # Progress while waiting: who to ask, the exact commands.
     assert f"make approve DEPLOY_ID={deploy_id}" in out and f"make abort DEPLOY_ID={deploy_id}" in out
     assert "ask the release owner or the edge on-call" in out

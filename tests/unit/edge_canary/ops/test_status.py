@@ -154,3 +154,20 @@ def test_a_run_holding_the_lock_is_named_and_a_free_or_stale_lock_is_not() -> No
     text = fs.render_table(rows, result["problems"], result["in_progress"])
     assert "\nIN PROGRESS: deploy d1 by alice (pid 42, since 2026-12-07T05:29:12Z)\n\nNOT OK: " in text
     assert "IN PROGRESS" not in fs.render_table(rows, result["problems"], fs.in_progress(["deploy: free"]))
+
+
+HELD = {"deploy_id": "d1", "canary": "edge-1", "reason": "not enough evidence", "sha256": V2, "version": "v2",
+        "nodes": ["edge-1", "edge-2", "edge-3"]}
+
+
+def test_a_held_deploy_is_named_with_what_to_do_until_it_is_decided() -> None:
+    canary_on_v2 = [row("edge-1", sha=V2, version="v2", running="v2"), row("edge-2"), row("edge-3")]
+    result = fs.report(canary_on_v2, held=[HELD])
+    assert result["ok"] is False
+    assert ("deploy d1 is held (its SLI gate said HOLD: not enough evidence): edge-1 runs v2, edge-2, edge-3 "
+            "not yet. Decide: make resume DEPLOY_ID=d1 (a fresh SLI gate, then the rest) or make rollback "
+            "NODES=edge-1") in result["problems"]
+    # Decided: resumed (or deployed again) to the end, or the canary rolled back.
+    finished = [row(node, sha=V2, version="v2", running="v2") for node in ("edge-1", "edge-2", "edge-3")]
+    assert fs.held_problems(finished, [HELD]) == []
+    assert fs.held_problems([row("edge-1"), row("edge-2"), row("edge-3")], [HELD]) == []

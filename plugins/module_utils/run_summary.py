@@ -217,6 +217,19 @@ def table(rows: list[dict[str, str]]) -> list[str]:
             *("  ".join(row[key].ljust(widths[key]) for key in row).rstrip() for row in rows)]
 
 
+def failed_items(result: Mapping[str, Any]) -> str:
+    """A loop's failed items, each with its message ('lb-2: cannot connect …'): Ansible's own message for
+    the task is only 'One or more items failed'."""
+    items = [item for item in result.get("results") or [] if isinstance(item, Mapping) and item.get("failed")]
+    return "; ".join(f"{item.get('_ansible_item_label', item.get('item'))}: "
+                     f"{item.get('msg') or item.get('stderr') or 'failed'}" for item in items)
+
+
+def failure_reason(result: Mapping[str, Any]) -> str:
+    """What a failed task says went wrong: its failed items' messages for a loop, else its own."""
+    return failed_items(result) or str(result.get("msg") or result.get("stderr") or result.get("reason") or "failed")
+
+
 def _first_line(value: Any) -> str:
     text = " ".join(str(value or "").split())
     return text if len(text) <= 400 else text[:397] + "..."
@@ -261,7 +274,7 @@ class RunRecord:
 
     def failed(self, host: str, task: str, result: Mapping[str, Any]) -> None:
         """A task that failed on `host` (not ignored)."""
-        msg = _first_line(result.get("msg") or result.get("stderr") or result.get("reason") or "failed")
+        msg = _first_line(failure_reason(result))
         if result.get("refused"):
             self.kind = str(result.get("edge_canary_request") or self.kind)
             self.refused = msg

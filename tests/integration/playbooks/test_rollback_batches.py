@@ -1,6 +1,6 @@
 """Emergency rollback at fleet scale (issue 16): rollback.yml restores nodes in parallel batches
 (rollback_batch) and never has more than rollback_max_unavailable out of rotation at once, sampled from
-HAProxy's own view during the run."""
+HAProxy's own view during the run; a load balancer that does not answer is named."""
 
 from __future__ import annotations
 
@@ -90,6 +90,18 @@ def test_a_node_that_fails_its_revert_leaves_the_rest_of_its_batch_in_rotation(
     rows = {row["node"]: row["result"] for row in run_summary(result.stdout)["nodes"]}
     assert rows["edge-1"] == "rolled back" and rows["edge-3"] == "not started", rows
     assert rows["edge-2"].startswith("failed: REVERT FAILED on edge-2"), rows
+
+
+def test_a_load_balancer_that_does_not_answer_is_named_with_its_error(fleet: Lab, tmp_path: Path) -> None:
+    """Not Ansible's "One or more items failed" for the loop over the load balancers: which one, and why."""
+    nobody = tmp_path / "nobody-listens.sock"
+    result = fleet.playbook("rollback.yml", "-e", json.dumps({"rollback_nodes": "edge-1",
+                                                              "haproxy_server_socket": str(nobody)}))
+    assert result.returncode != 0
+    [row] = run_summary(result.stdout)["nodes"]
+    assert row["result"].startswith("failed: REVERT FAILED on edge-1 at "), row
+    assert f": lb-1: cannot connect to HAProxy socket {nobody}: " in row["result"], row
+    assert "One or more items failed" not in result.stdout, result.stdout[-3000:]
 
 
 def test_batch_alone_keeps_one_node_in_rotation(fleet: Lab) -> None:

@@ -274,3 +274,15 @@ def test_a_held_gate_says_what_stays_and_what_to_decide(tmp_path: Path) -> None:
 ])
 def test_a_release_is_named_by_its_version_or_else_its_sha256(release: dict[str, object] | None, name: str) -> None:
     assert release_name(release) == name
+
+
+def test_a_failed_loop_is_named_by_its_failed_items_not_ansibles_one_or_more_items_failed() -> None:
+    record = RunRecord()
+    record.failed("localhost", "Read each load balancer", {"msg": "One or more items failed", "results": [
+        {"item": "lb-1", "failed": False},
+        {"item": "lb-2", "failed": True, "msg": "cannot connect to HAProxy socket /2.sock: Connection refused"},
+        {"item": {"key": "lb-3"}, "_ansible_item_label": "lb-3", "failed": True, "msg": "timed out"},
+    ]})
+    assert record.failures == [{"host": "localhost", "task": "Read each load balancer",
+                                "msg": "lb-2: cannot connect to HAProxy socket /2.sock: Connection refused; "
+                                       "lb-3: timed out"}]

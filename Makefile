@@ -101,7 +101,7 @@ rollout: setup ## Move rollout_pct on every node: make rollout PCT=10 | STAGES="
 # checked by edge-canary gameday itself; reports in REPORT_DIR (reports/). docs/GAMEDAY.md has the knobs.
 # Literal like the runbook's variables; ARTIFACTS_DIR too, read by edge-canary gameday from the environment.
 gameday_vars := SCENARIO ALLOW_PRODUCTION REPORT_DIR MAX_STALENESS HEALTH_TIMEOUT GAMEDAY_RPS LOADGEN_URL \
-       MAX_COLLATERAL ROLLOUT_STAGES PROM_STOP_CMD PROM_START_CMD ARTIFACTS_DIR
+       MAX_COLLATERAL BACKGROUND_ERRORS ROLLOUT_STAGES PROM_STOP_CMD PROM_START_CMD ARTIFACTS_DIR
 $(call literal,$(gameday_vars))
 export $(gameday_vars)
 

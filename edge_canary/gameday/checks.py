@@ -7,11 +7,13 @@ Check with a name that says what was expected; a drill passes when every check d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from edge_canary.gameday.fleet import NodeFiles, Sample, ServerState
 from edge_canary.lab.loadgen_records import NOT_SENT, Request, parse_requests  # noqa: F401 (parse_requests: chk.parse_requests)
+from watcher.stats import binom_sf
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class Traffic:
     slow_by_release: int  # answered by the release above the p95 limit
     first_bad_at: float | None  # epoch time of the first failed or slow answer of the release
     collateral_requests: tuple[Request, ...]
+    background: int = 0  # the last-known-good release's own failures, within the fleet's BACKGROUND_ERRORS
 
     @property
     def collateral_examples(self) -> tuple[str, ...]:
@@ -169,6 +172,45 @@ def check_collateral(t: Traffic, allowed: int, samples: list[Sample] | None = No
     if charged:
         detail += ": " + ", ".join(describe(r) for r in charged[:5])
     return Check("no collateral failures", len(charged) <= allowed, detail)
+
+
+# A staging fleet's own background 5xx (BACKGROUND_ERRORS) excuse failures the last-known-good release answered
+# itself only up to the count its share gives but for a 1-in-1000 chance: more is the drill's doing.
+BACKGROUND_TAIL = 0.001
+
+
+def background_allowance(answered: int, share: float) -> int:
+    """The most failures `answered` requests of a healthy release give at its background 5xx `share`, but for a
+    BACKGROUND_TAIL chance (the smallest k with P(X > k) <= BACKGROUND_TAIL, X ~ Binomial(answered, share))."""
+    if share <= 0 or answered <= 0:
+        return 0
+    k = math.floor(answered * share)
+    while k < answered and binom_sf(k + 1, answered, share) > BACKGROUND_TAIL:
+        k += 1
+    return k
+
+
+def background(request: Request, good_version: str) -> bool:
+    """A failure the last-known-good release answered itself (its own 5xx, its version header): what a fleet's
+    background errors look like, unlike HAProxy's own answers or a connection that failed."""
+    return request.failed and request.version == good_version and (request.status or 0) >= 500
+
+
+def split_background(requests: list[Request], t: Traffic, good_version: str, share: float) -> tuple[Traffic, Check]:
+    """With the fleet's background 5xx share: the last-known-good release's own failures within it are taken out
+    of the collateral (the returned Traffic), and a check says how many and against what allowance."""
+    answered = sum(1 for r in requests if r.sent and r.version == good_version)
+    own = [r for r in t.collateral_requests if background(r, good_version)]
+    allowed = background_allowance(answered, share)
+    within = len(own) <= allowed
+    detail = (f"{len(own)} failure(s) answered by {good_version} itself, of {answered} it answered: "
+              f"{'within' if within else 'MORE than'} the fleet's background 5xx (BACKGROUND_ERRORS={share:g}: "
+              f"up to {allowed})")
+    if not within:
+        return t, Check("background failures", False, detail + "; counted as collateral")
+    rest = tuple(r for r in t.collateral_requests if not background(r, good_version))
+    return (replace(t, collateral=len(rest), collateral_requests=rest, background=len(own)),
+            Check("background failures", True, detail))
 
 
 # Reading a live node's /version or an LB's admin socket directly takes milliseconds on a healthy lab: a read

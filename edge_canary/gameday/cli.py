@@ -70,6 +70,17 @@ def positive(name: str, text: str | None) -> float | None:
     return value
 
 
+def share(name: str, text: str) -> float:
+    """A share of requests, 0 to 0.5 (a fleet failing more than half its requests has no background to speak of)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise Refused(f"{name}={text!r} is not a number; e.g. {name}=0.002") from None
+    if not 0 <= value <= 0.5:
+        raise Refused(f"{name}={text!r} must be from 0 to 0.5; e.g. {name}=0.002")
+    return value
+
+
 def parse(argv: list[str] | None, env: dict[str, str]) -> argparse.Namespace:
     p = _Parser(prog=PROG, description=__doc__, epilog=f"scenarios:\n{listing()}",
                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -96,6 +107,9 @@ def parse(argv: list[str] | None, env: dict[str, str]) -> argparse.Namespace:
                    "load balancer (default: the lab's frontend) [LOADGEN_URL]")
     p.add_argument("--max-collateral", default=env.get("MAX_COLLATERAL") or "0", help="failed requests the broken "
                    "release did not fail itself that a drill tolerates (default 0) [MAX_COLLATERAL]")
+    p.add_argument("--background-errors", default=env.get("BACKGROUND_ERRORS") or "0", help="the staging fleet's "
+                   "own background 5xx share, 0 to 0.5: failures the last-known-good release answers itself within "
+                   "it are not collateral (default 0) [BACKGROUND_ERRORS]")
     p.add_argument("--rollout-stages", default=env.get("ROLLOUT_STAGES") or "10 50", help="bad-rollout: the "
                    "rollout_pct stages (default '10 50') [ROLLOUT_STAGES]")
     p.add_argument("--prom-stop-cmd", default=env.get("PROM_STOP_CMD") or None, help="prometheus-outage on a "
@@ -121,6 +135,7 @@ def options_from(args: argparse.Namespace) -> Options:
     stages = args.rollout_stages.split()
     if not stages or not all(WHOLE.fullmatch(s) and 0 < int(s) <= 100 for s in stages):
         raise Refused(f"ROLLOUT_STAGES={args.rollout_stages!r} must be whole percentages from 1 to 100, e.g. '10 50'")
+    background_errors = share("BACKGROUND_ERRORS", args.background_errors)
     rps = positive("GAMEDAY_RPS", args.rps)
     health = positive("HEALTH_TIMEOUT", args.health_timeout)
     return Options(
@@ -134,6 +149,7 @@ def options_from(args: argparse.Namespace) -> Options:
         rps=rps or 20.0,
         loadgen_url=args.loadgen_url,
         max_collateral=max_collateral,
+        background_errors=background_errors,
         rollout_stages=" ".join(stages),
     )
 
@@ -147,7 +163,8 @@ def one_line(result: DrillResult) -> str:
     verdict = "PASS" if result.passed else "FAIL"
     line = f"gameday {result.scenario.name}: {verdict} — the tool said {result.tool_verdict}"
     if t is not None:
-        line += (f"; {t.sent} requests, {t.failed_by_release} failed by the release, {t.collateral} collateral"
+        line += (f"; {t.sent} requests, {t.failed_by_release} failed by the release, "
+                 f"{f'{t.background} background, ' if t.background else ''}{t.collateral} collateral"
                  f"{f', {t.not_sent} not sent' if t.not_sent else ''}")
     return line
 

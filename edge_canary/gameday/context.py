@@ -28,6 +28,7 @@ class Options:
     rps: float = 20.0
     loadgen_url: str | None = None
     max_collateral: int = 0
+    background_errors: float = 0.0  # the staging fleet's own background 5xx share (BACKGROUND_ERRORS)
     rollout_stages: str = "10 50"
     prom_switch: PrometheusSwitch | None = None
     play_timeout: float = 1200.0

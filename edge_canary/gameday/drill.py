@@ -129,6 +129,12 @@ class Drill:
         except OSError:
             early = []
         failed = [r for r in early if r.sent and r.failed]
+        share = self.ctx.options.background_errors
+        if share > 0 and self.base is not None:  # the fleet's own background 5xx, within what its share gives
+            own = [r for r in failed if chk.background(r, self.base.version)]
+            answered = sum(1 for r in early if r.sent and r.version == self.base.version)
+            if len(own) <= chk.background_allowance(answered, share):
+                failed = [r for r in failed if r not in own]
         if not early or failed:
             what = f"{len(failed)} of {len(early)} requests failed" if early else "no request was answered"
             raise NotReady(f"the fleet is not serving cleanly before the drill ({what} in {WARM_UP_S:g} s through "
@@ -144,7 +150,8 @@ class Drill:
             self.loadgen.stop()
         samples = self.sampler.stop() if self.sampler else []
         judge_traffic(self.result, self.folder, samples, self.disturbance, self.ctx.options.max_collateral,
-                      version, node, self.ctx.fleet.node_lbs[node], pushed_at, variant)
+                      version, node, self.ctx.fleet.node_lbs[node], pushed_at, variant,
+                      self.ctx.options.background_errors)
 
     def canary_flow(self) -> None:
         s, ctx, result = self.scenario, self.ctx, self.result

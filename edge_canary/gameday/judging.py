@@ -67,9 +67,10 @@ def back_on_baseline(base: Baseline, fleet: Fleet, now: Sample, release_sha: str
 
 def judge_traffic(result: DrillResult, folder: Path, samples: list[Sample], disturbance: Disturbance,
                   max_collateral: int, version: str, node: str, node_lbs: tuple[str, ...], pushed_at: float | None,
-                  variant: str | None = None) -> None:
+                  variant: str | None = None, background_share: float = 0.0) -> None:
     """Count the requests and the samples of the drill (once the load has stopped): the traffic checks and
-    figures, and the moments the release was first seen and the old one back, on the timeline."""
+    figures, and the moments the release was first seen and the old one back, on the timeline. With the
+    fleet's background 5xx share, the last-known-good release's own failures within it are not collateral."""
     write_samples(samples, folder / "samples.jsonl")
     try:
         lines = (folder / "requests.jsonl").read_text().splitlines()
@@ -77,6 +78,9 @@ def judge_traffic(result: DrillResult, folder: Path, samples: list[Sample], dist
         lines = []
     requests = chk.parse_requests(lines)
     t = chk.traffic(requests, version, result.thresholds[0], variant)
+    if background_share > 0:
+        t, within = chk.split_background(requests, t, result.lkg_version, background_share)
+        result.checks.append(within)
     result.traffic = t
     result.checks += [
         chk.check_traffic_flowed(t),

@@ -207,7 +207,8 @@ def figures(result: DrillResult) -> list[tuple[str, str]]:
     if t is not None:
         rows += [
             ("requests sent", str(t.sent)),
-            ("requests failed", f"{t.failed} ({t.failed_by_release} by the release itself, {t.collateral} collateral)"),
+            ("requests failed", f"{t.failed} ({t.failed_by_release} by the release itself, "
+                                f"{f'{t.background} background, ' if t.background else ''}{t.collateral} collateral)"),
             ("answered by the release", f"{t.served_by_release} ({t.slow_by_release} above the p95 limit)"),
             ("not sent (load generator's own limit)", str(t.not_sent)),
         ]

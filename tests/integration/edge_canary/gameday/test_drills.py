@@ -58,7 +58,7 @@ def report_of(reports: Path, scenario: str) -> str:
     return md.read_text()
 
 
-def assert_fleet_on(lab: Lab, artifact: Path) -> None:
+def assert_fleet_on(lab: Lab, artifact: Path, config: str = "rollout_pct=0\n") -> None:
     """Every node serves the artifact, holds it as binary and as .previous, READY and UP, no lock left."""
     version = artifact.name.removeprefix("edge-")
     wanted = sha256(artifact)
@@ -67,7 +67,7 @@ def assert_fleet_on(lab: Lab, artifact: Path) -> None:
         assert serves(lab, node, version), f"{node} does not serve {version}"
         assert sha256(home / "edge") == wanted, f"{node}'s binary is not {version}"
         assert sha256(home / "edge.previous") == wanted, f"{node}'s .previous is not {version}"
-        assert (home / "edge.conf").read_text().strip() == "rollout_pct=0", f"{node}'s config changed"
+        assert (home / "edge.conf").read_text().strip() == config.strip(), f"{node}'s config changed"
     assert set(lab.lb_states().values()) == {"READY"}, lab.lb_states()
     lab.wait_until(lambda: {row["status"] for row in lab.server_stats().values()} == {"UP"}, 30, "every node UP")
     assert not list((lab.lab_dir / "control").glob("*.lock")), "a lock was left behind"
@@ -214,10 +214,15 @@ def test_green_a_good_release_is_promoted_then_rolled_back(fleet: Lab, tmp_path:
 # tests/integration/watcher/test_lab.py proves through a real deploy; likewise `unhealthy` beside `crash`
 # below (tests/integration/playbooks/test_deploy.py puts both back). The scenario table is unit-tested.
 def test_a_bad_release_is_reverted_by_the_watcher(fleet: Lab, tmp_path: Path, artifacts: dict[str, Path]) -> None:
+    """On a staging fleet with background errors, as real ones have: the last-known-good's own failures within
+    BACKGROUND_ERRORS are not charged to the drill (the fixture's reset takes the noise away again)."""
     scenario, release = "errors", "v2-errors"
-    done = run_drill(fleet, scenario, artifacts, tmp_path)
+    noisy = "rollout_pct=0\nnoise_errors=0.005\n"  # 0.5 % background 5xx on every node, under the 1 % SLO
+    for node in fleet.settings.node_names():
+        (fleet.node_dir(node) / "edge.conf").write_text(noisy)
+    done = run_drill(fleet, scenario, artifacts, tmp_path, "--background-errors", "0.005")
     assert_passed(done, scenario, "reverted")
-    assert_fleet_on(fleet, artifacts["v1"])
+    assert_fleet_on(fleet, artifacts["v1"], config=noisy)
     assert_reverted(fleet, artifacts[release])
     # The drill's own deploy went past its own game-day lock, and that was logged.
     run_id = re.search(r"^gameday: (gameday-\S+):", done.stdout, re.M).group(1)  # type: ignore[union-attr]
@@ -226,7 +231,9 @@ def test_a_bad_release_is_reverted_by_the_watcher(fleet: Lab, tmp_path: Path, ar
     assert forced and f" during drill {run_id} by " in forced[0]
     report = report_of(tmp_path, scenario)
     assert "| first bad response → detection |" in report
-    assert re.search(r"\| requests failed \| \d+ \(\d+ by the release itself, 0 collateral\) \|", report)
+    assert re.search(r"\| requests failed \| \d+ \(\d+ by the release itself, (\d+ background, )?0 collateral\) \|",
+                     report), report
+    assert expectation_rows(report)["background failures"] == "PASS", report
 
 
 def test_a_release_that_fails_its_roll_is_put_back_before_any_client_sees_it(

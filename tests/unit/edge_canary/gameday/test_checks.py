@@ -166,6 +166,28 @@ def test_collateral_is_allowed_up_to_the_limit_and_named() -> None:
     assert "503 from no edge node" in chk.check_collateral(t, 0).detail
 
 
+def test_background_allowance_is_the_binomial_tail_of_the_fleets_own_5xx_share() -> None:
+    assert chk.background_allowance(1000, 0.0) == 0 and chk.background_allowance(0, 0.002) == 0
+    # 1000 answers at 0.2 %: 2 expected; P(X > 8) = 0.00023 is under 1 in 1000, P(X > 7) = 0.00108 is not.
+    assert chk.background_allowance(1000, 0.002) == 8
+    assert chk.background_allowance(100, 0.002) == 3  # P(X > 2) = 0.00112, P(X > 3) = 0.00005
+
+
+def test_the_good_releases_own_failures_within_the_background_are_not_collateral() -> None:
+    answered = [req(i, 200, "v1") for i in range(996)]
+    own = [req(1000.0 + i, 503, "v1") for i in range(4)]  # its own 503s, with its version header
+    haproxy = req(2000.0, 503, None)  # HAProxy's own answer: never background
+    requests = chk.parse_requests(answered + own + [haproxy])
+    t, within = chk.split_background(requests, chk.traffic(requests, "v2", 0.3), "v1", 0.002)
+    assert within.ok and "4 failure(s) answered by v1 itself, of 1000 it answered" in within.detail, within
+    assert (t.collateral, t.background, t.failed) == (1, 4, 5)
+    assert not chk.check_collateral(t, 0).ok and chk.check_collateral(t, 1).ok
+    # More than the background gives: the good release failing is the drill's doing, all of it collateral.
+    many = chk.parse_requests(answered + [req(3000.0 + i, 503, "v1") for i in range(9)])
+    t, within = chk.split_background(many, chk.traffic(many, "v2", 0.3), "v1", 0.002)
+    assert not within.ok and "MORE than" in within.detail and (t.collateral, t.background) == (9, 0)
+
+
 def test_collateral_while_the_drills_own_direct_reads_stalled_is_counted_apart() -> None:
     ready = {"lb-1": {n: ServerState("READY", True) for n in ("edge-1", "edge-2")}}
     t = chk.traffic(chk.parse_requests([req(50.0, 503, None), req(50.2, 503, None)]), "v2", 0.3)

@@ -230,3 +230,15 @@ def test_gameday_numbers_with_non_ascii_digits_are_refused_not_a_traceback(
     assert code != 0
     err = capsys.readouterr()
     assert name in err.err + err.out and "Traceback" not in err.err + err.out
+
+
+@pytest.mark.parametrize("value", ["0.6", "-0.1", "nan", "2%", "abc"])
+def test_a_background_errors_share_outside_0_to_half_is_refused_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], value: str) -> None:
+    from edge_canary.gameday import cli as gameday
+
+    monkeypatch.setenv("BACKGROUND_ERRORS", value)
+    monkeypatch.setenv("GAMEDAY_RPS", "-1")  # refused anyway, never a drill from here
+    assert gameday.main(["--scenario", "green"]) != 0
+    err = capsys.readouterr()
+    assert f"BACKGROUND_ERRORS={value!r}" in err.err + err.out and "Traceback" not in err.err + err.out

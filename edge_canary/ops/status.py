@@ -167,8 +167,10 @@ def last_release(record: dict[str, Any]) -> str:
                      + (f" ({record['deploy_id']})" if record.get("deploy_id") else ""))
     change = record.get("config_change") or {}
     if change.get("set"):
-        keys = " ".join(f"{k}={v}" if v is not None else f"{k} removed" for k, v in change["set"].items())
-        parts.append(f"set {keys} {change.get('time', '?')}")
+        written = " ".join(f"{k}={v}" for k, v in change["set"].items() if v is not None)
+        removed = " ".join(k for k, v in change["set"].items() if v is None)
+        what = ", ".join(([f"set {written}"] if written else []) + ([f"removed {removed}"] if removed else []))
+        parts.append(f"{what} {change.get('time', '?')}")
     return "; ".join(parts) or "-"
 
 

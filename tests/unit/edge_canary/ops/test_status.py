@@ -132,7 +132,9 @@ def test_table_shows_versions_config_lb_state_and_last_change() -> None:
 
 def test_last_change_names_a_config_key_removed() -> None:
     record = {"config_change": {"set": {"rollout_pct": "0", "feature_x": None}, "time": "2024-01-03T00:00:00Z"}}
-    assert fs.last_release(record) == "set rollout_pct=0 feature_x removed 2024-01-03T00:00:00Z"
+    assert fs.last_release(record) == "set rollout_pct=0, removed feature_x 2024-01-03T00:00:00Z"
+    record["config_change"]["set"] = {"feature_x": None}
+    assert fs.last_release(record) == "removed feature_x 2024-01-03T00:00:00Z"
 
 
 def test_table_of_an_unreadable_node_has_placeholders() -> None:

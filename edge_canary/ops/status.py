@@ -136,23 +136,28 @@ def fleet_problems(rows: list[Row]) -> list[str]:
     return found
 
 
-def held_problems(rows: list[Row], held: list[dict[str, Any]]) -> list[str]:
-    """Each deploy its SLI gate held (edge-canary held-deploys) that nobody has decided yet: its canary still
-    runs its release while some of its nodes do not. A resume or a new deploy that finished the roll, or a
-    rollback of the canary, closes it."""
+def undecided(rows: list[Row], held: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The deploys its SLI gate held (edge-canary held-deploys) that nobody has decided yet, each with the nodes
+    still `behind`: its canary still runs its release while some of its nodes do not. A resume or a new deploy
+    that finished the roll, or a rollback of the canary, decides it."""
     sha_of = {row["node"]: ((row.get("release") or {}).get("current") or {}).get("sha256") for row in rows}
     found = []
     for deploy in held:
-        deploy_id, canary, sha = deploy.get("deploy_id"), deploy.get("canary"), deploy.get("sha256")
-        if not sha or sha_of.get(canary) != sha:
+        sha = deploy.get("sha256")
+        if not sha or sha_of.get(deploy.get("canary")) != sha:
             continue
         behind = [node for node in deploy.get("nodes") or [] if node in sha_of and sha_of[node] != sha]
         if behind:
-            found.append(f"deploy {deploy_id} is held (its SLI gate said HOLD: {deploy.get('reason')}): {canary} "
-                         f"runs {deploy.get('version') or short(sha)}, {', '.join(behind)} not yet. Decide: "
-                         f"make resume DEPLOY_ID={deploy_id} (a fresh SLI gate, then the rest) or make rollback "
-                         f"NODES={canary}")
+            found.append({**deploy, "behind": behind})
     return found
+
+
+def held_problem(deploy: dict[str, Any]) -> str:
+    deploy_id, canary = deploy.get("deploy_id"), deploy.get("canary")
+    return (f"deploy {deploy_id} is held (its SLI gate said HOLD: {deploy.get('reason')}): {canary} runs "
+            f"{deploy.get('version') or short(deploy.get('sha256'))}, {', '.join(deploy['behind'])} not yet. "
+            f"Decide: make resume DEPLOY_ID={deploy_id} (a fresh SLI gate, then the rest) or make rollback "
+            f"NODES={canary}")
 
 
 # --- pure: rendering ---------------------------------------------------------------------------
@@ -242,8 +247,10 @@ def render_table(rows: list[Row], problems: list[str], running: list[str] | None
 
 
 def report(rows: list[Row], locks: list[str] | None = None, held: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    problems = held_problems(rows, held or []) + fleet_problems(rows)  # a held deploy explains mixed versions
-    return {"ok": not problems, "problems": problems, "nodes": rows, "in_progress": in_progress(locks or [])}
+    holds = undecided(rows, held or [])
+    problems = [held_problem(h) for h in holds] + fleet_problems(rows)  # a held deploy explains mixed versions
+    return {"ok": not problems, "problems": problems, "nodes": rows, "in_progress": in_progress(locks or []),
+            "held": holds}
 
 
 # --- side effects ------------------------------------------------------------------------------

@@ -166,10 +166,11 @@ def test_a_held_deploy_is_named_with_what_to_do_until_it_is_decided() -> None:
     canary_on_v2 = [row("edge-1", sha=V2, version="v2", running="v2"), row("edge-2"), row("edge-3")]
     result = fs.report(canary_on_v2, held=[HELD])
     assert result["ok"] is False
-    assert ("deploy d1 is held (its SLI gate said HOLD: not enough evidence): edge-1 runs v2, edge-2, edge-3 "
-            "not yet. Decide: make resume DEPLOY_ID=d1 (a fresh SLI gate, then the rest) or make rollback "
-            "NODES=edge-1") in result["problems"]
+    said = ("deploy d1 is held (its SLI gate said HOLD: not enough evidence): edge-1 runs v2, edge-2, edge-3 "
+            "not yet. Decide: make resume DEPLOY_ID=d1 (a fresh SLI gate, then the rest) or make rollback NODES=edge-1")
+    assert result["problems"][0] == said  # first: it explains the mixed versions below it
+    assert result["held"] == [{**HELD, "behind": ["edge-2", "edge-3"]}]  # JSON=1 has it too
     # Decided: resumed (or deployed again) to the end, or the canary rolled back.
     finished = [row(node, sha=V2, version="v2", running="v2") for node in ("edge-1", "edge-2", "edge-3")]
-    assert fs.held_problems(finished, [HELD]) == []
-    assert fs.held_problems([row("edge-1"), row("edge-2"), row("edge-3")], [HELD]) == []
+    assert fs.undecided(finished, [HELD]) == []
+    assert fs.undecided([row("edge-1"), row("edge-2"), row("edge-3")], [HELD]) == []

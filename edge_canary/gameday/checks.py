@@ -196,12 +196,18 @@ def background(request: Request, good_version: str) -> bool:
     return request.failed and request.version == good_version and (request.status or 0) >= 500
 
 
+def own_failures(requests: list[Request], failures: Sequence[Request], good_version: str,
+                 share: float) -> tuple[list[Request], int, int]:
+    """Of `failures`, those the last-known-good release answered itself; how many its background 5xx `share`
+    allows for the requests it answered; and how many it answered."""
+    answered = sum(1 for r in requests if r.sent and r.version == good_version)
+    return [r for r in failures if background(r, good_version)], background_allowance(answered, share), answered
+
+
 def split_background(requests: list[Request], t: Traffic, good_version: str, share: float) -> tuple[Traffic, Check]:
     """With the fleet's background 5xx share: the last-known-good release's own failures within it are taken out
     of the collateral (the returned Traffic), and a check says how many and against what allowance."""
-    answered = sum(1 for r in requests if r.sent and r.version == good_version)
-    own = [r for r in t.collateral_requests if background(r, good_version)]
-    allowed = background_allowance(answered, share)
+    own, allowed, answered = own_failures(requests, t.collateral_requests, good_version, share)
     within = len(own) <= allowed
     detail = (f"{len(own)} failure(s) answered by {good_version} itself, of {answered} it answered: "
               f"{'within' if within else 'MORE than'} the fleet's background 5xx (BACKGROUND_ERRORS={share:g}: "

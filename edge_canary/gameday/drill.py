@@ -129,11 +129,9 @@ class Drill:
         except OSError:
             early = []
         failed = [r for r in early if r.sent and r.failed]
-        share = self.ctx.options.background_errors
-        if share > 0 and self.base is not None:  # the fleet's own background 5xx, within what its share gives
-            own = [r for r in failed if chk.background(r, self.base.version)]
-            answered = sum(1 for r in early if r.sent and r.version == self.base.version)
-            if len(own) <= chk.background_allowance(answered, share):
+        if self.base is not None:  # the fleet's own background 5xx, within what BACKGROUND_ERRORS gives
+            own, allowed, _ = chk.own_failures(early, failed, self.base.version, self.ctx.options.background_errors)
+            if len(own) <= allowed:
                 failed = [r for r in failed if r not in own]
         if not early or failed:
             what = f"{len(failed)} of {len(early)} requests failed" if early else "no request was answered"

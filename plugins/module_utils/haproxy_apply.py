@@ -67,6 +67,7 @@ class Request:
     wait_up: bool = False
     wait_up_timeout: float = 30.0
     ramp: float = 0.0  # seconds over which a server put back in rotation goes from a tenth to its full weight
+    keep_maint: bool = False  # leave a server someone forced into maintenance as it is (ready and drain)
 
 
 RAMP_STEP_S = 0.5  # one weight step every half second
@@ -116,11 +117,13 @@ def apply_batch(api: RuntimeApi, reqs: list[Request], check_mode: bool) -> dict[
         raise admin_level_error(str(api), level)
     version = parse_version(api.run("show info"))
     before = read_states(api, backend, names)
+    kept = {req.server for req in reqs if kept_in_maint(req, before[req.server])}
     failed: dict[str, str] = {}
     if wanted == "ready":
         for req in reqs:
-            failed.update(readiness_problem(api, req, before[req.server]))
-    going = [req for req in reqs if req.server not in failed]
+            if req.server not in kept:
+                failed.update(readiness_problem(api, req, before[req.server]))
+    going = [req for req in reqs if req.server not in failed and req.server not in kept]
     # Put back in rotation: start at the ramp's first weight, raise it step by step once HAProxy sees it up.
     ramps = {req.server: ramp_for(req, before[req.server]) for req in going}
     plans = {
@@ -130,7 +133,8 @@ def apply_batch(api: RuntimeApi, reqs: list[Request], check_mode: bool) -> dict[
         for req in going
     }
     servers: dict[str, dict[str, Any]] = {
-        name: {"changed": False, "commands": [], "before": before[name].as_result()} for name in names
+        name: {"changed": False, "commands": [], "before": before[name].as_result(), "kept_in_maint": name in kept}
+        for name in names
     }
     for name, plan in plans.items():
         servers[name].update(changed=plan.changed, commands=list(plan.commands))
@@ -157,20 +161,28 @@ def apply_batch(api: RuntimeApi, reqs: list[Request], check_mode: bool) -> dict[
         after.update(raise_weights(api, backend, ramping, servers))
     else:
         after.update({name: replace(after[name], weight=ramp[-1]) for name, ramp in ramping.items()})
-    waiting = [req for req in going if req.wait and wanted in ("drain", "maint") and not check_mode]
-    # drain and maint refuse no server, and wait is the same for all: either all of them are waited for or none
+    # drain and maint refuse no server, and wait is the same for all: either all of them are waited for or
+    # none. A server kept in maintenance is waited for too: its node is about to be restarted.
+    waiting = [req for req in reqs if req.wait and wanted in ("drain", "maint") and not check_mode]
     counts = wait_sessions_ended(api, waiting, result) if waiting else read_counts(api, backend, names)
     for name in names:
         servers[name].update(after=after[name].as_result(), sessions=counts[name].sessions, queue=counts[name].queue)
         servers[name]["msg"] = (
             f"{backend}/{name} on {api}: {before[name].forced_admin_state} -> {after[name].forced_admin_state}"
-            f"{' (check mode)' if check_mode and servers[name]['changed'] else ''}, "
+            f"{' (check mode)' if check_mode and servers[name]['changed'] else ''}"
+            f"{' (kept: someone put it in maintenance)' if name in kept else ''}, "
             f"{counts[name].sessions} session(s), {counts[name].queue} queued"
         )
     result["changed"] = any(one["changed"] for one in servers.values())
     result["commands"] = [command for one in servers.values() for command in one["commands"]]
     result["msg"] = "; ".join(list(failed.values()) or [one["msg"] for one in servers.values()])
     return result
+
+
+def kept_in_maint(req: Request, before: ServerState) -> bool:
+    """keep_maint and the server was forced into maintenance (the CLI or the stats page): someone else put
+    it there, and a ready or drain would take it out."""
+    return req.keep_maint and req.state != "maint" and before.forced_admin_state == "maint"
 
 
 def ramp_for(req: Request, before: ServerState) -> list[int]:

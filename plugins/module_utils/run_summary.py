@@ -22,7 +22,7 @@ SUMMARY_PREFIX = "EDGE_CANARY_SUMMARY "
 RUN_DIR_FACTS = {"deploy_run_dir": "deploy", "rollout_run_dir": "rollout"}
 # What the edge.canary.node_release revert entry point notes on each node (its argument spec says so).
 REVERT_FACTS = ("node_release_revert_needed", "node_release_reverted_from", "node_release_after",
-                "node_release_config_restored")
+                "node_release_config_restored", "node_release_kept_in_maint")
 # The steps of a roll (node_release's node_release_steps) after which the node is out of rotation until
 # its ready+lb: where an interrupted roll stopped tells whether it left the node drained.
 OUT_OF_ROTATION_AFTER = ("drain", "push", "restart+health")
@@ -66,6 +66,14 @@ def restored_keys_text(change: Any) -> str:
     before = before if isinstance(before, Mapping) else {}
     keys = [f"{key} {shown(before.get(key))} -> {shown(value)}" for key, value in change["set"].items()]
     return f"; config {', '.join(keys)}" if keys else ""
+
+
+def kept_in_maint_text(lbs: Any) -> str:
+    """'; left in maintenance on lb-2 as found' for the load balancers where a revert found the node in
+    someone's maintenance and left it there ('' for none)."""
+    if not isinstance(lbs, list) or not lbs:
+        return ""
+    return f"; left in maintenance on {', '.join(map(str, lbs))} as found"
 
 
 def wave_gates(run_dir: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -295,6 +303,7 @@ class RunRecord:
                 result = "already on its last-known-good" if not needed else (
                     "would be rolled back" if self.check_mode else "rolled back")
                 result += restored_keys_text(facts.get("node_release_config_restored"))
+                result += kept_in_maint_text(facts.get("node_release_kept_in_maint"))
             elif "node_release_reverted_from" in facts:  # read, then the run stopped before it was back
                 after, result = "?", "not finished: may be out of rotation"
             else:

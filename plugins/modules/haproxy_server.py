@@ -132,6 +132,14 @@ options:
     description: Longest wait for the server to be seen up and ready, in seconds.
     type: float
     default: 30
+  keep_maint:
+    description:
+      - For C(ready) and C(drain), leave a server that was forced into maintenance (C(set server ... state
+        maint) or the stats page) as it is, reported with RV(kept_in_maint) (no command, no health check,
+        no wait for it to be seen up). Someone else put it there, and a tool that only drains must not take
+        it out. Its sessions are still waited for with O(wait).
+    type: bool
+    default: false
 author:
   - edge-canary maintainers (@edge-canary)
 """
@@ -202,6 +210,11 @@ commands:
   returned: always
   type: list
   elements: str
+kept_in_maint:
+  description: The server was in maintenance and left there (O(keep_maint)); with O(servers), in each
+    server's result.
+  returned: with O(server)
+  type: bool
 waited:
   description: Seconds spent waiting for sessions to end.
   returned: always
@@ -216,7 +229,7 @@ ramp:
   type: dict
 servers:
   description: With O(servers), each server's own result by name (changed, commands, before, after,
-    sessions, queue, ramp, msg).
+    sessions, queue, ramp, kept_in_maint, msg).
   returned: with O(servers)
   type: dict
 failed_servers:
@@ -270,6 +283,7 @@ def main() -> None:
             "wait_up": {"type": "bool", "default": False},
             "wait_up_timeout": {"type": "float", "default": 30.0},
             "ramp": {"type": "float", "default": 0.0},
+            "keep_maint": {"type": "bool", "default": False},
         },
         mutually_exclusive=[("server", "servers")],
         required_one_of=[("server", "servers")],
@@ -305,6 +319,7 @@ def request(p: dict, server: str, health_url: str | None) -> Request:
         wait_up=p["wait_up"],
         wait_up_timeout=validate_timeout("wait_up_timeout", p["wait_up_timeout"]),
         ramp=max(0.0, p["ramp"]),
+        keep_maint=p["keep_maint"],
     )
 
 

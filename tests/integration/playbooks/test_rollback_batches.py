@@ -92,6 +92,29 @@ def test_a_node_that_fails_its_revert_leaves_the_rest_of_its_batch_in_rotation(
     assert rows["edge-2"].startswith("failed: REVERT FAILED on edge-2"), rows
 
 
+def test_a_node_someone_put_in_maintenance_is_restored_and_stays_there(
+        fleet: Lab, artifacts: dict[str, Path]) -> None:
+    """An operator's maintenance is theirs to end: a fleet rollback restores the node's release but neither
+    drains nor readies it (before, the ready took it out of maintenance and back into rotation), says so in
+    its row, and so does a second rollback, which has nothing to restore."""
+    install_fleet(fleet, artifacts["v2"], previous=artifacts["v1"])
+    fleet.haproxy("set server edge/edge-2 state maint")
+    result = fleet.playbook("rollback.yml", "-e", json.dumps(
+        {"rollback_nodes": "all", "rollback_batch": 2, "rollback_max_unavailable": 2}))
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    assert fleet_versions(fleet) == {"edge-1": "v1", "edge-2": "v1", "edge-3": "v1"}
+    assert fleet.lb_states() == {"edge-1": "READY", "edge-2": "MAINT", "edge-3": "READY"}
+    rows = {row["node"]: row["result"] for row in run_summary(result.stdout)["nodes"]}
+    assert rows == {"edge-1": "rolled back", "edge-2": "rolled back; left in maintenance on lb-1 as found",
+                    "edge-3": "rolled back"}, rows
+
+    again = fleet.playbook("rollback.yml", "-e", json.dumps({"rollback_nodes": "edge-2"}))
+    assert again.returncode == 0, again.stdout[-5000:] + again.stderr[-2000:]
+    [row] = run_summary(again.stdout)["nodes"]
+    assert row["result"] == "already on its last-known-good; left in maintenance on lb-1 as found", row
+    assert fleet.lb_states()["edge-2"] == "MAINT"
+
+
 def test_a_load_balancer_that_does_not_answer_is_named_with_its_error(fleet: Lab, tmp_path: Path) -> None:
     """Not Ansible's "One or more items failed" for the loop over the load balancers: which one, and why."""
     nobody = tmp_path / "nobody-listens.sock"

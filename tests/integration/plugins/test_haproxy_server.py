@@ -485,3 +485,14 @@ def test_a_busy_admin_socket_is_waited_for_not_failed(lb: Haproxy):
     finally:
         close_all(held)
     assert "Version:" in answer and waited >= 1.0, (waited, answer[:200])
+
+
+def test_keep_maint_leaves_a_server_someone_put_in_maintenance(lb: Haproxy, tmp_path: Path):
+    lb.cli("set server edge/n1 state maint")
+    for state in ("drain", "ready"):
+        result = ok(run_module(tmp_path, **base(lb, state=state, keep_maint=True, wait=True, wait_up=True)))
+        assert result["kept_in_maint"] is True and result["changed"] is False and result["commands"] == []
+        assert lb.server_state("n1").admin_bits == FMAINT, f"{state} took n1 out of its maintenance"
+    lb.cli("set server edge/n1 state drain")
+    result = ok(run_module(tmp_path, **base(lb, state="ready", keep_maint=True)))
+    assert result["kept_in_maint"] is False and lb.server_state("n1").admin_bits == 0, "a drained server is put back"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers.haproxy import Haproxy
-from tests.integration.plugins.test_haproxy_server import FDRAIN, failed, lb, ok, run_module
+from tests.integration.plugins.test_haproxy_server import FDRAIN, FMAINT, failed, lb, ok, run_module
 
 __all__ = ["lb"]  # the fixture, used by name
 
@@ -100,3 +100,27 @@ def test_check_mode_sends_nothing_and_bad_arguments_are_refused(lb: Haproxy, tmp
     assert "give at least one server" in failed(run_module(tmp_path, **servers_args(lb, state="drain")))
     assert "not found in backend" in failed(run_module(tmp_path, **servers_args(lb, "n1", "nope", state="drain")))
     assert lb.server_state("n1").admin_bits == 0, "a refused run must send nothing"
+
+
+def test_keep_maint_leaves_a_server_in_maintenance_while_the_others_go_on(lb: Haproxy, tmp_path: Path) -> None:
+    """An operator's maintenance outlives a rollback's drain and ready: keep_maint sends nothing for that server
+    (no health check either: its node answers 503 here) and says so; the other server is drained and put back."""
+    lb.cli("set server edge/n2 state maint")
+    lb.nodes["n2"].health_status = 503
+    drained = ok(run_module(tmp_path, **servers_args(lb, "n1", "n2", state="drain", wait=True, keep_maint=True)))
+    assert drained["servers"]["n2"]["kept_in_maint"] is True and drained["servers"]["n2"]["commands"] == []
+    assert drained["servers"]["n1"]["kept_in_maint"] is False
+    assert lb.server_state("n2").admin_bits == FMAINT, "drain took the server out of its maintenance"
+    assert lb.server_state("n1").admin_bits & FDRAIN
+
+    readied = ok(run_module(tmp_path, socket=str(lb.admin_socket), backend="edge", state="ready", wait_up=True,
+                            keep_maint=True, servers=[{"name": n, "health_url": lb.nodes[n].health_url}
+                                                      for n in ("n1", "n2")]))
+    assert readied["failed_servers"] == {} and readied["servers"]["n2"]["kept_in_maint"] is True
+    assert "kept: someone put it in maintenance" in readied["servers"]["n2"]["msg"]
+    assert lb.server_state("n2").admin_bits == FMAINT, "ready took the server out of its maintenance"
+    assert lb.server_state("n1").admin_bits == 0
+
+    plain = ok(run_module(tmp_path, **servers_args(lb, "n2", state="drain")))
+    assert plain["servers"]["n2"]["kept_in_maint"] is False and lb.server_state("n2").admin_bits == FDRAIN, (
+        "without keep_maint a drain must still do what it says")

@@ -98,7 +98,7 @@ def test_a_rollout_folder_set_in_a_loop_is_found_and_a_failure_fails_the_run(tmp
 
 def rollback_record(check_mode: bool = False) -> RunRecord:
     """A rollback of edge-1..edge-4 as its play reports it: edge-1 rolled back, edge-2 already on its
-    last-known-good, edge-3 read then stopped short (interrupted), edge-4 never reached."""
+    last-known-good (and in maintenance), edge-3 read then stopped short (interrupted), edge-4 never reached."""
     record = RunRecord()
     record.ok({"edge_canary_request": "rollback", "run_id": "rollback-1", "edge_canary_check_mode": check_mode})
     record.ok({"ansible_facts": {"rollback_plan": ["edge-1", "edge-2", "edge-3", "edge-4"]}}, "edge-2")
@@ -109,7 +109,10 @@ def rollback_record(check_mode: bool = False) -> RunRecord:
     # edge-1's restored config took back a rollout made since the deploy, and a key the deploy added.
     restored = {"set": {"rollout_pct": "0", "feature_x": None}, "before": {"rollout_pct": "40", "feature_x": "on"}}
     record.ok({"ansible_facts": {"node_release_after": v1, "node_release_config_restored": restored}}, "edge-1")
-    record.ok({"ansible_facts": {"node_release_after": v1, "node_release_config_restored": None}}, "edge-2")
+    # edge-2: someone had put it in maintenance on lb-2, where the revert left it.
+    record.ok({"ansible_facts": {"node_release_after": v1, "node_release_config_restored": None,
+                                 "node_release_kept_in_maint": ["lb-2"]}}, "edge-2")
+    record.ok({"ansible_facts": {"node_release_kept_in_maint": []}}, "edge-1")
     return record
 
 
@@ -120,7 +123,7 @@ def test_a_rollback_says_each_nodes_outcome_in_its_plans_order() -> None:
         "Rollback rollback-1: interrupted",
         "node    before  after  result",
         "edge-1  v2      v1     rolled back; config rollout_pct 40 -> 0, feature_x on -> (absent)",
-        "edge-2  v1      v1     already on its last-known-good",
+        "edge-2  v1      v1     already on its last-known-good; left in maintenance on lb-2 as found",
         "edge-3  v2      ?      not finished: may be out of rotation",
         "edge-4  -       -      not started",
     ]

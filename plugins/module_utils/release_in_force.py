@@ -18,6 +18,7 @@ class InForce:
     shown: str | None  # the gauge's last value as the service wrote it, None when not read
     waited: float
     error: str  # why the last reading did not show the value
+    answered: bool = True  # the last reading got an HTTP answer (False: refused, timed out, unreachable)
 
 
 def gauge_value(text: str, metric: str) -> str | None:
@@ -42,13 +43,23 @@ def wait_in_force(url: str, metric: str, wanted: str, timeout: float, interval: 
                   request_timeout: float = 5.0) -> InForce:
     """GET `url` until its `metric` gauge shows `wanted`, for at most `timeout` seconds."""
 
-    def read() -> tuple[str | None, str]:
+    def read() -> tuple[str | None, str, bool]:
         status, body, error = get(url, request_timeout)
         if status != 200:
-            return None, error or f"HTTP {status}"
+            return None, error or f"HTTP {status}", status != 0
         shown = gauge_value(body.decode("utf-8", "replace"), metric)
-        return shown, "" if shown is not None else f"no {metric} line on {url}"
+        return shown, "" if shown is not None else f"no {metric} line on {url}", True
 
     outcome = poll_until(read, lambda reading: same_number(reading[0], wanted), timeout, interval)
-    shown, error = outcome.last
-    return InForce(outcome.done, shown, round(outcome.waited, 3), error or f"{metric} shows {shown}")
+    shown, error, answered = outcome.last
+    return InForce(outcome.done, shown, round(outcome.waited, 3), error or f"{metric} shows {shown}", answered)
+
+
+def not_in_force_text(key: str, wanted: str, seen: InForce, url: str) -> str:
+    """Why a written value is not shown in force, and what to do: a service that does not answer takes it when
+    it starts; one that answers with another value does not read its config file."""
+    written = f"{key}={wanted} is written but not in force after {seen.waited:g} s: "
+    if not seen.answered:
+        return (written + f"the service does not answer ({seen.error}, {url}); it takes the value when it "
+                "starts: start it, then check with make status")
+    return written + f"{seen.error} ({url}); check the service reads its config file"

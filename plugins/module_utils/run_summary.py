@@ -211,7 +211,9 @@ def rollout_summary(run_dir: Path) -> str:
     stopped = result.get("stopped")
     if stopped:
         lines.append(f"  STOPPED at {stopped.get('pct')} % ({stopped.get('verdict')})")
-    lines.append(f"  every node {'would be' if check else 'now'} at rollout_pct={result.get('rollout_pct')}; "
+    failed = [str(node) for node in result.get("failed_nodes") or []]
+    but = f" but {', '.join(failed)} (failed: see above)" if failed else ""
+    lines.append(f"  every node{but} {'would be' if check else 'now'} at rollout_pct={result.get('rollout_pct')}; "
                  f"records in {run_dir}")
     return "\n".join(lines)
 

@@ -214,6 +214,7 @@ from ansible_collections.edge.canary.plugins.module_utils.release_actions import
 )
 from ansible_collections.edge.canary.plugins.module_utils.release_in_force import (  # noqa: E402
     check_metric_name,
+    not_in_force_text,
     wait_in_force,
 )
 from ansible_collections.edge.canary.plugins.module_utils.release_plan import (  # noqa: E402
@@ -301,14 +302,14 @@ def check_in_force(module: AnsibleModule, result: dict[str, Any]) -> None:
     problem = check_metric_name(metric) or (
         None if wanted is not None else f"in_force_key {key!r} is not a config key of this node")
     if problem:
-        module.fail_json(msg=f"{problem}; the config was written, its check was not made", **result,
+        module.fail_json(**{**result, "msg": f"{problem}; the config was written, its check was not made"},
                          invocation=invocation(p))
     seen = wait_in_force(p["in_force_url"], metric, str(wanted), p["in_force_timeout"])
     result["in_force"] = {"value": seen.shown, "waited": seen.waited}
     if not seen.done:
-        module.fail_json(msg=f"{key}={wanted} is written but not in force after {seen.waited:g} s: "
-                             f"{seen.error} ({p['in_force_url']}); check the service reads its config file",
-                         **result, invocation=invocation(p))
+        # result's own msg (what was written) gives way to why the check failed
+        module.fail_json(**{**result, "msg": not_in_force_text(key, str(wanted), seen, p["in_force_url"])},
+                         invocation=invocation(p))
 
 
 if __name__ == "__main__":

@@ -170,6 +170,27 @@ def test_pct_0_applies_in_seconds_without_restart_or_binary_change(fleet: Lab) -
     assert_lock_free(fleet)
 
 
+def test_pct_0_with_a_node_down_sets_the_others_and_names_it(fleet: Lab) -> None:
+    """The emergency off switch on a fleet with one service stopped: every other node goes to 0 and is said
+    to be there, the stopped one is named with why (before, the module crashed on its own message and the end
+    said "every node now at rollout_pct=0")."""
+    set_pct_by_hand(fleet, 40)
+    fleet.supervisorctl("stop", "edge-3")
+    result = fleet.playbook("rollout.yml", "-e", json.dumps({"rollout_pct": 0, "rollout_apply_timeout": 3}))
+    assert result.returncode != 0
+    printed = " ".join(result.stdout.split())
+    assert "got multiple values" not in printed, output(result)
+    assert ('ROLLOUT FAILED at 0 %: edge-3 failed at "Set the config keys on the node, leaving the binaries and '
+            '.previous untouched": rollout_pct=0 is written but not in force after') in printed, output(result)
+    assert "the service does not answer (" in printed and "it takes the value when it starts" in printed
+    assert "every other node is at rollout_pct=0: fix edge-3, then run make rollout PCT=0 again" in printed
+    assert "every node but edge-3 (failed: see above) now at rollout_pct=0" in result.stdout, output(result)
+    assert {keys["rollout_pct"] for keys in config_keys(fleet).values()} == {"0"}, "edge-3's written all the same"
+    assert_lock_free(fleet)
+    fleet.supervisorctl("start", "edge-3")  # and it takes it as it starts, as the message says
+    fleet.wait_until(lambda: set(rollout_in_force(fleet).values()) == {0}, 30, "every node serving rollout_pct=0")
+
+
 def test_healthy_rollout_reaches_100_through_its_stages(fleet: Lab) -> None:
     before, pids = binaries(fleet), node_pids(fleet)
     result = rollout(fleet, STAGES="50 100", ROLLOUT_HOLD="9")

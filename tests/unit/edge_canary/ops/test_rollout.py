@@ -94,3 +94,13 @@ def test_summary_of_an_unwatched_stage_says_no_hold(tmp_path: Path) -> None:
         "rollout_id": "r1", "rollout_pct": 0, "stopped": None,
         "stages": [{"stage": 1, "pct": 0, "hold": 45, "verdict": "not watched", "reason": ""}]}))
     assert "  stage 1: 0 % -> not watched\n" in rollout_summary(tmp_path)
+
+
+def test_summary_names_the_nodes_whose_write_failed(tmp_path: Path) -> None:
+    """A node whose service was down when PCT=0 was written: 'every node now at 0' would be a lie about it."""
+    (tmp_path / "result.json").write_text(json.dumps({
+        "rollout_id": "r1", "rollout_pct": 0, "failed_nodes": ["edge-3"],
+        "stages": [{"stage": 1, "pct": 0, "hold": 45, "verdict": "not watched", "reason": ""}],
+        "stopped": {"pct": 0, "verdict": "failed"}}))
+    assert f"every node but edge-3 (failed: see above) now at rollout_pct=0; records in {tmp_path}" in (
+        rollout_summary(tmp_path))

@@ -11,6 +11,7 @@ import pytest
 from ansible_collections.edge.canary.plugins.module_utils.release_in_force import (
     check_metric_name,
     gauge_value,
+    not_in_force_text,
     wait_in_force,
 )
 
@@ -50,10 +51,16 @@ def test_a_value_never_in_force_fails_naming_what_the_service_shows(node: Health
     node.version_body = PAGE.format(40).encode()
     seen = wait_in_force(node.url("/metrics"), "edge_config_rollout_pct", "0", timeout=0.5, interval=0.1)
     assert not seen.done
-    assert seen.shown == "40" and "shows 40" in seen.error
+    assert seen.shown == "40" and "shows 40" in seen.error and seen.answered
+    text = not_in_force_text("rollout_pct", "0", seen, "http://n/metrics")
+    assert text.startswith("rollout_pct=0 is written but not in force after ") and "shows 40" in text
+    assert text.endswith("check the service reads its config file"), text
 
 
 def test_no_answer_is_not_in_force() -> None:
     seen = wait_in_force("http://127.0.0.1:9/metrics", "edge_config_rollout_pct", "0", timeout=0.3, interval=0.1,
                          request_timeout=0.2)
-    assert not seen.done and seen.shown is None and seen.error
+    assert not seen.done and seen.shown is None and seen.error and not seen.answered
+    text = not_in_force_text("rollout_pct", "0", seen, "http://127.0.0.1:9/metrics")
+    assert "the service does not answer (" in text and "it takes the value when it starts" in text, text
+    assert "reads its config file" not in text, "a stopped service is not one that ignores its config"

@@ -187,6 +187,19 @@ def test_pct_0_with_a_node_down_sets_the_others_and_names_it(fleet: Lab) -> None
     assert "every node but edge-3 (failed: see above) now at rollout_pct=0" in result.stdout, output(result)
     assert {keys["rollout_pct"] for keys in config_keys(fleet).values()} == {"0"}, "edge-3's written all the same"
     assert_lock_free(fleet)
+
+    # A raise that fails on a node stops at once: no hold watched (an hour in production) before going back to 0.
+    raised = fleet.playbook("rollout.yml", "-e", json.dumps(
+        {"rollout_pct": 30, "rollout_hold": 600, "rollout_apply_timeout": 3}), timeout=300)
+    assert raised.returncode != 0
+    printed = " ".join(raised.stdout.split())
+    assert 'ROLLOUT STOPPED at 30 % (FAILED): edge-3 failed at "Set the config keys' in printed, output(raised)
+    assert "every node but edge-3 is back to rollout_pct=0" in printed, output(raised)
+    records = run_dir(raised)
+    assert json.loads((records / "result.json").read_text())["failed_nodes"] == ["edge-3"]
+    assert not list(records.glob("stage-*")), "a stage was watched after a node failed its write"
+    assert {keys["rollout_pct"] for keys in config_keys(fleet).values()} == {"0"}
+    assert_lock_free(fleet)
     fleet.supervisorctl("start", "edge-3")  # and it takes it as it starts, as the message says
     fleet.wait_until(lambda: set(rollout_in_force(fleet).values()) == {0}, 30, "every node serving rollout_pct=0")
 

@@ -362,8 +362,12 @@ class RunRecord:
                      *(f"  {f['host']}: {f['task']}: {f['msg']}" for f in self.failures[:5])]
         elif self.kind == "deploy" and self.run_dir is not None:
             text.append(summary_table(self.run_dir, self.steps))
-        elif self.kind == "rollout" and self.run_dir is not None:
+        elif self.kind == "rollout" and self.run_dir is not None and (self.run_dir / "result.json").exists():
             text.append(rollout_summary(self.run_dir))
+        elif self.kind == "rollout" and self.run_dir is not None:  # stopped before its end: say where and why
+            text += ["", f"rollout {self.run_id or self.run_dir.name}: {data['status']} before its end "
+                         f"(no result in {self.run_dir})",
+                     *(f"  {f['host']}: {f['task']}: {f['msg']}" for f in self.failures[:5])]
         elif self.kind == "rollback" and self.plan:
             check = " — CHECK MODE, nothing changed" if self.check_mode else ""
             text += ["", f"Rollback {self.run_id}: {data['status']}{check}", *table(data["nodes"])]

@@ -129,6 +129,25 @@ def test_a_hold_the_watcher_would_refuse_is_refused_before_any_node_changes(flee
     assert_lock_free(fleet)
 
 
+def test_a_raise_without_prometheus_is_refused_before_any_node_changes(fleet: Lab) -> None:
+    """Before, the raise went out and the stage's watcher, blind, reverted it after the new code path had
+    served unwatched (90 s in production). The off switch needs no Prometheus: PCT=0 still goes through."""
+    set_pct_by_hand(fleet, 20)
+    files, runs = node_files(fleet), rollout_runs(fleet)
+    dead = {"prom_url": "http://127.0.0.1:9"}  # as an inventory's would be (make rollout has no PROM_URL)
+    result = fleet.playbook("rollout.yml", "-e", json.dumps({"rollout_pct": 40, **dead}))
+    assert result.returncode != 0
+    printed = " ".join(result.stdout.split())
+    assert "Prometheus at http://127.0.0.1:9 does not answer queries" in printed, output(result)
+    assert "failed before its end" in printed and "nothing was changed" in printed, output(result)
+    assert node_files(fleet) == files and set(rollout_in_force(fleet).values()) == {20}
+    assert rollout_runs(fleet) == runs
+    assert_lock_free(fleet)
+    off = fleet.playbook("rollout.yml", "-e", json.dumps({"rollout_pct": 0, **dead}))
+    assert off.returncode == 0, output(off)
+    assert set(rollout_in_force(fleet).values()) == {0}
+
+
 def test_the_playbook_itself_refuses_a_bad_pct_before_touching_any_node(fleet: Lab) -> None:
     files = node_files(fleet)
     result = fleet.playbook("rollout.yml", "-e", '{"rollout_pct": "101"}')

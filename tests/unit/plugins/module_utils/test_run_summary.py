@@ -96,6 +96,20 @@ def test_a_rollout_folder_set_in_a_loop_is_found_and_a_failure_fails_the_run(tmp
                                  "msg": "ROLLOUT STOPPED at 10 %"}]
 
 
+def test_a_rollout_stopped_before_its_end_says_why(tmp_path: Path) -> None:
+    """No result.json (refused by a check of the first play): the failure, not only "see the output above"."""
+    record = RunRecord()
+    record.ok({"edge_canary_request": "rollout", "run_id": "rollout-1"})
+    record.ok({"ansible_facts": {"rollout_run_dir": str(tmp_path)}})
+    record.failed("edge-1", "Refuse a watcher without a Prometheus to judge its canary",
+                  {"msg": "Prometheus at http://p does not answer queries; nothing was changed"})
+    lines = record.lines({"edge-1": {"ok": 9, "failures": 1}}).splitlines()
+    assert lines[1:3] == [
+        f"rollout rollout-1: failed before its end (no result in {tmp_path})",
+        "  edge-1: Refuse a watcher without a Prometheus to judge its canary: Prometheus at http://p does not "
+        "answer queries; nothing was changed"]
+
+
 def rollback_record(check_mode: bool = False) -> RunRecord:
     """A rollback of edge-1..edge-4 as its play reports it: edge-1 rolled back, edge-2 already on its
     last-known-good (and in maintenance), edge-3 read then stopped short (interrupted), edge-4 never reached."""

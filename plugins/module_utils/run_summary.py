@@ -297,7 +297,7 @@ class RunRecord:
         for node in self.plan:
             facts = self.reverts.get(node, {})
             before = release_name(facts.get("node_release_reverted_from"))
-            if node in failed:
+            if node in failed and self.revert_started(node):
                 after, result = "?", f"failed: {failed[node]}"
             elif "node_release_after" in facts:
                 after = release_name(facts["node_release_after"])
@@ -312,6 +312,10 @@ class RunRecord:
                 after, result = before, "not started"
             rows.append({"node": node, "before": before, "after": after, "result": result})
         return rows
+
+    def revert_started(self, host: str) -> bool:
+        """The node's revert read it (revert.yml's first facts): a failure since is its revert's."""
+        return host in self.plan and "node_release_reverted_from" in self.reverts.get(host, {})
 
     def status(self, hosts: Mapping[str, Mapping[str, int]], interrupted: bool = False) -> str:
         if self.refused:
@@ -371,7 +375,9 @@ class RunRecord:
         elif self.kind == "rollback" and self.plan:
             check = " — CHECK MODE, nothing changed" if self.check_mode else ""
             text += ["", f"Rollback {self.run_id}: {data['status']}{check}", *table(data["nodes"])]
-            text += [f"  {f['host']}: {f['task']}: {f['msg']}" for f in self.failures[:5] if f["host"] not in self.plan]
+            # Not a node's revert: before the plan, or a run-wide step a node ran (the lock, a refusal)
+            text += [f"  {f['host']}: {f['task']}: {f['msg']}" for f in self.failures
+                     if not self.revert_started(f["host"])][:5]
         else:
             text.append(
                 f"{self.kind or 'play'}: {data['status']}"

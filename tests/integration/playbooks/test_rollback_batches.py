@@ -5,12 +5,14 @@ HAProxy's own view during the run; a load balancer that does not answer is named
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import time
 from pathlib import Path
 
 from edge_canary.gameday.fleet import parse_servers_state
+from edge_canary.ops import lock
 from tests.helpers.fleet import fleet_versions, install_fleet
 from tests.helpers.lab import Lab
 from tests.helpers.paths import REPO
@@ -125,6 +127,24 @@ def test_a_load_balancer_that_does_not_answer_is_named_with_its_error(fleet: Lab
     assert row["result"].startswith("failed: REVERT FAILED on edge-1 at "), row
     assert f": lb-1: cannot connect to HAProxy socket {nobody}: " in row["result"], row
     assert "One or more items failed" not in result.stdout, result.stdout[-3000:]
+
+
+def test_a_rollback_refused_by_the_lock_does_not_blame_a_node(fleet: Lab) -> None:
+    """A live deploy holds the lock (its watcher judging the canary): the rollback changes nothing, and says the
+    lock stopped it. Before, the first node's row read "failed: edge-lock: …", as if its revert had failed."""
+    control, holder = fleet.lab_dir / "control", {"user": "alice", **lock.process(os.getpid())}
+    control.mkdir(exist_ok=True)  # made by the first run that takes the lock
+    assert lock.acquire(control, "deploy", "d-in-its-window", False, token="t", holder=holder) == 0
+    try:
+        result = fleet.playbook("rollback.yml", "-e", json.dumps({"rollback_nodes": "edge-1,edge-2"}))
+    finally:
+        lock.release(control, "deploy", "d-in-its-window", token="t")
+    assert result.returncode != 0
+    rows = {row["node"]: row["result"] for row in run_summary(result.stdout)["nodes"]}
+    assert rows == {"edge-1": "not started", "edge-2": "not started"}, rows
+    printed = " ".join(result.stdout.split())
+    assert "another deploy d-in-its-window by alice" in printed and "holds the lock" in printed, result.stdout[-3000:]
+    assert set(fleet.lb_states().values()) == {"READY"}
 
 
 def test_batch_alone_keeps_one_node_in_rotation(fleet: Lab) -> None:

@@ -149,6 +149,19 @@ def test_a_rollback_says_each_nodes_outcome_in_its_plans_order() -> None:
     assert "edge-1  v2      v1     would be rolled back; config rollout_pct 40 -> 0" in checked
 
 
+def test_a_rollback_refused_by_the_lock_is_not_a_nodes_failure() -> None:
+    """The lock is taken on the first node's turn (run_once): before, its row read "failed: edge-lock: …" as if
+    that node's revert had failed. No node was touched: every row is "not started", the reason below."""
+    record = RunRecord()
+    record.ok({"edge_canary_request": "rollback", "run_id": "rollback-3"})
+    record.ok({"ansible_facts": {"rollback_plan": ["edge-1", "edge-2"]}}, "edge-1")
+    record.failed("edge-1", "Stop when the lock is held", {"msg": "edge-lock: another deploy d1 holds the lock"})
+    lines = record.lines({"edge-1": {"failures": 1}}).splitlines()
+    assert lines[2:6] == ["node    before  after  result", "edge-1  -       -      not started",
+                          "edge-2  -       -      not started",
+                          "  edge-1: Stop when the lock is held: edge-lock: another deploy d1 holds the lock"], lines
+
+
 def test_a_rollback_names_the_node_that_failed_and_a_failure_before_its_plan() -> None:
     record = rollback_record()
     record.failed("edge-3", "Restart", {"msg": "no 200 from /health"})

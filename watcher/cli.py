@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from edge_canary.ops import approval_state as approval
 from edge_canary.ops.lock import leave_joined
 from watcher import EXIT_USAGE
 from watcher.awaiting import await_approval
@@ -105,6 +106,15 @@ def verdict_record(settings: Settings, outcome: WatchOutcome, started_at: str) -
         "finished_at": now_iso(),
         "pid": os.getpid(),
     }
+
+
+def abort_check(settings: Settings) -> Callable[[], str | None] | None:
+    """What the window asks between probes: whether `make abort` asked for a revert now (approval_state's
+    abort.json beside the verdict file); None without a verdict file (no record folder to ask in)."""
+    if not settings.verdict_file:
+        return None
+    gate = Path(settings.verdict_file).parent
+    return lambda: approval.abort_asked(gate)
 
 
 def _usage_error(message: str) -> int:
@@ -212,7 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         outcome = run_watch(
-            settings, client, reverter, log, metrics, out, _deferred_signals, wall=time.time
+            settings, client, reverter, log, metrics, out, _deferred_signals, wall=time.time,
+            abort_asked=abort_check(settings),
         )
         record = verdict_record(settings, outcome, started_at)
         awaiting = settings.approval is not None and outcome.verdict.verdict == "promote"

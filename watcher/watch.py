@@ -67,6 +67,20 @@ def never_in_rotation(settings: Settings) -> str:
             "started it stopped before it put the canary back in rotation (interrupted, or its controller died)")
 
 
+ABORT_CHECK_S = 0.5  # how often an operator's abort is looked for between probes
+
+
+def wait_unless_aborted(until: float, abort_asked: Callable[[], str | None] | None, clock: Callable[[], float],
+                        sleep: Callable[[float], None]) -> str | None:
+    """Sleep until `until` (clock time), looking for an abort every ABORT_CHECK_S; its reason, else None."""
+    while True:
+        aborted = abort_asked() if abort_asked else None
+        left = until - clock()
+        if aborted is not None or left <= 0:
+            return aborted
+        sleep(left if abort_asked is None else min(left, ABORT_CHECK_S))
+
+
 def run_watch(
     settings: Settings,
     client: Querier,
@@ -80,10 +94,13 @@ def run_watch(
     sleep: Callable[[float], None] = time.sleep,
     wall: Callable[[], float] | None = None,
     in_rotation: Callable[[], float | None] | None = None,
+    abort_asked: Callable[[], str | None] | None = None,
 ) -> WatchOutcome:
     """wall: Prometheus' clock for the pinned `time=` of each probe (None: let Prometheus pick).
     in_rotation: when the canary was put back in rotation, None while it is not (default: the
-    settings' ready file); the window starts at its first requests after that (watcher.window)."""
+    settings' ready file); the window starts at its first requests after that (watcher.window).
+    abort_asked: why an operator aborted the window (make abort), None while nobody has; read between
+    probes, it reverts the canary at once, as a red verdict does."""
     rules = settings.rules
     queries = rendered(settings)
     n = settings.planned_probes
@@ -101,9 +118,11 @@ def run_watch(
         if failed is not None:
             out(f"baseline reading failed ({failed}): the first good probe starts the count")
     for k in range(1, n + 1):
-        wait = start + k * settings.interval - clock()
-        if wait > 0:
-            sleep(wait)
+        aborted = wait_unless_aborted(start + k * settings.interval, abort_asked, clock, sleep)
+        if aborted is not None:
+            decision = Decision("revert", aborted)
+            log.write("abort", k=k, n=n, reason=aborted)
+            break
         at = clock() - start
         probe = prober.probe(at, wall() if wall else None)
         took = clock() - start - at
@@ -139,6 +158,9 @@ def run_watch(
         if decision is not None:
             break
 
+    if decision is None and abort_asked and (aborted := abort_asked()) is not None:  # asked during the last probe
+        decision = Decision("revert", aborted)
+        log.write("abort", k=n, n=n, reason=aborted)
     if decision is None:
         return WatchOutcome(judge.final_verdict(state, rules), state, None, None, prober, start)
     if decision.action == "hold":

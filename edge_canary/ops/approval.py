@@ -1,5 +1,6 @@
 """`make approve DEPLOY_ID=<id>` / `make abort DEPLOY_ID=<id>` (edge-canary approve|abort): decide a
-deploy that waits for approval after its promoted canary (APPROVE=1 or deploy_approval).
+deploy that waits for approval after its promoted canary (APPROVE=1 or deploy_approval). abort also stops
+a canary still in its SLI window: its watcher reverts it at once, as on red (runs/<id>/abort.json).
 
 approve: the deploy rolls the peers. abort: the deploy's watcher reverts the canary to .previous
 (the rollback play, limited to the canary) and the deploy exits non-zero saying who aborted it.
@@ -16,6 +17,7 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 from edge_canary.ops import approval_state as state
 from edge_canary.ops import inputs, runs
@@ -34,6 +36,8 @@ def decide(action: str, env: Mapping[str, str]) -> int:
     by = runs.operator(env)
     to = state.APPROVED if action == "approve" else state.ABORTED
     reason = f"{'approved' if to == state.APPROVED else 'aborted'} by {by} (make {action})"
+    if to == state.ABORTED and abort_window(deploy_id, run_dir, by, reason):
+        return 0
     run_dir = state.current_gate(run_dir)
     result = state.decide(run_dir, to, by, reason)
     record = result.record
@@ -62,6 +66,23 @@ def decide(action: str, env: Mapping[str, str]) -> int:
         file=sys.stderr,
     )
     return EXIT_NOT_WAITING
+
+
+def abort_window(deploy_id: str, run_dir: Path, by: str, reason: str) -> bool:
+    """Abort a canary still in its SLI window (no approval wait yet): its watcher reverts it at once, as on
+    red. False when no watcher of the deploy is judging a window (then an approval wait may be decided)."""
+    waves = runs.numbered(run_dir, "wave")
+    gate = waves[-1] if waves else run_dir  # the latest wave's canary is the one being judged
+    if state.abort_asked(gate) is not None:
+        print(f"abort: deploy {deploy_id} was already {state.abort_asked(gate)}: nothing to do")
+        return True
+    if (gate / state.FILE).exists() or not state.ask_abort(gate, by, reason):
+        return False
+    wave = state.wave_of(gate)
+    canary = f"{wave}'s canary" if wave else "the canary"
+    print(f"abort: deploy {deploy_id} aborted by {by} in its SLI window: its watcher now reverts {canary} "
+          f"to .previous and the deploy stops (record: {gate / state.ABORT_FILE})")
+    return True
 
 
 def _main(action: str, argv: list[str] | None) -> int:

@@ -166,3 +166,56 @@ def describe(record: dict[str, Any] | None) -> str:
     }.get(state, state)
     by = record.get("decided_by") or "?"
     return f"it was {words} (by {by} at {record.get('decided_at') or '?'})"
+
+
+# During the SLI window, before any approval wait: `make abort` asks the watcher to revert the canary now.
+ABORT_FILE = "abort.json"
+VERDICT_FILE = "verdict.json"
+DECISION_LOG = "decisions.jsonl"
+
+
+def watcher_pid(gate_dir: Path) -> int | None:
+    """The pid the gate's watcher logged as it started (the first line of its decision log), if any."""
+    try:
+        with (gate_dir / DECISION_LOG).open(encoding="utf-8") as fh:
+            first = json.loads(fh.readline())
+    except (OSError, ValueError):
+        return None
+    pid = first.get("pid") if isinstance(first, dict) and first.get("event") == "start" else None
+    return pid if isinstance(pid, int) and pid > 1 else None
+
+
+def watching(gate_dir: Path) -> bool:
+    """The gate's watcher is alive and has not given its verdict: it would act on an abort request."""
+    pid = watcher_pid(gate_dir)
+    if pid is None or (gate_dir / VERDICT_FILE).exists():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def ask_abort(gate_dir: Path, by: str, reason: str) -> bool:
+    """Ask the gate's live watcher to revert its canary now; False (nothing written) when none is judging."""
+    with locked(gate_dir):
+        if not watching(gate_dir):
+            return False
+        target = gate_dir / ABORT_FILE
+        if not target.exists():
+            tmp = gate_dir / f".{ABORT_FILE}.{os.getpid()}.tmp"
+            tmp.write_text(json.dumps({"by": by, "at": now_iso(), "reason": reason}) + "\n", encoding="utf-8")
+            os.replace(tmp, target)
+    return True
+
+
+def abort_asked(gate_dir: Path) -> str | None:
+    """The reason of an abort asked of this gate's watcher (the watcher's check), None when none was."""
+    try:
+        data = json.loads((gate_dir / ABORT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return str(data.get("reason") or "aborted (make abort)") if isinstance(data, dict) else None

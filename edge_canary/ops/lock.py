@@ -109,6 +109,14 @@ def ours(lock: dict[str, Any], token: str) -> bool:
     return bool(watchers) and any(same(watcher, mine) for mine in ancestors() for watcher in watchers)
 
 
+def abort_hint(lock: dict[str, Any]) -> str:
+    """For a deploy holding the lock (its canary under watch): how to stop its canary now, not at its verdict."""
+    holder = str(lock.get("id") or "")
+    if not holder or holder.startswith(("rollback-", "rollout-", "gameday")):
+        return ""
+    return f", or make abort DEPLOY_ID={holder} to revert its canary now"
+
+
 def describe(kind: str, lock: dict[str, Any]) -> str:
     controller = lock.get("controller")
     if isinstance(controller, dict):  # taken for a controller elsewhere (hold): name it, not the hold
@@ -163,7 +171,7 @@ def try_take(directory: Path, kind: str, lock_id: str, force: bool, dry_run: boo
             if current.get("released") or not alive(current):
                 return None
             print(f"edge-lock: another {describe(kind, current)} holds the lock; wait for it to finish "
-                  "(make status shows the fleet)", file=sys.stderr)
+                  f"(make status shows the fleet){abort_hint(current)}", file=sys.stderr)
             return 1
         stale = current is not None and not current.get("released")
         if dry_run:

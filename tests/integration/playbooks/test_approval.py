@@ -128,6 +128,35 @@ def test_abort_reverts_the_canary_and_fails_the_deploy_and_the_time_limit_is_the
         assert "DEPLOY_ID" in said(refused) and "nothing was changed" in said(refused)
 
 
+def test_abort_in_the_sli_window_reverts_the_canary_at_once(
+    fleet: Lab, artifacts: dict[str, Path], deploys: list[Deploy]
+) -> None:
+    """No APPROVE: an on-call who sees the canary hurt before its verdict aborts the window. Before, make abort
+    said the deploy was not waiting and make rollback was refused by the deploy's lock until the window ended."""
+    run = Deploy(fleet, artifacts["v2"], SLI_WINDOW="600")
+    deploys.append(run)
+    wait_for(lambda: probed(run) or run.proc.poll() is not None, 300, "the window's first probe")
+    aborted = decide(fleet, "abort", run.deploy_id)
+    assert aborted.returncode == 0 and "aborted by alice in its SLI window" in aborted.stdout, aborted
+    out = run.finish(timeout=300)  # the window was 600 s: it ended at the abort
+    assert run.proc.returncode != 0
+    assert "SLI gate: REVERTED — aborted by alice (make abort); the peers were not touched" in out, out[-4000:]
+    assert fleet_versions(fleet) == {"edge-1": "v1", "edge-2": "v1", "edge-3": "v1"}
+    assert set(fleet.lb_states().values()) == {"READY"}
+    verdict = json.loads((run.run_dir / "verdict.json").read_text())
+    assert (verdict["verdict"], verdict["reason"]) == ("reverted", "aborted by alice (make abort)")
+    again = decide(fleet, "abort", run.deploy_id)
+    assert again.returncode == 0 and "already aborted by alice" in again.stdout, again
+
+
+def probed(run: Deploy) -> bool:
+    """The deploy's watcher has judged a probe of its window (its record folder may not exist yet)."""
+    try:
+        return '"event": "probe"' in (run.run_dir / "decisions.jsonl").read_text()
+    except (OSError, AssertionError):
+        return False
+
+
 def test_a_canary_red_while_awaiting_approval_is_reverted(
     fleet: Lab, artifacts: dict[str, Path], deploys: list[Deploy]
 ) -> None:

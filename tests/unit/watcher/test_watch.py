@@ -15,7 +15,7 @@ from watcher.decision_log import DecisionLog, Scrubber
 from watcher.metrics import WatcherMetrics
 from watcher.prom import PromError, QueryResult, Sample
 from watcher.revert import RevertOutcome
-from watcher.watch import WatchOutcome, run_watch
+from watcher.watch import ABORT_CHECK_S, WatchOutcome, run_watch
 from watcher.window import ready_time, rotation_signal
 
 NOW = 1_700_000_000.0
@@ -421,3 +421,39 @@ def test_a_real_outage_trips_the_blind_policy_within_max_staleness_plus_two_inte
     acted = records[-2]["at"]  # the probe that decided, before the revert record
     assert records[-2]["decision"]["blind"] is True
     assert acted - gone <= 6 + 2 * s.interval, f"blind revert {acted - gone:.1f}s after the outage began"
+
+
+def test_an_operators_abort_reverts_between_probes_with_its_reason(tmp_path: Path) -> None:
+    """make abort during the window: a healthy canary is reverted within ABORT_CHECK_S of the ask, not at the
+    next probe, the probes stop, and the verdict gives the operator's reason."""
+    clock, lines, reverter = Clock(), list[str](), Recorder()
+    log = DecisionLog(str(tmp_path / "d.jsonl"), Scrubber())
+    asked_at = 5.2  # between probe 2 (4 s) and probe 3 (6 s)
+    outcome = run_watch(
+        settings(), ScriptedProm(healthy), reverter, log, WatcherMetrics(), lines.append, contextlib.nullcontext,
+        clock=clock, sleep=clock.sleep, wall=clock.wall,
+        abort_asked=lambda: "aborted by alice (make abort)" if clock.t >= asked_at else None,
+    )  # fmt: skip
+    log.close()
+    records = [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert (outcome.verdict.verdict, outcome.verdict.reason) == ("reverted", "aborted by alice (make abort)")
+    assert reverter.reasons == ["aborted by alice (make abort)"]
+    assert [r["event"] for r in records] == ["probe", "probe", "abort", "revert"]
+    assert asked_at <= clock.t <= asked_at + ABORT_CHECK_S
+
+
+def test_an_abort_asked_during_the_last_probe_still_reverts(tmp_path: Path) -> None:
+    clock, reverter, asks_at_20 = Clock(), Recorder(), []
+
+    def asked() -> str | None:  # None at the last probe's start (t = 20 s), asked by the time it is judged
+        if clock.t >= 20:
+            asks_at_20.append(clock.t)
+        return "aborted by bob (make abort)" if len(asks_at_20) > 1 else None
+
+    log = DecisionLog(str(tmp_path / "d.jsonl"), Scrubber())
+    outcome = run_watch(
+        settings(), ScriptedProm(healthy), reverter, log, WatcherMetrics(), list[str]().append,
+        contextlib.nullcontext, clock=clock, sleep=clock.sleep, wall=clock.wall, abort_asked=asked,
+    )  # fmt: skip
+    log.close()
+    assert outcome.verdict.verdict == "reverted" and outcome.state.probes == 10, "not a promote"

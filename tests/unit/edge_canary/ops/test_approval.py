@@ -154,6 +154,42 @@ def test_a_deploy_that_never_waited_says_so(run_dir: Path, capsys: pytest.Captur
     assert approval_state.read(run_dir) is None
 
 
+def watcher_started(gate: Path, pid: int) -> None:
+    """The decision log's first line, as a watcher writes it as it starts."""
+    (gate / approval_state.DECISION_LOG).write_text(json.dumps({"event": "start", "pid": pid}) + "\n")
+
+
+def test_abort_in_the_window_asks_the_live_watcher_and_only_it(
+        run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No approval wait yet: make abort asks the watcher judging the window (alive, no verdict) to revert now;
+    with no watcher alive, or its verdict given, nothing is written and it says the deploy is not waiting."""
+    dead = subprocess.Popen(["true"])  # a pid surely gone: the child is reaped
+    dead.wait()
+    watcher_started(run_dir, dead.pid)
+    assert approval.decide("abort", env_for(run_dir)) == approval.EXIT_NOT_WAITING
+    assert not (run_dir / approval_state.ABORT_FILE).exists()
+    assert "it never waited for approval" in capsys.readouterr().err
+
+    watcher_started(run_dir, os.getpid())  # this process stands for a live watcher
+    assert approval_state.abort_asked(run_dir) is None
+    assert approval.decide("abort", env_for(run_dir)) == 0
+    out = capsys.readouterr().out
+    assert "aborted by alice in its SLI window: its watcher now reverts the canary to .previous" in out, out
+    assert approval_state.abort_asked(run_dir) == "aborted by alice (make abort)"
+    assert approval.decide("abort", env_for(run_dir)) == 0
+    assert "was already aborted by alice (make abort): nothing to do" in capsys.readouterr().out
+
+    wave = run_dir / "wave-2"  # a later wave's canary is the one judged now
+    wave.mkdir()
+    watcher_started(wave, os.getpid())
+    (wave / approval_state.VERDICT_FILE).write_text("{}")
+    assert approval.decide("abort", env_for(run_dir)) == approval.EXIT_NOT_WAITING, "its verdict is given"
+    (wave / approval_state.VERDICT_FILE).unlink()
+    assert approval.decide("abort", env_for(run_dir)) == 0
+    assert "its watcher now reverts wave 2's canary" in capsys.readouterr().out
+    assert approval.decide("approve", env_for(run_dir)) == approval.EXIT_NOT_WAITING, "approve is not for windows"
+
+
 def test_racing_decisions_have_one_winner(run_dir: Path) -> None:
     waiting(run_dir)
     results: list[approval_state.Decision] = []

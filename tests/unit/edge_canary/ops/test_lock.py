@@ -112,6 +112,8 @@ def test_the_same_id_from_another_run_is_refused_naming_the_holder(tmp_path: Pat
         refused = cli(tmp_path, "acquire", "deploy", "--id", "20260101T000000Z-alice", "--wait", "0")
         assert refused.returncode == 1
         assert "another deploy 20260101T000000Z-alice by alice" in refused.stderr
+        # A deploy's canary may be hurting now: the refusal says how to stop it without waiting for the verdict.
+        assert "or make abort DEPLOY_ID=20260101T000000Z-alice to revert its canary now" in refused.stderr
         # Nor can that name release it; the token can re-enter it.
         cli(tmp_path, "release", "deploy", "--id", "20260101T000000Z-alice")
         assert (tmp_path / "deploy.lock").exists()
@@ -243,3 +245,11 @@ def test_two_deploys_in_the_same_second_get_two_ids(monkeypatch: pytest.MonkeyPa
     deploy.main([])
     deploy.main([])
     assert len(set(ids)) == 2 and all(i.startswith("20231114T221320Z-") for i in ids)
+
+
+def test_the_abort_hint_is_for_deploys_only() -> None:
+    assert lock.abort_hint({"id": "20261207T181139Z-root-e1fb6e"}).endswith(
+        "make abort DEPLOY_ID=20261207T181139Z-root-e1fb6e to revert its canary now")
+    assert lock.abort_hint({"id": "rollback-20261207T173310Z-root"}) == ""
+    assert lock.abort_hint({"id": "rollout-20261207T174122Z-root-red-1"}) == ""
+    assert lock.abort_hint({}) == ""

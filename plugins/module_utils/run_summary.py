@@ -140,7 +140,9 @@ def node_rows(run_dir: Path, live_steps: Mapping[str, list[Any]] | None = None) 
         else:
             after = before
         if verdicts.get(node, {}).get("verdict") == "reverted":
-            after, result = before, "reverted by the SLI watcher"
+            why = str(verdicts[node].get("reason") or "")
+            after, result = before, (f"reverted by the SLI watcher: {why}" if why.startswith("aborted by ")
+                                     else "reverted by the SLI watcher")
         if result == "failed" and record.get("error"):
             result = f"failed: {record['error']}"
         if result == "ok" and deploy.get("check_mode"):

@@ -141,6 +141,7 @@ def test_abort_in_the_sli_window_reverts_the_canary_at_once(
     out = run.finish(timeout=300)  # the window was 600 s: it ended at the abort
     assert run.proc.returncode != 0
     assert "SLI gate: REVERTED — aborted by alice (make abort); the peers were not touched" in out, out[-4000:]
+    assert "reverted by the SLI watcher: aborted by alice (make abort)" in out, out[-4000:]
     assert fleet_versions(fleet) == {"edge-1": "v1", "edge-2": "v1", "edge-3": "v1"}
     assert set(fleet.lb_states().values()) == {"READY"}
     verdict = json.loads((run.run_dir / "verdict.json").read_text())

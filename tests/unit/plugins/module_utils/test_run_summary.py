@@ -244,6 +244,11 @@ def test_a_deploy_in_waves_says_each_waves_verdict_and_its_reverted_canary(tmp_p
     assert rows["edge-3"]["result"] == "reverted by the SLI watcher"
     assert rows["edge-2"]["role"] == "peer" and rows["edge-2"]["after"] == "v2"
     assert rows["edge-4"]["result"] == "not started" and rows["edge-4"]["after"] == "-"
+    # An operator's abort in the window: the row says who, not only that the watcher reverted it.
+    (run_dir / "wave-2" / "verdict.json").write_text(json.dumps({"verdict": "reverted",
+                                                                 "reason": "aborted by alice (make abort)"}))
+    rows = {row["node"]: row for row in json_line(record.lines({"localhost": {"ok": 3}}))["nodes"]}  # type: ignore[attr-defined]
+    assert rows["edge-3"]["result"] == "reverted by the SLI watcher: aborted by alice (make abort)"
 
 
 @pytest.mark.parametrize(("version", "header"), [

@@ -73,8 +73,9 @@ def abort_window(deploy_id: str, run_dir: Path, by: str, reason: str) -> bool:
     red. False when no watcher of the deploy is judging a window (then an approval wait may be decided)."""
     waves = runs.numbered(run_dir, "wave")
     gate = waves[-1] if waves else run_dir  # the latest wave's canary is the one being judged
-    if state.abort_asked(gate) is not None:
-        print(f"abort: deploy {deploy_id} was already {state.abort_asked(gate)}: nothing to do")
+    already = state.abort_asked(gate)
+    if already is not None:
+        print(f"abort: deploy {deploy_id} was already {already}: nothing to do")
         return True
     if (gate / state.FILE).exists() or not state.ask_abort(gate, by, reason):
         return False

@@ -69,9 +69,9 @@ def read(run_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _write(run_dir: Path, record: dict[str, Any]) -> None:
-    target = run_dir / FILE
-    tmp = run_dir / f".{FILE}.{os.getpid()}.tmp"
+def _write(run_dir: Path, record: dict[str, Any], name: str = FILE) -> None:
+    target = run_dir / name
+    tmp = run_dir / f".{name}.{os.getpid()}.tmp"
     with tmp.open("w", encoding="utf-8") as fh:
         fh.write(json.dumps(record, indent=2) + "\n")
         fh.flush()
@@ -204,11 +204,8 @@ def ask_abort(gate_dir: Path, by: str, reason: str) -> bool:
     with locked(gate_dir):
         if not watching(gate_dir):
             return False
-        target = gate_dir / ABORT_FILE
-        if not target.exists():
-            tmp = gate_dir / f".{ABORT_FILE}.{os.getpid()}.tmp"
-            tmp.write_text(json.dumps({"by": by, "at": now_iso(), "reason": reason}) + "\n", encoding="utf-8")
-            os.replace(tmp, target)
+        if not (gate_dir / ABORT_FILE).exists():
+            _write(gate_dir, {"by": by, "at": now_iso(), "reason": reason}, ABORT_FILE)
     return True
 
 

@@ -109,10 +109,11 @@ def ours(lock: dict[str, Any], token: str) -> bool:
     return bool(watchers) and any(same(watcher, mine) for mine in ancestors() for watcher in watchers)
 
 
-def abort_hint(lock: dict[str, Any]) -> str:
-    """For a deploy holding the lock (its canary under watch): how to stop its canary now, not at its verdict."""
+def abort_hint(directory: Path, lock: dict[str, Any]) -> str:
+    """For a deploy holding the lock (its record beside the lock, runs/<id>/deploy.json: not a rollback's or a
+    rollout's): how to stop its canary now, not at its verdict."""
     holder = str(lock.get("id") or "")
-    if not holder or holder.startswith(("rollback-", "rollout-", "gameday")):
+    if not holder or "/" in holder or not (directory / "runs" / holder / "deploy.json").is_file():
         return ""
     return f", or make abort DEPLOY_ID={holder} to revert its canary now"
 
@@ -171,7 +172,7 @@ def try_take(directory: Path, kind: str, lock_id: str, force: bool, dry_run: boo
             if current.get("released") or not alive(current):
                 return None
             print(f"edge-lock: another {describe(kind, current)} holds the lock; wait for it to finish "
-                  f"(make status shows the fleet){abort_hint(current)}", file=sys.stderr)
+                  f"(make status shows the fleet){abort_hint(directory, current)}", file=sys.stderr)
             return 1
         stale = current is not None and not current.get("released")
         if dry_run:

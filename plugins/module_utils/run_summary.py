@@ -68,6 +68,11 @@ def restored_keys_text(change: Any) -> str:
     return f"; config {', '.join(keys)}" if keys else ""
 
 
+def failure_lines(failures: list[dict[str, str]]) -> list[str]:
+    """The first five failures, one indented line each: `  host: task: message`."""
+    return [f"  {f['host']}: {f['task']}: {f['msg']}" for f in failures[:5]]
+
+
 def kept_in_maint_text(lbs: Any) -> str:
     """'; left in maintenance on lb-2 as found' for the load balancers where a revert found the node in
     someone's maintenance and left it there ('' for none)."""
@@ -365,25 +370,20 @@ class RunRecord:
         elif self.kind == "deploy" and self.run_dir is not None and not (self.run_dir / "deploy.json").exists():
             # deploy.json is written once preflight's control-host checks passed and the lock is held
             text += ["", f"Deploy {self.run_id}: stopped in preflight, before anything changed",
-                     *(f"  {f['host']}: {f['task']}: {f['msg']}" for f in self.failures[:5])]
+                     *failure_lines(self.failures)]
         elif self.kind == "deploy" and self.run_dir is not None:
             text.append(summary_table(self.run_dir, self.steps))
         elif self.kind == "rollout" and self.run_dir is not None and (self.run_dir / "result.json").exists():
             text.append(rollout_summary(self.run_dir))
         elif self.kind == "rollout" and self.run_dir is not None:  # stopped before its end: say where and why
             text += ["", f"rollout {self.run_id or self.run_dir.name}: {data['status']} before its end "
-                         f"(no result in {self.run_dir})",
-                     *(f"  {f['host']}: {f['task']}: {f['msg']}" for f in self.failures[:5])]
+                         f"(no result in {self.run_dir})", *failure_lines(self.failures)]
         elif self.kind == "rollback" and self.plan:
             check = " — CHECK MODE, nothing changed" if self.check_mode else ""
             text += ["", f"Rollback {self.run_id}: {data['status']}{check}", *table(data["nodes"])]
             # Not a node's revert: before the plan, or a run-wide step a node ran (the lock, a refusal)
-            text += [f"  {f['host']}: {f['task']}: {f['msg']}" for f in self.failures
-                     if not self.revert_started(f["host"])][:5]
+            text += failure_lines([f for f in self.failures if not self.revert_started(f["host"])])
         else:
-            text.append(
-                f"{self.kind or 'play'}: {data['status']}"
-                + "".join(f"\n  {f['host']}: {f['task']}: {f['msg']}" for f in self.failures[:5])
-            )
+            text += [f"{self.kind or 'play'}: {data['status']}", *failure_lines(self.failures)]
         text.append(SUMMARY_PREFIX + json.dumps(data, sort_keys=True))
         return "\n".join(text)

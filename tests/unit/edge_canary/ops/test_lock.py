@@ -107,6 +107,8 @@ def test_a_live_pid_with_another_start_time_is_a_reused_pid_and_its_lock_stale(t
 def test_the_same_id_from_another_run_is_refused_naming_the_holder(tmp_path: Path) -> None:
     holder = subprocess.Popen(["sleep", "60"])
     try:
+        (tmp_path / "runs" / "20260101T000000Z-alice").mkdir(parents=True)  # the deploy's record
+        (tmp_path / "runs" / "20260101T000000Z-alice" / "deploy.json").write_text("{}")
         (tmp_path / "deploy.lock").write_text(json.dumps({"id": "20260101T000000Z-alice", "user": "alice",
                                                           "since": "then", **process(holder.pid), "token": "t1"}))
         refused = cli(tmp_path, "acquire", "deploy", "--id", "20260101T000000Z-alice", "--wait", "0")
@@ -247,9 +249,15 @@ def test_two_deploys_in_the_same_second_get_two_ids(monkeypatch: pytest.MonkeyPa
     assert len(set(ids)) == 2 and all(i.startswith("20231114T221320Z-") for i in ids)
 
 
-def test_the_abort_hint_is_for_deploys_only() -> None:
-    assert lock.abort_hint({"id": "20261207T181139Z-root-e1fb6e"}).endswith(
+def test_the_abort_hint_is_for_deploys_only(tmp_path: Path) -> None:
+    """A deploy is a holder with a deploy record (runs/<id>/deploy.json); a rollout's folder has none."""
+    records = {"20261207T181139Z-root-e1fb6e": "deploy.json", "rollout-20261207T174122Z-root": "rollout.json"}
+    for run, record in records.items():
+        (tmp_path / "runs" / run).mkdir(parents=True)
+        (tmp_path / "runs" / run / record).write_text("{}")
+    assert lock.abort_hint(tmp_path, {"id": "20261207T181139Z-root-e1fb6e"}).endswith(
         "make abort DEPLOY_ID=20261207T181139Z-root-e1fb6e to revert its canary now")
-    assert lock.abort_hint({"id": "rollback-20261207T173310Z-root"}) == ""
-    assert lock.abort_hint({"id": "rollout-20261207T174122Z-root-red-1"}) == ""
-    assert lock.abort_hint({}) == ""
+    assert lock.abort_hint(tmp_path, {"id": "rollback-20261207T173310Z-root"}) == ""
+    assert lock.abort_hint(tmp_path, {"id": "rollout-20261207T174122Z-root"}) == ""
+    assert lock.abort_hint(tmp_path, {"id": "../runs/20261207T181139Z-root-e1fb6e"}) == ""
+    assert lock.abort_hint(tmp_path, {}) == ""

@@ -126,6 +126,30 @@ def test_canary_that_fails_its_health_is_put_back_on_v1(fleet: Lab, artifacts: d
     fleet.wait_until(lambda: fleet.server_stats()["edge-1"]["status"] == "UP", 30, "edge-1 UP")
 
 
+def test_a_canary_its_push_never_reached_is_put_back_in_rotation_untouched(
+        fleet: Lab, artifacts: dict[str, Path]) -> None:
+    """A canary failing before its push changed it (here its staging folder cannot be made) is only put back
+    in rotation. The restore's check crashed on the release record's empty `pending` (ansible-core 2.19's
+    conditionals must be true or false), leaving the canary drained."""
+    files, before = node_files(fleet), pids(fleet)
+    staging = fleet.node_dir("edge-1") / ".staging"
+    staging.write_text("in the way\n")
+    try:
+        result = deploy(fleet, artifacts["v2"])
+        assert result.returncode != 0
+        printed = " ".join(result.stdout.split())
+        assert f"It was reverted to sha256:{sha256(artifacts['v1'])[:12]} and is back in rotation." in printed, \
+            result.stdout[-3000:]
+        assert "Conditional" not in printed, result.stdout[-3000:]
+        fleet.wait_until(lambda: set(fleet.lb_states().values()) == {"READY"}, 10, "every node READY")
+        # Untouched but for its release record, which notes that this deploy never reached it.
+        assert {path: sha for path, sha in node_files(fleet).items() if not path.endswith("edge-1/release.json")} \
+            == {path: sha for path, sha in files.items() if not path.endswith("edge-1/release.json")}
+        assert pids(fleet) == before
+    finally:
+        staging.unlink(missing_ok=True)  # the failed push removes it (and says so)
+
+
 def test_bad_artifacts_are_refused_before_any_drain(fleet: Lab, tmp_path: Path, artifacts: dict[str, Path]) -> None:
     unreadable = tmp_path / "edge-unreadable"
     unreadable.write_bytes(artifacts["v2"].read_bytes())

@@ -148,10 +148,15 @@ def node_rows(run_dir: Path, live_steps: Mapping[str, list[Any]] | None = None) 
             why = str(verdicts[node].get("reason") or "")
             after, result = before, (f"reverted by the SLI watcher: {why}" if why.startswith("aborted by ")
                                      else "reverted by the SLI watcher")
+        if result == "left alone":  # someone put it in maintenance after preflight: the roll left it there
+            lbs = ", ".join(map(str, record.get("kept_in_maint") or [])) or "?"
+            result = f"left alone: put in maintenance on {lbs} during the deploy (not rolled)"
         if result == "failed" and record.get("error"):
             result = f"failed: {record['error']}"
         if result == "ok" and deploy.get("check_mode"):
             result = "would be rolled"  # as a rollback's check mode says "would be rolled back"
+        if result in ("ok", "already on the release", "would be rolled"):  # rolled, or not needed, all the same
+            result += kept_in_maint_text(record.get("kept_in_maint"))
         rows.append(
             {
                 "node": node,

@@ -27,6 +27,7 @@ from tests.helpers.watch_host import WatchHost, running_watch_host
 from tests.helpers.watch_window import PROMOTING_WINDOW
 from tests.integration.conftest import TEST_LAB_PORTS, TEST_SLOT, hosts_lab_up
 from tests.integration.edge_canary.gameday import test_drills as test_gameday
+from tests.integration.playbooks.test_approval import Deploy, decide
 
 POPS_LAB_DIR = REPO / (f".lab-test-pops-{TEST_SLOT}" if TEST_SLOT else ".lab-test-pops")
 POPS_LAB_SETTINGS = {**{name: str(port + 1000 * TEST_SLOT + 250) for name, port in TEST_LAB_PORTS.items()},
@@ -233,6 +234,37 @@ def test_a_red_first_wave_leaves_the_other_pop_untouched(pops: Lab, artifacts: d
         {node: sha for node, sha in before.items() if node != "edge-3"}
     assert not (record_of(result) / "wave-2").exists()
 
+
+
+def test_a_wave_canary_put_in_maintenance_during_the_deploy_stops_it_and_stays_there(
+        pops: Lab, artifacts: dict[str, Path]) -> None:
+    """A later wave's canary put in maintenance while the deploy waited for approval: judged out of rotation
+    it would take no traffic. The roll refuses it untouched, leaves it in maintenance and stops the deploy
+    before the rest of its PoP."""
+    run = Deploy(pops, artifacts["v2"], APPROVE="1", CANARY_NODE="edge-1", BATCH="2")
+    pop2 = {node: sha256(pops.node_dir(node) / "edge") for node in POP2}
+    pids = node_pids(pops)
+    try:
+        run.wait_awaiting()
+        pops.haproxy("set server edge/edge-4 state maint", lb="lb-2")
+        assert decide(pops, "approve", run.deploy_id).returncode == 0
+        out = run.finish()
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()
+            run.proc.communicate()
+    try:
+        assert run.proc.returncode != 0, out[-4000:]
+        printed = " ".join(out.split())
+        assert "edge-4 was put in maintenance on lb-2 after preflight: a canary out of rotation takes no traffic" \
+            in printed, out[-4000:]
+        assert "is left in maintenance on lb-2 as found" in printed, out[-4000:]
+        assert fleet_versions(pops) == {**dict.fromkeys(POP1, "v2"), **dict.fromkeys(POP2, "v1")}
+        assert {node: sha256(pops.node_dir(node) / "edge") for node in POP2} == pop2
+        assert {node: node_pids(pops)[node] for node in POP2} == {node: pids[node] for node in POP2}
+        assert pops.lb_states() == {**dict.fromkeys(POP1 + POP2, "READY"), "edge-4": "MAINT"}
+    finally:
+        pops.haproxy("set server edge/edge-4 state ready", lb="lb-2")
 
 
 def test_a_game_day_drill_runs_across_pops_each_node_in_rotation_on_its_own_pops_lb(

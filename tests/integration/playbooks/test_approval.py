@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from edge_canary.ops import approval_state
-from tests.helpers.fleet import fleet_versions, sha256
+from tests.helpers.fleet import fleet_versions, node_pids, sha256
 from tests.helpers.lab import REPO, Lab
-from tests.helpers.summary import record_dir
+from tests.helpers.summary import record_dir, run_summary
 from tests.helpers.watch_window import PROMOTING_WINDOW
 from tests.integration.watcher.test_noise import FLEET_WIDE_ERRORS, set_noise
 from tests.integration.watcher.test_notify import Webhook, wait_for
@@ -175,6 +175,35 @@ def test_a_canary_red_while_awaiting_approval_is_reverted(
     verdict = json.loads((run.run_dir / "verdict.json").read_text())
     assert (verdict["verdict"], verdict["window_verdict"]) == ("reverted", "promote")
     assert "canary red" in verdict["reason"]
+
+
+def test_a_peer_put_in_maintenance_while_the_deploy_waits_is_left_alone(
+    fleet: Lab, artifacts: dict[str, Path], deploys: list[Deploy]
+) -> None:
+    """Preflight leaves out the nodes in maintenance, but one put there later (a long deploy waiting for
+    approval) was drained, rolled and put back in rotation by its batch. The roll leaves it alone, and
+    the rest of its batch rolls."""
+    run = Deploy(fleet, artifacts["v2"], APPROVE="1", BATCH="2")
+    deploys.append(run)
+    run.wait_awaiting()
+    home = fleet.node_dir("edge-3")
+    files, pid = {name: sha256(home / name) for name in ("edge", "edge.previous")}, node_pids(fleet)["edge-3"]
+    fleet.haproxy("set server edge/edge-3 state maint")
+    try:
+        approved = decide(fleet, "approve", run.deploy_id)
+        assert approved.returncode == 0, approved
+        out = run.finish()
+        assert run.proc.returncode == 0, out[-4000:]
+        assert fleet_versions(fleet) == {"edge-1": "v2", "edge-2": "v2", "edge-3": "v1"}
+        assert {name: sha256(home / name) for name in files} == files and node_pids(fleet)["edge-3"] == pid
+        assert fleet.lb_states() == {"edge-1": "READY", "edge-2": "READY", "edge-3": "MAINT"}
+        rows = {row["node"]: row["result"] for row in run_summary(out)["nodes"]}
+        assert rows == {"edge-1": "ok", "edge-2": "ok",
+                        "edge-3": "left alone: put in maintenance on lb-1 during the deploy (not rolled)"}, rows
+        # Noted on it, so that a rollback after this deploy leaves it on v1 rather than its .previous.
+        assert json.loads((home / "release.json").read_text())["not_reached"]["deploy_id"] == run.deploy_id
+    finally:
+        fleet.haproxy("set server edge/edge-3 state ready")
 
 
 def test_a_held_deploy_resumed_with_approve_waits_for_make_approve_then_rolls_the_peers_not_the_canary(

@@ -75,8 +75,9 @@ def test_green_deploy_keeps_v1_as_previous_and_a_rollback_brings_it_back(fleet: 
     # the roll's tasks (node_release calls its roles without a second argument-spec validation, and the
     # push's path checks are its action plugin's, not a task's); the peer that ran the batch's run_once
     # tasks (the batch's progress line, drain, health check, ready, the wave's notification) counts those too.
+    # One keeps an operator's maintenance: the (skipped) include for a node put there since preflight.
     peer_results = sorted(hosts[peer]["results"] for peer in ("edge-2", "edge-3"))
-    assert peer_results[0] <= 31 and peer_results[1] <= 37, hosts
+    assert peer_results[0] <= 32 and peer_results[1] <= 38, hosts
     assert fleet_versions(fleet) == {node: "v2" for node in fleet.settings.node_names()}
     for node in fleet.settings.node_names():
         assert sha256(fleet.node_dir(node) / "edge.previous") == sha256(artifacts["v1"])

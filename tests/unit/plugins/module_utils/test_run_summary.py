@@ -63,6 +63,24 @@ def test_a_node_left_alone_in_maintenance_gets_a_row_that_says_so(tmp_path: Path
                        "result": "left alone: in maintenance on lb-1, lb-2 (not rolled)"}
 
 
+def test_a_node_put_in_maintenance_during_the_deploy_gets_a_row_that_says_where_it_was_left(tmp_path: Path) -> None:
+    """A peer put in maintenance after preflight was drained, rolled and put back in rotation by its batch.
+    The roll leaves it alone (or, put there after its drain, rolled and left there), and its row says so."""
+    (tmp_path / "nodes").mkdir()
+    (tmp_path / "deploy.json").write_text(json.dumps({"deploy_id": "d1", "version": "v2", "canary": "edge-1",
+                                                      "peers": ["edge-2", "edge-3"]}))
+    v1 = {"version": "v1", "sha256": "c" * 64}
+    records = {"edge-1": {"result": "ok", "release": "v2", "before": v1, "kept_in_maint": []},
+               "edge-2": {"result": "left alone", "release": "v2", "before": v1, "kept_in_maint": ["lb-2"]},
+               "edge-3": {"result": "ok", "release": "v2", "before": v1, "kept_in_maint": ["lb-1"]}}
+    for node, record in records.items():
+        (tmp_path / "nodes" / f"{node}.json").write_text(json.dumps(record))
+    rows = {row["node"]: (row["after"], row["result"]) for row in node_rows(tmp_path)}
+    assert rows == {"edge-1": ("v2", "ok"),
+                    "edge-2": ("v1", "left alone: put in maintenance on lb-2 during the deploy (not rolled)"),
+                    "edge-3": ("v2", "ok; left in maintenance on lb-1 as found")}
+
+
 def test_a_deploy_stopped_in_preflight_says_why_not_of_what(tmp_path: Path) -> None:
     """Before deploy.json the summary said 'Deploy d1 of ? (sha256 ?)' and not why it stopped."""
     record = RunRecord()

@@ -60,3 +60,25 @@ def test_previous_stays_the_last_known_good_through_a_failed_peer_and_a_config_r
     assert rolled.returncode == 0, output(rolled)
     assert fleet_versions(fleet) == dict.fromkeys(fleet.settings.node_names(), "v1")
     fleet.wait_until(lambda: set(fleet.lb_states().values()) == {"READY"}, 30, "every node READY")
+
+
+def test_a_node_left_alone_in_maintenance_is_not_rolled_back_past_the_release_it_kept(
+        fleet: Lab, artifacts: dict[str, Path], tmp_path: Path) -> None:
+    """A node in maintenance when a deploy starts is left alone, on v1 (its .previous v0). A make rollback
+    NODES=all after that deploy took it back to v0, one release past the last-known-good it still ran."""
+    v0 = build_artifact(tmp_path / "edge-v0", "v0")
+    v1 = sha256(artifacts["v1"])
+    install_fleet(fleet, artifacts["v1"], previous=v0)
+    fleet.haproxy("set server edge/edge-3 state maint")
+    try:
+        result = deploy(fleet, artifacts["v2"], BATCH="2")
+        assert result.returncode == 0, output(result)
+        assert fleet_versions(fleet) == {"edge-1": "v2", "edge-2": "v2", "edge-3": "v1"}
+        rolled = fleet.make("rollback", extra_env={"NODES": "all", "BATCH": "3"})
+        assert rolled.returncode == 0, output(rolled)
+        assert fleet_versions(fleet) == dict.fromkeys(fleet.settings.node_names(), "v1")
+        assert sha256(fleet.node_dir("edge-3") / "edge") == v1
+        assert "already on its last-known-good; left in maintenance on lb-1 as found" in rolled.stdout, output(rolled)
+        assert fleet.lb_states() == {"edge-1": "READY", "edge-2": "READY", "edge-3": "MAINT"}
+    finally:
+        fleet.haproxy("set server edge/edge-3 state ready")

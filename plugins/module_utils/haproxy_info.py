@@ -51,3 +51,10 @@ def in_maintenance(views: Sequence[Mapping[str, Any]], group_of: Mapping[str, st
         if lbs:
             found[node] = lbs
     return found
+
+
+def server_reports(runs: Sequence[Mapping[str, Any]], server: str) -> dict[str, Any]:
+    """One server's own report from each run of haproxy_server with `servers` (a registered loop over the
+    load balancers, `item` naming each), by load balancer; {} where a run has none for it. Read by key: a
+    server name with a dot is not a path, as it would be to map(attribute=...)."""
+    return {str(run.get("item")): (run.get("servers") or {}).get(server) or {} for run in runs}

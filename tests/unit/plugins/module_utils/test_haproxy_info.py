@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from ansible_collections.edge.canary.plugins.module_utils.haproxy_info import in_maintenance, read_backend
+from ansible_collections.edge.canary.plugins.module_utils.haproxy_info import (
+    in_maintenance,
+    read_backend,
+    server_reports,
+)
 from ansible_collections.edge.canary.plugins.module_utils.haproxy_state import HaproxyError
 
 from tests.unit.plugins.module_utils.test_haproxy_state import SERVERS_STATE
@@ -48,3 +54,12 @@ def test_a_node_in_maintenance_on_one_of_its_own_lbs_is_named_with_those_lbs() -
                                    "edge-4": "haproxy_pop2"}, {"edge-3": "srv-3"}, groups)
     # edge-4's maint on lb-2 is not its own LB's; drain (the tool's own) is no maintenance.
     assert found == {"edge-1": ["lb-2"], "edge-2": ["lb-1"], "edge-3": ["lb-1"]}
+
+
+def test_a_servers_report_is_read_by_key_from_each_load_balancers_run() -> None:
+    """map(attribute='edge-1.pop1') read the name as a path and found nothing: a server name may hold a dot."""
+    runs: list[dict[str, Any]] = [{"item": "lb-1", "servers": {"edge-1.pop1": {"kept_in_maint": True}, "edge-2": {}}},
+            {"item": "lb-2", "servers": {"edge-2": {"changed": True}}},
+            {"item": "lb-3", "skipped": True}]
+    assert server_reports(runs, "edge-1.pop1") == {"lb-1": {"kept_in_maint": True}, "lb-2": {}, "lb-3": {}}
+    assert server_reports(runs, "edge-2") == {"lb-1": {}, "lb-2": {"changed": True}, "lb-3": {}}

@@ -45,7 +45,6 @@ def checked_vars(env: Mapping[str, str]) -> dict[str, object]:
         value = env.get(name, "")
         if value.strip():
             found[var] = check(name, value)
-    # An empty ARTIFACT is not passed: preflight says how to give one (an !unsafe '' templates to None).
     for name, var in FLAGS.items():
         found[var] = truthy(env.get(name, ""))
     inputs.inventory(env)
@@ -80,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)  # no flags: --help only
     env = dict(os.environ)
     try:
+        if not env.get("ARTIFACT", "").strip():
+            raise inputs.InputError("ARTIFACT is not set: run make deploy-canary ARTIFACT=/path/to/edge-binary")
         checked = checked_vars(env)
     except inputs.InputError as exc:
         print(f"deploy-canary: {exc}; nothing was changed", file=sys.stderr)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import getpass
 import os
 import re
+import stat
 import time
 from collections.abc import Callable
 
@@ -119,6 +120,53 @@ def path(name: str, value: str) -> str:
             "is not a usable path: only letters, digits, spaces and . _ + @ % , : = / ~ -; rename or link the file",
         )
     return os.path.abspath(value)
+
+
+def _file_problem(full: str, *, executable: bool) -> str:
+    """What stops the file at `full` (symlinks followed) being read as an edge binary, "" when nothing."""
+    try:
+        st = os.stat(full)
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as exc:
+        return f"cannot be looked at ({exc.strerror})"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a directory, not a binary"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    # root may read anything: also require a read bit, a release without one is a broken file
+    if not os.access(full, os.R_OK) or not st.st_mode & 0o444:
+        return "is not readable"
+    if executable and not os.access(full, os.X_OK):
+        return "is not executable"
+    return ""
+
+
+def artifact(name: str, value: str) -> str:
+    """The release to deploy: an executable regular file on the control host (a symlink to one will do)."""
+    full = path(name, value)
+    problem = _file_problem(full, executable=True)
+    if problem:
+        raise _refuse(name, full, f"{problem}: give the path of a built edge binary "
+                                  "(make artifacts builds the lab's; chmod 0755 a downloaded one)")
+    return full
+
+
+def rollback_binary(name: str, value: str) -> str:
+    """A known-good edge binary on the control host; it takes the mode of the binary it replaces."""
+    full = path(name, value)
+    problem = _file_problem(full, executable=False)
+    if problem:
+        raise _refuse(name, full, f"{problem}: give a known-good edge binary")
+    return full
+
+
+def migrations_dir(name: str, value: str) -> str:
+    full = path(name, value)
+    if not os.path.isdir(full):
+        raise _refuse(name, full, "is not a directory on the control host; "
+                                  "give the directory holding the .sql migrations")
+    return full
 
 
 def config(name: str, value: str) -> str:
@@ -254,7 +302,7 @@ Check = Callable[[str, str], object]
 
 # make/env variable -> (extra var, check). Only the ones given are checked and passed.
 DEPLOY: dict[str, tuple[str, Check]] = {
-    "ARTIFACT": ("deploy_artifact", path),
+    "ARTIFACT": ("deploy_artifact", artifact),
     "CANARY_NODE": ("deploy_canary_node", node_name),
     "PEER_NODES": ("deploy_peer_nodes", lambda n, v: ",".join(node_list(n, v, allow_all=False))),
     "BATCH": ("deploy_batch", lambda n, v: whole(n, v, low=1, example="2")),
@@ -264,14 +312,14 @@ DEPLOY: dict[str, tuple[str, Check]] = {
     "PROM_URL": ("prom_url", url),
     "PROM_P95_THRESHOLD_S": ("prom_p95_threshold_s", lambda n, v: positive(n, v, "0.5")),
     "PROM_ERR_RATE_THRESHOLD": ("prom_err_rate_threshold", lambda n, v: positive(n, v, "0.01")),
-    "ROLLBACK_BINARY": ("rollback_binary", path),
-    "MIGRATIONS_DIR": ("migrations_dir", path),
+    "ROLLBACK_BINARY": ("rollback_binary", rollback_binary),
+    "MIGRATIONS_DIR": ("migrations_dir", migrations_dir),
     "ARTIFACT_SHA256": ("deploy_artifact_sha256", sha256),
     "APPROVAL_TIMEOUT": ("deploy_approval_timeout", lambda n, v: whole(n, v, low=1, example="1800")),
 }
 ROLLBACK: dict[str, tuple[str, Check]] = {
     "NODES": ("rollback_nodes", lambda n, v: ",".join(node_list(n, v, allow_all=True))),
-    "ROLLBACK_BINARY": ("rollback_binary", path),
+    "ROLLBACK_BINARY": ("rollback_binary", rollback_binary),
     "BATCH": ("rollback_batch", lambda n, v: whole(n, v, low=1, example="2")),
     "MAX_UNAVAILABLE": ("rollback_max_unavailable", lambda n, v: whole(n, v, low=1, example="2")),
 }

@@ -17,7 +17,7 @@ import pytest
 from edge_canary.ops.lock_holder import alive
 from tests.helpers.fleet import fleet_versions, sha256
 from tests.helpers.lab import REPO, Lab
-from tests.helpers.summary import warnings_in
+from tests.helpers.summary import run_summary, warnings_in
 from tests.helpers.watch_window import PROMOTING_WINDOW
 from tests.integration.playbooks import test_rollback
 
@@ -152,6 +152,7 @@ def test_a_canary_its_push_never_reached_is_put_back_in_rotation_untouched(
 
 
 def test_bad_artifacts_are_refused_before_any_drain(fleet: Lab, tmp_path: Path, artifacts: dict[str, Path]) -> None:
+    """Refused as input (exit 64, no run record), as a mistyped BATCH is; they used to fail in preflight."""
     unreadable = tmp_path / "edge-unreadable"
     unreadable.write_bytes(artifacts["v2"].read_bytes())
     unreadable.chmod(0o000)
@@ -165,12 +166,30 @@ def test_bad_artifacts_are_refused_before_any_drain(fleet: Lab, tmp_path: Path, 
         "": "ARTIFACT is not set",
     }
     files, before = node_files(fleet), pids(fleet)
+    runs = fleet.lab_dir / "control" / "runs"
+    records = sorted(runs.iterdir()) if runs.exists() else []
     for artifact, expected in cases.items():
         result = deploy(fleet, artifact)
         assert result.returncode != 0
-        assert expected in result.stdout, (artifact, result.stdout[-2000:])
-        assert "Drain the node" not in result.stdout
+        assert f"ARTIFACT={artifact} {expected}" in result.stderr if artifact else expected in result.stderr, \
+            (artifact, result.stderr)
+        assert "Error 64" in result.stderr and not result.stdout.strip(), (artifact, result.stdout[-2000:])
         assert_untouched(fleet, files, before)
+    assert (sorted(runs.iterdir()) if runs.exists() else []) == records
+
+
+def test_an_artifact_reached_through_a_link_passes_preflight(fleet: Lab, tmp_path: Path,
+                                                            artifacts: dict[str, Path]) -> None:
+    """A release is often reached through a link (current -> edge-1.4.2). Preflight's stat did not
+    follow it: 'is not a regular file'."""
+    link = tmp_path / "current"
+    link.symlink_to(artifacts["v2"])
+    files, before = node_files(fleet), pids(fleet)
+    result = deploy(fleet, link, CHECK="1")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert {row["node"]: (row["after"], row["result"]) for row in run_summary(result.stdout)["nodes"]} == \
+        {node: ("v2", "would be rolled") for node in fleet.settings.node_names()}
+    assert_untouched(fleet, files, before)
 
 
 def test_bad_settings_are_refused_with_one_line(fleet: Lab, artifacts: dict[str, Path]) -> None:

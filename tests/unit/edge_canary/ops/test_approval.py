@@ -23,11 +23,13 @@ from watcher.approval_settings import ApprovalConfigError, ApprovalSettings
 def run_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "runs" / "20261202T010000Z-bob-abc123"
     folder.mkdir(parents=True)
+    (tmp_path / "edge-v2").write_bytes(b"\x7fELF")
+    (tmp_path / "edge-v2").chmod(0o755)
     (folder / "deploy.json").write_text(
         json.dumps(
             {
                 "deploy_id": folder.name,
-                "artifact": "/a/edge-v2",
+                "artifact": str(tmp_path / "edge-v2"),
                 "sha256": "ab" * 32,
                 "version": "v2",
                 "canary": "edge-1",
@@ -259,7 +261,7 @@ def test_resume_takes_the_held_request_and_refuses_anything_else(run_dir: Path) 
     (run_dir / "verdict.json").write_text(json.dumps({"verdict": "hold"}))
     env = resume.resumed_env({"ARTIFACT": "/other", "SLI_WINDOW": "9"}, run_dir)
     assert (env["ARTIFACT"], env["CANARY_NODE"], env["PEER_NODES"], env["SLI_WINDOW"]) == (
-        "/a/edge-v2",
+        str(run_dir.parent.parent / "edge-v2"),
         "edge-1",
         "edge-2",
         "9",

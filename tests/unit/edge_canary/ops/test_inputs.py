@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,17 @@ def test_rollout_main_says_usage_not_traceback(monkeypatch: pytest.MonkeyPatch,
     assert "Traceback" not in err and "nothing was changed" in err
 
 
+@pytest.mark.parametrize("artifact", ["", "  "])
+def test_a_deploy_without_an_artifact_is_refused_before_the_play(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], artifact: str) -> None:
+    """It used to run the play, which wrote a run record before preflight said ARTIFACT is not set."""
+    monkeypatch.setenv("ARTIFACT", artifact)
+    monkeypatch.setattr(deploy, "run_play", lambda *_a, **_k: pytest.fail("the play ran"))
+    assert deploy.main([]) == 64
+    assert capsys.readouterr().err == ("deploy-canary: ARTIFACT is not set: run make deploy-canary "
+                                       "ARTIFACT=/path/to/edge-binary; nothing was changed\n")
+
+
 @pytest.mark.parametrize("user", ["bob{{ lookup('pipe','id') }}", "ann smith", "x;$(id)", "j\u00f6rg", "a'b\"c", ""])
 @pytest.mark.parametrize("tool", ["deploy", "rollout"])
 def test_the_run_id_user_part_is_letters_digits_dot_dash_underscore(
@@ -116,8 +128,9 @@ def test_the_run_id_user_part_is_letters_digits_dot_dash_underscore(
 
     monkeypatch.setattr(inputs.rules.getpass, "getuser", lambda: user)
     monkeypatch.setattr(module, "run_play", run_play)
-    for name in ("ARTIFACT", "PROM_URL", "CONFIG", "INVENTORY", "STAGES", "ROLLOUT_HOLD"):
+    for name in ("PROM_URL", "CONFIG", "INVENTORY", "STAGES", "ROLLOUT_HOLD"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ARTIFACT", sys.executable)
     monkeypatch.setenv("PCT", "10")
     assert module.main([]) == 0
     assert len(seen) == 1 and re.fullmatch(r"[A-Za-z0-9._-]+", seen[0]), seen
@@ -146,7 +159,11 @@ def test_rollback_vars_batch_and_max_unavailable_are_ints_and_absent_when_unset(
             rollback.checked_vars({"BATCH": bad})
 
 
-def test_deploy_vars_are_typed_and_paths_absolute(tmp_path: Path) -> None:
+def test_deploy_vars_are_typed_and_paths_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "artifacts").mkdir()
+    (tmp_path / "artifacts" / "edge v2").write_bytes(b"\x7fELF")
+    (tmp_path / "artifacts" / "edge v2").chmod(0o755)
     found = deploy.checked_vars({"ARTIFACT": "artifacts/edge v2", "BATCH": "2", "CONFIG": " rollout_pct=10  a.b=x:1 ",
                                  "PEER_NODES": "edge-2 edge-3", "SLI_WINDOW": "9", "ARTIFACT_SHA256": "AB" * 32,
                                  "PROM_URL": "http://alice:s3cret@prom:9090/"})
@@ -156,6 +173,64 @@ def test_deploy_vars_are_typed_and_paths_absolute(tmp_path: Path) -> None:
     assert found["deploy_peer_nodes"] == "edge-2,edge-3"
     assert found["deploy_artifact_sha256"] == "ab" * 32
     assert found["prom_url"] == "http://prom:9090"  # the credentials go by environment only
+
+
+@pytest.fixture
+def release_files(tmp_path: Path) -> dict[str, Path]:
+    """A built binary, the same without its x bit, one without any read bit, a link to the first, a FIFO."""
+    files = {"built": tmp_path / "edge", "noexec": tmp_path / "edge-noexec", "unreadable": tmp_path / "edge-0000"}
+    for name, file in files.items():
+        file.write_bytes(b"\x7fELF")
+        file.chmod({"built": 0o755, "noexec": 0o644, "unreadable": 0o000}[name])
+    files["link"] = tmp_path / "current"
+    files["link"].symlink_to(files["built"])
+    files["fifo"] = tmp_path / "fifo"
+    os.mkfifo(files["fifo"])
+    files["missing"], files["folder"] = tmp_path / "gone", tmp_path
+    return files
+
+
+@pytest.mark.parametrize(("given", "words"), [
+    ("missing", "does not exist"),
+    ("folder", "is a directory, not a binary"),
+    ("fifo", "is not a regular file"),
+    ("unreadable", "is not readable"),
+    ("noexec", "is not executable"),
+])
+def test_an_artifact_that_is_not_a_built_binary_is_refused_before_the_play(
+        release_files: dict[str, Path], given: str, words: str) -> None:
+    """Before, these failed in preflight: a run record, status failed and exit 2 for a typed path."""
+    with pytest.raises(inputs.InputError) as err:
+        deploy.checked_vars({"ARTIFACT": str(release_files[given])})
+    assert one_line(err) == (f"ARTIFACT={release_files[given]} {words}: give the path of a built edge binary "
+                             "(make artifacts builds the lab's; chmod 0755 a downloaded one)")
+
+
+def test_an_artifact_or_rollback_binary_reached_through_a_link_is_taken_as_given(
+        release_files: dict[str, Path]) -> None:
+    assert deploy.checked_vars({"ARTIFACT": str(release_files["link"]), "ROLLBACK_BINARY": str(release_files["link"])}
+                               ) == {"deploy_artifact": str(release_files["link"]),
+                                     "rollback_binary": str(release_files["link"]), "force_lock": False,
+                                     "force_migrate": False}
+
+
+@pytest.mark.parametrize(("given", "words"), [
+    ("missing", "does not exist"), ("folder", "is a directory, not a binary"), ("unreadable", "is not readable")])
+def test_a_rollback_binary_that_cannot_be_pushed_is_refused_before_the_play(
+        release_files: dict[str, Path], given: str, words: str) -> None:
+    """It takes the mode of the binary it replaces: one without its x bit will do, one without a read bit not."""
+    assert rollback.checked_vars({"ROLLBACK_BINARY": str(release_files["noexec"])})["rollback_binary"] == \
+        str(release_files["noexec"])
+    with pytest.raises(inputs.InputError) as err:
+        rollback.checked_vars({"ROLLBACK_BINARY": str(release_files[given])})
+    assert one_line(err) == f"ROLLBACK_BINARY={release_files[given]} {words}: give a known-good edge binary"
+
+
+def test_migrations_dir_must_be_a_folder_of_the_control_host(release_files: dict[str, Path]) -> None:
+    assert deploy.checked_vars({"MIGRATIONS_DIR": str(release_files["folder"])})["migrations_dir"] == \
+        str(release_files["folder"])
+    with pytest.raises(inputs.InputError, match="MIGRATIONS_DIR=.*/edge is not a directory on the control host"):
+        deploy.checked_vars({"MIGRATIONS_DIR": str(release_files["built"])})
 
 
 @pytest.mark.parametrize(("config", "words"), [

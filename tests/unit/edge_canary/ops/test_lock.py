@@ -244,6 +244,7 @@ def test_two_deploys_in_the_same_second_get_two_ids(monkeypatch: pytest.MonkeyPa
         return 0
 
     monkeypatch.setattr(deploy, "run_play", run_play)
+    monkeypatch.setenv("ARTIFACT", sys.executable)
     deploy.main([])
     deploy.main([])
     assert len(set(ids)) == 2 and all(i.startswith("20231114T221320Z-") for i in ids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from ansible_collections.edge.canary.plugins.action.operator_inputs import check
@@ -15,15 +16,29 @@ def nodes(count: int) -> list[str]:
     return [f"edge-{n}" for n in range(1, count + 1)]
 
 
-def test_a_deploy_without_an_id_gets_one_and_its_values_as_the_play_uses_them() -> None:
-    out = check("deploy", {"deploy_artifact": "/srv/edge-v2", "deploy_batch": 2,
+def test_a_deploy_without_an_id_gets_one_and_its_values_as_the_play_uses_them(tmp_path: Path) -> None:
+    artifact = tmp_path / "edge-v2"
+    artifact.write_bytes(b"\x7fELF")
+    artifact.chmod(0o755)
+    out = check("deploy", {"deploy_artifact": str(artifact), "deploy_batch": 2,
                            "deploy_peer_nodes": "edge-2 edge-3", "deploy_artifact_sha256": "AB" * 32,
                            "force_lock": "yes", "unrelated": {"x": 1}})
     assert DEPLOY_ID.fullmatch(out["run_id"])
-    assert out["checked"] == {"deploy_artifact": "/srv/edge-v2", "deploy_batch": 2,
+    assert out["checked"] == {"deploy_artifact": str(artifact), "deploy_batch": 2,
                               "deploy_peer_nodes": "edge-2,edge-3", "deploy_artifact_sha256": "ab" * 32,
                               "force_lock": True}
     assert check("deploy", {"deploy_id": "given-1"})["run_id"] == "given-1"
+
+
+def test_a_release_file_the_control_host_lacks_is_refused_as_input(tmp_path: Path) -> None:
+    """Before, a missing ARTIFACT or ROLLBACK_BINARY given to ansible-playbook -e (or an AWX survey)
+    failed later in the play, as a failed run with a record, not as refused input."""
+    with pytest.raises(InputError, match=f"deploy_artifact={tmp_path}/gone does not exist: give the path"):
+        check("deploy", {"deploy_artifact": str(tmp_path / "gone")})
+    with pytest.raises(InputError, match=f"rollback_binary={tmp_path} is a directory, not a binary"):
+        check("rollback", {"rollback_binary": str(tmp_path)})
+    with pytest.raises(InputError, match="migrations_dir=.* is not a directory on the control host"):
+        check("deploy", {"migrations_dir": str(tmp_path / "gone")})
 
 
 def test_a_rollback_is_named_by_its_own_id_or_by_the_deploy_whose_watcher_runs_it() -> None:

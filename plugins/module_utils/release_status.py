@@ -84,12 +84,17 @@ def serving(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]
 
 
 def not_reached(p: dict[str, Any], paths: Paths, check_mode: bool) -> dict[str, Any]:
-    """Note that a deploy stopped before its push reached this node: the node still runs its
-    last-known-good, so a rollback leaves it there instead of going one release further back.
-    Any later push or revert drops the note."""
+    """Note that a deploy has not reached this node (noted as the deploy starts; its push drops the
+    note): the node still runs its last-known-good, so a rollback after a deploy stopped before it
+    leaves it there instead of going one release further back. Any push or revert drops the note. A
+    node that runs `sha256` (the release being deployed) is not noted: the deploy reached it before."""
     record = read_record(paths.record)
     binary = file_state(paths.binary)
     pending = record.get("pending")
+    deploying = (p.get("sha256") or "").strip().lower()
+    if deploying and binary.sha256 == deploying:
+        return {"changed": False, "action": "none", "record": record,
+                "msg": "runs the release being deployed: not noted"}
     if pending or binary.sha256 is None or binary.sha256 != last_good_sha256(record, binary.sha256):
         return {"changed": False, "action": "none", "record": record,
                 "msg": "the push reached this node (or it runs no last-known-good): not noted"}

@@ -22,7 +22,7 @@ SUMMARY_PREFIX = "EDGE_CANARY_SUMMARY "
 RUN_DIR_FACTS = {"deploy_run_dir": "deploy", "rollout_run_dir": "rollout"}
 # What the edge.canary.node_release revert entry point notes on each node (its argument spec says so).
 REVERT_FACTS = ("node_release_revert_needed", "node_release_reverted_from", "node_release_after",
-                "node_release_config_restored", "node_release_kept_in_maint")
+                "node_release_config_restored", "node_release_kept_in_maint", "node_release_not_reached_by")
 # The steps of a roll (node_release's node_release_steps) after which the node is out of rotation until
 # its ready+lb: where an interrupted roll stopped tells whether it left the node drained.
 OUT_OF_ROTATION_AFTER = ("drain", "push", "restart+health")
@@ -316,6 +316,8 @@ class RunRecord:
                 needed = str(facts.get("node_release_revert_needed")).lower() in ("true", "1")
                 result = "already on its last-known-good" if not needed else (
                     "would be rolled back" if self.check_mode else "rolled back")
+                if not needed and facts.get("node_release_not_reached_by"):
+                    result += f": deploy {facts['node_release_not_reached_by']} never reached it"
                 result += restored_keys_text(facts.get("node_release_config_restored"))
                 result += kept_in_maint_text(facts.get("node_release_kept_in_maint"))
             elif "node_release_reverted_from" in facts:  # read, then the run stopped before it was back

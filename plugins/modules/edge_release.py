@@ -52,8 +52,9 @@ options:
       I(rollback_binary)), C(inspected) only reads, C(serving) records the sha256 the running
       service serves, C(configured) sets config keys only (atomic write of the config file;
       the binaries and both C(.previous) files are left as they are), C(not_reached) notes that a
-      deploy stopped before its push reached the node (a later rollback leaves it on the
-      last-known-good it runs).
+      deploy has not reached the node (a deploy notes it on each of its nodes as it starts, and the push
+      that reaches the node drops the note; a rollback leaves a node so noted on the last-known-good it
+      runs).
     type: str
     choices: [pushed, reverted, inspected, serving, configured, not_reached]
     default: inspected
@@ -87,7 +88,10 @@ options:
     description: Path on the node of an already-copied artifact (C(state=pushed) without I(src)).
     type: path
   sha256:
-    description: Expected sha256 of the artifact, computed on the control host.
+    description:
+      - Expected sha256 of the artifact, computed on the control host.
+      - With C(state=not_reached), the sha256 of the release being deployed; a node that runs it is not
+        noted.
     type: str
   version:
     description: Version of the artifact pushed (or of I(rollback_binary)), kept in the record.

@@ -53,7 +53,8 @@ def test_green_deploy_keeps_v1_as_previous_and_a_rollback_brings_it_back(fleet: 
     # Nothing to wonder about: no warning from Ansible (a deploy's empty groups: one PoP has no later waves)
     # or from the Python packages under it.
     assert warnings_in(result.stdout + result.stderr) == []
-    # What a peer costs the controller (issue 16): preflight's read, the roll's read (its reachability
+    # What a peer costs the controller (issue 16): preflight's read, the note that the deploy has not
+    # reached it yet (a deploy may stop before it; its push drops the note), the roll's read (its reachability
     # check before the drain), push (the artifact's copy is a file transfer of the same task), restart,
     # health check and serving record in one run; and the batch's drain and ready, one run each for both
     # peers (the lab's one load balancer), counted on the peer that ran them. The batch's run_once
@@ -61,21 +62,23 @@ def test_green_deploy_keeps_v1_as_previous_and_a_rollback_brings_it_back(fleet: 
     costs = json.loads(cost.read_text())
     hosts = costs["hosts"]
     peer_runs = sorted(hosts[peer]["module_runs"] for peer in ("edge-2", "edge-3"))
-    assert peer_runs == [4, 6], hosts
+    assert peer_runs == [5, 7], hosts
     batch_runs = {task["name"].split(" : ")[-1]: task["module_runs"] for task in costs["tasks"]}
     assert batch_runs["Drain the batch's nodes on every load balancer and wait for their sessions to end"] == 1
     assert batch_runs["Set the batch's nodes ready on every load balancer and wait until each sees them up"] == 1
-    # The canary's also: its watcher's preflight (the check of its settings and Prometheus' check, run on
+    # The canary's also (the note too): its watcher's preflight (the check of its settings and Prometheus' check, run on
     # the control host in the canary's variables), the watcher's start (its folder, settings and ready
     # file are written in the controller, one shell starts it) and the promote's serving record. The
     # control host's: the artifact's stat and version, the one read of each load balancer (here one) and
     # the wait for the verdict; the record folder and the Alertmanager posts are no module runs.
-    assert hosts["edge-1"]["module_runs"] <= 10 and hosts["localhost"]["module_runs"] <= 4, hosts
+    assert hosts["edge-1"]["module_runs"] <= 11 and hosts["localhost"]["module_runs"] <= 4, hosts
     # Task results per peer, each a fork of the controller's main process (issue 16): preflight's and
     # the roll's tasks (node_release calls its roles without a second argument-spec validation, and the
     # push's path checks are its action plugin's, not a task's); the peer that ran the batch's run_once
     # tasks (the batch's progress line, drain, health check, ready, the wave's notification) counts those too.
-    # One keeps an operator's maintenance: the (skipped) include for a node put there since preflight.
+    # One keeps an operator's maintenance: the (skipped) include for a node put there since preflight. The note
+    # that the deploy has not reached the peer is one more; preflight's read skips its second argument-spec
+    # validation, one fewer.
     peer_results = sorted(hosts[peer]["results"] for peer in ("edge-2", "edge-3"))
     assert peer_results[0] <= 32 and peer_results[1] <= 38, hosts
     assert fleet_versions(fleet) == {node: "v2" for node in fleet.settings.node_names()}
@@ -143,9 +146,13 @@ def test_a_canary_its_push_never_reached_is_put_back_in_rotation_untouched(
             result.stdout[-3000:]
         assert "Conditional" not in printed, result.stdout[-3000:]
         fleet.wait_until(lambda: set(fleet.lb_states().values()) == {"READY"}, 10, "every node READY")
-        # Untouched but for its release record, which notes that this deploy never reached it.
-        assert {path: sha for path, sha in node_files(fleet).items() if not path.endswith("edge-1/release.json")} \
-            == {path: sha for path, sha in files.items() if not path.endswith("edge-1/release.json")}
+        # Untouched but for their release records, which note that this deploy never reached them.
+        assert {path: sha for path, sha in node_files(fleet).items() if not path.endswith("/release.json")} \
+            == {path: sha for path, sha in files.items() if not path.endswith("/release.json")}
+        deploy_id = run_summary(result.stdout)["id"]
+        for node in fleet.settings.node_names():
+            record = json.loads((fleet.node_dir(node) / "release.json").read_text())
+            assert record["not_reached"]["deploy_id"] == deploy_id, (node, record)
         assert pids(fleet) == before
     finally:
         staging.unlink(missing_ok=True)  # the failed push removes it (and says so)

@@ -14,6 +14,7 @@ from pathlib import Path
 from tests.helpers.edge import build_artifact
 from tests.helpers.fleet import fleet_versions, install_fleet, sha256
 from tests.helpers.lab import Lab
+from tests.helpers.summary import run_summary
 from tests.integration.playbooks.test_deploy import deploy
 
 
@@ -78,7 +79,62 @@ def test_a_node_left_alone_in_maintenance_is_not_rolled_back_past_the_release_it
         assert rolled.returncode == 0, output(rolled)
         assert fleet_versions(fleet) == dict.fromkeys(fleet.settings.node_names(), "v1")
         assert sha256(fleet.node_dir("edge-3") / "edge") == v1
-        assert "already on its last-known-good; left in maintenance on lb-1 as found" in rolled.stdout, output(rolled)
+        said = f"already on its last-known-good: deploy {run_summary(result.stdout)['id']} never reached it; " \
+            "left in maintenance on lb-1 as found"
+        assert said in " ".join(rolled.stdout.split()), output(rolled)
         assert fleet.lb_states() == {"edge-1": "READY", "edge-2": "READY", "edge-3": "MAINT"}
     finally:
         fleet.haproxy("set server edge/edge-3 state ready")
+
+
+def test_a_rollback_after_a_reverted_canary_leaves_the_peers_on_the_release_they_run(
+        fleet: Lab, artifacts: dict[str, Path], tmp_path: Path) -> None:
+    """The canary goes red and is reverted; the peers were never started. A make rollback NODES=all after
+    that (the on-call undoing "the bad release") took the peers from v1 to their .previous, v0: one release
+    past the last-known-good they ran. The deploy notes every node as it starts; the push drops the note."""
+    v0 = build_artifact(tmp_path / "edge-v0", "v0")
+    install_fleet(fleet, artifacts["v1"], previous=v0)
+    result = deploy(fleet, artifacts["v2-errors"])
+    assert result.returncode != 0 and "SLI verdict: REVERTED" in result.stdout, output(result)
+    assert fleet_versions(fleet) == dict.fromkeys(fleet.settings.node_names(), "v1")
+    rolled = fleet.make("rollback", extra_env={"NODES": "all", "BATCH": "2"})
+    assert rolled.returncode == 0, output(rolled)
+    assert fleet_versions(fleet) == dict.fromkeys(fleet.settings.node_names(), "v1")
+    assert {node: sha256(fleet.node_dir(node) / "edge.previous") for node in ("edge-2", "edge-3")} == \
+        dict.fromkeys(("edge-2", "edge-3"), sha256(v0))
+    rows = {row["node"]: row["result"] for row in run_summary(rolled.stdout)["nodes"]}
+    never = f"already on its last-known-good: deploy {run_summary(result.stdout)['id']} never reached it"
+    assert rows == {"edge-1": "already on its last-known-good", "edge-2": never, "edge-3": never}, output(rolled)
+    # (installed without a record, so named by its sha256)
+    said = (f"edge-3: already on its last-known-good release sha256:{sha256(artifacts['v1'])[:12]} (deploy "
+            f"{run_summary(result.stdout)['id']} never reached it), nothing to do")
+    assert said in " ".join(rolled.stdout.split()), output(rolled)
+    fleet.wait_until(lambda: set(fleet.lb_states().values()) == {"READY"}, 30, "every node READY")
+
+
+def test_a_rollback_after_a_failed_peer_leaves_the_peers_never_started_on_their_release(
+        fleet: Lab, artifacts: dict[str, Path], tmp_path: Path) -> None:
+    """edge-2's push fails (its staging folder cannot be made), so the roll stops before edge-3. The
+    on-call rolls the fleet back: edge-1 (on v2) goes back to v1; edge-3, never started, stays on v1
+    (it went to v0 before)."""
+    v0 = build_artifact(tmp_path / "edge-v0", "v0")
+    install_fleet(fleet, artifacts["v1"], previous=v0)
+    staging = fleet.node_dir("edge-2") / ".staging"
+    staging.write_text("in the way\n")
+    try:
+        result = deploy(fleet, artifacts["v2"], BATCH="1")
+        assert result.returncode != 0, output(result)
+        rows = {row["node"]: row["result"] for row in run_summary(result.stdout)["nodes"]}
+        assert rows["edge-3"] == "not started", output(result)
+        assert fleet_versions(fleet) == {"edge-1": "v2", "edge-2": "v1", "edge-3": "v1"}
+    finally:
+        staging.unlink(missing_ok=True)
+    fleet.wait_until(lambda: set(fleet.lb_states().values()) == {"READY"}, 30, "every node back in rotation")
+    rolled = fleet.make("rollback", extra_env={"NODES": "all"})
+    assert rolled.returncode == 0, output(rolled)
+    assert fleet_versions(fleet) == dict.fromkeys(fleet.settings.node_names(), "v1")
+    assert sha256(fleet.node_dir("edge-3") / "edge.previous") == sha256(v0)
+    rows = {row["node"]: row["result"] for row in run_summary(rolled.stdout)["nodes"]}
+    never = f"already on its last-known-good: deploy {run_summary(result.stdout)['id']} never reached it"
+    assert rows == {"edge-1": "rolled back", "edge-2": never, "edge-3": never}, output(rolled)
+    fleet.wait_until(lambda: set(fleet.lb_states().values()) == {"READY"}, 30, "every node READY")

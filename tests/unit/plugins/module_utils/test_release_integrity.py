@@ -262,6 +262,16 @@ def test_not_reached_is_noted_only_on_a_node_running_its_last_known_good(node: N
     assert node.run({"state": "not_reached", "deploy_id": "d9"}).result["changed"] is False
 
 
+def test_not_reached_leaves_alone_a_node_already_on_the_release_being_deployed(node: Node) -> None:
+    """A deploy notes each of its nodes as it starts. One that a first attempt already rolled runs the
+    release, healthy (its last-known-good): noted, a rollback would leave it on the release being undone."""
+    serving_v1(node)
+    assert node.run({"state": "not_reached", "deploy_id": "d9", "sha256": sha(V1).upper()}).result["changed"] is False
+    assert "not_reached" not in node.record()
+    assert node.run({"state": "not_reached", "deploy_id": "d9", "sha256": sha(V2)}).result["changed"]
+    assert node.record()["not_reached"] == {**node.record()["not_reached"], "deploy_id": "d9", "sha256": sha(V1)}
+
+
 # --- item 7 (config values) ----------------------------------------------------------------------
 
 

@@ -141,9 +141,12 @@ def rollback_record(check_mode: bool = False) -> RunRecord:
     # edge-1's restored config took back a rollout made since the deploy, and a key the deploy added.
     restored = {"set": {"rollout_pct": "0", "feature_x": None}, "before": {"rollout_pct": "40", "feature_x": "on"}}
     record.ok({"ansible_facts": {"node_release_after": v1, "node_release_config_restored": restored}}, "edge-1")
-    # edge-2: someone had put it in maintenance on lb-2, where the revert left it.
+    # edge-2: a deploy stopped before it (its note keeps it on v1); someone had put it in maintenance on lb-2,
+    # where the revert left it.
     record.ok({"ansible_facts": {"node_release_after": v1, "node_release_config_restored": None,
-                                 "node_release_kept_in_maint": ["lb-2"]}}, "edge-2")
+                                 "node_release_kept_in_maint": ["lb-2"], "node_release_not_reached_by": "d-7"}},
+              "edge-2")
+    record.ok({"ansible_facts": {"node_release_not_reached_by": ""}}, "edge-1")
     record.ok({"ansible_facts": {"node_release_kept_in_maint": []}}, "edge-1")
     return record
 
@@ -155,7 +158,8 @@ def test_a_rollback_says_each_nodes_outcome_in_its_plans_order() -> None:
         "Rollback rollback-1: interrupted",
         "node    before  after  result",
         "edge-1  v2      v1     rolled back; config rollout_pct 40 -> 0, feature_x on -> (absent)",
-        "edge-2  v1      v1     already on its last-known-good; left in maintenance on lb-2 as found",
+        "edge-2  v1      v1     already on its last-known-good: deploy d-7 never reached it; left in maintenance "
+        "on lb-2 as found",
         "edge-3  v2      ?      not finished: may be out of rotation",
         "edge-4  -       -      not started",
     ]

@@ -59,8 +59,8 @@ def shown(value: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _refuse(name: str, value: str, why: str) -> InputError:
-    return InputError(f"{name}={shown(value)} {why}")
+def _refuse(name: str, value: str, why: str, limit: int = 80) -> InputError:
+    return InputError(f"{name}={shown(value, limit)} {why}")
 
 
 def node_name(name: str, value: str) -> str:
@@ -122,6 +122,10 @@ def path(name: str, value: str) -> str:
     return os.path.abspath(value)
 
 
+# A path the operator must go and fix is quoted whole: _PATH already kept out what a message must not carry.
+WHOLE_PATH = 4096
+
+
 def _file_problem(full: str, *, executable: bool) -> str:
     """What stops the file at `full` (symlinks followed) being read as an edge binary, "" when nothing."""
     try:
@@ -148,7 +152,7 @@ def artifact(name: str, value: str) -> str:
     problem = _file_problem(full, executable=True)
     if problem:
         raise _refuse(name, full, f"{problem}: give the path of a built edge binary "
-                                  "(make artifacts builds the lab's; chmod 0755 a downloaded one)")
+                                  "(make artifacts builds the lab's; chmod 0755 a downloaded one)", limit=WHOLE_PATH)
     return full
 
 
@@ -157,7 +161,7 @@ def rollback_binary(name: str, value: str) -> str:
     full = path(name, value)
     problem = _file_problem(full, executable=False)
     if problem:
-        raise _refuse(name, full, f"{problem}: give a known-good edge binary")
+        raise _refuse(name, full, f"{problem}: give a known-good edge binary", limit=WHOLE_PATH)
     return full
 
 
@@ -165,7 +169,7 @@ def migrations_dir(name: str, value: str) -> str:
     full = path(name, value)
     if not os.path.isdir(full):
         raise _refuse(name, full, "is not a directory on the control host; "
-                                  "give the directory holding the .sql migrations")
+                                  "give the directory holding the .sql migrations", limit=WHOLE_PATH)
     return full
 
 

@@ -206,6 +206,16 @@ def test_an_artifact_that_is_not_a_built_binary_is_refused_before_the_play(
                              "(make artifacts builds the lab's; chmod 0755 a downloaded one)")
 
 
+def test_a_path_to_fix_is_quoted_whole(tmp_path: Path) -> None:
+    """Messages cut a value at 80 characters; a path the operator must go and find is given whole."""
+    deep = tmp_path / ("releases-" * 12) / "edge-v2"
+    for name, vars_of in (("ARTIFACT", deploy.checked_vars), ("ROLLBACK_BINARY", rollback.checked_vars),
+                          ("MIGRATIONS_DIR", deploy.checked_vars)):
+        with pytest.raises(inputs.InputError) as err:
+            vars_of({name: str(deep)})
+        assert one_line(err).startswith(f"{name}={deep} "), one_line(err)
+
+
 def test_an_artifact_or_rollback_binary_reached_through_a_link_is_taken_as_given(
         release_files: dict[str, Path]) -> None:
     assert deploy.checked_vars({"ARTIFACT": str(release_files["link"]), "ROLLBACK_BINARY": str(release_files["link"])}
